@@ -1,0 +1,195 @@
+package media
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+)
+
+// Kind tells video tracks from audio tracks.
+type Kind int
+
+// Track kinds.
+const (
+	KindVideo Kind = iota + 1
+	KindAudio
+)
+
+// String returns "video" or "audio".
+func (k Kind) String() string {
+	switch k {
+	case KindVideo:
+		return "video"
+	case KindAudio:
+		return "audio"
+	}
+	return "unknown"
+}
+
+// Codec is a track's codec together with the parameters a packager needs
+// (parameter sets, AudioSpecificConfig). Implementations are immutable once
+// a track is published: a change of parameters is a new Track.
+type Codec interface {
+	// Kind is the kind of track the codec carries.
+	Kind() Kind
+	// Name is a short lower-case name for logs and metrics ("h264", "aac").
+	Name() string
+	// RFC6381 is the codecs parameter used in HLS CODECS and DASH @codecs,
+	// derived from the real parameters, e.g. "avc1.64001f" or "mp4a.40.2".
+	RFC6381() string
+}
+
+// H264 is an H.264/AVC video codec. Frames carry access units as
+// length-prefixed (AVCC, 4-byte) NAL units.
+type H264 struct {
+	SPS []byte
+	PPS []byte
+}
+
+// Kind implements Codec.
+func (*H264) Kind() Kind { return KindVideo }
+
+// Name implements Codec.
+func (*H264) Name() string { return "h264" }
+
+// RFC6381 implements Codec: "avc1.PPCCLL" from profile_idc, constraint flags and level_idc.
+func (c *H264) RFC6381() string {
+	if len(c.SPS) < 4 {
+		return "avc1"
+	}
+	return fmt.Sprintf("avc1.%02x%02x%02x", c.SPS[1], c.SPS[2], c.SPS[3])
+}
+
+// H265 is an H.265/HEVC video codec. Frames carry access units as
+// length-prefixed (4-byte) NAL units.
+type H265 struct {
+	VPS []byte
+	SPS []byte
+	PPS []byte
+}
+
+// Kind implements Codec.
+func (*H265) Kind() Kind { return KindVideo }
+
+// Name implements Codec.
+func (*H265) Name() string { return "h265" }
+
+// RFC6381 implements Codec: "hvc1.<profile>.<compat>.<tier><level>.<constraints>"
+// as ISO/IEC 14496-15 Annex E describes it.
+func (c *H265) RFC6381() string {
+	var sps h265.SPS
+	if err := sps.Unmarshal(c.SPS); err != nil {
+		return "hvc1"
+	}
+	ptl := sps.ProfileTierLevel
+	var b strings.Builder
+	b.WriteString("hvc1.")
+	switch ptl.GeneralProfileSpace {
+	case 1:
+		b.WriteString("A")
+	case 2:
+		b.WriteString("B")
+	case 3:
+		b.WriteString("C")
+	}
+	fmt.Fprintf(&b, "%d.", ptl.GeneralProfileIdc)
+	// compatibility flags, bit-reversed, in hex without leading zeros
+	var compat uint32
+	for i, f := range ptl.GeneralProfileCompatibilityFlag {
+		if f {
+			compat |= 1 << uint(i)
+		}
+	}
+	fmt.Fprintf(&b, "%X.", compat)
+	if ptl.GeneralTierFlag == 1 {
+		b.WriteString("H")
+	} else {
+		b.WriteString("L")
+	}
+	fmt.Fprintf(&b, "%d", ptl.GeneralLevelIdc)
+	// six constraint bytes starting with progressive_source_flag; trailing zero bytes omitted
+	var cons [6]byte
+	if ptl.GeneralProgressiveSourceFlag {
+		cons[0] |= 0x80
+	}
+	if ptl.GeneralInterlacedSourceFlag {
+		cons[0] |= 0x40
+	}
+	if ptl.GeneralNonPackedConstraintFlag {
+		cons[0] |= 0x20
+	}
+	if ptl.GeneralFrameOnlyConstraintFlag {
+		cons[0] |= 0x10
+	}
+	last := -1
+	for i, v := range cons {
+		if v != 0 {
+			last = i
+		}
+	}
+	for i := 0; i <= last; i++ {
+		fmt.Fprintf(&b, ".%X", cons[i])
+	}
+	return b.String()
+}
+
+// AAC is an MPEG-4 audio (AAC) codec. Frames carry raw access units
+// (no ADTS header).
+type AAC struct {
+	Config mpeg4audio.AudioSpecificConfig
+}
+
+// Kind implements Codec.
+func (*AAC) Kind() Kind { return KindAudio }
+
+// Name implements Codec.
+func (*AAC) Name() string { return "aac" }
+
+// RFC6381 implements Codec: "mp4a.40.<audio object type>".
+func (c *AAC) RFC6381() string {
+	return fmt.Sprintf("mp4a.40.%d", int(c.Config.Type))
+}
+
+// Opus is an Opus audio codec. Frames carry raw Opus packets.
+type Opus struct {
+	ChannelCount int
+}
+
+// Kind implements Codec.
+func (*Opus) Kind() Kind { return KindAudio }
+
+// Name implements Codec.
+func (*Opus) Name() string { return "opus" }
+
+// RFC6381 implements Codec.
+func (*Opus) RFC6381() string { return "opus" }
+
+// VideoInfo is what the parameter sets say about a video track.
+type VideoInfo struct {
+	Width     int
+	Height    int
+	FrameRate float64 // 0 when the SPS carries no timing information
+}
+
+// ParseVideoInfo reads width, height and frame rate from an H.264 or H.265
+// codec's SPS. It returns an error for audio codecs and unparsable SPS.
+func ParseVideoInfo(c Codec) (VideoInfo, error) {
+	switch c := c.(type) {
+	case *H264:
+		var sps h264.SPS
+		if err := sps.Unmarshal(c.SPS); err != nil {
+			return VideoInfo{}, fmt.Errorf("h264 sps: %w", err)
+		}
+		return VideoInfo{Width: sps.Width(), Height: sps.Height(), FrameRate: sps.FPS()}, nil
+	case *H265:
+		var sps h265.SPS
+		if err := sps.Unmarshal(c.SPS); err != nil {
+			return VideoInfo{}, fmt.Errorf("h265 sps: %w", err)
+		}
+		return VideoInfo{Width: sps.Width(), Height: sps.Height(), FrameRate: sps.FPS()}, nil
+	}
+	return VideoInfo{}, fmt.Errorf("%s is not a video codec", c.Name())
+}

@@ -1,0 +1,150 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Errors returned by Registry.Publish.
+var (
+	ErrAlreadyPublishing = errors.New("stream is already being published")
+	ErrTooManyStreams    = errors.New("too many concurrent streams")
+	ErrInvalidName       = errors.New("invalid stream name")
+)
+
+// MaxNameLength is the longest stream name accepted.
+const MaxNameLength = 128
+
+// RegistryConfig configures a Registry.
+type RegistryConfig struct {
+	// MaxStreams limits concurrent publishes; 0 means no limit.
+	MaxStreams int
+	// OnPublish runs synchronously inside Publish, before the publisher writes
+	// its first frame, so that pipelines can subscribe without missing frames.
+	OnPublish func(*Stream)
+	// OnUnpublish runs once a stream has been closed.
+	OnUnpublish func(*Stream)
+	// FramesDropped counts frames lost by slow subscribers. It may be nil.
+	FramesDropped Counter
+}
+
+// Registry tracks the live streams by name.
+type Registry struct {
+	cfg     RegistryConfig
+	mu      sync.Mutex
+	streams map[string]*Stream
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry(cfg RegistryConfig) *Registry {
+	return &Registry{cfg: cfg, streams: make(map[string]*Stream)}
+}
+
+// ValidateName checks that a stream name is made of 1 to MaxNameLength
+// characters from [A-Za-z0-9_.-] in '/'-separated non-empty elements, none of
+// them "." or "..".
+func ValidateName(name string) error {
+	if name == "" || len(name) > MaxNameLength {
+		return fmt.Errorf("%w: length %d not in 1..%d", ErrInvalidName, len(name), MaxNameLength)
+	}
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i == len(name) || name[i] == '/' {
+			elem := name[start:i]
+			if elem == "" || elem == "." || elem == ".." {
+				return fmt.Errorf("%w: %q has an empty or dot element", ErrInvalidName, name)
+			}
+			start = i + 1
+			continue
+		}
+		c := name[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.'
+		if !ok {
+			return fmt.Errorf("%w: %q has character %q", ErrInvalidName, name, c)
+		}
+	}
+	return nil
+}
+
+// Publish registers a new live stream. It fails with ErrInvalidName,
+// ErrAlreadyPublishing (the current publisher keeps going) or ErrTooManyStreams.
+func (r *Registry) Publish(name string, info PublishInfo, tracks []*Track) (*Stream, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	if len(tracks) == 0 {
+		return nil, fmt.Errorf("publish %s: no tracks", name)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Stream{
+		name:     name,
+		info:     info,
+		tracks:   tracks,
+		started:  time.Now(),
+		registry: r,
+		ctx:      ctx,
+		cancel:   cancel,
+		done:     make(chan struct{}),
+	}
+
+	r.mu.Lock()
+	if _, ok := r.streams[name]; ok {
+		r.mu.Unlock()
+		cancel()
+		return nil, fmt.Errorf("publish %s: %w", name, ErrAlreadyPublishing)
+	}
+	if r.cfg.MaxStreams > 0 && len(r.streams) >= r.cfg.MaxStreams {
+		r.mu.Unlock()
+		cancel()
+		return nil, fmt.Errorf("publish %s: %w (limit %d)", name, ErrTooManyStreams, r.cfg.MaxStreams)
+	}
+	r.streams[name] = s
+	r.mu.Unlock()
+
+	if r.cfg.OnPublish != nil {
+		r.cfg.OnPublish(s)
+	}
+	return s, nil
+}
+
+// Get returns the live stream with that name.
+func (r *Registry) Get(name string) (*Stream, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.streams[name]
+	return s, ok
+}
+
+// List returns the live streams sorted by name.
+func (r *Registry) List() []*Stream {
+	r.mu.Lock()
+	out := make([]*Stream, 0, len(r.streams))
+	for _, s := range r.streams {
+		out = append(out, s)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// Len is the number of live streams.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.streams)
+}
+
+func (r *Registry) remove(s *Stream) {
+	r.mu.Lock()
+	if r.streams[s.name] == s {
+		delete(r.streams, s.name)
+	}
+	r.mu.Unlock()
+	if r.cfg.OnUnpublish != nil {
+		r.cfg.OnUnpublish(s)
+	}
+}

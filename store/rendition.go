@@ -1,0 +1,348 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Rendition is one media playlist's worth of objects: init versions and a
+// sliding window of segments. One writer, any number of readers.
+type Rendition struct {
+	name   string
+	stream *Stream
+	snap   atomic.Pointer[Snapshot]
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every change
+
+	info        RenditionInfo
+	inits       []*Init
+	initCount   int
+	segments    []*Segment
+	open        *Segment
+	buf         []byte // backing bytes of the open segment; parts are sub-slices
+	nextMSN     uint64
+	epoch       int
+	pendingDisc bool
+	ended       bool
+	maxDur      time.Duration
+	version     uint64
+	lastSize    int
+	droppedDisc uint64
+}
+
+func newRendition(st *Stream, info RenditionInfo) *Rendition {
+	r := &Rendition{
+		name:    info.Name,
+		stream:  st,
+		changed: make(chan struct{}),
+		info:    info,
+		epoch:   st.epoch,
+	}
+	r.publishLocked()
+	return r
+}
+
+// Name is the rendition's name.
+func (r *Rendition) Name() string { return r.name }
+
+// Stream is the stream the rendition belongs to.
+func (r *Rendition) Stream() *Stream { return r.stream }
+
+// Snapshot returns the current immutable view.
+func (r *Rendition) Snapshot() *Snapshot { return r.snap.Load() }
+
+// Changed returns a channel closed at the next change of the rendition.
+func (r *Rendition) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+// Wait blocks until the rendition holds part index of segment msn (the whole
+// segment when index < 0) or anything later, or it has ended, or ctx ends.
+// It returns the snapshot that satisfied the wait, or the latest one together
+// with ctx's error.
+func (r *Rendition) Wait(ctx context.Context, msn uint64, index int) (*Snapshot, error) {
+	for {
+		r.mu.Lock()
+		snap, ch := r.snap.Load(), r.changed
+		r.mu.Unlock()
+		if snap.Has(msn, index) || snap.Ended {
+			return snap, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return snap, ctx.Err()
+		}
+	}
+}
+
+// SetInit records the init segment for the codec configuration described by
+// info. When the bytes differ from the current init, a new version is added
+// under a new name and the next segment is a discontinuity (unless it is the
+// rendition's first). It returns the name of the current init.
+func (r *Rendition) SetInit(info RenditionInfo, data []byte) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	info.Name = r.name
+	r.info = info
+	if n := len(r.inits); n > 0 && bytes.Equal(r.inits[n-1].Data, data) {
+		// Same bytes, new description (e.g. a frame rate learnt later): replace
+		// the entry in a fresh slice, snapshots share the old one.
+		inits := append([]*Init(nil), r.inits...)
+		inits[n-1] = &Init{Name: inits[n-1].Name, Data: inits[n-1].Data, Info: info}
+		r.inits = inits
+		r.publishLocked()
+		return r.inits[n-1].Name
+	}
+	name := "init.mp4"
+	if r.initCount > 0 {
+		name = "init-" + strconv.Itoa(r.initCount) + ".mp4"
+		if len(r.segments) > 0 || r.open != nil {
+			r.pendingDisc = true
+		}
+	}
+	r.initCount++
+	r.inits = append(r.inits, &Init{Name: name, Data: data, Info: info})
+	r.publishLocked()
+	return name
+}
+
+// StartSegment opens a new segment whose first sample decodes at baseTime
+// (Timescale ticks) and was captured at programDateTime. An open segment
+// must have been finished first.
+func (r *Rendition) StartSegment(programDateTime time.Time, baseTime uint64) (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.open != nil {
+		return 0, fmt.Errorf("rendition %s: segment %d still open", r.name, r.open.MSN)
+	}
+	if len(r.inits) == 0 {
+		return 0, fmt.Errorf("rendition %s: no init segment", r.name)
+	}
+	r.ended = false
+	capacity := r.lastSize + r.lastSize/4
+	if capacity < 64<<10 {
+		capacity = 64 << 10
+	}
+	r.buf = make([]byte, 0, capacity)
+	r.open = &Segment{
+		MSN:             r.nextMSN,
+		Epoch:           r.epoch,
+		Discontinuity:   r.pendingDisc,
+		InitName:        r.inits[len(r.inits)-1].Name,
+		ProgramDateTime: programDateTime,
+		BaseTime:        baseTime,
+	}
+	r.nextMSN++
+	r.pendingDisc = false
+	r.publishLocked()
+	return r.open.MSN, nil
+}
+
+// AppendPart adds a CMAF chunk to the open segment and makes it servable.
+// The store copies data into the segment's buffer, so the caller may reuse it.
+func (r *Rendition) AppendPart(data []byte, duration time.Duration, independent bool) (*Part, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.open == nil {
+		return nil, fmt.Errorf("rendition %s: no open segment", r.name)
+	}
+	start := len(r.buf)
+	r.buf = append(r.buf, data...)
+	p := &Part{
+		Index:       len(r.open.Parts),
+		Duration:    duration,
+		Independent: independent,
+		Data:        r.buf[start:len(r.buf):len(r.buf)],
+		Published:   time.Now(),
+	}
+	seg := *r.open
+	seg.Parts = append(seg.Parts, p)
+	seg.Size += len(data)
+	r.open = &seg
+	r.publishLocked()
+	return p, nil
+}
+
+// FinishSegment closes the open segment with its exact duration in Timescale
+// ticks. The segment's bytes are the parts back to back.
+func (r *Rendition) FinishSegment(durationTicks uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.finishLocked(durationTicks)
+}
+
+func (r *Rendition) finishLocked(durationTicks uint64) error {
+	if r.open == nil {
+		return fmt.Errorf("rendition %s: no open segment", r.name)
+	}
+	seg := *r.open
+	seg.DurationTicks = durationTicks
+	seg.Duration = ticksToDuration(durationTicks, r.info.Timescale)
+	seg.Complete = true
+	seg.Data = r.buf[:len(r.buf):len(r.buf)]
+	r.lastSize = len(seg.Data)
+	r.buf = nil
+	r.open = nil
+	if len(seg.Parts) == 0 {
+		// Nothing was written: forget the segment but keep the number used,
+		// so sequence numbers never repeat.
+		r.publishLocked()
+		return nil
+	}
+	if seg.Duration > r.maxDur {
+		r.maxDur = seg.Duration
+	}
+	r.appendSegmentLocked(&seg)
+	return nil
+}
+
+// AddGap records a segment that could not be produced (for example a failed
+// transcode): it is listed with EXT-X-GAP and has no data.
+func (r *Rendition) AddGap(programDateTime time.Time, baseTime, durationTicks uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.open != nil {
+		return fmt.Errorf("rendition %s: segment %d still open", r.name, r.open.MSN)
+	}
+	initName := ""
+	if n := len(r.inits); n > 0 {
+		initName = r.inits[n-1].Name
+	}
+	seg := &Segment{
+		MSN:             r.nextMSN,
+		Epoch:           r.epoch,
+		Discontinuity:   r.pendingDisc,
+		Gap:             true,
+		InitName:        initName,
+		ProgramDateTime: programDateTime,
+		BaseTime:        baseTime,
+		DurationTicks:   durationTicks,
+		Duration:        ticksToDuration(durationTicks, r.info.Timescale),
+		Complete:        true,
+	}
+	r.nextMSN++
+	r.pendingDisc = false
+	r.appendSegmentLocked(seg)
+	return nil
+}
+
+// End finishes an open segment (with the duration of its parts) and marks the
+// rendition ended. It is idempotent.
+func (r *Rendition) End() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.open != nil {
+		var d time.Duration
+		for _, p := range r.open.Parts {
+			d += p.Duration
+		}
+		_ = r.finishLocked(durationToTicks(d, r.info.Timescale))
+	}
+	if r.ended {
+		return
+	}
+	r.ended = true
+	r.publishLocked()
+}
+
+// NextBaseTime is where the timeline continues: the end of the last segment
+// in Timescale ticks, or 0 for a new rendition.
+func (r *Rendition) NextBaseTime() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.segments); n > 0 {
+		last := r.segments[n-1]
+		return last.BaseTime + last.DurationTicks
+	}
+	return 0
+}
+
+func (r *Rendition) reopen() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ended = false
+	r.publishLocked()
+}
+
+// markDiscontinuity runs with the stream's lock held.
+func (r *Rendition) markDiscontinuity(epoch int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.epoch = epoch
+	if len(r.segments) > 0 || r.open != nil {
+		r.pendingDisc = true
+	}
+}
+
+func (r *Rendition) appendSegmentLocked(seg *Segment) {
+	r.segments = append(r.segments, seg)
+	keep := r.stream.store.cfg.Window + r.stream.store.cfg.KeepExtra
+	if over := len(r.segments) - keep; over > 0 {
+		for _, s := range r.segments[:over] {
+			if s.Discontinuity {
+				r.droppedDisc++
+			}
+		}
+		// Copy so the dropped segments' memory is released with old snapshots.
+		r.segments = append([]*Segment(nil), r.segments[over:]...)
+		r.trimInitsLocked()
+	}
+	r.publishLocked()
+}
+
+// trimInitsLocked drops init versions no kept segment refers to, keeping the current one.
+func (r *Rendition) trimInitsLocked() {
+	if len(r.inits) <= 1 {
+		return
+	}
+	used := make(map[string]bool, len(r.inits))
+	for _, s := range r.segments {
+		used[s.InitName] = true
+	}
+	kept := r.inits[:0:0]
+	for i, in := range r.inits {
+		if used[in.Name] || i == len(r.inits)-1 {
+			kept = append(kept, in)
+		}
+	}
+	r.inits = kept
+}
+
+func (r *Rendition) publishLocked() {
+	r.version++
+	r.snap.Store(&Snapshot{
+		Info:                   r.info,
+		Inits:                  r.inits[:len(r.inits):len(r.inits)],
+		Segments:               r.segments[:len(r.segments):len(r.segments)],
+		Open:                   r.open,
+		Ended:                  r.ended,
+		MaxSegmentDuration:     r.maxDur,
+		DroppedDiscontinuities: r.droppedDisc,
+		Updated:                time.Now(),
+		Version:                r.version,
+	})
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+func ticksToDuration(ticks uint64, timescale uint32) time.Duration {
+	if timescale == 0 {
+		return 0
+	}
+	ts := uint64(timescale)
+	return time.Duration(ticks/ts)*time.Second + time.Duration(ticks%ts)*time.Second/time.Duration(ts)
+}
+
+func durationToTicks(d time.Duration, timescale uint32) uint64 {
+	ts := uint64(timescale)
+	return uint64(d/time.Second)*ts + uint64(d%time.Second)*ts/uint64(time.Second)
+}

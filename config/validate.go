@@ -1,0 +1,282 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits enforced by [Config.Validate].
+const (
+	// MinPartDuration is the smallest segmenter.part_duration.
+	MinPartDuration = 20 * time.Millisecond
+	// MinWindow is the smallest segmenter.window.
+	MinWindow = 3
+	// MinSubscriberBuffer is the smallest segmenter.subscriber_buffer.
+	MinSubscriberBuffer = 16
+	// MinChunkSize is the smallest rtmp.max_chunk_size.
+	MinChunkSize = 128
+	// MaxChunkSize is the largest rtmp.max_chunk_size, the RTMP limit 2^24-1.
+	MaxChunkSize = 1<<24 - 1
+	// MinHeaderBytes is the smallest origin.max_header_bytes.
+	MinHeaderBytes = 1024
+)
+
+// Validate checks every key and the rules between keys. It returns nil or
+// all problems joined with errors.Join, each a *[FieldError] whose text is
+// "key: reason". TLS certificate and key files are checked for existence.
+func (c *Config) Validate() error {
+	v := &validator{}
+
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "json", "text")
+
+	v.address("rtmp.address", c.RTMP.Address, true)
+	v.app("rtmp.app", c.RTMP.App)
+	v.positive("rtmp.handshake_timeout", c.RTMP.HandshakeTimeout)
+	v.positive("rtmp.idle_timeout", c.RTMP.IdleTimeout)
+	v.atLeast("rtmp.max_publishers", c.RTMP.MaxPublishers, 0)
+	if n := c.RTMP.MaxChunkSize; n < MinChunkSize || n > MaxChunkSize {
+		v.add("rtmp.max_chunk_size", "must be between %d and %d bytes, got %d", MinChunkSize, MaxChunkSize, n)
+	}
+
+	v.atLeast("streams.max_streams", c.Streams.MaxStreams, 0)
+	v.notNegative("streams.ended_grace", c.Streams.EndedGrace)
+
+	seg, part := c.Segmenter.SegmentDuration, c.Segmenter.PartDuration
+	v.positive("segmenter.segment_duration", seg)
+	switch {
+	case part.Duration() < MinPartDuration:
+		v.add("segmenter.part_duration", "must be at least %s, got %s", Duration(MinPartDuration), part)
+	case seg > 0 && part >= seg:
+		v.add("segmenter.part_duration", "must be less than segmenter.segment_duration (%s), got %s", seg, part)
+	}
+	v.atLeast("segmenter.window", c.Segmenter.Window, MinWindow)
+	v.atLeast("segmenter.keep_extra", c.Segmenter.KeepExtra, 0)
+	v.atLeast("segmenter.subscriber_buffer", c.Segmenter.SubscriberBuffer, MinSubscriberBuffer)
+
+	o := c.Origin
+	if o.Address == "" {
+		v.add("origin.address", "must be set; the origin cannot be disabled")
+	} else {
+		v.address("origin.address", o.Address, false)
+	}
+	switch {
+	case o.TLSCert != "" && o.TLSKey == "":
+		v.add("origin.tls_key", "must be set when origin.tls_cert is set")
+	case o.TLSCert == "" && o.TLSKey != "":
+		v.add("origin.tls_cert", "must be set when origin.tls_key is set")
+	}
+	v.file("origin.tls_cert", o.TLSCert)
+	v.file("origin.tls_key", o.TLSKey)
+	v.positive("origin.read_header_timeout", o.ReadHeaderTimeout)
+	v.positive("origin.read_timeout", o.ReadTimeout)
+	v.positive("origin.write_timeout", o.WriteTimeout)
+	v.positive("origin.idle_timeout", o.IdleTimeout)
+	v.atLeast("origin.max_header_bytes", o.MaxHeaderBytes, MinHeaderBytes)
+	v.positive("origin.block_timeout", o.BlockTimeout)
+	if o.WriteTimeout > 0 && o.BlockTimeout > 0 && o.WriteTimeout <= o.BlockTimeout {
+		v.add("origin.write_timeout", "must be greater than origin.block_timeout (%s) so blocking requests can be answered, got %s", o.BlockTimeout, o.WriteTimeout)
+	}
+	for i, origin := range o.CORS.AllowedOrigins {
+		if err := checkOrigin(origin); err != nil {
+			v.add("origin.cors.allowed_origins", "item %d: %v", i+1, err)
+		}
+	}
+	v.maxAge("origin.cache.segment_max_age", o.Cache.SegmentMaxAge)
+	v.maxAge("origin.cache.playlist_max_age", o.Cache.PlaylistMaxAge)
+	v.maxAge("origin.cache.multivariant_max_age", o.Cache.MultivariantMaxAge)
+	v.maxAge("origin.cache.blocking_max_age", o.Cache.BlockingMaxAge)
+	v.maxAge("origin.cache.not_found_max_age", o.Cache.NotFoundMaxAge)
+	v.maxAge("origin.cache.ended_max_age", o.Cache.EndedMaxAge)
+
+	v.address("admin.address", c.Admin.Address, true)
+
+	v.distinct([]string{"rtmp.address", "origin.address", "admin.address"},
+		[]string{c.RTMP.Address, c.Origin.Address, c.Admin.Address})
+
+	return errors.Join(v.errs...)
+}
+
+// validator collects validation problems.
+type validator struct {
+	errs []error
+	bad  map[string]bool // keys already reported
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	if v.bad == nil {
+		v.bad = map[string]bool{}
+	}
+	v.bad[path] = true
+	v.errs = append(v.errs, &FieldError{Path: path, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) oneOf(path, value string, allowed ...string) {
+	if !slices.Contains(allowed, value) {
+		v.add(path, "%q is not one of %s", value, strings.Join(allowed, ", "))
+	}
+}
+
+func (v *validator) positive(path string, d Duration) {
+	if d <= 0 {
+		v.add(path, "must be greater than 0, got %s", d)
+	}
+}
+
+func (v *validator) notNegative(path string, d Duration) {
+	if d < 0 {
+		v.add(path, "must not be negative, got %s", d)
+	}
+}
+
+func (v *validator) atLeast(path string, n, least int) {
+	if n < least {
+		v.add(path, "must be at least %d, got %d", least, n)
+	}
+}
+
+// maxAge checks a Cache-Control max-age: whole seconds, not negative.
+func (v *validator) maxAge(path string, d Duration) {
+	switch {
+	case d < 0:
+		v.add(path, "must not be negative, got %s", d)
+	case d.Duration()%time.Second != 0:
+		v.add(path, "must be a whole number of seconds (Cache-Control max-age), got %s", d)
+	}
+}
+
+// address checks a host:port listen address; "" is accepted when
+// disableable.
+func (v *validator) address(path, addr string, disableable bool) {
+	if addr == "" {
+		if !disableable {
+			v.add(path, "must be set")
+		}
+		return
+	}
+	if err := checkAddress(addr); err != nil {
+		hint := ""
+		if disableable {
+			hint = `; use "" to disable`
+		}
+		v.add(path, "%q is not host:port (%v)%s", addr, err, hint)
+	}
+}
+
+func checkAddress(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return errors.New(ae.Err)
+		}
+		return err
+	}
+	if strings.ContainsAny(host, " \t/") {
+		return fmt.Errorf("bad host %q", host)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || port == "" {
+		return fmt.Errorf("port %q is not a number in 0-65535", port)
+	}
+	return nil
+}
+
+// app checks an RTMP application name: [A-Za-z0-9_.-]+.
+func (v *validator) app(path, app string) {
+	if app == "" {
+		v.add(path, "must be set")
+		return
+	}
+	for _, r := range app {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			v.add(path, "%q may only contain letters, digits, '_', '.' and '-'", app)
+			return
+		}
+	}
+}
+
+// file checks that a configured file exists and is not a directory.
+func (v *validator) file(path, name string) {
+	if name == "" {
+		return
+	}
+	info, err := os.Stat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		v.add(path, "file %q does not exist", name)
+	case err != nil:
+		v.add(path, "%v", err)
+	case info.IsDir():
+		v.add(path, "%q is a directory, not a file", name)
+	}
+}
+
+// checkOrigin checks one CORS allowed origin: "*" or scheme://host[:port].
+func checkOrigin(origin string) error {
+	if origin == "*" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Opaque != "" {
+		return fmt.Errorf("%q is not \"*\" or an origin such as https://player.example", origin)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q must start with http:// or https:// (or be \"*\")", origin)
+	case u.Host == "":
+		return fmt.Errorf("%q has no host", origin)
+	case u.User != nil:
+		return fmt.Errorf("%q must not contain user information", origin)
+	case u.Path == "/" && u.RawQuery == "" && u.Fragment == "":
+		return fmt.Errorf("%q must not end with '/'; an origin has no path", origin)
+	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return fmt.Errorf("%q must not have a path, query or fragment; an origin is scheme://host[:port]", origin)
+	case strings.ToLower(origin) != origin:
+		return fmt.Errorf("%q must be lower case, as browsers send it", origin)
+	}
+	if u.Port() != "" {
+		if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q has a bad port", origin)
+		}
+	}
+	return nil
+}
+
+// distinct reports listen addresses that would collide: the same non-zero
+// port on the same host, or on a wildcard host. Addresses already reported
+// invalid are skipped.
+func (v *validator) distinct(paths, addrs []string) {
+	for j := range addrs {
+		for i := range j {
+			if addrs[i] == "" || addrs[j] == "" || v.bad[paths[i]] || v.bad[paths[j]] {
+				continue
+			}
+			if sameListener(addrs[i], addrs[j]) {
+				v.add(paths[j], "%q conflicts with %s (%q); each listener needs its own address", addrs[j], paths[i], addrs[i])
+				break
+			}
+		}
+	}
+}
+
+func sameListener(a, b string) bool {
+	if a == b {
+		return !strings.HasSuffix(a, ":0")
+	}
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wild(ha) || wild(hb)
+}

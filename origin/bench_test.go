@@ -1,0 +1,102 @@
+package origin
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/store"
+)
+
+// discardWriter is a ResponseWriter that keeps nothing, so that benchmarks
+// measure the handler alone.
+type discardWriter struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (d *discardWriter) Header() http.Header { return d.h }
+func (d *discardWriter) WriteHeader(code int) {
+	if d.code == 0 {
+		d.code = code
+	}
+}
+func (d *discardWriter) Write(b []byte) (int, error) {
+	if d.code == 0 {
+		d.code = 200
+	}
+	d.n += len(b)
+	return len(b), nil
+}
+
+// benchHandler is the origin over a store whose video rendition has
+// realistic object sizes: 250 ms parts of ~90 kB (~3 Mb/s).
+func benchHandler(b *testing.B) http.Handler {
+	st := store.New(store.Config{})
+	s := st.Begin(streamName)
+	v := s.AddRendition(videoInfo)
+	v.SetInit(videoInfo, initVideo)
+	part := make([]byte, 90<<10)
+	for seg := 0; seg < 4; seg++ {
+		if _, err := v.StartSegment(time.Now(), v.NextBaseTime()); err != nil {
+			b.Fatal(err)
+		}
+		for p := 0; p < 4; p++ {
+			if _, err := v.AppendPart(part, 250*time.Millisecond, p == 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if seg < 3 {
+			if err := v.FinishSegment(90000); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	return NewHandler(Config{Gzip: true}, st, NewMetrics(prometheus.NewRegistry()), nil)
+}
+
+func benchServe(b *testing.B, path string, size int, hdr ...string) {
+	h := benchHandler(b)
+	b.ReportAllocs()
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		w := &discardWriter{h: make(http.Header, 16)}
+		for pb.Next() {
+			clear(w.h)
+			w.code, w.n = 0, 0
+			h.ServeHTTP(w, req)
+			if w.code != http.StatusOK && w.code != http.StatusPartialContent || w.n == 0 {
+				b.Fatalf("status %d, %d bytes", w.code, w.n)
+			}
+		}
+	})
+}
+
+func BenchmarkServePart(b *testing.B) {
+	benchServe(b, "/live/key/video/part3.2.m4s", 90<<10)
+}
+
+func BenchmarkServeSegment(b *testing.B) {
+	benchServe(b, "/live/key/video/seg1.m4s", 4*90<<10)
+}
+
+func BenchmarkServePartRange(b *testing.B) {
+	benchServe(b, "/live/key/video/part3.2.m4s", 1000, "Range", "bytes=0-999")
+}
+
+func BenchmarkServeMediaPlaylist(b *testing.B) {
+	benchServe(b, "/live/key/video/index.m3u8", 0)
+}
+
+func BenchmarkServeMediaPlaylistGzip(b *testing.B) {
+	benchServe(b, "/live/key/video/index.m3u8", 0, "Accept-Encoding", "gzip")
+}

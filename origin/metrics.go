@@ -1,0 +1,116 @@
+package origin
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// object labels, the values of the "object" metric label.
+type object uint8
+
+const (
+	objectOther object = iota
+	objectMultivariant
+	objectMediaPlaylist
+	objectInit
+	objectSegment
+	objectPart
+	objectHealth
+	numObjects
+)
+
+var objectNames = [numObjects]string{"other", "multivariant", "media_playlist", "init", "segment", "part", "health"}
+
+func (o object) String() string { return objectNames[o] }
+
+// commonStatuses get pre-resolved counters; others go through the vector.
+var commonStatuses = [...]int{200, 204, 206, 304, 400, 404, 405, 412, 416, 500, 503}
+
+func statusSlot(code int) int {
+	for i, c := range commonStatuses {
+		if c == code {
+			return i
+		}
+	}
+	return -1
+}
+
+// Metrics are the origin's Prometheus metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	blocking prometheus.Histogram
+	bytes    *prometheus.CounterVec
+
+	// Children resolved once, so that the hot path does no label hashing.
+	reqByStatus [numObjects][len(commonStatuses)]prometheus.Counter
+	durBy       [numObjects]prometheus.Observer
+	bytesBy     [numObjects]prometheus.Counter
+}
+
+// NewMetrics creates the origin metrics and registers them on reg (which
+// may be nil for unregistered metrics):
+//
+//   - headwater_origin_requests_total{object,status}
+//   - headwater_origin_request_duration_seconds{object}
+//   - headwater_origin_blocking_wait_seconds
+//   - headwater_origin_response_bytes_total{object}
+//
+// object is one of multivariant, media_playlist, init, segment, part,
+// health, other; status is the numeric HTTP status.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headwater_origin_requests_total",
+			Help: "HTTP requests served by the origin, by object type and status code.",
+		}, []string{"object", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "headwater_origin_request_duration_seconds",
+			Help:    "Time to serve origin requests, blocking waits included, by object type.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"object"}),
+		blocking: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "headwater_origin_blocking_wait_seconds",
+			Help:    "Time LL-HLS blocking playlist reloads and blocking part/segment requests waited.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2, 3, 4, 6, 10},
+		}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headwater_origin_response_bytes_total",
+			Help: "Response body bytes written by the origin, by object type.",
+		}, []string{"object"}),
+	}
+	for o := object(0); o < numObjects; o++ {
+		for i, code := range commonStatuses {
+			m.reqByStatus[o][i] = m.requests.WithLabelValues(o.String(), strconv.Itoa(code))
+		}
+		m.durBy[o] = m.duration.WithLabelValues(o.String())
+		m.bytesBy[o] = m.bytes.WithLabelValues(o.String())
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.duration, m.blocking, m.bytes)
+	}
+	return m
+}
+
+func (m *Metrics) observe(o object, status int, seconds float64, n int64) {
+	if m == nil {
+		return
+	}
+	if i := statusSlot(status); i >= 0 {
+		m.reqByStatus[o][i].Inc()
+	} else {
+		m.requests.WithLabelValues(o.String(), strconv.Itoa(status)).Inc()
+	}
+	m.durBy[o].Observe(seconds)
+	if n > 0 {
+		m.bytesBy[o].Add(float64(n))
+	}
+}
+
+func (m *Metrics) observeWait(seconds float64) {
+	if m == nil {
+		return
+	}
+	m.blocking.Observe(seconds)
+}

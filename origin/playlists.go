@@ -1,0 +1,312 @@
+package origin
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"hash/fnv"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/headwater-live/headwater/playlist"
+	"github.com/headwater-live/headwater/store"
+)
+
+// playlistCacheEntries bounds the rendered-playlist cache (one entry per
+// rendition and option set, plus one per stream for multivariants).
+const playlistCacheEntries = 2048
+
+// serveIndex resolves <prefix>/index.m3u8: the multivariant playlist when
+// prefix is a stream, else the media playlist of rendition <last element>
+// of stream <the rest>.
+func (h *handler) serveIndex(w *respWriter, r *http.Request, t *target) object {
+	if t.multivariantOK() {
+		if st, ok := h.st.Stream(t.prefix); ok {
+			return h.serveMultivariant(w, r, st)
+		}
+	}
+	if t.renditionOK() {
+		if st, ok := h.st.Stream(t.stream()); ok {
+			if rend, ok := st.Rendition(t.rendition()); ok {
+				return h.serveMediaPlaylist(w, r, st, rend)
+			}
+			return h.notFound(w, objectMediaPlaylist)
+		}
+	}
+	return h.notFound(w, objectMultivariant)
+}
+
+// hlsQuery holds the LL-HLS delivery directives of a media playlist request.
+type hlsQuery struct {
+	msn    uint64
+	hasMSN bool
+	part   int // -1 when absent
+	skip   bool
+}
+
+// parseHLSQuery parses _HLS_msn, _HLS_part and _HLS_skip. A malformed query,
+// a repeated or malformed directive, or _HLS_part without _HLS_msn is an
+// error (400). Other parameters, _HLS_* ones included, are ignored.
+func parseHLSQuery(raw string) (hlsQuery, bool) {
+	q := hlsQuery{part: -1}
+	if raw == "" {
+		return q, true
+	}
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return q, false
+	}
+	if v, ok := vals["_HLS_msn"]; ok {
+		if len(v) != 1 {
+			return q, false
+		}
+		n, err := strconv.ParseUint(v[0], 10, 64)
+		if err != nil {
+			return q, false
+		}
+		q.msn, q.hasMSN = n, true
+	}
+	if v, ok := vals["_HLS_part"]; ok {
+		if len(v) != 1 || !q.hasMSN {
+			return q, false
+		}
+		n, err := strconv.ParseUint(v[0], 10, 31)
+		if err != nil {
+			return q, false
+		}
+		q.part = int(n)
+	}
+	if v, ok := vals["_HLS_skip"]; ok && len(v) > 0 {
+		// v2 also asks to skip date ranges, which the playlist package
+		// does not distinguish.
+		q.skip = v[0] == "YES" || v[0] == "v2"
+	}
+	return q, true
+}
+
+// serveMediaPlaylist serves a media playlist, blocking for _HLS_msn/_HLS_part.
+func (h *handler) serveMediaPlaylist(w *respWriter, r *http.Request, st *store.Stream, rend *store.Rendition) object {
+	const o = objectMediaPlaylist
+	q, ok := parseHLSQuery(r.URL.RawQuery)
+	if !ok {
+		h.fail(w, http.StatusBadRequest, "bad _HLS_ query\n")
+		return o
+	}
+	snap := rend.Snapshot()
+	if q.hasMSN {
+		// RFC 8216bis 6.2.5.2: an _HLS_msn more than two past the last
+		// segment is refused at once.
+		if q.msn > snap.NextMSN()+1 || q.part > maxPartAdvance(snap) {
+			h.fail(w, http.StatusBadRequest, "_HLS_msn/_HLS_part too far ahead\n")
+			return o
+		}
+		if !snap.Has(q.msn, q.part) && !snap.Ended {
+			if snap, ok = h.wait(r, rend, q.msn, q.part); !ok {
+				return h.timeout(w, o)
+			}
+		}
+	}
+	lowLatency := snap.Info.PartTarget > 0
+	if len(snap.Inits) == 0 || len(snap.Segments) == 0 && !(lowLatency && snap.Open != nil && len(snap.Open.Parts) > 0) {
+		return h.notFound(w, o) // nothing to list yet
+	}
+
+	all := st.Renditions()
+	snaps := make([]*store.Snapshot, len(all))
+	self := -1
+	for i, x := range all {
+		if x == rend {
+			snaps[i], self = snap, i
+		} else {
+			snaps[i] = x.Snapshot()
+		}
+	}
+	if self < 0 { // cannot happen: renditions are never removed
+		return h.notFound(w, o)
+	}
+	opts := playlist.MediaOptions{Window: h.cfg.Window, Skip: q.skip, LowLatency: lowLatency}
+	var flags uint8
+	if opts.Skip {
+		flags |= 1
+	}
+	if opts.LowLatency {
+		flags |= 2
+	}
+	hash := contentHash(st, flags, snaps, self)
+	e := h.cache.get(cacheKey{rend: rend, flags: flags}, hash)
+	e.render(func() []byte {
+		me := playlist.Rendition{Name: rend.Name(), Snap: snap}
+		siblings := make([]playlist.Rendition, 0, len(all)-1)
+		for i, x := range all {
+			if i != self {
+				siblings = append(siblings, playlist.Rendition{Name: x.Name(), Snap: snaps[i]})
+			}
+		}
+		opts.Now = time.Now()
+		return playlist.Media(me, siblings, opts)
+	})
+	cc := h.ccPlaylist
+	switch {
+	case snap.Ended:
+		cc = h.ccEnded
+	case q.hasMSN:
+		cc = h.ccBlocking
+	}
+	h.servePlaylist(w, r, e, cc, snap.Updated)
+	return o
+}
+
+// serveMultivariant serves a stream's multivariant playlist, listing the
+// renditions that have an init segment (their codecs are known).
+func (h *handler) serveMultivariant(w *respWriter, r *http.Request, st *store.Stream) object {
+	const o = objectMultivariant
+	all := st.Renditions()
+	snaps := make([]*store.Snapshot, 0, len(all))
+	names := make([]string, 0, len(all))
+	var updated time.Time
+	for _, x := range all {
+		s := x.Snapshot()
+		if len(s.Inits) == 0 {
+			continue
+		}
+		snaps = append(snaps, s)
+		names = append(names, x.Name())
+		if s.Updated.After(updated) {
+			updated = s.Updated
+		}
+	}
+	if len(snaps) == 0 {
+		return h.notFound(w, o)
+	}
+	hash := contentHash(st, 0x80, snaps, -1)
+	e := h.cache.get(cacheKey{stream: st}, hash)
+	e.render(func() []byte {
+		rs := make([]playlist.Rendition, len(snaps))
+		for i := range snaps {
+			rs[i] = playlist.Rendition{Name: names[i], Snap: snaps[i]}
+		}
+		return playlist.Multivariant(rs)
+	})
+	cc := h.ccMultivariant
+	if !st.Live() {
+		cc = h.ccEnded
+	}
+	h.servePlaylist(w, r, e, cc, updated)
+	return o
+}
+
+// servePlaylist writes a rendered playlist, gzipped when the client takes
+// it. Its strong ETag is the content hash (+"g" for the gzip encoding).
+// Last-Modified is informative only: playlists change several times a
+// second, so If-Modified-Since is not honoured (http.ServeContent gets no
+// modification time) and revalidation goes through If-None-Match.
+func (h *handler) servePlaylist(w *respWriter, r *http.Request, e *cacheEntry, cc []string, updated time.Time) {
+	hdr := w.Header()
+	hdr["Content-Type"] = hvM3U8
+	hdr["Cache-Control"] = cc
+	hdr["Vary"] = h.varyPlaylist
+	body := e.body
+	var tag [24]byte
+	t := append(tag[:0], '"')
+	t = strconv.AppendUint(t, e.hash, 36)
+	if h.cfg.Gzip && acceptsGzip(r) {
+		body = e.gzipped()
+		hdr["Content-Encoding"] = hvGzip
+		t = append(t, 'g')
+	}
+	t = append(t, '"')
+	hdr["Etag"] = []string{string(t)}
+	if !updated.IsZero() {
+		hdr["Last-Modified"] = []string{httpTime(updated)}
+	}
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+// contentHash identifies what a playlist is rendered from: the stream
+// instance, the options and the version of every snapshot involved
+// (siblings feed rendition reports). self is the index of the playlist's own
+// rendition in snaps, or -1.
+func contentHash(st *store.Stream, flags uint8, snaps []*store.Snapshot, self int) uint64 {
+	f := fnv.New64a()
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(st.Started().UnixNano()))
+	_, _ = f.Write(b[:])
+	binary.LittleEndian.PutUint64(b[:], uint64(int64(self))<<8|uint64(flags))
+	_, _ = f.Write(b[:])
+	for _, s := range snaps {
+		binary.LittleEndian.PutUint64(b[:], s.Version)
+		_, _ = f.Write(b[:])
+	}
+	return f.Sum64()
+}
+
+// cacheKey names a cached playlist: a rendition with option flags, or a
+// stream's multivariant.
+type cacheKey struct {
+	rend   *store.Rendition
+	stream *store.Stream
+	flags  uint8
+}
+
+// cacheEntry is one rendered playlist and, lazily, its gzip encoding. All
+// requests seeing the same content hash share it, so a crowd released by the
+// same part renders and compresses once.
+type cacheEntry struct {
+	hash   uint64
+	once   sync.Once
+	body   []byte
+	gzOnce sync.Once
+	gz     []byte
+}
+
+func (e *cacheEntry) render(f func() []byte) { e.once.Do(func() { e.body = f() }) }
+
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return zw
+}}
+
+// gzipped returns the gzip encoding of body.
+func (e *cacheEntry) gzipped() []byte {
+	e.gzOnce.Do(func() {
+		var buf bytes.Buffer
+		buf.Grow(len(e.body)/3 + 64)
+		zw := gzipWriters.Get().(*gzip.Writer)
+		zw.Reset(&buf)
+		_, _ = zw.Write(e.body)
+		_ = zw.Close()
+		zw.Reset(nil)
+		gzipWriters.Put(zw)
+		e.gz = buf.Bytes()
+	})
+	return e.gz
+}
+
+// playlistCache keeps the latest rendering per key. It is bounded: when
+// full it starts over, which only costs re-rendering.
+type playlistCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[cacheKey]*cacheEntry
+}
+
+func newPlaylistCache(max int) *playlistCache {
+	return &playlistCache{max: max, m: make(map[cacheKey]*cacheEntry)}
+}
+
+func (c *playlistCache) get(k cacheKey, hash uint64) *cacheEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[k]
+	if e == nil || e.hash != hash {
+		if e == nil && len(c.m) >= c.max {
+			clear(c.m)
+		}
+		e = &cacheEntry{hash: hash}
+		c.m[k] = e
+	}
+	return e
+}

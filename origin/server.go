@@ -1,0 +1,127 @@
+package origin
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// Server runs the origin handler on an http.Server with the configured
+// timeouts and limits, over TLS (with HTTP/2) when a certificate is set.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	srv    *http.Server
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu   sync.Mutex
+	ln   net.Listener
+	done chan struct{}
+}
+
+// NewServer prepares a server for h. cfg's zero fields take their defaults.
+func NewServer(cfg Config, h http.Handler, log *slog.Logger) *Server {
+	cfg = cfg.WithDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, log: log, ctx: ctx, cancel: cancel}
+	s.srv = &http.Server{
+		Addr:              cfg.Address,
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		// Requests derive from ctx, which Shutdown cancels first so that
+		// blocking reloads answer at once instead of holding it up.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if cfg.WriteTimeout <= cfg.BlockTimeout {
+		log.Warn("origin write timeout does not exceed the block timeout: blocking requests may be cut",
+			"write_timeout", cfg.WriteTimeout, "block_timeout", cfg.BlockTimeout)
+	}
+	return s
+}
+
+// Start listens on the configured address and serves in the background.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return errors.New("origin: server already started")
+	}
+	if s.ctx.Err() != nil {
+		return http.ErrServerClosed
+	}
+	useTLS := s.cfg.TLSCert != "" || s.cfg.TLSKey != ""
+	if useTLS {
+		if s.cfg.TLSCert == "" || s.cfg.TLSKey == "" {
+			return errors.New("origin: TLS needs both a certificate and a key")
+		}
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("origin: load TLS key pair: %w", err)
+		}
+		// ServeTLS adds "h2" and "http/1.1" to NextProtos: HTTP/2 is
+		// negotiated through ALPN.
+		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", s.cfg.Address)
+	if err != nil {
+		return fmt.Errorf("origin: %w", err)
+	}
+	s.ln = ln
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		var err error
+		if useTLS {
+			err = s.srv.ServeTLS(ln, "", "")
+		} else {
+			err = s.srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("origin server stopped", "err", err)
+		}
+	}()
+	s.log.Info("origin listening", "addr", ln.Addr().String(), "tls", useTLS)
+	return nil
+}
+
+// Addr is the address listened on (useful with port 0), nil before Start.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Shutdown stops accepting connections, ends blocked LL-HLS requests (they
+// answer 503), and waits for requests in flight until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.cancel()
+	err := s.srv.Shutdown(ctx)
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	if done != nil && err == nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	return err
+}

@@ -87,7 +87,8 @@ func (r *Rendition) Wait(ctx context.Context, msn uint64, index int) (*Snapshot,
 // SetInit records the init segment for the codec configuration described by
 // info. When the bytes differ from the current init, a new version is added
 // under a new name and the next segment is a discontinuity (unless it is the
-// rendition's first). It returns the name of the current init.
+// rendition's first). It returns the name of the current init. The store
+// keeps its own copy of data, so the caller may reuse it.
 func (r *Rendition) SetInit(info RenditionInfo, data []byte) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -110,7 +111,8 @@ func (r *Rendition) SetInit(info RenditionInfo, data []byte) string {
 		}
 	}
 	r.initCount++
-	r.inits = append(r.inits, &Init{Name: name, Data: data, Info: info})
+	r.inits = append(r.inits, &Init{Name: name, Data: append([]byte(nil), data...), Info: info})
+	r.trimInitsLocked()
 	r.publishLocked()
 	return name
 }
@@ -189,15 +191,25 @@ func (r *Rendition) finishLocked(durationTicks uint64) error {
 	seg.Duration = ticksToDuration(durationTicks, r.info.Timescale)
 	seg.Complete = true
 	seg.Data = r.buf[:len(r.buf):len(r.buf)]
-	r.lastSize = len(seg.Data)
 	r.buf = nil
 	r.open = nil
 	if len(seg.Parts) == 0 {
-		// Nothing was written: forget the segment but keep the number used,
-		// so sequence numbers never repeat.
+		// Nothing was written: forget the segment and give its number back.
+		// Readers never saw any content under it (at most an empty open
+		// segment, e.g. as a preload hint target), so the next segment taking
+		// the number keeps them right, whereas a hole in the numbering would
+		// break playlists (MSNs are implicit) and Snapshot.Segment. The
+		// discontinuity it was to carry moves on to the next segment.
+		if seg.MSN+1 == r.nextMSN {
+			r.nextMSN--
+		}
+		if seg.Discontinuity {
+			r.pendingDisc = true
+		}
 		r.publishLocked()
 		return nil
 	}
+	r.lastSize = len(seg.Data)
 	if seg.Duration > r.maxDur {
 		r.maxDur = seg.Duration
 	}
@@ -240,18 +252,24 @@ func (r *Rendition) AddGap(programDateTime time.Time, baseTime, durationTicks ui
 func (r *Rendition) End() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.open != nil {
-		var d time.Duration
-		for _, p := range r.open.Parts {
-			d += p.Duration
-		}
-		_ = r.finishLocked(durationToTicks(d, r.info.Timescale))
-	}
+	r.finishOpenLocked()
 	if r.ended {
 		return
 	}
 	r.ended = true
 	r.publishLocked()
+}
+
+// finishOpenLocked finishes the open segment, if any, with the duration of its parts.
+func (r *Rendition) finishOpenLocked() {
+	if r.open == nil {
+		return
+	}
+	var d time.Duration
+	for _, p := range r.open.Parts {
+		d += p.Duration
+	}
+	_ = r.finishLocked(durationToTicks(d, r.info.Timescale))
 }
 
 // NextBaseTime is where the timeline continues: the end of the last segment
@@ -273,10 +291,13 @@ func (r *Rendition) reopen() {
 	r.publishLocked()
 }
 
-// markDiscontinuity runs with the stream's lock held.
+// markDiscontinuity runs with the stream's lock held. A segment left open by
+// a writer that did not end cleanly is finished, so that the new writer can
+// start its own.
 func (r *Rendition) markDiscontinuity(epoch int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.finishOpenLocked()
 	r.epoch = epoch
 	if len(r.segments) > 0 || r.open != nil {
 		r.pendingDisc = true
@@ -299,7 +320,8 @@ func (r *Rendition) appendSegmentLocked(seg *Segment) {
 	r.publishLocked()
 }
 
-// trimInitsLocked drops init versions no kept segment refers to, keeping the current one.
+// trimInitsLocked drops init versions no kept or open segment refers to,
+// keeping the current one.
 func (r *Rendition) trimInitsLocked() {
 	if len(r.inits) <= 1 {
 		return
@@ -307,6 +329,9 @@ func (r *Rendition) trimInitsLocked() {
 	used := make(map[string]bool, len(r.inits))
 	for _, s := range r.segments {
 		used[s.InitName] = true
+	}
+	if r.open != nil {
+		used[r.open.InitName] = true
 	}
 	kept := r.inits[:0:0]
 	for i, in := range r.inits {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"sort"
 	"time"
 
 	"github.com/headwater-live/headwater/media"
@@ -148,11 +149,16 @@ func (s *Snapshot) Segment(msn uint64) (*Segment, bool) {
 	if msn < first || msn > s.Segments[n-1].MSN {
 		return nil, false
 	}
-	seg := s.Segments[msn-first]
-	if seg.MSN != msn {
-		return nil, false
+	// Sequence numbers are consecutive, so the segment is normally at
+	// msn-first; fall back to a search should they ever not be.
+	if i := msn - first; i < uint64(n) && s.Segments[i].MSN == msn {
+		return s.Segments[i], true
 	}
-	return seg, true
+	i := sort.Search(n, func(i int) bool { return s.Segments[i].MSN >= msn })
+	if i < n && s.Segments[i].MSN == msn {
+		return s.Segments[i], true
+	}
+	return nil, false
 }
 
 // Part finds a part by segment sequence number and part index.
@@ -176,19 +182,29 @@ func (s *Snapshot) Init(name string) (*Init, bool) {
 
 // Has reports whether the snapshot holds part index of segment msn, or the
 // whole segment msn when index is negative, or anything later.
+//
+// As LL-HLS requires, a part index past the last part of a complete segment
+// stands for part 0 of the next segment: it is only satisfied once that
+// segment has a part (or is complete, or a later one exists), not as soon as
+// the next segment has been opened.
 func (s *Snapshot) Has(msn uint64, index int) bool {
 	last, lastPart, ok := s.LastMSN()
-	if !ok {
-		return false
-	}
-	if last > msn {
-		return true
-	}
-	if last < msn {
+	if !ok || last < msn {
 		return false
 	}
 	if index < 0 {
-		return s.Open == nil || s.Open.MSN != msn
+		return last > msn || s.Open == nil || s.Open.MSN != msn
 	}
-	return lastPart >= index
+	if last == msn {
+		return lastPart >= index
+	}
+	if last > msn+1 || lastPart >= 0 || s.Open == nil || s.Open.MSN != last {
+		return true
+	}
+	// The segment after msn is open and still empty: only parts segment msn
+	// really has are there.
+	if seg, ok := s.Segment(msn); ok {
+		return index < len(seg.Parts)
+	}
+	return true
 }

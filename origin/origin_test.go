@@ -859,13 +859,28 @@ func TestNotFound(t *testing.T) {
 	if _, err := late.StartSegment(time.Now(), 0); err != nil {
 		t.Fatal(err)
 	}
-	expectStatus(t, f.get("/live/key/late/index.m3u8"), 404) // an empty open segment
+	// While the first segment is being written, playlist requests wait for
+	// it to complete instead of listing parts only.
+	got := make(chan response, 2)
+	go func() { got <- f.get("/live/key/late/index.m3u8") }()
+	go func() { got <- f.get("/live/key/index.m3u8") }()
 	if _, err := late.AppendPart([]byte("x"), 250*time.Millisecond, true); err != nil {
 		t.Fatal(err)
 	}
-	expectStatus(t, f.get("/live/key/late/index.m3u8"), 200) // its first part
-	if r := f.get("/live/key/index.m3u8"); !bytes.Contains(r.body, []byte("late/index.m3u8")) {
-		t.Errorf("multivariant lacks the late rendition:\n%s", r.body)
+	select {
+	case r := <-got:
+		t.Fatalf("playlist answered %d before the first segment was complete", r.StatusCode)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := late.FinishSegment(22500); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		r := <-got
+		expectStatus(t, r, 200)
+		if bytes.Contains(r.body, []byte("EXT-X-STREAM-INF")) && !bytes.Contains(r.body, []byte("late/index.m3u8")) {
+			t.Errorf("multivariant lacks the late rendition:\n%s", r.body)
+		}
 	}
 }
 

@@ -109,10 +109,10 @@ func (h *handler) serveMediaPlaylist(w *respWriter, r *http.Request, st *store.S
 			}
 		}
 	}
-	lowLatency := snap.Info.PartTarget > 0
-	if len(snap.Inits) == 0 || len(snap.Segments) == 0 && !(lowLatency && snap.Open != nil && len(snap.Open.Parts) > 0) {
+	if snap, ok = h.firstSegment(r, rend, snap); !ok {
 		return h.notFound(w, o) // nothing to list yet
 	}
+	lowLatency := snap.Info.PartTarget > 0
 
 	all := st.Renditions()
 	snaps := make([]*store.Snapshot, len(all))
@@ -160,7 +160,9 @@ func (h *handler) serveMediaPlaylist(w *respWriter, r *http.Request, st *store.S
 }
 
 // serveMultivariant serves a stream's multivariant playlist, listing the
-// renditions that have an init segment (their codecs are known).
+// renditions that have an init segment (their codecs are known). Until every
+// such rendition has media to list (bandwidth can then be measured), it is
+// 404 with a short max-age so that players and CDNs retry.
 func (h *handler) serveMultivariant(w *respWriter, r *http.Request, st *store.Stream) object {
 	const o = objectMultivariant
 	all := st.Renditions()
@@ -171,6 +173,10 @@ func (h *handler) serveMultivariant(w *respWriter, r *http.Request, st *store.St
 		s := x.Snapshot()
 		if len(s.Inits) == 0 {
 			continue
+		}
+		var ok bool
+		if s, ok = h.firstSegment(r, x, s); !ok {
+			return h.notFound(w, o)
 		}
 		snaps = append(snaps, s)
 		names = append(names, x.Name())
@@ -309,4 +315,23 @@ func (c *playlistCache) get(k cacheKey, hash uint64) *cacheEntry {
 		c.m[k] = e
 	}
 	return e
+}
+
+// firstSegment makes a request that arrives while a rendition's first
+// segment is being written wait (up to BlockTimeout) until it is complete:
+// players and playlist parsers expect at least one EXTINF segment, and a
+// player starting then is a part away from the live edge anyway. It reports
+// false when there is still nothing to list.
+func (h *handler) firstSegment(r *http.Request, rend *store.Rendition, snap *store.Snapshot) (*store.Snapshot, bool) {
+	if len(snap.Inits) == 0 {
+		return snap, false
+	}
+	if len(snap.Segments) > 0 {
+		return snap, true
+	}
+	if snap.Open == nil || snap.Ended {
+		return snap, false
+	}
+	snap, _ = h.wait(r, rend, snap.Open.MSN, -1)
+	return snap, len(snap.Segments) > 0
 }

@@ -1,0 +1,174 @@
+package ingest
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/media"
+)
+
+// Reason is the reason label of headwater_ingest_errors_total: why an ingest
+// session (or connection) failed. The set is fixed so that the metric's
+// cardinality stays small; anything unexpected is ReasonInternal.
+type Reason string
+
+// Error reasons shared by every ingest protocol.
+const (
+	// ReasonHandshake: the protocol handshake failed (garbage, truncated,
+	// wrong version, timed out before completing).
+	ReasonHandshake Reason = "handshake"
+	// ReasonProtocol: the peer violated the protocol after the handshake
+	// (malformed messages, limits exceeded, unexpected commands).
+	ReasonProtocol Reason = "protocol"
+	// ReasonTimeout: the peer went silent for longer than the idle timeout.
+	ReasonTimeout Reason = "timeout"
+	// ReasonUnsupportedCodec: the peer sent a codec Headwater does not ingest.
+	ReasonUnsupportedCodec Reason = "unsupported_codec"
+	// ReasonAlreadyPublishing: the stream name is already live.
+	ReasonAlreadyPublishing Reason = "already_publishing"
+	// ReasonTooManyPublishers: a publisher limit (per protocol or global) was reached.
+	ReasonTooManyPublishers Reason = "too_many_publishers"
+	// ReasonInvalidName: the stream name is not acceptable.
+	ReasonInvalidName Reason = "invalid_name"
+	// ReasonBadApp: the application / path part of the URL is not served.
+	ReasonBadApp Reason = "bad_app"
+	// ReasonInternal: a bug (recovered panic) or an unexpected server-side error.
+	ReasonInternal Reason = "internal"
+)
+
+// Reasons lists every Reason, in a stable order.
+var Reasons = []Reason{
+	ReasonHandshake, ReasonProtocol, ReasonTimeout, ReasonUnsupportedCodec,
+	ReasonAlreadyPublishing, ReasonTooManyPublishers, ReasonInvalidName,
+	ReasonBadApp, ReasonInternal,
+}
+
+// PublishReason maps an error of media.Registry.Publish to a Reason.
+func PublishReason(err error) Reason {
+	switch {
+	case errors.Is(err, media.ErrAlreadyPublishing):
+		return ReasonAlreadyPublishing
+	case errors.Is(err, media.ErrTooManyStreams):
+		return ReasonTooManyPublishers
+	case errors.Is(err, media.ErrInvalidName):
+		return ReasonInvalidName
+	}
+	return ReasonInternal
+}
+
+// Metrics are the ingest metrics, shared by all protocols and told apart by
+// their protocol label:
+//
+//	headwater_ingest_bytes_total{protocol}          bytes received from publishers (wire bytes)
+//	headwater_ingest_frames_total{protocol,kind}    frames written to streams (kind: video, audio)
+//	headwater_ingest_errors_total{protocol,reason}  failed sessions/connections by Reason
+//	headwater_ingest_sessions{protocol}             publishing sessions currently live
+//	headwater_ingest_connections_total{protocol}    connections accepted
+type Metrics struct {
+	bytes       *prometheus.CounterVec
+	frames      *prometheus.CounterVec
+	errors      *prometheus.CounterVec
+	sessions    *prometheus.GaugeVec
+	connections *prometheus.CounterVec
+}
+
+// NewMetrics creates the ingest metrics and registers them on reg. A nil reg
+// leaves them unregistered (tests, tools). When reg already holds collectors
+// of the same names (NewMetrics called twice on one registry), those are reused.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headwater_ingest_bytes_total",
+			Help: "Bytes received from publishers, protocol overhead included.",
+		}, []string{"protocol"}),
+		frames: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headwater_ingest_frames_total",
+			Help: "Frames (access units) written to live streams.",
+		}, []string{"protocol", "kind"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headwater_ingest_errors_total",
+			Help: "Ingest connections or sessions that ended in an error, by reason.",
+		}, []string{"protocol", "reason"}),
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "headwater_ingest_sessions",
+			Help: "Publishing sessions currently live.",
+		}, []string{"protocol"}),
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headwater_ingest_connections_total",
+			Help: "Ingest connections accepted.",
+		}, []string{"protocol"}),
+	}
+	if reg != nil {
+		m.bytes = register(reg, m.bytes)
+		m.frames = register(reg, m.frames)
+		m.errors = register(reg, m.errors)
+		m.sessions = register(reg, m.sessions)
+		m.connections = register(reg, m.connections)
+	}
+	return m
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}
+
+// Protocol returns the metrics of one protocol ("rtmp", "srt", "rtsp") with
+// their label values bound, so that the hot path does no label lookups. Every
+// error reason and frame kind is initialised to zero so that the series exist
+// before the first event.
+func (m *Metrics) Protocol(protocol string) *ProtocolMetrics {
+	p := &ProtocolMetrics{
+		Bytes:       m.bytes.WithLabelValues(protocol),
+		Connections: m.connections.WithLabelValues(protocol),
+		Sessions:    m.sessions.WithLabelValues(protocol),
+		video:       m.frames.WithLabelValues(protocol, media.KindVideo.String()),
+		audio:       m.frames.WithLabelValues(protocol, media.KindAudio.String()),
+		errors:      make(map[Reason]prometheus.Counter, len(Reasons)),
+	}
+	for _, r := range Reasons {
+		p.errors[r] = m.errors.WithLabelValues(protocol, string(r))
+	}
+	return p
+}
+
+// ProtocolMetrics are the ingest metrics of one protocol. Safe for concurrent use.
+type ProtocolMetrics struct {
+	// Bytes counts bytes received (headwater_ingest_bytes_total).
+	Bytes prometheus.Counter
+	// Connections counts accepted connections (headwater_ingest_connections_total).
+	Connections prometheus.Counter
+	// Sessions is the number of live publishing sessions (headwater_ingest_sessions).
+	Sessions prometheus.Gauge
+
+	video, audio prometheus.Counter
+	errors       map[Reason]prometheus.Counter // read-only after construction
+}
+
+// Frame counts one frame of the given kind.
+func (p *ProtocolMetrics) Frame(kind media.Kind) {
+	switch kind {
+	case media.KindVideo:
+		p.video.Inc()
+	case media.KindAudio:
+		p.audio.Inc()
+	}
+}
+
+// Error counts one failure. A reason outside Reasons counts as ReasonInternal.
+func (p *ProtocolMetrics) Error(r Reason) {
+	c, ok := p.errors[r]
+	if !ok {
+		c = p.errors[ReasonInternal]
+	}
+	c.Inc()
+}

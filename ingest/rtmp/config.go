@@ -1,0 +1,59 @@
+package rtmp
+
+import "time"
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultAddress          = ":1935"
+	DefaultApp              = "live"
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultIdleTimeout      = 10 * time.Second
+	DefaultMaxPublishers    = 100
+	DefaultMaxChunkSize     = 65536
+)
+
+// Config configures the RTMP ingest server. Zero fields take their defaults.
+type Config struct {
+	// Address is the TCP address to listen on. Default ":1935". Tests use
+	// "127.0.0.1:0" and read the port back with Server.Addr.
+	Address string
+	// App is the only RTMP application accepted: publishing to
+	// rtmp://host/<App>/<key> creates the stream "<App>/<key>"; a connect to
+	// any other application is refused. Default "live".
+	App string
+	// HandshakeTimeout bounds the whole RTMP handshake (C0C1, S0S1S2, C2).
+	// Default 5s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout drops a connection from which nothing has been read for
+	// that long, before or after publishing. Default 10s.
+	IdleTimeout time.Duration
+	// MaxPublishers limits concurrent RTMP publishing sessions; a publish
+	// beyond it is refused. Default 100.
+	MaxPublishers int
+	// MaxChunkSize is the largest chunk size a peer may announce with Set
+	// Chunk Size; a larger one ends the session as a protocol error. Default
+	// 65536 (OBS uses 4096, ffmpeg 4096).
+	MaxChunkSize int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Address == "" {
+		c.Address = DefaultAddress
+	}
+	if c.App == "" {
+		c.App = DefaultApp
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxPublishers <= 0 {
+		c.MaxPublishers = DefaultMaxPublishers
+	}
+	if c.MaxChunkSize <= 0 {
+		c.MaxChunkSize = DefaultMaxChunkSize
+	}
+	return c
+}

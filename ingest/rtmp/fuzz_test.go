@@ -1,0 +1,173 @@
+package rtmp
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/media"
+)
+
+// clientHandshake is a valid C0+C1+C2 (simple handshake; the server does not
+// check that C2 echoes S1).
+func clientHandshake() []byte {
+	return append([]byte{3}, make([]byte, 2*handshakeSize)...)
+}
+
+// messages encodes RTMP messages the way a client sends them.
+type messages struct {
+	buf bytes.Buffer
+	bw  *bufio.Writer
+	cw  chunkWriter
+}
+
+func newMessages() *messages {
+	m := &messages{}
+	m.bw = bufio.NewWriter(&m.buf)
+	m.cw = chunkWriter{w: m.bw, chunkSize: defaultChunkSize}
+	return m
+}
+
+func (m *messages) add(csid, typeID uint8, streamID, ts uint32, payload []byte) *messages {
+	_ = m.cw.writeMessage(csid, typeID, streamID, ts, payload)
+	return m
+}
+
+func (m *messages) command(streamID uint32, values ...any) *messages {
+	return m.add(3, msgCommandAMF0, streamID, 0, amfEncode(nil, values...))
+}
+
+func (m *messages) raw(b ...byte) *messages {
+	_ = m.bw.Flush()
+	m.buf.Write(b)
+	return m
+}
+
+func (m *messages) bytes() []byte {
+	_ = m.bw.Flush()
+	return m.buf.Bytes()
+}
+
+// publishPrefix is connect, createStream and publish of live/fuzz.
+func publishPrefix() *messages {
+	return newMessages().
+		command(0, "connect", 1.0, amfObj{{"app", "live"}}).
+		command(0, "createStream", 2.0, nil).
+		command(1, "publish", 3.0, nil, "fuzz", "live")
+}
+
+// FuzzSession feeds arbitrary bytes to the server side of a connection (after
+// a valid handshake when the first byte is even) and checks that the session
+// ends by itself once the input is exhausted, without a panic (a recovered
+// one counts as an internal error, which fails the test too).
+func FuzzSession(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{1, 3, 0, 0})
+	f.Add(append([]byte{0}, publishPrefix().bytes()...))
+	// What makes gomedia's chunk reader spin forever: a zero-length message,
+	// a chunk size of 0.
+	f.Add(append([]byte{0}, newMessages().add(2, msgUserControl, 0, 0, nil).raw(0x02, 0, 0, 0).bytes()...))
+	f.Add(append([]byte{0}, newMessages().add(2, msgSetChunkSize, 0, 0, []byte{0, 0, 0, 0}).add(3, msgCommandAMF0, 0, 0, []byte{2, 0, 1, 'x'}).bytes()...))
+	// Type-3 and type-1 headers on fresh chunk streams, extended timestamps,
+	// 2- and 3-byte chunk stream ids.
+	f.Add(append([]byte{0}, newMessages().raw(0xc7, 0x47, 0, 0, 1, 0, 0, 1, 4, 0, 0, 0).
+		raw(0x00, 10, 0xff, 0xff, 0xff, 0, 0, 1, 8, 1, 0, 0, 0, 0, 0, 0, 1, 0xaf).
+		raw(0x01, 1, 1, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0).bytes()...))
+	// Commands with missing or mistyped arguments, deep nesting, huge counts.
+	f.Add(append([]byte{0}, publishPrefix().
+		command(1, "publish", 4.0).command(0, 1.0, 2.0).
+		add(3, msgCommandAMF0, 0, 0, append(bytes.Repeat([]byte{amfStrictArray, 0xff, 0xff, 0xff, 0xff}, 40), amfNull)).
+		add(5, msgDataAMF0, 1, 0, amfEncode(nil, "@setDataFrame", "onMetaData", amfObj{{"videocodecid", 7.0}, {"audiocodecid", "mp4a"}})).
+		bytes()...))
+	// Media: malformed sequence headers and frames, other codecs, enhanced RTMP.
+	f.Add(append([]byte{0}, publishPrefix().
+		add(6, msgVideo, 1, 0, []byte{0x17, 0, 0, 0, 0, 1, 0x64}).
+		add(6, msgVideo, 1, 0, []byte{0x17, 1, 0xff, 0xff, 0xff, 0, 0, 0, 9, 0x65}).
+		add(4, msgAudio, 1, 0, []byte{0xaf, 0, 0x11}).
+		add(4, msgAudio, 1, 0, []byte{0xaf, 1, 1, 2, 3}).
+		add(6, msgVideo, 1, 0, []byte{0x90, 'h', 'v', 'c', '1'}).
+		add(4, msgAudio, 1, 0, []byte{0x2f, 1}).
+		add(6, msgAggregate, 1, 0, []byte{9, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0x17, 2, 0, 0, 0, 0, 0, 0, 16}).
+		bytes()...))
+	if _, err := exec.LookPath("ffmpeg"); err == nil {
+		// A real publish: metadata, sequence headers and the first frames.
+		m := publishPrefix()
+		for i, tag := range videoOnlyTags(f) {
+			if i > 6 {
+				break
+			}
+			payload := tag.data
+			if tag.typeID == msgDataAMF0 {
+				payload = append(amfEncode(nil, "@setDataFrame"), payload...)
+			}
+			m.add(6, tag.typeID, 1, tag.timestamp, payload)
+		}
+		f.Add(append([]byte{0}, m.bytes()...))
+		f.Add(append([]byte{0}, newMessages().add(2, msgSetChunkSize, 0, 0, binary.BigEndian.AppendUint32(nil, 4096)).raw(m.bytes()...).bytes()...))
+	}
+
+	prom := prometheus.NewRegistry()
+	srv := New(Config{HandshakeTimeout: 2 * time.Second, IdleTimeout: 2 * time.Second},
+		media.NewRegistry(media.RegistryConfig{}), ingest.NewMetrics(prom), nil)
+	f.Cleanup(func() { srv.Close() })
+	internal := func() float64 {
+		mfs, _ := prom.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() != "headwater_ingest_errors_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "reason" && l.GetValue() == string(ingest.ReasonInternal) {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		input := data
+		if len(data) > 0 && data[0]&1 == 0 {
+			input = append(clientHandshake(), data[1:]...)
+		}
+		client, server := net.Pipe()
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			srv.serveConn(server)
+		}()
+		go func() {
+			defer wg.Done()
+			_, _ = io.Copy(io.Discard, client) // the server's answers
+		}()
+		_ = client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = client.Write(input) // fails early when the server gives up
+		_ = client.Close()
+
+		done := make(chan struct{})
+		go func() {
+			wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("session still running 5s after its input ended")
+		}
+		if n := internal(); n != 0 {
+			t.Fatalf("%v internal errors (recovered panics)", n)
+		}
+	})
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs Headwater's whole test suite: unit, golden, fuzz seed corpora and the
+# end-to-end tests that publish with ffmpeg and read back with ffprobe.
+# Installs ffmpeg from Debian when it is missing (root or sudo needed once).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
+  echo "test.sh: installing ffmpeg from Debian" >&2
+  sudo_cmd=""
+  if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+go vet ./...
+go test -race -count=1 -timeout 15m "$@" ./...

@@ -1,0 +1,317 @@
+// Package server wires Headwater together: the stream registry, the ingest
+// listeners, one packaging pipeline per publish, the store, the HTTP origin
+// and the admin listener. It owns every long-running goroutine and ends them
+// on Shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/ingest/rtmp"
+	"github.com/headwater-live/headwater/media"
+	"github.com/headwater-live/headwater/origin"
+	"github.com/headwater-live/headwater/segmenter"
+	"github.com/headwater-live/headwater/store"
+)
+
+// Server is a running Headwater instance.
+type Server struct {
+	cfg *config.Config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	registry  *media.Registry
+	store     *store.Store
+	segmenter *segmenter.Segmenter
+	rtmp      *rtmp.Server
+	origin    *origin.Server
+	admin     *http.Server
+	adminLn   net.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // pipelines and background loops
+	ready  atomic.Bool
+
+	mu        sync.Mutex
+	pipelines map[string]chan struct{} // stream name -> closed when its pipeline has finished
+}
+
+// New builds a server from a validated configuration. Nothing listens until Start.
+func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:       cfg,
+		log:       log,
+		reg:       reg,
+		ctx:       ctx,
+		cancel:    cancel,
+		pipelines: make(map[string]chan struct{}),
+	}
+
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "headwater_frames_dropped_total",
+		Help: "Frames lost by pipelines that did not keep up with their publisher.",
+	})
+	reg.MustRegister(dropped)
+	s.registry = media.NewRegistry(media.RegistryConfig{
+		MaxStreams:    cfg.Streams.MaxStreams,
+		OnPublish:     s.startPipeline,
+		FramesDropped: dropped,
+	})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "headwater_streams_active",
+		Help: "Streams currently being published.",
+	}, func() float64 { return float64(s.registry.Len()) }))
+
+	s.store = store.New(store.Config{
+		Window:     cfg.Segmenter.Window,
+		KeepExtra:  cfg.Segmenter.KeepExtra,
+		EndedGrace: cfg.Streams.EndedGrace.Duration(),
+	})
+	s.segmenter = segmenter.New(segmenter.Config{
+		SegmentDuration: cfg.Segmenter.SegmentDuration.Duration(),
+		PartDuration:    cfg.Segmenter.PartDuration.Duration(),
+	}, segmenter.NewMetrics(reg), log)
+
+	if cfg.RTMP.Address != "" {
+		s.rtmp = rtmp.New(rtmp.Config{
+			Address:          cfg.RTMP.Address,
+			App:              cfg.RTMP.App,
+			HandshakeTimeout: cfg.RTMP.HandshakeTimeout.Duration(),
+			IdleTimeout:      cfg.RTMP.IdleTimeout.Duration(),
+			MaxPublishers:    cfg.RTMP.MaxPublishers,
+			MaxChunkSize:     cfg.RTMP.MaxChunkSize,
+		}, s.registry, ingest.NewMetrics(reg), log)
+	}
+
+	oc := cfg.Origin
+	originCfg := origin.Config{
+		Address:            oc.Address,
+		TLSCert:            oc.TLSCert,
+		TLSKey:             oc.TLSKey,
+		ReadHeaderTimeout:  oc.ReadHeaderTimeout.Duration(),
+		ReadTimeout:        oc.ReadTimeout.Duration(),
+		WriteTimeout:       oc.WriteTimeout.Duration(),
+		IdleTimeout:        oc.IdleTimeout.Duration(),
+		MaxHeaderBytes:     oc.MaxHeaderBytes,
+		BlockTimeout:       oc.BlockTimeout.Duration(),
+		Gzip:               oc.Gzip,
+		CORSAllowedOrigins: oc.CORS.AllowedOrigins,
+		Window:             cfg.Segmenter.Window,
+		Cache: origin.CacheConfig{
+			SegmentMaxAge:      oc.Cache.SegmentMaxAge.Duration(),
+			PlaylistMaxAge:     oc.Cache.PlaylistMaxAge.Duration(),
+			MultivariantMaxAge: oc.Cache.MultivariantMaxAge.Duration(),
+			BlockingMaxAge:     oc.Cache.BlockingMaxAge.Duration(),
+			NotFoundMaxAge:     oc.Cache.NotFoundMaxAge.Duration(),
+			EndedMaxAge:        oc.Cache.EndedMaxAge.Duration(),
+		},
+	}
+	s.origin = origin.NewServer(originCfg, origin.NewHandler(originCfg, s.store, origin.NewMetrics(reg), log), log)
+
+	if cfg.Admin.Address != "" {
+		s.admin = &http.Server{
+			Handler:           s.adminHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
+	return s, nil
+}
+
+// Registry is the live stream registry (for tests and the admin API).
+func (s *Server) Registry() *media.Registry { return s.registry }
+
+// Store is the packaged output (for tests and tools).
+func (s *Server) Store() *store.Store { return s.store }
+
+// Metrics is the Prometheus registry every component registers on.
+func (s *Server) Metrics() *prometheus.Registry { return s.reg }
+
+// Start opens every listener; on error, whatever was started is closed again.
+func (s *Server) Start() error {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.store.Run(s.ctx)
+	}()
+	if err := s.origin.Start(); err != nil {
+		s.Shutdown(context.Background())
+		return fmt.Errorf("origin: %w", err)
+	}
+	if s.admin != nil {
+		ln, err := net.Listen("tcp", s.cfg.Admin.Address)
+		if err != nil {
+			s.Shutdown(context.Background())
+			return fmt.Errorf("admin: listen: %w", err)
+		}
+		s.adminLn = ln
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("admin: serve", "error", err)
+			}
+		}()
+		s.log.Info("admin: listening", "address", ln.Addr().String())
+	}
+	if s.rtmp != nil {
+		if err := s.rtmp.Start(); err != nil {
+			s.Shutdown(context.Background())
+			return err
+		}
+	}
+	s.ready.Store(true)
+	return nil
+}
+
+// RTMPAddr is the RTMP listener's address, nil when RTMP is disabled.
+func (s *Server) RTMPAddr() net.Addr {
+	if s.rtmp == nil {
+		return nil
+	}
+	return s.rtmp.Addr()
+}
+
+// OriginAddr is the origin listener's address.
+func (s *Server) OriginAddr() net.Addr { return s.origin.Addr() }
+
+// AdminAddr is the admin listener's address, nil when disabled.
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
+
+// Shutdown stops accepting publishers, ends every live stream (their
+// playlists get ENDLIST), waits for the pipelines, then drains the HTTP
+// listeners until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	var errs []error
+	if s.rtmp != nil {
+		if err := s.rtmp.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, st := range s.registry.List() {
+		st.Close()
+	}
+	s.waitPipelines(ctx)
+	if err := s.origin.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("origin: %w", err))
+	}
+	if s.admin != nil {
+		if err := s.admin.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("admin: %w", err))
+		}
+	}
+	s.cancel()
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *Server) waitPipelines(ctx context.Context) {
+	s.mu.Lock()
+	pending := make([]chan struct{}, 0, len(s.pipelines))
+	for _, done := range s.pipelines {
+		pending = append(pending, done)
+	}
+	s.mu.Unlock()
+	for _, done := range pending {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// startPipeline runs inside media.Registry.Publish: it subscribes before the
+// publisher's first frame, then packages the stream in its own goroutine. A
+// republish waits for the previous pipeline of the same name to finish so
+// that the store sees one writer at a time.
+func (s *Server) startPipeline(ms *media.Stream) {
+	info := ms.Info()
+	log := s.log.With("stream", ms.Name(), "session", info.SessionID, "protocol", info.Protocol)
+	sub := ms.Subscribe(s.cfg.Segmenter.SubscriberBuffer)
+
+	done := make(chan struct{})
+	s.mu.Lock()
+	previous := s.pipelines[ms.Name()]
+	s.pipelines[ms.Name()] = done
+	s.mu.Unlock()
+
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			if s.pipelines[ms.Name()] == done {
+				delete(s.pipelines, ms.Name())
+			}
+			s.mu.Unlock()
+			close(done)
+		}()
+		defer sub.Close()
+		if previous != nil {
+			<-previous
+		}
+		dst := s.store.Begin(ms.Name())
+		log.Info("pipeline: started", "epoch", dst.Epoch())
+		err := s.segmenter.Run(s.ctx, sub, dst)
+		dst.End()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("pipeline: ended with error", "error", err)
+			return
+		}
+		log.Info("pipeline: ended", "frames", ms.Frames(), "dropped", sub.Dropped())
+	}()
+}
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !s.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}

@@ -2,7 +2,6 @@ package playlist
 
 import (
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -57,22 +56,4 @@ func ceilMillis(d time.Duration) time.Duration {
 		d += time.Millisecond - r
 	}
 	return d
-}
-
-// initIndex is the version number in a store init name: 0 for "init.mp4",
-// N for "init-N.mp4" (the store numbers init versions in order).
-func initIndex(name string) int {
-	rest, ok := strings.CutPrefix(name, "init-")
-	if !ok {
-		return 0
-	}
-	rest, ok = strings.CutSuffix(rest, ".mp4")
-	if !ok {
-		return 0
-	}
-	n, err := strconv.Atoi(rest)
-	if err != nil || n < 0 {
-		return 0
-	}
-	return n
 }

@@ -327,22 +327,11 @@ func targetDuration(s *store.Snapshot, list []*store.Segment) int64 {
 	return td
 }
 
-// partTarget is PART-TARGET: the configured part target, or the longest part
-// kept when one is longer (every part must fit), rounded up to a millisecond.
-// Looking at every kept segment rather than the parts listed keeps it from
-// changing as parts stop being listed.
+// partTarget is PART-TARGET: the configured part target, or the longest
+// part the rendition ever had when that is longer (every part must fit, and
+// the value must not change between reloads), rounded up to a millisecond.
 func partTarget(s *store.Snapshot) time.Duration {
-	pt := s.Info.PartTarget
-	for _, seg := range s.Segments {
-		for _, p := range seg.Parts {
-			pt = max(pt, p.Duration)
-		}
-	}
-	if s.Open != nil {
-		for _, p := range s.Open.Parts {
-			pt = max(pt, p.Duration)
-		}
-	}
+	pt := max(s.Info.PartTarget, s.MaxPartDuration)
 	if pt <= 0 {
 		pt = time.Second
 	}
@@ -350,19 +339,10 @@ func partTarget(s *store.Snapshot) time.Duration {
 }
 
 // discontinuitySequence is EXT-X-DISCONTINUITY-SEQUENCE for a playlist whose
-// first segment is first: the number of discontinuities before it.
-//
-// The store keeps no count of the discontinuities of segments it dropped, so
-// this derives a per-segment number from what a segment carries: its epoch
-// (publishes of the stream) plus its init version (changes of codec
-// configuration), the two events the store marks with Discontinuity. It
-// increases by one at each discontinuity, and is stable as the window slides,
-// except when a republish and an init change fall before the same segment
-// (one EXT-X-DISCONTINUITY, two increments): then the sequence number of the
-// segments after it is one higher once that segment is the first listed.
-// An exact count stamped on each segment by the store would remove the guess.
+// first segment is first: the number of discontinuities before it. The store
+// stamps each segment with the count up to and including its own.
 func discontinuitySequence(first *store.Segment) int {
-	n := first.Epoch + initIndex(first.InitName)
+	n := int(first.DiscontinuitySequence)
 	if first.Discontinuity {
 		n-- // the segment's own EXT-X-DISCONTINUITY is counted by the client
 	}

@@ -30,7 +30,9 @@ type Metrics struct {
 	parts           *prometheus.CounterVec
 	segmentDuration prometheus.Histogram
 	partLatency     prometheus.Histogram
-	dropped         *prometheus.CounterVec
+	// firstPartLatency: first key frame received → its part servable, once per track and publish
+	firstPartLatency prometheus.Histogram
+	dropped          *prometheus.CounterVec
 
 	drops map[string]prometheus.Counter
 }
@@ -59,6 +61,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03,
 				0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5},
 		}),
+		firstPartLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "headwater_first_part_latency_seconds",
+			Help:    "Time from the arrival at ingest of a publish's first key frame (first frame for audio) to its first part being servable, per track.",
+			Buckets: []float64{0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 2, 5},
+		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headwater_segmenter_frames_dropped_total",
 			Help: "Frames the segmenter dropped, by reason.",
@@ -69,6 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.parts = register(reg, m.parts)
 		m.segmentDuration = register(reg, m.segmentDuration)
 		m.partLatency = register(reg, m.partLatency)
+		m.firstPartLatency = register(reg, m.firstPartLatency)
 		m.dropped = register(reg, m.dropped)
 	}
 	m.drops = make(map[string]prometheus.Counter, len(dropReasons))

@@ -475,6 +475,9 @@ func (r *run) addSample(t *track, f *media.Frame, tm, dur int64, ptsOffset int32
 	t.segSamples++
 	t.lastTime, t.lastDur = tm, dur
 	t.lastReceived = f.Received
+	if t.firstReceived.IsZero() {
+		t.firstReceived = f.Received
+	}
 	if t.partDur >= t.partTicks || t.partDur+dur > t.partTicks+t.jitterTicks {
 		r.flushPart(t)
 	}
@@ -506,8 +509,13 @@ func (r *run) flushPart(t *track) {
 		r.m.dropped.WithLabelValues(DropStoreError).Add(float64(n))
 	} else {
 		r.kinds[t.kind].parts.Inc()
+		now := time.Now()
 		if !t.lastReceived.IsZero() {
-			r.m.partLatency.Observe(time.Since(t.lastReceived).Seconds())
+			r.m.partLatency.Observe(now.Sub(t.lastReceived).Seconds())
+		}
+		if !t.firstPartDone && !t.firstReceived.IsZero() {
+			t.firstPartDone = true
+			r.m.firstPartLatency.Observe(now.Sub(t.firstReceived).Seconds())
 		}
 	}
 	clear(t.samples) // do not keep the payloads alive

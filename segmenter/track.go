@@ -48,11 +48,15 @@ type track struct {
 	lastDelta   int64 // last DTS delta
 	lastDTSTime int64 // audio: timeline DTS of the last frame (may differ from lastTime)
 	waitKey     bool  // video: dropping until a key frame
-	gap         bool  // frames were dropped since the last one taken
-	backward    bool  // frames are going back in time
-	backFrom    int64 // DTS of the first of them
-	seenNs      time.Duration
-	bounds      []time.Duration // audio: starts of video segments not reached yet
+	// first sample taken (a key frame for video) and whether its part was
+	// published: headwater_first_part_latency_seconds
+	firstReceived time.Time
+	firstPartDone bool
+	gap           bool  // frames were dropped since the last one taken
+	backward      bool  // frames are going back in time
+	backFrom      int64 // DTS of the first of them
+	seenNs        time.Duration
+	bounds        []time.Duration // audio: starts of video segments not reached yet
 
 	// segment and part being written
 	segOpen         bool

@@ -193,6 +193,7 @@ func TestLiveRTMPToLLHLS(t *testing.T) {
 			`headwater_ingest_bytes_total{protocol="rtmp"}`,
 			"headwater_part_publish_latency_seconds_count",
 			"headwater_segment_duration_seconds_count",
+			"headwater_first_part_latency_seconds_count",
 			`headwater_origin_requests_total{object="part",status="200"}`,
 		} {
 			if v := metricValue(t, s, name); v <= 0 {

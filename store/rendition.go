@@ -34,6 +34,8 @@ type Rendition struct {
 	version     uint64
 	lastSize    int
 	droppedDisc uint64
+	discSeq     uint64        // discontinuity tags so far, for Segment.DiscontinuitySequence
+	maxPart     time.Duration // longest part ever appended
 }
 
 func newRendition(st *Stream, info RenditionInfo) *Rendition {
@@ -135,13 +137,17 @@ func (r *Rendition) StartSegment(programDateTime time.Time, baseTime uint64) (ui
 		capacity = 64 << 10
 	}
 	r.buf = make([]byte, 0, capacity)
+	if r.pendingDisc {
+		r.discSeq++
+	}
 	r.open = &Segment{
-		MSN:             r.nextMSN,
-		Epoch:           r.epoch,
-		Discontinuity:   r.pendingDisc,
-		InitName:        r.inits[len(r.inits)-1].Name,
-		ProgramDateTime: programDateTime,
-		BaseTime:        baseTime,
+		MSN:                   r.nextMSN,
+		Epoch:                 r.epoch,
+		DiscontinuitySequence: r.discSeq,
+		Discontinuity:         r.pendingDisc,
+		InitName:              r.inits[len(r.inits)-1].Name,
+		ProgramDateTime:       programDateTime,
+		BaseTime:              baseTime,
 	}
 	r.nextMSN++
 	r.pendingDisc = false
@@ -165,6 +171,9 @@ func (r *Rendition) AppendPart(data []byte, duration time.Duration, independent 
 		Independent: independent,
 		Data:        r.buf[start:len(r.buf):len(r.buf)],
 		Published:   time.Now(),
+	}
+	if duration > r.maxPart {
+		r.maxPart = duration
 	}
 	seg := *r.open
 	seg.Parts = append(seg.Parts, p)
@@ -205,6 +214,7 @@ func (r *Rendition) finishLocked(durationTicks uint64) error {
 		}
 		if seg.Discontinuity {
 			r.pendingDisc = true
+			r.discSeq--
 		}
 		r.publishLocked()
 		return nil
@@ -229,17 +239,21 @@ func (r *Rendition) AddGap(programDateTime time.Time, baseTime, durationTicks ui
 	if n := len(r.inits); n > 0 {
 		initName = r.inits[n-1].Name
 	}
+	if r.pendingDisc {
+		r.discSeq++
+	}
 	seg := &Segment{
-		MSN:             r.nextMSN,
-		Epoch:           r.epoch,
-		Discontinuity:   r.pendingDisc,
-		Gap:             true,
-		InitName:        initName,
-		ProgramDateTime: programDateTime,
-		BaseTime:        baseTime,
-		DurationTicks:   durationTicks,
-		Duration:        ticksToDuration(durationTicks, r.info.Timescale),
-		Complete:        true,
+		MSN:                   r.nextMSN,
+		Epoch:                 r.epoch,
+		DiscontinuitySequence: r.discSeq,
+		Discontinuity:         r.pendingDisc,
+		Gap:                   true,
+		InitName:              initName,
+		ProgramDateTime:       programDateTime,
+		BaseTime:              baseTime,
+		DurationTicks:         durationTicks,
+		Duration:              ticksToDuration(durationTicks, r.info.Timescale),
+		Complete:              true,
 	}
 	r.nextMSN++
 	r.pendingDisc = false
@@ -351,6 +365,7 @@ func (r *Rendition) publishLocked() {
 		Open:                   r.open,
 		Ended:                  r.ended,
 		MaxSegmentDuration:     r.maxDur,
+		MaxPartDuration:        r.maxPart,
 		DroppedDiscontinuities: r.droppedDisc,
 		Updated:                time.Now(),
 		Version:                r.version,

@@ -53,6 +53,11 @@ type Segment struct {
 	// Epoch counts publishes of the stream (0 for the first): a change of
 	// epoch is a discontinuity and a new DASH period.
 	Epoch int
+	// DiscontinuitySequence counts the discontinuities of the rendition up
+	// to and including this segment's own (EXT-X-DISCONTINUITY-SEQUENCE of
+	// a playlist starting here is this number, less one when the segment
+	// itself carries the tag).
+	DiscontinuitySequence uint64
 	// Discontinuity is set on the first segment after a republish or a
 	// change of codec configuration.
 	Discontinuity bool
@@ -106,6 +111,9 @@ type Snapshot struct {
 	// Segments; with the flags of the kept segments it gives a playlist's
 	// EXT-X-DISCONTINUITY-SEQUENCE.
 	DroppedDiscontinuities uint64
+	// MaxPartDuration is the longest part ever appended to this rendition;
+	// it never decreases, so a PART-TARGET derived from it never drops.
+	MaxPartDuration time.Duration
 	// MaxSegmentDuration is the longest segment seen in this rendition.
 	MaxSegmentDuration time.Duration
 	// Updated is when this snapshot was taken.

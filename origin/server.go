@@ -94,7 +94,7 @@ func (s *Server) Start() error {
 			s.log.Error("origin server stopped", "err", err)
 		}
 	}()
-	s.log.Info("origin listening", "addr", ln.Addr().String(), "tls", useTLS)
+	s.log.Info("origin: listening", "address", ln.Addr().String(), "tls", useTLS)
 	return nil
 }
 

@@ -62,12 +62,22 @@ type handler struct {
 
 	// waitHook, when set (by tests), runs as a request starts waiting.
 	waitHook func()
+
+	viewers *Viewers // nil: viewers are not counted
+}
+
+// Option adds an optional collaborator to the origin handler.
+type Option func(*handler)
+
+// WithViewers makes the origin count viewers from playlist requests.
+func WithViewers(v *Viewers) Option {
+	return func(h *handler) { h.viewers = v }
 }
 
 // NewHandler returns the origin: every route, with CORS, metrics (m may be
 // nil), request ids and logging (log may be nil). cfg's zero fields take
 // their defaults; Gzip is used as given.
-func NewHandler(cfg Config, st *store.Store, m *Metrics, log *slog.Logger) http.Handler {
+func NewHandler(cfg Config, st *store.Store, m *Metrics, log *slog.Logger, opts ...Option) http.Handler {
 	cfg = cfg.WithDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -99,6 +109,9 @@ func NewHandler(cfg Config, st *store.Store, m *Metrics, log *slog.Logger) http.
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	h.idPrefix = hex.EncodeToString(b[:]) + "-"
+	for _, o := range opts {
+		o(h)
+	}
 	return h
 }
 

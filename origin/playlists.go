@@ -25,13 +25,17 @@ const playlistCacheEntries = 2048
 func (h *handler) serveIndex(w *respWriter, r *http.Request, t *target) object {
 	if t.multivariantOK() {
 		if st, ok := h.st.Stream(t.prefix); ok {
-			return h.serveMultivariant(w, r, st)
+			o := h.serveMultivariant(w, r, st)
+			h.observeViewer(w, r, st)
+			return o
 		}
 	}
 	if t.renditionOK() {
 		if st, ok := h.st.Stream(t.stream()); ok {
 			if rend, ok := st.Rendition(t.rendition()); ok {
-				return h.serveMediaPlaylist(w, r, st, rend)
+				o := h.serveMediaPlaylist(w, r, st, rend)
+				h.observeViewer(w, r, st)
+				return o
 			}
 			return h.notFound(w, objectMediaPlaylist)
 		}
@@ -334,4 +338,12 @@ func (h *handler) firstSegment(r *http.Request, rend *store.Rendition, snap *sto
 	}
 	snap, _ = h.wait(r, rend, snap.Open.MSN, -1)
 	return snap, len(snap.Segments) > 0
+}
+
+// observeViewer counts the client of a successful playlist response as a
+// viewer of the stream.
+func (h *handler) observeViewer(w *respWriter, r *http.Request, st *store.Stream) {
+	if h.viewers != nil && w.status < 300 {
+		h.viewers.Observe(st.Name(), r, time.Now())
+	}
 }

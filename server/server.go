@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/headwater-live/headwater/api"
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/ingest/rtmp"
@@ -41,6 +42,7 @@ type Server struct {
 	origin    *origin.Server
 	admin     *http.Server
 	adminLn   net.Listener
+	viewers   *origin.Viewers
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -131,7 +133,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			EndedMaxAge:        oc.Cache.EndedMaxAge.Duration(),
 		},
 	}
-	s.origin = origin.NewServer(originCfg, origin.NewHandler(originCfg, s.store, origin.NewMetrics(reg), log), log)
+	s.viewers = origin.NewViewers(origin.DefaultViewerWindow)
+	reg.MustRegister(s.viewers)
+	s.origin = origin.NewServer(originCfg,
+		origin.NewHandler(originCfg, s.store, origin.NewMetrics(reg), log, origin.WithViewers(s.viewers)), log)
 
 	if cfg.Admin.Address != "" {
 		s.admin = &http.Server{
@@ -304,6 +309,7 @@ func (s *Server) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	mux.Handle("/api/", api.New(s.registry, s.store, s.viewers, s.cfg.Segmenter.Window, s.log))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !s.ready.Load() {

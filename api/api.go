@@ -1,0 +1,258 @@
+// Package api is Headwater's status API on the admin listener:
+//
+//	GET    /api/v1/streams         every stream live or within its ended grace time
+//	GET    /api/v1/streams/{name}  one stream ("live/key")
+//	DELETE /api/v1/streams/{name}  kick the publisher
+//
+// Errors are JSON: {"error": {"code": "not_found", "message": "..."}}. The
+// schema is documented in docs/openapi.yaml.
+package api
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/headwater-live/headwater/media"
+	"github.com/headwater-live/headwater/playlist"
+	"github.com/headwater-live/headwater/store"
+)
+
+// ViewerCounter estimates a stream's current viewers.
+type ViewerCounter interface {
+	Count(stream string, now time.Time) int
+}
+
+// Handler serves the status API.
+type Handler struct {
+	registry *media.Registry
+	store    *store.Store
+	viewers  ViewerCounter
+	window   int
+	log      *slog.Logger
+	mux      *http.ServeMux
+}
+
+// New returns the API handler. viewers may be nil; window is the number of
+// segments bandwidth is measured over (the playlist window).
+func New(registry *media.Registry, st *store.Store, viewers ViewerCounter, window int, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{registry: registry, store: st, viewers: viewers, window: window, log: log, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /api/v1/streams", h.list)
+	h.mux.HandleFunc("GET /api/v1/streams/{name...}", h.get)
+	h.mux.HandleFunc("DELETE /api/v1/streams/{name...}", h.kick)
+	h.mux.HandleFunc("/api/", notFoundOrMethod)
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// notFoundOrMethod answers what no route took: 405 with Allow for a known
+// path asked with another method, JSON 404 otherwise.
+func notFoundOrMethod(w http.ResponseWriter, r *http.Request) {
+	allow := ""
+	switch {
+	case r.URL.Path == "/api/v1/streams":
+		allow = "GET"
+	case strings.HasPrefix(r.URL.Path, "/api/v1/streams/"):
+		allow = "GET, DELETE"
+	}
+	if allow != "" {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+allow)
+		return
+	}
+	writeError(w, http.StatusNotFound, "not_found", "no such API endpoint: "+r.Method+" "+r.URL.Path)
+}
+
+// Stream is one stream in the API.
+type Stream struct {
+	Name          string      `json:"name"`
+	Live          bool        `json:"live"`
+	Protocol      string      `json:"protocol,omitempty"`
+	RemoteAddress string      `json:"remote_address,omitempty"`
+	SessionID     string      `json:"session_id,omitempty"`
+	StartedAt     *time.Time  `json:"started_at,omitempty"`
+	UptimeSeconds float64     `json:"uptime_seconds,omitempty"`
+	IngestBytes   uint64      `json:"ingest_bytes"`
+	IngestFrames  uint64      `json:"ingest_frames"`
+	IngestBitrate int64       `json:"ingest_bitrate"`
+	Tracks        []Track     `json:"tracks"`
+	Renditions    []Rendition `json:"renditions"`
+	Viewers       int         `json:"viewers"`
+}
+
+// Track is one ingested elementary stream.
+type Track struct {
+	ID         int     `json:"id"`
+	Kind       string  `json:"kind"`
+	Codec      string  `json:"codec"`
+	Codecs     string  `json:"codecs"`
+	Width      int     `json:"width,omitempty"`
+	Height     int     `json:"height,omitempty"`
+	FrameRate  float64 `json:"frame_rate,omitempty"`
+	SampleRate int     `json:"sample_rate,omitempty"`
+	Channels   int     `json:"channels,omitempty"`
+	Bitrate    int     `json:"bitrate"`
+}
+
+// Rendition is one packaged rendition (one media playlist).
+type Rendition struct {
+	Name             string `json:"name"`
+	Kind             string `json:"kind"`
+	Codecs           string `json:"codecs"`
+	Width            int    `json:"width,omitempty"`
+	Height           int    `json:"height,omitempty"`
+	Bandwidth        int    `json:"bandwidth"`
+	AverageBandwidth int    `json:"average_bandwidth"`
+	LastMSN          uint64 `json:"last_msn"`
+	LastPart         int    `json:"last_part"`
+	Segments         int    `json:"segments"`
+	Ended            bool   `json:"ended"`
+}
+
+type streamList struct {
+	Streams []Stream `json:"streams"`
+}
+
+func (h *Handler) list(w http.ResponseWriter, _ *http.Request) {
+	now := time.Now()
+	names := map[string]bool{}
+	for _, n := range h.store.Names() {
+		names[n] = true
+	}
+	for _, s := range h.registry.List() {
+		names[s.Name()] = true
+	}
+	out := streamList{Streams: []Stream{}}
+	for n := range names {
+		if s, ok := h.describe(n, now); ok {
+			out.Streams = append(out.Streams, s)
+		}
+	}
+	sort.Slice(out.Streams, func(i, j int) bool { return out.Streams[i].Name < out.Streams[j].Name })
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	s, ok := h.describe(name, time.Now())
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", "no stream named "+quote(name))
+		return
+	}
+	writeJSON(w, http.StatusOK, s)
+}
+
+func (h *Handler) kick(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	ms, ok := h.registry.Get(name)
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", "no live stream named "+quote(name))
+		return
+	}
+	info := ms.Info()
+	h.log.Info("api: kicking publisher", "stream", name, "session", info.SessionID, "protocol", info.Protocol, "remote", info.RemoteAddr)
+	ms.Kick()
+	writeJSON(w, http.StatusAccepted, map[string]string{"kicked": name, "session_id": info.SessionID})
+}
+
+// describe assembles what the registry (live publish) and the store
+// (packaged renditions) know of a stream.
+func (h *Handler) describe(name string, now time.Time) (Stream, bool) {
+	out := Stream{Name: name, Tracks: []Track{}, Renditions: []Rendition{}}
+	ms, live := h.registry.Get(name)
+	st, stored := h.store.Stream(name)
+	if !live && !stored {
+		return out, false
+	}
+	renditions := map[string]Rendition{}
+	if stored {
+		for _, r := range st.Renditions() {
+			snap := r.Snapshot()
+			peak, avg := playlist.Bandwidth(snap, h.window)
+			rd := Rendition{
+				Name: r.Name(), Kind: snap.Info.Kind.String(),
+				Width: snap.Info.Width, Height: snap.Info.Height,
+				Bandwidth: peak, AverageBandwidth: avg,
+				Segments: len(snap.Segments), Ended: snap.Ended, LastPart: -1,
+			}
+			if snap.Info.Codec != nil {
+				rd.Codecs = snap.Info.Codec.RFC6381()
+			}
+			if msn, part, ok := snap.LastMSN(); ok {
+				rd.LastMSN, rd.LastPart = msn, part
+			}
+			out.Renditions = append(out.Renditions, rd)
+			renditions[snap.Info.Kind.String()] = rd
+		}
+	}
+	if live {
+		info := ms.Info()
+		started := ms.Started()
+		out.Live = true
+		out.Protocol, out.RemoteAddress, out.SessionID = info.Protocol, info.RemoteAddr, info.SessionID
+		out.StartedAt = &started
+		uptime := now.Sub(started)
+		out.UptimeSeconds = uptime.Seconds()
+		out.IngestBytes, out.IngestFrames = ms.Bytes(), ms.Frames()
+		if uptime > 0 {
+			out.IngestBitrate = int64(float64(out.IngestBytes*8) / uptime.Seconds())
+		}
+		for _, t := range ms.Tracks() {
+			tr := Track{ID: t.ID, Kind: t.Kind().String(), Codec: t.Codec.Name(), Codecs: t.Codec.RFC6381()}
+			switch c := t.Codec.(type) {
+			case *media.AAC:
+				tr.SampleRate, tr.Channels = c.Config.SampleRate, c.Config.ChannelCount
+			case *media.Opus:
+				tr.SampleRate, tr.Channels = 48000, c.ChannelCount
+			default:
+				if vi, err := media.ParseVideoInfo(t.Codec); err == nil {
+					tr.Width, tr.Height, tr.FrameRate = vi.Width, vi.Height, vi.FrameRate
+				}
+			}
+			// The packaged rendition of the same kind measures the bitrate.
+			if rd, ok := renditions[tr.Kind]; ok {
+				tr.Bitrate = rd.AverageBandwidth
+			}
+			out.Tracks = append(out.Tracks, tr)
+		}
+	}
+	if h.viewers != nil {
+		out.Viewers = h.viewers.Count(name, now)
+	}
+	return out, true
+}
+
+type apiError struct {
+	Error errorBody `json:"error"`
+}
+
+type errorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, apiError{Error: errorBody{Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

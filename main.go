@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,9 +21,6 @@ import (
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
 var version = ""
-
-// shutdownTimeout bounds draining on SIGTERM/SIGINT.
-const shutdownTimeout = 10 * time.Second
 
 func main() {
 	if err := newRootCommand(os.Stdout, os.Stderr).Execute(); err != nil {
@@ -80,11 +75,12 @@ func newServeCommand() *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			<-ctx.Done()
-			log.Info("headwater: shutting down", "deadline", shutdownTimeout.String())
-			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			timeout := cfg.Shutdown.Timeout.Duration()
+			log.Info("headwater: shutting down", "deadline", timeout.String())
+			sctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				return err
+			if err := srv.Shutdown(sctx); err != nil {
+				return fmt.Errorf("shutdown: %w", err)
 			}
 			log.Info("headwater: stopped")
 			return nil

@@ -32,6 +32,8 @@ type Config struct {
 	Origin OriginConfig `yaml:"origin" doc:"HTTP origin serving playlists, segments and parts."`
 	// Admin configures the admin listener (/metrics, /healthz, /readyz).
 	Admin AdminConfig `yaml:"admin" doc:"Admin listener: /metrics, /healthz, /readyz."`
+	// Shutdown configures how SIGTERM/SIGINT stop the server.
+	Shutdown ShutdownConfig `yaml:"shutdown" doc:"Graceful shutdown on SIGTERM/SIGINT."`
 }
 
 // LogConfig configures the process logger.
@@ -170,6 +172,17 @@ type AdminConfig struct {
 	Address string `yaml:"address" doc:"Admin listen address, host:port; \"\" disables it."`
 }
 
+// ShutdownConfig configures graceful shutdown.
+type ShutdownConfig struct {
+	// Drain is how long the origin keeps serving after the streams have
+	// ended, so players and CDNs fetch the playlists with EXT-X-ENDLIST. It
+	// defaults to 2s.
+	Drain Duration `yaml:"drain" doc:"How long the origin keeps serving ended playlists (ENDLIST) before it closes."`
+	// Timeout bounds the whole shutdown; what is still running then is cut
+	// off. It defaults to 15s.
+	Timeout Duration `yaml:"timeout" doc:"Deadline for the whole shutdown (> drain)."`
+}
+
 // Default returns a new Config holding every default. Each call returns a
 // fresh value the caller may modify.
 func Default() *Config {
@@ -220,6 +233,10 @@ func Default() *Config {
 		},
 		Admin: AdminConfig{
 			Address: ":9090",
+		},
+		Shutdown: ShutdownConfig{
+			Drain:   Duration(2 * time.Second),
+			Timeout: Duration(15 * time.Second),
 		},
 	}
 }

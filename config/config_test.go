@@ -84,6 +84,9 @@ origin:
     ended_max_age: 10m
 admin:
   address: "127.0.0.1:9191"
+shutdown:
+  drain: 500ms
+  timeout: 5s
 `
 
 // fullConfig is what fullFile decodes to.
@@ -127,7 +130,8 @@ func fullConfig() *Config {
 				EndedMaxAge:        Duration(10 * time.Minute),
 			},
 		},
-		Admin: AdminConfig{Address: "127.0.0.1:9191"},
+		Admin:    AdminConfig{Address: "127.0.0.1:9191"},
+		Shutdown: ShutdownConfig{Drain: Duration(500 * time.Millisecond), Timeout: Duration(5 * time.Second)},
 	}
 }
 

@@ -99,6 +99,12 @@ func (c *Config) Validate() error {
 
 	v.address("admin.address", c.Admin.Address, true)
 
+	v.notNegative("shutdown.drain", c.Shutdown.Drain)
+	v.positive("shutdown.timeout", c.Shutdown.Timeout)
+	if c.Shutdown.Timeout > 0 && c.Shutdown.Drain >= c.Shutdown.Timeout {
+		v.add("shutdown.timeout", "must be greater than shutdown.drain (%s), got %s", c.Shutdown.Drain, c.Shutdown.Timeout)
+	}
+
 	v.distinct([]string{"rtmp.address", "origin.address", "admin.address"},
 		[]string{c.RTMP.Address, c.Origin.Address, c.Admin.Address})
 

@@ -52,6 +52,7 @@ func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
 	cfg.Origin.Address = "127.0.0.1:0"
 	cfg.Admin.Address = "127.0.0.1:0"
 	cfg.Log.Level = "debug"
+	cfg.Shutdown.Drain = 0
 	if mutate != nil {
 		mutate(cfg)
 	}

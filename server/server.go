@@ -217,10 +217,12 @@ func (s *Server) AdminAddr() net.Addr {
 }
 
 // Shutdown stops accepting publishers, ends every live stream (their
-// playlists get ENDLIST), waits for the pipelines, then drains the HTTP
-// listeners until ctx ends.
+// playlists get ENDLIST), waits for the pipelines, keeps the origin serving
+// for shutdown.drain so players and CDNs see the ended playlists, then
+// drains the HTTP listeners until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
+	live := s.registry.Len()
 	var errs []error
 	if s.rtmp != nil {
 		if err := s.rtmp.Close(); err != nil {
@@ -231,6 +233,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		st.Close()
 	}
 	s.waitPipelines(ctx)
+	if drain := s.cfg.Shutdown.Drain.Duration(); drain > 0 && live > 0 {
+		s.log.Info("shutdown: streams ended, origin draining", "streams", live, "drain", drain.String())
+		t := time.NewTimer(drain)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	if err := s.origin.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("origin: %w", err))
 	}

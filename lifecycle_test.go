@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,10 +37,30 @@ func httpGet(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// TestSIGTERMEndsStreamsAndExitsZero runs the real binary, publishes with
-// ffmpeg, sends SIGTERM, and checks that the playlist ends with ENDLIST while
-// the origin drains and that the process exits with status 0.
-func TestSIGTERMEndsStreamsAndExitsZero(t *testing.T) {
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestSignals runs the real binary with a configuration file and a live
+// ffmpeg publisher. SIGHUP with a bad file is refused and changes nothing;
+// SIGHUP with a good file applies the reloadable keys and reports the rest;
+// neither drops the stream. SIGTERM then ends the stream (the origin serves
+// the ENDLIST playlist while draining) and the process exits with status 0.
+func TestSignals(t *testing.T) {
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		t.Fatal("ffmpeg not found: install it (apt-get install -y ffmpeg)")
 	}
@@ -48,10 +69,18 @@ func TestSIGTERMEndsStreamsAndExitsZero(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	rtmpAddr, originAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	srv := exec.Command(bin, "serve", "--rtmp-address", rtmpAddr, "--origin-address", originAddr, "--admin-address", adminAddr)
-	srv.Env = append(os.Environ(), "HEADWATER_SHUTDOWN_DRAIN=3s")
-	var logs bytes.Buffer
-	srv.Stderr = &logs
+	cfgFile := filepath.Join(t.TempDir(), "headwater.yaml")
+	writeConfig := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConfig("rtmp:\n  max_publishers: 5\nshutdown:\n  drain: 3s\n")
+	srv := exec.Command(bin, "serve", "--config", cfgFile,
+		"--rtmp-address", rtmpAddr, "--origin-address", originAddr, "--admin-address", adminAddr)
+	logs := &lockedBuffer{}
+	srv.Stderr = logs
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +111,47 @@ func TestSIGTERMEndsStreamsAndExitsZero(t *testing.T) {
 			t.Fatal("the stream never became playable")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	lastSegment := func() string {
+		_, body := httpGet(playlistURL)
+		lines := strings.Split(strings.TrimSpace(body), "\n")
+		for i := len(lines) - 1; i >= 0; i-- {
+			if strings.HasPrefix(lines[i], "seg") {
+				return lines[i]
+			}
+		}
+		return ""
+	}
+	waitLog := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), what); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log", what)
+			}
+		}
+	}
+
+	writeConfig("rtmp:\n  max_publishers: many\n")
+	if err := srv.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(`"msg":"reload: refused, keeping the running configuration"`)
+	if !strings.Contains(logs.String(), "rtmp.max_publishers") {
+		t.Error("the refusal does not name the bad key")
+	}
+
+	writeConfig("rtmp:\n  max_publishers: 7\norigin:\n  gzip: false\nshutdown:\n  drain: 3s\n")
+	if err := srv.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(`"msg":"reload: applied","key":"rtmp.max_publishers","old":"5","new":"7"`)
+	waitLog(`"msg":"reload: needs a restart, old value kept","key":"origin.gzip"`)
+	before := lastSegment()
+	for deadline := time.Now().Add(5 * time.Second); lastSegment() == before; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream stopped advancing after the reloads")
+		}
 	}
 
 	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -74,7 +75,18 @@ func newServeCommand() *cobra.Command {
 
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			<-ctx.Done()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+		wait:
+			for {
+				select {
+				case <-ctx.Done():
+					break wait
+				case <-hup:
+					reload(log, srv, configPath, overrides)
+				}
+			}
 			timeout := cfg.Shutdown.Timeout.Duration()
 			log.Info("headwater: shutting down", "deadline", timeout.String())
 			sctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -91,6 +103,31 @@ func newServeCommand() *cobra.Command {
 		flagValues[f.Name] = cmd.Flags().String(f.Name, "", f.Usage)
 	}
 	return cmd
+}
+
+// reload re-reads the configuration on SIGHUP and applies what a running
+// server can apply; a file that does not validate is refused as a whole and
+// the running configuration stays.
+func reload(log *slog.Logger, srv *server.Server, path string, overrides []config.Override) {
+	next, err := config.Load(path, os.Environ(), overrides...)
+	if err != nil {
+		log.Error("reload: refused, keeping the running configuration", "file", path, "error", err.Error())
+		return
+	}
+	res, err := srv.Reload(next)
+	if err != nil {
+		log.Error("reload: refused, keeping the running configuration", "file", path, "error", err.Error())
+		return
+	}
+	for _, c := range res.Applied {
+		log.Info("reload: applied", "key", c.Key, "old", c.Old, "new", c.New)
+	}
+	for _, c := range res.NeedRestart {
+		log.Warn("reload: needs a restart, old value kept", "key", c.Key, "old", c.Old, "new", c.New)
+	}
+	if len(res.Applied)+len(res.NeedRestart) == 0 {
+		log.Info("reload: no change", "file", path)
+	}
 }
 
 func newConfigCommand() *cobra.Command {

@@ -910,3 +910,21 @@ func TestDocs(t *testing.T) {
 		}
 	}
 }
+
+func TestDiff(t *testing.T) {
+	a, b := Default(), Default()
+	if d := Diff(a, b); len(d) != 0 {
+		t.Fatalf("defaults differ: %v", d)
+	}
+	b.RTMP.MaxPublishers = 5
+	b.Origin.CORS.AllowedOrigins = []string{"https://a.example"}
+	b.Shutdown.Drain = Duration(time.Second)
+	want := []Change{
+		{Key: "rtmp.max_publishers", Old: "100", New: "5"},
+		{Key: "origin.cors.allowed_origins", Old: "*", New: "https://a.example"},
+		{Key: "shutdown.drain", Old: "2s", New: "1s"},
+	}
+	if got := Diff(a, b); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Diff = %v, want %v", got, want)
+	}
+}

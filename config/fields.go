@@ -191,3 +191,22 @@ func setString(v reflect.Value, s string) error {
 	}
 	return nil
 }
+
+// Change is one key whose value differs between two configurations.
+type Change struct {
+	Key      string
+	Old, New string
+}
+
+// Diff lists the keys whose values differ from a to b, in file order.
+func Diff(a, b *Config) []Change {
+	var out []Change
+	for _, key := range Keys() {
+		av, _ := a.get(key)
+		bv, _ := b.get(key)
+		if av != bv {
+			out = append(out, Change{Key: key, Old: av, New: bv})
+		}
+	}
+	return out
+}

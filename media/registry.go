@@ -111,6 +111,14 @@ func (r *Registry) Publish(name string, info PublishInfo, tracks []*Track) (*Str
 	return s, nil
 }
 
+// SetMaxStreams changes the concurrent stream limit (0: unlimited). Live
+// streams beyond a lowered limit keep going; new publishes are refused.
+func (r *Registry) SetMaxStreams(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cfg.MaxStreams = n
+}
+
 // Get returns the live stream with that name.
 func (r *Registry) Get(name string) (*Stream, bool) {
 	r.mu.Lock()

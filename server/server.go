@@ -51,6 +51,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	pipelines map[string]chan struct{} // stream name -> closed when its pipeline has finished
+
+	reloadMu sync.Mutex // serialises Reload
 }
 
 // New builds a server from a validated configuration. Nothing listens until Start.

@@ -28,7 +28,8 @@ type Config struct {
 	// that long, before or after publishing. Default 10s.
 	IdleTimeout time.Duration
 	// MaxPublishers limits concurrent RTMP publishing sessions; a publish
-	// beyond it is refused. Default 100.
+	// beyond it is refused. 0 means no limit; negative takes the default,
+	// 100.
 	MaxPublishers int
 	// MaxChunkSize is the largest chunk size a peer may announce with Set
 	// Chunk Size; a larger one ends the session as a protocol error. Default
@@ -49,7 +50,7 @@ func (c Config) withDefaults() Config {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
 	}
-	if c.MaxPublishers <= 0 {
+	if c.MaxPublishers < 0 {
 		c.MaxPublishers = DefaultMaxPublishers
 	}
 	if c.MaxChunkSize <= 0 {

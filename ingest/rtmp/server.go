@@ -220,11 +220,19 @@ func (s *Server) isClosed() bool {
 	}
 }
 
+// SetMaxPublishers changes the publisher limit (a configuration reload).
+// Sessions already publishing are kept even when they exceed the new limit.
+func (s *Server) SetMaxPublishers(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.MaxPublishers = n
+}
+
 // acquirePublisher takes one of the MaxPublishers slots.
 func (s *Server) acquirePublisher() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.publishers >= s.cfg.MaxPublishers {
+	if s.cfg.MaxPublishers > 0 && s.publishers >= s.cfg.MaxPublishers {
 		return false
 	}
 	s.publishers++

@@ -1,0 +1,52 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/headwater-live/headwater/config"
+)
+
+// reloadable are the keys a running server applies on Reload; every other
+// change is reported as needing a restart and left as it was.
+var reloadable = map[string]func(s *Server, c *config.Config){
+	"rtmp.max_publishers": func(s *Server, c *config.Config) {
+		if s.rtmp != nil {
+			s.rtmp.SetMaxPublishers(c.RTMP.MaxPublishers)
+		}
+	},
+	"streams.max_streams": func(s *Server, c *config.Config) { s.registry.SetMaxStreams(c.Streams.MaxStreams) },
+}
+
+// ReloadResult says what a Reload did.
+type ReloadResult struct {
+	// Applied are the changes now in effect.
+	Applied []config.Change
+	// NeedRestart are changes to keys a running server cannot apply
+	// (listen addresses, TLS files, timeouts); the old values stay in effect.
+	NeedRestart []config.Change
+}
+
+// Reload applies a new, already validated configuration to the running
+// server without touching live streams: reloadable keys take effect, the
+// others are reported.
+func (s *Server) Reload(next *config.Config) (ReloadResult, error) {
+	if err := next.Validate(); err != nil {
+		return ReloadResult{}, fmt.Errorf("reload: %w", err)
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	var res ReloadResult
+	for _, ch := range config.Diff(s.cfg, next) {
+		apply, ok := reloadable[ch.Key]
+		if !ok {
+			res.NeedRestart = append(res.NeedRestart, ch)
+			continue
+		}
+		apply(s, next)
+		if err := s.cfg.Set(ch.Key, ch.New); err != nil {
+			return res, fmt.Errorf("reload %s: %w", ch.Key, err)
+		}
+		res.Applied = append(res.Applied, ch)
+	}
+	return res, nil
+}

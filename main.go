@@ -13,11 +13,13 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/server"
+	"github.com/headwater-live/headwater/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -64,7 +66,18 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv, err := server.New(cfg, log)
+			tp, stopTracing, err := telemetry.Setup(cmd.Context(), cfg.Tracing.Enabled, versionString())
+			if err != nil {
+				return err
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := stopTracing(ctx); err != nil {
+					log.Warn("tracing: flush on exit", "error", err)
+				}
+			}()
+			srv, err := server.New(cfg, log, server.WithTracerProvider(tp))
 			if err != nil {
 				return err
 			}

@@ -32,6 +32,8 @@ type Config struct {
 	Origin OriginConfig `yaml:"origin" doc:"HTTP origin serving playlists, segments and parts."`
 	// Admin configures the admin listener (/metrics, /healthz, /readyz).
 	Admin AdminConfig `yaml:"admin" doc:"Admin listener: /metrics, /healthz, /readyz."`
+	// Tracing configures OpenTelemetry tracing.
+	Tracing TracingConfig `yaml:"tracing" doc:"OpenTelemetry tracing (OTLP/HTTP, configured by the standard OTEL_* variables)."`
 	// Shutdown configures how SIGTERM/SIGINT stop the server.
 	Shutdown ShutdownConfig `yaml:"shutdown" doc:"Graceful shutdown on SIGTERM/SIGINT."`
 }
@@ -170,6 +172,14 @@ type AdminConfig struct {
 	// Address is the host:port serving /metrics, /healthz and /readyz; ""
 	// disables the admin listener. It defaults to ":9090".
 	Address string `yaml:"address" doc:"Admin listen address, host:port; \"\" disables it."`
+}
+
+// TracingConfig configures OpenTelemetry tracing.
+type TracingConfig struct {
+	// Enabled turns tracing on: spans for publish sessions, segments and
+	// origin requests are exported over OTLP/HTTP to the endpoint the
+	// standard OTEL_EXPORTER_OTLP_* variables name. It defaults to false.
+	Enabled bool `yaml:"enabled" doc:"Export traces over OTLP/HTTP (endpoint from OTEL_EXPORTER_OTLP_ENDPOINT)."`
 }
 
 // ShutdownConfig configures graceful shutdown.

@@ -84,6 +84,8 @@ origin:
     ended_max_age: 10m
 admin:
   address: "127.0.0.1:9191"
+tracing:
+  enabled: true
 shutdown:
   drain: 500ms
   timeout: 5s
@@ -131,6 +133,7 @@ func fullConfig() *Config {
 			},
 		},
 		Admin:    AdminConfig{Address: "127.0.0.1:9191"},
+		Tracing:  TracingConfig{Enabled: true},
 		Shutdown: ShutdownConfig{Drain: Duration(500 * time.Millisecond), Timeout: Duration(5 * time.Second)},
 	}
 }

@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/store"
 )
@@ -393,6 +396,9 @@ func (h *handler) serveObject(w *respWriter, r *http.Request, t *target) object 
 		o = objectPart
 	}
 	st, ok := h.st.Stream(t.stream())
+	if ok {
+		tagStream(r, st)
+	}
 	if !ok {
 		return h.notFound(w, o)
 	}
@@ -618,4 +624,12 @@ func qZero(params string) bool {
 		return strings.Trim(v[1:], ".0") == ""
 	}
 	return false
+}
+
+// tagStream names the stream on the request's span (when tracing), linking
+// origin requests to the stream's publish spans by attribute.
+func tagStream(r *http.Request, st *store.Stream) {
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetAttributes(attribute.String("headwater.stream", st.Name()))
+	}
 }

@@ -25,6 +25,7 @@ const playlistCacheEntries = 2048
 func (h *handler) serveIndex(w *respWriter, r *http.Request, t *target) object {
 	if t.multivariantOK() {
 		if st, ok := h.st.Stream(t.prefix); ok {
+			tagStream(r, st)
 			o := h.serveMultivariant(w, r, st)
 			h.observeViewer(w, r, st)
 			return o
@@ -32,6 +33,7 @@ func (h *handler) serveIndex(w *respWriter, r *http.Request, t *target) object {
 	}
 	if t.renditionOK() {
 		if st, ok := h.st.Stream(t.stream()); ok {
+			tagStream(r, st)
 			if rend, ok := st.Rendition(t.rendition()); ok {
 				o := h.serveMediaPlaylist(w, r, st, rend)
 				h.observeViewer(w, r, st)

@@ -16,6 +16,10 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/store"
@@ -97,6 +101,10 @@ func (s *Segmenter) Run(ctx context.Context, src *media.Subscription, dst *store
 		return errors.New("segmenter: nil subscription or stream")
 	}
 	r := newRun(s, dst)
+	r.ctx = ctx
+	// Segment spans are children of the caller's span (the publish), on its
+	// provider: a no-op unless tracing is enabled.
+	r.tracer = trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName)
 	defer r.close()
 	frames := src.Frames()
 	for {
@@ -136,7 +144,13 @@ type run struct {
 	start  timePoint       // where the timeline continues (0 for a new stream)
 	begun  bool            // origin is set
 	kinds  map[media.Kind]*kindMetrics
+
+	ctx    context.Context // Run's, parent of the segment spans
+	tracer trace.Tracer
 }
+
+// tracerName is the instrumentation scope of the segment spans.
+const tracerName = "github.com/headwater-live/headwater/segmenter"
 
 type kindMetrics struct {
 	segments, parts prometheus.Counter
@@ -144,6 +158,8 @@ type kindMetrics struct {
 
 func newRun(s *Segmenter, dst *store.Stream) *run {
 	r := &run{
+		ctx:    context.Background(),
+		tracer: noop.NewTracerProvider().Tracer(tracerName),
 		cfg:    s.cfg,
 		m:      s.m,
 		log:    s.log,
@@ -430,12 +446,15 @@ func (r *run) audioCut(t *track, at int64, consume bool) bool {
 
 // startSegment opens a segment at a frame; false when the store refused.
 func (r *run) startSegment(t *track, f *media.Frame, tm int64) bool {
-	if _, err := t.rend.StartSegment(f.Received, uint64(tm)); err != nil {
+	msn, err := t.rend.StartSegment(f.Received, uint64(tm))
+	if err != nil {
 		r.logOnce(logKey{"start", t.id}, slog.LevelError,
 			"cannot start a segment", "track", t.id, "rendition", t.name, "error", err)
 		r.drop(t, DropStoreError)
 		return false
 	}
+	_, t.segSpan = r.tracer.Start(r.ctx, "segment", trace.WithAttributes(
+		attribute.String("headwater.rendition", t.name), attribute.Int64("headwater.msn", int64(msn))))
 	t.segOpen = true
 	t.segStart = tm
 	t.segSamples = 0
@@ -533,10 +552,21 @@ func (r *run) finishSegment(t *track, durTicks int64) {
 	if durTicks < 0 {
 		durTicks = 0
 	}
+	span := t.segSpan
+	t.segSpan = nil
 	if err := t.rend.FinishSegment(uint64(durTicks)); err != nil {
 		r.logOnce(logKey{"finish", t.id}, slog.LevelError,
 			"cannot finish a segment", "track", t.id, "rendition", t.name, "error", err)
+		if span != nil {
+			span.SetStatus(codes.Error, err.Error())
+			span.End()
+		}
 		return
+	}
+	if span != nil {
+		span.SetAttributes(attribute.Float64("headwater.duration_seconds", media.TicksToDuration(durTicks, t.timescale).Seconds()),
+			attribute.Int("headwater.samples", t.segSamples))
+		span.End()
 	}
 	r.kinds[t.kind].segments.Inc()
 	r.m.segmentDuration.Observe(media.TicksToDuration(durTicks, t.timescale).Seconds())

@@ -13,6 +13,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/store"
@@ -59,6 +60,7 @@ type track struct {
 	bounds        []time.Duration // audio: starts of video segments not reached yet
 
 	// segment and part being written
+	segSpan         trace.Span // the open segment's span
 	segOpen         bool
 	segStart        int64
 	segSamples      int

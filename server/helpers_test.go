@@ -44,7 +44,7 @@ type testServer struct {
 	logs *lockedBuffer
 }
 
-func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
+func startServer(t *testing.T, mutate func(*config.Config), opts ...server.Option) *testServer {
 	t.Helper()
 	requireFFmpeg(t)
 	cfg := config.Default()
@@ -61,7 +61,7 @@ func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(cfg, log)
+	srv, err := server.New(cfg, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

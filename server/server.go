@@ -18,6 +18,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/headwater-live/headwater/api"
 	"github.com/headwater-live/headwater/config"
@@ -25,8 +30,10 @@ import (
 	"github.com/headwater-live/headwater/ingest/rtmp"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/origin"
+	"github.com/headwater-live/headwater/preview"
 	"github.com/headwater-live/headwater/segmenter"
 	"github.com/headwater-live/headwater/store"
+	"github.com/headwater-live/headwater/telemetry"
 )
 
 // Server is a running Headwater instance.
@@ -53,10 +60,21 @@ type Server struct {
 	pipelines map[string]chan struct{} // stream name -> closed when its pipeline has finished
 
 	reloadMu sync.Mutex // serialises Reload
+
+	tp trace.TracerProvider
+}
+
+// Option adds an optional collaborator to a Server.
+type Option func(*Server)
+
+// WithTracerProvider makes the server record spans (publish sessions,
+// segments, origin requests) on tp. Without it nothing is traced.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Server) { s.tp = tp }
 }
 
 // New builds a server from a validated configuration. Nothing listens until Start.
-func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -74,7 +92,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		pipelines: make(map[string]chan struct{}),
+		tp:        noop.NewTracerProvider(),
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	_, tracing := s.tp.(noop.TracerProvider)
+	tracing = !tracing
 
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "headwater_frames_dropped_total",
@@ -137,8 +161,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.viewers = origin.NewViewers(origin.DefaultViewerWindow)
 	reg.MustRegister(s.viewers)
-	s.origin = origin.NewServer(originCfg,
-		origin.NewHandler(originCfg, s.store, origin.NewMetrics(reg), log, origin.WithViewers(s.viewers)), log)
+	var originHandler http.Handler = origin.NewHandler(originCfg, s.store, origin.NewMetrics(reg), log, origin.WithViewers(s.viewers))
+	if tracing {
+		originHandler = otelhttp.NewHandler(originHandler, "origin",
+			otelhttp.WithTracerProvider(s.tp), otelhttp.WithPropagators(telemetry.Propagator()),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "origin " + r.Method }))
+	}
+	s.origin = origin.NewServer(originCfg, originHandler, log)
 
 	if cfg.Admin.Address != "" {
 		s.admin = &http.Server{
@@ -279,8 +308,13 @@ func (s *Server) waitPipelines(ctx context.Context) {
 // that the store sees one writer at a time.
 func (s *Server) startPipeline(ms *media.Stream) {
 	info := ms.Info()
-	log := s.log.With("stream", ms.Name(), "session", info.SessionID, "protocol", info.Protocol)
 	sub := ms.Subscribe(s.cfg.Segmenter.SubscriberBuffer)
+	ctx, span := s.tp.Tracer(telemetry.TracerName).Start(s.ctx, "publish "+ms.Name(),
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("headwater.stream", ms.Name()), attribute.String("headwater.protocol", info.Protocol),
+			attribute.String("headwater.session", info.SessionID), attribute.String("network.peer.address", info.RemoteAddr)))
+	log := s.log.With("stream", ms.Name(), "session", info.SessionID, "protocol", info.Protocol)
+	log = log.With(telemetry.LogAttrs(ctx)...)
 
 	done := make(chan struct{})
 	s.mu.Lock()
@@ -300,14 +334,17 @@ func (s *Server) startPipeline(ms *media.Stream) {
 			close(done)
 		}()
 		defer sub.Close()
+		defer span.End()
 		if previous != nil {
 			<-previous
 		}
 		dst := s.store.Begin(ms.Name())
 		log.Info("pipeline: started", "epoch", dst.Epoch())
-		err := s.segmenter.Run(s.ctx, sub, dst)
+		err := s.segmenter.Run(ctx, sub, dst)
 		dst.End()
+		span.SetAttributes(attribute.Int64("headwater.frames", int64(ms.Frames())), attribute.Int64("headwater.dropped", int64(sub.Dropped())))
 		if err != nil && !errors.Is(err, context.Canceled) {
+			span.SetStatus(codes.Error, err.Error())
 			log.Error("pipeline: ended with error", "error", err)
 			return
 		}
@@ -332,5 +369,16 @@ func (s *Server) adminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	// The preview page: "/" lists the streams and plays one from the origin.
+	mux.Handle("/", preview.Handler(preview.Config{OriginAddr: s.OriginAddr, OriginScheme: originScheme(s.cfg)}))
 	return mux
+}
+
+// originScheme is "https" when the origin serves TLS, "" (the page's own
+// scheme) otherwise.
+func originScheme(cfg *config.Config) string {
+	if cfg.Origin.TLSCert != "" && cfg.Origin.TLSKey != "" {
+		return "https"
+	}
+	return ""
 }

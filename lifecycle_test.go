@@ -76,7 +76,9 @@ func TestSignals(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	writeConfig("rtmp:\n  max_publishers: 5\nshutdown:\n  drain: 3s\n")
+	// SRT and RTSP would take their fixed default ports: off here.
+	const noFixedPorts = "srt:\n  address: \"\"\nrtsp:\n  address: \"\"\n"
+	writeConfig(noFixedPorts + "rtmp:\n  max_publishers: 5\nshutdown:\n  drain: 3s\n")
 	srv := exec.Command(bin, "serve", "--config", cfgFile,
 		"--rtmp-address", rtmpAddr, "--origin-address", originAddr, "--admin-address", adminAddr)
 	logs := &lockedBuffer{}
@@ -132,7 +134,7 @@ func TestSignals(t *testing.T) {
 		}
 	}
 
-	writeConfig("rtmp:\n  max_publishers: many\n")
+	writeConfig(noFixedPorts + "rtmp:\n  max_publishers: many\n")
 	if err := srv.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,7 @@ func TestSignals(t *testing.T) {
 		t.Error("the refusal does not name the bad key")
 	}
 
-	writeConfig("rtmp:\n  max_publishers: 7\norigin:\n  gzip: false\nshutdown:\n  drain: 3s\n")
+	writeConfig(noFixedPorts + "rtmp:\n  max_publishers: 7\norigin:\n  gzip: false\nshutdown:\n  drain: 3s\n")
 	if err := srv.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}

@@ -36,31 +36,50 @@ func (d *discardWriter) Write(b []byte) (int, error) {
 // benchHandler is the origin over a store whose video rendition has
 // realistic object sizes: 250 ms parts of ~90 kB (~3 Mb/s).
 func benchHandler(b *testing.B) http.Handler {
+	return benchHandlerConfig(b, Config{Gzip: true}, false)
+}
+
+// benchHandlerConfig is benchHandler with cfg, and with an audio rendition
+// (4 kB parts) when audio is set.
+func benchHandlerConfig(b *testing.B, cfg Config, audio bool) http.Handler {
 	st := store.New(store.Config{})
 	s := st.Begin(streamName)
 	v := s.AddRendition(videoInfo)
 	v.SetInit(videoInfo, initVideo)
-	part := make([]byte, 90<<10)
+	rends := []*store.Rendition{v}
+	sizes := []int{90 << 10}
+	if audio {
+		a := s.AddRendition(audioInfo)
+		a.SetInit(audioInfo, initAudio)
+		rends = append(rends, a)
+		sizes = append(sizes, 4<<10)
+	}
 	for seg := 0; seg < 4; seg++ {
-		if _, err := v.StartSegment(time.Now(), v.NextBaseTime()); err != nil {
-			b.Fatal(err)
-		}
-		for p := 0; p < 4; p++ {
-			if _, err := v.AppendPart(part, 250*time.Millisecond, p == 0); err != nil {
+		for i, r := range rends {
+			if _, err := r.StartSegment(time.Now(), r.NextBaseTime()); err != nil {
 				b.Fatal(err)
 			}
-		}
-		if seg < 3 {
-			if err := v.FinishSegment(90000); err != nil {
-				b.Fatal(err)
+			part := make([]byte, sizes[i])
+			for p := 0; p < 4; p++ {
+				if _, err := r.AppendPart(part, 250*time.Millisecond, p == 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if seg < 3 {
+				if err := r.FinishSegment(uint64(r.Snapshot().Info.Timescale)); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 	}
-	return NewHandler(Config{Gzip: true}, st, NewMetrics(prometheus.NewRegistry()), nil)
+	return NewHandler(cfg, st, NewMetrics(prometheus.NewRegistry()), nil)
 }
 
 func benchServe(b *testing.B, path string, size int, hdr ...string) {
-	h := benchHandler(b)
+	benchServeHandler(b, benchHandler(b), path, size, hdr...)
+}
+
+func benchServeHandler(b *testing.B, h http.Handler, path string, size int, hdr ...string) {
 	b.ReportAllocs()
 	b.SetBytes(int64(size))
 	b.ResetTimer()

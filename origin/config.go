@@ -1,14 +1,16 @@
-// Package origin is Headwater's HTTP origin: it serves the HLS playlists,
-// init segments, segments and LL-HLS parts held in a store.Store, with the
-// headers a CDN in front of it needs (Cache-Control per object type, strong
-// ETags, CORS, gzip for playlists) and LL-HLS blocking playlist reload and
-// blocking part requests.
+// Package origin is Headwater's HTTP origin: it serves the HLS playlists, the
+// DASH MPD, init segments, segments and LL-HLS parts held in a store.Store,
+// with the headers a CDN in front of it needs (Cache-Control per object type,
+// strong ETags, CORS, gzip for playlists and MPDs), LL-HLS blocking playlist
+// reload and blocking part requests, and low-latency DASH delivery of the
+// segment being written.
 //
-// URLs are /<stream>/index.m3u8 (multivariant playlist) and
-// /<stream>/<rendition>/{index.m3u8, init.mp4, init-N.mp4, segN.m4s,
-// partN.P.m4s}, where <stream> is a '/'-separated name ("live/key") valid
-// per media.ValidateName. /healthz answers "ok". Nothing is ever read from
-// a file system.
+// URLs are /<stream>/index.m3u8 (multivariant playlist),
+// /<stream>/manifest.mpd (MPD), /<stream>/time and /time (the origin's clock,
+// for DASH UTCTiming) and /<stream>/<rendition>/{index.m3u8, init.mp4,
+// init-N.mp4, segN.m4s, partN.P.m4s}, where <stream> is a '/'-separated name
+// ("live/key") valid per media.ValidateName. /healthz answers "ok". Nothing
+// is ever read from a file system.
 //
 // Response headers, for a CDN in front:
 //
@@ -18,9 +20,11 @@
 //	media playlist with _HLS_msn  public, max-age=BlockingMaxAge             application/vnd.apple.mpegurl
 //	multivariant playlist         public, max-age=MultivariantMaxAge         application/vnd.apple.mpegurl
 //	playlists of ended streams    public, max-age=EndedMaxAge                application/vnd.apple.mpegurl
+//	live MPD                      public, max-age=PlaylistMaxAge             application/dash+xml
+//	final MPD (see below)         public, max-age=EndedMaxAge                application/dash+xml
 //	404                           public, max-age=NotFoundMaxAge             text/plain
 //	other errors (400, 405, 503)  no-cache                                   text/plain
-//	/healthz                      no-store                                   text/plain
+//	/healthz, /time               no-store                                   text/plain
 //
 // Parts are served as video/mp4 (audio/mp4), like segments, rather than
 // video/iso.segment: a part is a byte range of its segment, players and MSE
@@ -28,11 +32,53 @@
 // caching classes) then treat all media the same way.
 //
 // Media objects carry a strong ETag derived from the stream's start time,
-// epoch, sequence number and part index, and a Last-Modified; playlists an
-// ETag hashed from the versions of the snapshots they are rendered from
-// (their Last-Modified is informative only: they change within a second, so
-// only If-None-Match revalidates them). Playlists are gzipped when accepted
-// (Vary: Accept-Encoding); media never are.
+// epoch, sequence number and part index, and a Last-Modified; playlists and
+// MPDs an ETag hashed from the versions of the snapshots they are rendered
+// from (their Last-Modified is informative only: they change within a
+// second, so only If-None-Match revalidates them). Playlists and MPDs are
+// gzipped when accepted (Vary: Accept-Encoding); media never are.
+//
+// # DASH
+//
+// The MPD is rendered by dash.MPD from the same renditions as the HLS
+// playlists, with the stream's start as availabilityStartTime, one
+// dash.History per stream (kept while the store holds the stream) and
+// UTCTiming pointing at the relative URL "time", i.e. /<stream>/time: a
+// relative URL resolves against the MPD's URL (dash.js and Shaka resolve it
+// against the MPD's base URL), so it goes through the same CDN and keeps a
+// playback-token path prefix (/t/<token>/<stream>/...), which /time at the
+// root would not. An MPD is rendered once per content (the snapshot versions,
+// and whether the stream's end has become final) and cached with its gzip
+// encoding; its publishTime is when it was rendered. 404 (NotFoundMaxAge)
+// while dash.MPD has no media to list. Once every rendition has ended and
+// DASHEndGrace has passed, the MPD is final (no minimumUpdatePeriod) and
+// gets EndedMaxAge; during that grace it stays a live MPD, with
+// PlaylistMaxAge, so that players pick up a republish.
+//
+// # Segments being written
+//
+// A plain GET of segN.m4s while segment N is being written streams it: the
+// response has no Content-Length (chunked transfer in HTTP/1.1, DATA frames
+// in HTTP/2), its parts (CMAF chunks) are written and flushed as they are
+// appended, and it ends when the segment is complete. Its headers are those
+// of the complete segment (Cache-Control immutable, the same strong ETag;
+// no Last-Modified): the bytes of a response that completes are the
+// segment's bytes. If the segment stops growing for BlockTimeout the
+// response is aborted (the connection is reset, no final chunk), never ended
+// cleanly, so that a CDN does not cache a truncated object: caches discard
+// an upstream response that ends without its terminating chunk (nginx, for
+// one, does not store it). A client that goes away leaves nothing for a
+// cache either. A request for segment N that does not exist yet but is the
+// next one (N = the last segment + 1, or the open segment before its first
+// part) waits, up to BlockTimeout, for its first part and then streams it;
+// 503 if it does not come. Further in the future is 404 at once.
+//
+// Range and conditional requests (If-None-Match, ...) for a segment being
+// written wait for it to complete (up to BlockTimeout, else 503) and are
+// then answered by http.ServeContent as for any complete segment: a 206
+// needs the complete length, and such requests come from CDNs fetching or
+// revalidating objects, not from players at the live edge. HEAD answers at
+// once with the headers a GET would get (no Content-Length).
 package origin
 
 import "time"
@@ -54,8 +100,8 @@ type CacheConfig struct {
 	BlockingMaxAge time.Duration
 	// NotFoundMaxAge is for 404 responses. Default 1s.
 	NotFoundMaxAge time.Duration
-	// EndedMaxAge is for playlists of streams whose publisher has gone.
-	// Default 60s.
+	// EndedMaxAge is for playlists of streams whose publisher has gone, and
+	// for final MPDs. Default 60s.
 	EndedMaxAge time.Duration
 }
 
@@ -84,18 +130,33 @@ type Config struct {
 	CORSAllowedOrigins []string
 	// Cache sets Cache-Control max-ages.
 	Cache CacheConfig
-	// Window is the number of segments a media playlist lists. Default 6.
+	// Window is the number of segments a media playlist lists, and the
+	// number of complete segments per Representation an MPD lists. Default 6.
 	Window int
+	// DASHLowLatency makes /<stream>/manifest.mpd a low-latency MPD (the
+	// segment being written is listed and served with chunked transfer; see
+	// the dash package). DefaultConfig sets it (WithDefaults cannot: false is
+	// a valid choice).
+	DASHLowLatency bool
+	// DASHTargetLatency is the low-latency MPD's ServiceDescription latency
+	// target; zero lets the dash package derive it from the part target
+	// (three parts, within [1.5s, 3s]).
+	DASHTargetLatency time.Duration
+	// DASHEndGrace is how long the MPD of a stream that has ended stays a
+	// live MPD, so that players keep reloading it and follow a republish
+	// (dash.Options.EndGrace). Zero means dash.DefaultEndGrace (10s); a
+	// negative value makes the MPD final as soon as the stream ends.
+	DASHEndGrace time.Duration
 }
 
 // DefaultConfig returns the configuration with every default filled in.
 func DefaultConfig() Config {
-	c := Config{Gzip: true}
+	c := Config{Gzip: true, DASHLowLatency: true}
 	return c.WithDefaults()
 }
 
 // WithDefaults returns c with zero fields replaced by their defaults (Gzip
-// is left as it is).
+// and DASHLowLatency are left as they are).
 func (c Config) WithDefaults() Config {
 	if c.Address == "" {
 		c.Address = ":8080"

@@ -54,6 +54,8 @@ type handler struct {
 	log   *slog.Logger
 	cache *playlistCache
 
+	histories dashHistories
+
 	ccSegment, ccPlaylist, ccMultivariant, ccBlocking, ccNotFound, ccEnded []string
 
 	corsAny      bool
@@ -136,6 +138,10 @@ type respWriter struct {
 	status      int
 	n           int64
 	wroteHeader bool
+	// abort makes ServeHTTP abort the response (panic with
+	// http.ErrAbortHandler) instead of ending it: set when a streamed
+	// segment cannot be completed.
+	abort bool
 }
 
 var respWriterPool = sync.Pool{New: func() any { return new(respWriter) }}
@@ -198,7 +204,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	obj := h.route(rw, r)
 
-	status, n := rw.status, rw.n
+	status, n, abort := rw.status, rw.n, rw.abort
 	*rw = respWriter{}
 	respWriterPool.Put(rw)
 	elapsed := time.Since(start)
@@ -212,6 +218,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", logPath(r)),
 			slog.Int("status", status), slog.String("object", obj.String()), slog.Int64("bytes", n),
 			slog.Duration("duration", elapsed))
+	}
+	if abort {
+		// net/http resets the connection (HTTP/2: the stream) without
+		// ending the body, and logs nothing.
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -299,6 +310,10 @@ func (h *handler) route(w *respWriter, r *http.Request) object {
 		return objectHealth
 	case objIndex:
 		return h.serveIndex(w, r, &t)
+	case objMPD:
+		return h.serveMPD(w, r, &t)
+	case objTime:
+		return h.serveTime(w, r)
 	}
 	return h.serveObject(w, r, &t)
 }
@@ -428,9 +443,27 @@ func (h *handler) serveObject(w *respWriter, r *http.Request, t *target) object 
 
 	case objSegment:
 		seg, ok := snap.Segment(t.msn)
-		if ok && !seg.Complete {
-			// The open segment: a client that does not use parts asked
-			// early. Wait for it to close rather than cache a 404.
+		if !ok || !seg.Complete && len(seg.Parts) == 0 {
+			// The next segment, or the open one before its first part:
+			// wait for its first part (low-latency DASH players ask for it
+			// about a part after it starts).
+			if !segmentBlockable(snap, t.msn) {
+				return h.notFound(w, o)
+			}
+			if snap, ok = h.wait(r, rend, t.msn, 0); !ok {
+				return h.timeout(w, o)
+			}
+			if seg, ok = snap.Segment(t.msn); !ok {
+				return h.notFound(w, o)
+			}
+		}
+		if !seg.Complete {
+			if !conditional(r) {
+				// Being written: stream its parts as they come.
+				h.streamSegment(w, r, st, rend, seg, kindType(snap.Info.Kind))
+				return o
+			}
+			// Ranges and preconditions need the complete object.
 			if snap, ok = h.wait(r, rend, t.msn, -1); !ok {
 				return h.timeout(w, o)
 			}

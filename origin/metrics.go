@@ -17,10 +17,12 @@ const (
 	objectSegment
 	objectPart
 	objectHealth
+	objectMPD
+	objectTime
 	numObjects
 )
 
-var objectNames = [numObjects]string{"other", "multivariant", "media_playlist", "init", "segment", "part", "health"}
+var objectNames = [numObjects]string{"other", "multivariant", "media_playlist", "init", "segment", "part", "health", "mpd", "time"}
 
 func (o object) String() string { return objectNames[o] }
 
@@ -57,8 +59,8 @@ type Metrics struct {
 //   - headwater_origin_blocking_wait_seconds
 //   - headwater_origin_response_bytes_total{object}
 //
-// object is one of multivariant, media_playlist, init, segment, part,
-// health, other; status is the numeric HTTP status.
+// object is one of multivariant, media_playlist, mpd, time, init, segment,
+// part, health, other; status is the numeric HTTP status.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -72,7 +74,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"object"}),
 		blocking: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "headwater_origin_blocking_wait_seconds",
-			Help:    "Time LL-HLS blocking playlist reloads and blocking part/segment requests waited.",
+			Help:    "Time LL-HLS blocking playlist reloads and blocking part/segment requests waited for their object to appear.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2, 3, 4, 6, 10},
 		}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{

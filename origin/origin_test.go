@@ -770,9 +770,9 @@ func TestBlockingPart(t *testing.T) {
 		t.Errorf("body %q", r.body)
 	}
 
-	// A segment that is still open waits for it to complete.
+	// A segment that is still open is streamed until it completes (see
+	// dash_test.go for the order of events).
 	ch = f.blockingGet("/live/key/video/seg4.m4s")
-	signalled(t, waiting)
 	notYet(t, ch)
 	f.appendPart(f.video)
 	notYet(t, ch)
@@ -783,8 +783,9 @@ func TestBlockingPart(t *testing.T) {
 		t.Errorf("body %q", r.body)
 	}
 
-	// Further in the future: 404 at once.
-	for _, path := range []string{"/live/key/video/part7.0.m4s", "/live/key/video/part5.900.m4s", "/live/key/video/seg5.m4s", "/live/key/video/seg6.m4s"} {
+	// Further in the future: 404 at once (segment 5 is the next one: it
+	// waits, see dash_test.go).
+	for _, path := range []string{"/live/key/video/part7.0.m4s", "/live/key/video/part5.900.m4s", "/live/key/video/seg6.m4s", "/live/key/video/seg7.m4s"} {
 		expectStatus(t, f.get(path), 404)
 	}
 	select {
@@ -802,9 +803,14 @@ func TestBlockingTimeout(t *testing.T) {
 	for _, path := range []string{
 		"/live/key/video/index.m3u8?_HLS_msn=3&_HLS_part=2",
 		"/live/key/video/part3.2.m4s",
-		"/live/key/video/seg3.m4s",
+		"/live/key/video/seg4.m4s",   // the next segment
+		"/live/key/video/seg3.m4s?x", // open: streamed, see TestStreamStall; a range waits for it
 	} {
-		r := f.get(path)
+		var hdr []string
+		if strings.HasSuffix(path, "?x") {
+			hdr = []string{"Range", "bytes=0-9"}
+		}
+		r := f.get(path, hdr...)
 		expectStatus(t, r, 503)
 		if got := r.Header.Get("Cache-Control"); got != "no-cache" {
 			t.Errorf("%s: Cache-Control %q", path, got)
@@ -1022,6 +1028,7 @@ func FuzzPath(f *testing.F) {
 		"/live/key/index.m3u8", "/live/key/video/index.m3u8", "/live/key/video/init.mp4", "/live/key/video/init-3.mp4",
 		"/live/key/video/seg12.m4s", "/live/key/video/part12.3.m4s", "/healthz", "/../etc/passwd", "/live//x",
 		"/live/key/video/seg-1.m4s", "/live/key/video/part1.m4s", "/a/b/c/d/e/index.m3u8", "/live/.../x/seg0.m4s",
+		"/live/key/manifest.mpd", "/time", "/live/key/time", "/x/manifest.mpd", "/time/x",
 	} {
 		f.Add(s)
 	}
@@ -1039,11 +1046,18 @@ func FuzzPath(f *testing.F) {
 			}
 			return
 		}
+		if tgt.kind == objTime && tgt.prefix == "" {
+			if p != "/time" {
+				t.Fatalf("%q parsed as /time", p)
+			}
+			return
+		}
 		if got := "/" + tgt.prefix + "/" + objectName(&tgt); got != p {
 			t.Fatalf("%q round-trips to %q", p, got)
 		}
 		valid := false
-		if tgt.kind == objIndex && tgt.multivariantOK() {
+		streamLevel := tgt.kind == objIndex || tgt.kind == objMPD || tgt.kind == objTime
+		if streamLevel && tgt.multivariantOK() {
 			if err := media.ValidateName(tgt.prefix); err != nil {
 				t.Fatalf("%q: stream %q invalid: %v", p, tgt.prefix, err)
 			}
@@ -1058,7 +1072,7 @@ func FuzzPath(f *testing.F) {
 				t.Fatalf("%q: rendition %q invalid: %v", p, r, err)
 			}
 			valid = true
-		} else if tgt.kind != objIndex {
+		} else if !streamLevel {
 			t.Fatalf("%q: media object without a stream/rendition split", p)
 		}
 		if !valid {

@@ -17,6 +17,8 @@ const (
 	objInit               // <stream>/<rendition>/init.mp4, init-N.mp4
 	objSegment            // <stream>/<rendition>/segN.m4s
 	objPart               // <stream>/<rendition>/partN.P.m4s
+	objMPD                // <stream>/manifest.mpd: the DASH MPD
+	objTime               // /time and <stream>/time: the origin's clock for DASH UTCTiming
 )
 
 const (
@@ -67,8 +69,11 @@ func (t *target) renditionOK() bool {
 // "." or ".." elements, too long), 404 for well-formed paths that cannot
 // name an object. It never touches a file system; it only slices p.
 func parsePath(p string) (target, int) {
-	if p == "/healthz" {
+	switch p {
+	case "/healthz":
 		return target{kind: objHealth}, 0
+	case "/time":
+		return target{kind: objTime, split: -1}, 0
 	}
 	if len(p) > maxPathLen {
 		return target{}, 400
@@ -109,8 +114,15 @@ func parsePath(p string) (target, int) {
 	if !parseObject(&t) {
 		return target{}, 404
 	}
-	if t.kind == objIndex {
+	switch t.kind {
+	case objIndex:
 		if !t.multivariantOK() && !t.renditionOK() {
+			return target{}, 400
+		}
+		return t, 0
+	case objMPD, objTime:
+		// Stream-level objects: the prefix is a stream name.
+		if !t.multivariantOK() {
 			return target{}, 400
 		}
 		return t, 0
@@ -135,6 +147,12 @@ func parseObject(t *target) bool {
 	switch {
 	case o == "index.m3u8":
 		t.kind = objIndex
+		return true
+	case o == "manifest.mpd":
+		t.kind = objMPD
+		return true
+	case o == "time":
+		t.kind = objTime
 		return true
 	case o == "init.mp4":
 		t.kind = objInit
@@ -200,6 +218,10 @@ func objectName(t *target) string {
 	switch t.kind {
 	case objIndex:
 		return "index.m3u8"
+	case objMPD:
+		return "manifest.mpd"
+	case objTime:
+		return "time"
 	case objInit:
 		return t.object // init names are checked by parseObject
 	case objSegment:

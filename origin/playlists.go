@@ -161,7 +161,7 @@ func (h *handler) serveMediaPlaylist(w *respWriter, r *http.Request, st *store.S
 	case q.hasMSN:
 		cc = h.ccBlocking
 	}
-	h.servePlaylist(w, r, e, cc, snap.Updated)
+	h.servePlaylist(w, r, e, hvM3U8, cc, snap.Updated)
 	return o
 }
 
@@ -206,18 +206,18 @@ func (h *handler) serveMultivariant(w *respWriter, r *http.Request, st *store.St
 	if !st.Live() {
 		cc = h.ccEnded
 	}
-	h.servePlaylist(w, r, e, cc, updated)
+	h.servePlaylist(w, r, e, hvM3U8, cc, updated)
 	return o
 }
 
-// servePlaylist writes a rendered playlist, gzipped when the client takes
-// it. Its strong ETag is the content hash (+"g" for the gzip encoding).
-// Last-Modified is informative only: playlists change several times a
+// servePlaylist writes a rendered playlist or MPD (of Content-Type ctype),
+// gzipped when the client takes it. Its strong ETag is the content hash
+// (+"g" for the gzip encoding). Last-Modified is informative only: playlists change several times a
 // second, so If-Modified-Since is not honoured (http.ServeContent gets no
 // modification time) and revalidation goes through If-None-Match.
-func (h *handler) servePlaylist(w *respWriter, r *http.Request, e *cacheEntry, cc []string, updated time.Time) {
+func (h *handler) servePlaylist(w *respWriter, r *http.Request, e *cacheEntry, ctype, cc []string, updated time.Time) {
 	hdr := w.Header()
-	hdr["Content-Type"] = hvM3U8
+	hdr["Content-Type"] = ctype
 	hdr["Cache-Control"] = cc
 	hdr["Vary"] = h.varyPlaylist
 	body := e.body
@@ -256,25 +256,33 @@ func contentHash(st *store.Stream, flags uint8, snaps []*store.Snapshot, self in
 }
 
 // cacheKey names a cached playlist: a rendition with option flags, or a
-// stream's multivariant.
+// stream's multivariant (flags 0) or MPD (flags keyMPD).
 type cacheKey struct {
 	rend   *store.Rendition
 	stream *store.Stream
 	flags  uint8
 }
 
-// cacheEntry is one rendered playlist and, lazily, its gzip encoding. All
-// requests seeing the same content hash share it, so a crowd released by the
-// same part renders and compresses once.
+// cacheEntry is one rendered playlist or MPD and, lazily, its gzip
+// encoding. All requests seeing the same content hash share it, so a crowd
+// released by the same part renders and compresses once.
 type cacheEntry struct {
 	hash   uint64
 	once   sync.Once
 	body   []byte
+	err    error // from renderErr
 	gzOnce sync.Once
 	gz     []byte
 }
 
 func (e *cacheEntry) render(f func() []byte) { e.once.Do(func() { e.body = f() }) }
+
+// renderErr is render for a renderer that may fail; the error is cached too
+// (the same content fails the same way).
+func (e *cacheEntry) renderErr(f func() ([]byte, error)) error {
+	e.once.Do(func() { e.body, e.err = f() })
+	return e.err
+}
 
 var gzipWriters = sync.Pool{New: func() any {
 	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)

@@ -109,7 +109,8 @@ func (s *Server) Addr() net.Addr {
 }
 
 // Shutdown stops accepting connections, ends blocked LL-HLS requests (they
-// answer 503), and waits for requests in flight until ctx ends.
+// answer 503) and aborts segments being streamed (see the package doc), and
+// waits for requests in flight until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	err := s.srv.Shutdown(ctx)

@@ -1,13 +1,18 @@
 // Package preview is the admin listener's preview page: "/" lists the live
-// streams (from the status API, /api/v1/streams) and plays one with hls.js
-// straight from the origin.
+// streams (from the status API, /api/v1/streams) and plays one straight from
+// the origin, over HLS with hls.js or over low-latency DASH with dash.js.
 //
-//	GET /                           the page (?stream=live/key plays that stream once it is live)
-//	GET /preview/app.js             the page's script
-//	GET /preview/style.css          the page's style sheet
-//	GET /preview/hls.min.js         hls.js, vendored in assets/ (see assets/README.md)
-//	GET /preview/hls.js-LICENSE.txt hls.js's licence
-//	GET /preview/config.json        where the origin is: {"originBaseURL", "originPort", "originScheme"}
+//	GET /                                    the page (?stream=live/key plays that stream once it is live;
+//	                                         &format=dash plays its manifest.mpd with dash.js, and
+//	                                         &latency=<seconds> overrides the MPD's target latency)
+//	GET /preview/app.js                      the page's script
+//	GET /preview/style.css                   the page's style sheet
+//	GET /preview/hls.min.js                  hls.js, vendored in assets/ (see assets/README.md)
+//	GET /preview/hls.js-LICENSE.txt          hls.js's licence
+//	GET /preview/dash.all.min.js             dash.js, vendored in assets/, loaded when DASH is chosen
+//	GET /preview/dash.js-LICENSE.txt         dash.js's licence
+//	GET /preview/dash.all.min.js.LICENSE.txt the notices of the code bundled in dash.all.min.js
+//	GET /preview/config.json                 where the origin is: {"originBaseURL", "originPort", "originScheme"}
 //
 // Everything is embedded in the binary; the page makes no request outside
 // the admin listener and the origin, which its Content-Security-Policy
@@ -33,10 +38,14 @@ import (
 )
 
 //go:embed web/index.html web/app.js web/style.css assets/hls.min.js assets/LICENSE assets/VERSION
+//go:embed assets/dash.all.min.js assets/dash.all.min.js.LICENSE.txt assets/dashjs-LICENSE.md assets/DASHJS_VERSION
 var files embed.FS
 
 // HLSVersion is the vendored hls.js version.
 var HLSVersion = strings.TrimSpace(string(mustRead("assets/VERSION")))
+
+// DASHVersion is the vendored dash.js version.
+var DASHVersion = strings.TrimSpace(string(mustRead("assets/DASHJS_VERSION")))
 
 // Config tells the page where the origin is. Admin and origin listen on
 // different ports, so the page cannot use relative URLs for the streams.
@@ -75,6 +84,9 @@ func Handler(cfg Config) http.Handler {
 		{"web/style.css", "/preview/style.css", "text/css; charset=utf-8"},
 		{"assets/hls.min.js", "/preview/hls.min.js", "text/javascript; charset=utf-8"},
 		{"assets/LICENSE", "/preview/hls.js-LICENSE.txt", "text/plain; charset=utf-8"},
+		{"assets/dash.all.min.js", "/preview/dash.all.min.js", "text/javascript; charset=utf-8"},
+		{"assets/dashjs-LICENSE.md", "/preview/dash.js-LICENSE.txt", "text/plain; charset=utf-8"},
+		{"assets/dash.all.min.js.LICENSE.txt", "/preview/dash.all.min.js.LICENSE.txt", "text/plain; charset=utf-8"},
 	} {
 		h.assets[a.path] = newAsset(a.path, a.contentType, mustRead(a.file))
 	}
@@ -89,7 +101,7 @@ func Handler(cfg Config) http.Handler {
 		},
 	}).Parse(string(mustRead("web/index.html"))))
 	var page bytes.Buffer
-	if err := tmpl.Execute(&page, map[string]string{"HLSVersion": HLSVersion}); err != nil {
+	if err := tmpl.Execute(&page, map[string]string{"HLSVersion": HLSVersion, "DASHVersion": DASHVersion}); err != nil {
 		panic(err)
 	}
 	h.index = newAsset("/", "text/html; charset=utf-8", page.Bytes())
@@ -152,6 +164,7 @@ type pageConfig struct {
 	OriginPort    int    `json:"originPort,omitempty"`
 	OriginScheme  string `json:"originScheme,omitempty"`
 	HLSVersion    string `json:"hlsVersion"`
+	DASHVersion   string `json:"dashjsVersion"`
 }
 
 func (h *handler) pageConfig() pageConfig {
@@ -160,6 +173,7 @@ func (h *handler) pageConfig() pageConfig {
 		OriginPort:    h.originPort(),
 		OriginScheme:  h.cfg.OriginScheme,
 		HLSVersion:    HLSVersion,
+		DASHVersion:   DASHVersion,
 	}
 }
 

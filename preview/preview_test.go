@@ -31,7 +31,7 @@ func body(t *testing.T, r *http.Response) string {
 	return string(b)
 }
 
-var assetURL = regexp.MustCompile(`(?:src|href)="((/preview/[^"?]+)\?v=([0-9a-f]{16}))"`)
+var assetURL = regexp.MustCompile(`(?:src|href|content)="((/preview/[^"?]+)\?v=([0-9a-f]{16}))"`)
 
 func TestIndex(t *testing.T) {
 	h := Handler(Config{OriginPort: 8080})
@@ -56,7 +56,8 @@ func TestIndex(t *testing.T) {
 			t.Errorf("CSP %q lacks %q", csp, want)
 		}
 	}
-	for _, want := range []string{"<h1>Headwater</h1>", "<video id=\"video\" controls muted autoplay playsinline", "hls.js " + HLSVersion, `lang="en"`} {
+	for _, want := range []string{"<h1>Headwater</h1>", "<video id=\"video\" controls muted autoplay playsinline", "hls.js " + HLSVersion,
+		"dash.js " + DASHVersion, `lang="en"`, `<input type="radio" name="format" id="format-dash" value="dash">`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -67,8 +68,8 @@ func TestIndex(t *testing.T) {
 
 	// Every asset the page links carries its current version.
 	links := assetURL.FindAllStringSubmatch(page, -1)
-	if len(links) != 3 {
-		t.Fatalf("want style.css, hls.min.js and app.js versioned in the page, found %q", links)
+	if len(links) != 4 {
+		t.Fatalf("want style.css, hls.min.js, app.js and dash.all.min.js (loaded on demand) versioned in the page, found %q", links)
 	}
 	for _, l := range links {
 		a := do(t, h, "GET", l[1], nil)
@@ -93,10 +94,13 @@ func TestIndex(t *testing.T) {
 func TestAssets(t *testing.T) {
 	h := Handler(Config{OriginPort: 8080}).(*handler)
 	for path, ctype := range map[string]string{
-		"/preview/app.js":             "text/javascript; charset=utf-8",
-		"/preview/style.css":          "text/css; charset=utf-8",
-		"/preview/hls.min.js":         "text/javascript; charset=utf-8",
-		"/preview/hls.js-LICENSE.txt": "text/plain; charset=utf-8",
+		"/preview/app.js":                      "text/javascript; charset=utf-8",
+		"/preview/style.css":                   "text/css; charset=utf-8",
+		"/preview/hls.min.js":                  "text/javascript; charset=utf-8",
+		"/preview/hls.js-LICENSE.txt":          "text/plain; charset=utf-8",
+		"/preview/dash.all.min.js":             "text/javascript; charset=utf-8",
+		"/preview/dash.js-LICENSE.txt":         "text/plain; charset=utf-8",
+		"/preview/dash.all.min.js.LICENSE.txt": "text/plain; charset=utf-8",
 	} {
 		t.Run(path, func(t *testing.T) {
 			a := h.assets[path]
@@ -133,6 +137,15 @@ func TestAssets(t *testing.T) {
 	if !regexp.MustCompile(`^\d+\.\d+\.\d+$`).MatchString(HLSVersion) {
 		t.Errorf("HLSVersion %q", HLSVersion)
 	}
+	if b := body(t, do(t, h, "GET", "/preview/dash.all.min.js", nil)); !strings.Contains(b, "dashjs") || !strings.Contains(b, `"`+DASHVersion+`"`) || len(b) < 100_000 {
+		t.Errorf("dash.all.min.js does not look like dash.js %s (%d bytes)", DASHVersion, len(b))
+	}
+	if b := body(t, do(t, h, "GET", "/preview/dash.js-LICENSE.txt", nil)); !strings.Contains(b, "BSD License") {
+		t.Errorf("dash.js licence: %q", b)
+	}
+	if !regexp.MustCompile(`^5\.\d+\.\d+$`).MatchString(DASHVersion) {
+		t.Errorf("DASHVersion %q", DASHVersion)
+	}
 }
 
 type addr string
@@ -165,7 +178,7 @@ func TestConfig(t *testing.T) {
 			if err := json.NewDecoder(r.Body).Decode(&got); err != nil {
 				t.Fatal(err)
 			}
-			tc.want.HLSVersion = HLSVersion
+			tc.want.HLSVersion, tc.want.DASHVersion = HLSVersion, DASHVersion
 			if got != tc.want {
 				t.Errorf("config.json = %+v, want %+v", got, tc.want)
 			}

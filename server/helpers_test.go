@@ -51,6 +51,9 @@ func startServer(t *testing.T, mutate func(*config.Config), opts ...server.Optio
 	cfg.RTMP.Address = "127.0.0.1:0"
 	cfg.Origin.Address = "127.0.0.1:0"
 	cfg.Admin.Address = "127.0.0.1:0"
+	// SRT and RTSP default to fixed ports; tests that use them listen on port 0.
+	cfg.SRT.Address = ""
+	cfg.RTSP.Address = ""
 	cfg.Log.Level = "debug"
 	cfg.Shutdown.Drain = 0
 	if mutate != nil {

@@ -1,7 +1,10 @@
 // Headwater preview page: lists the streams from the status API every 2 s
-// and plays one from the origin with hls.js (native HLS where there is no
-// Media Source Extensions, e.g. iOS Safari). ?stream=live/key plays that
-// stream as soon as it is live.
+// and plays one from the origin, over HLS with hls.js (native HLS where
+// there is no Media Source Extensions, e.g. iOS Safari) or over low-latency
+// DASH with dash.js (loaded the first time DASH is chosen). ?stream=live/key
+// plays that stream as soon as it is live; &format=dash plays its MPD;
+// &latency=<seconds> sets dash.js's live delay instead of the MPD's
+// ServiceDescription target.
 //
 // For tests: window.__headwaterErrors collects every error ({source, type,
 // details, fatal, time}); window.__headwaterStats holds the latest playback
@@ -13,6 +16,10 @@
   var API_TIMEOUT_MS = 5000;
   var RETRY_MS = 3000;
   var HLS_TYPE = 'application/vnd.apple.mpegurl';
+  // dash.js errors it recovers from by itself: a segment download failure
+  // (it retries or skips the segment) and a failed clock synchronisation (it
+  // falls back to the device clock).
+  var DASH_RECOVERABLE = { 27: true, 16: true };
 
   var errors = (window.__headwaterErrors = []);
   var stats = (window.__headwaterStats = {});
@@ -35,7 +42,11 @@
     level: $('stat-level'),
     buffer: $('stat-buffer'),
     engine: $('stat-engine'),
+    sourceLabel: $('source-label'),
+    formats: document.querySelectorAll('input[name="format"]'),
   };
+
+  var params = new URLSearchParams(location.search);
 
   var state = {
     config: null,
@@ -43,7 +54,11 @@
     rows: new Map(), // name -> {tr, cells, button}
     current: null, // name of the stream being played
     hls: null,
-    pending: new URLSearchParams(location.search).get('stream'), // ?stream= waiting to go live
+    dash: null, // the dash.js MediaPlayer
+    dashLoad: null, // Promise of dash.js being loaded
+    format: params.get('format') === 'dash' ? 'dash' : 'hls',
+    liveDelay: parseFloat(params.get('latency')), // NaN: the MPD's target
+    pending: params.get('stream'), // ?stream= waiting to go live
     endedShown: false,
     apiUp: null,
     retryTimer: 0,
@@ -133,8 +148,22 @@
     return scheme + '//' + location.hostname + (c.originPort ? ':' + c.originPort : '');
   }
 
+  function streamBase(name) {
+    return originBase() + '/' + name.split('/').map(encodeURIComponent).join('/');
+  }
+
   function streamURL(name) {
-    return originBase() + '/' + name.split('/').map(encodeURIComponent).join('/') + '/index.m3u8';
+    return streamBase(name) + (state.format === 'dash' ? '/manifest.mpd' : '/index.m3u8');
+  }
+
+  // syncLocation keeps ?stream= and &format= in the address bar.
+  function syncLocation(name) {
+    var q = new URLSearchParams(location.search);
+    if (name) q.set('stream', name);
+    if (state.format === 'dash') q.set('format', 'dash');
+    else q.delete('format');
+    var search = '?' + q.toString().replace(/%2F/g, '/');
+    if (search !== location.search) history.replaceState(null, '', search);
   }
 
   // ---- stream list ---------------------------------------------------------
@@ -273,6 +302,10 @@
       state.hls.destroy();
       state.hls = null;
     }
+    if (state.dash) {
+      state.dash.destroy();
+      state.dash = null;
+    }
     if (el.video.getAttribute('src')) {
       el.video.removeAttribute('src');
       el.video.load();
@@ -290,15 +323,18 @@
     var url = streamURL(name);
     el.name.textContent = name;
     el.url.textContent = url;
-    if (new URLSearchParams(location.search).get('stream') !== name) {
-      history.replaceState(null, '', '?stream=' + encodeURIComponent(name).replace(/%2F/g, '/'));
-    }
+    el.sourceLabel.textContent = state.format === 'dash' ? 'MPD' : 'Playlist';
+    syncLocation(name);
     showMessage('Loading ' + name + '…');
     state.streams.forEach(function (s) {
       var row = state.rows.get(s.name);
       if (row) updateRow(row, s);
     });
 
+    if (state.format === 'dash') {
+      playDASH(name, url);
+      return;
+    }
     if (window.Hls && window.Hls.isSupported()) {
       var hls = new window.Hls({ lowLatencyMode: true, backBufferLength: 30 });
       state.hls = hls;
@@ -319,6 +355,102 @@
     }
     el.engine.textContent = stats.engine;
   }
+
+  // loadDASH loads dash.js once, from the versioned URL the page names.
+  function loadDASH() {
+    if (window.dashjs) return Promise.resolve();
+    if (!state.dashLoad) {
+      state.dashLoad = new Promise(function (resolve, reject) {
+        var meta = document.querySelector('meta[name="headwater-dashjs"]');
+        var script = document.createElement('script');
+        script.src = meta ? meta.content : '/preview/dash.all.min.js';
+        script.onload = function () { resolve(); };
+        script.onerror = function () {
+          state.dashLoad = null; // try again next time
+          reject(new Error('dash.all.min.js did not load'));
+        };
+        document.head.append(script);
+      });
+    }
+    return state.dashLoad;
+  }
+
+  function playDASH(name, url) {
+    stats.engine = 'dash.js';
+    el.engine.textContent = stats.engine;
+    loadDASH().then(function () {
+      if (state.current !== name || state.format !== 'dash' || state.dash) return; // moved on meanwhile
+      var dashjs = window.dashjs;
+      if (!dashjs.supportsMediaSource()) {
+        stats.engine = 'none';
+        record('player', 'unsupported', 'no Media Source Extensions for DASH', true);
+        showError('This browser cannot play DASH (no Media Source Extensions).');
+        showMessage('');
+        return;
+      }
+      var player = dashjs.MediaPlayer().create();
+      state.dash = player;
+      stats.engine = 'dash.js ' + player.getVersion();
+      el.engine.textContent = stats.engine;
+      player.updateSettings({
+        streaming: {
+          // Low latency: the MPD says so (availabilityTimeComplete=false)
+          // and gives the target in its ServiceDescription, which dash.js
+          // applies unless liveDelay is set (&latency=).
+          delay: { liveDelay: state.liveDelay > 0 ? state.liveDelay : NaN },
+          liveCatchup: { enabled: true },
+          // The MPD names the origin's clock (UTCTiming); should it not,
+          // use it rather than dash.js's default (time.akamai.com, which
+          // the page's Content-Security-Policy refuses).
+          utcSynchronization: {
+            defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-iso:2014', value: streamBase(name) + '/time' },
+          },
+        },
+      });
+      player.on(dashjs.MediaPlayer.events.ERROR, function (e) { onDASHError(player, name, e); });
+      player.on(dashjs.MediaPlayer.events.PLAYBACK_ERROR, function (e) {
+        record('dash', 'playback', e.error && e.error.message ? e.error.message : String(e.error || ''), false);
+      });
+      player.initialize(el.video, url, true);
+    }).catch(function (err) {
+      record('player', 'missing', err.message, true);
+      showError('Could not load dash.js (' + err.message + ').');
+      showMessage('');
+    });
+  }
+
+  function onDASHError(player, name, e) {
+    var err = e.error || {};
+    var fatal = !DASH_RECOVERABLE[err.code];
+    record('dash', 'code ' + err.code, err.message || '', fatal);
+    if (!fatal || player !== state.dash) return;
+    stop();
+    var s = state.streams.get(name);
+    if (!s || !s.live) {
+      state.endedShown = true;
+      showMessage('Stream ended.');
+      return;
+    }
+    showError('DASH error ' + err.code + (err.message ? ' (' + err.message + ')' : '') + ', retrying in ' + RETRY_MS / 1000 + ' s…');
+    state.retryTimer = setTimeout(function () {
+      if (state.current === name) play(name, false);
+    }, RETRY_MS);
+  }
+
+  function setFormat(format) {
+    if (format === state.format) return;
+    state.format = format;
+    el.formats.forEach(function (input) { input.checked = input.value === format; });
+    syncLocation(state.current || state.pending);
+    if (state.current) play(state.current, false);
+  }
+
+  el.formats.forEach(function (input) {
+    input.checked = input.value === state.format;
+    input.addEventListener('change', function () {
+      if (input.checked) setFormat(input.value);
+    });
+  });
 
   function start() {
     var p = el.video.play();
@@ -373,8 +505,9 @@
   el.video.addEventListener('error', function () {
     var err = el.video.error;
     if (!state.current || !err || err.code === err.MEDIA_ERR_ABORTED) return;
-    record('media', 'code ' + err.code, err.message, !state.hls); // hls.js reports and recovers its own
-    if (!state.hls) showError('Playback failed: ' + (err.message || 'media error ' + err.code) + '.');
+    var player = state.hls || state.dash; // they report and recover their own
+    record('media', 'code ' + err.code, err.message, !player);
+    if (!player) showError('Playback failed: ' + (err.message || 'media error ' + err.code) + '.');
   });
 
   // ---- statistics ----------------------------------------------------------
@@ -391,13 +524,30 @@
   function updateStats() {
     var v = el.video;
     var hls = state.hls;
+    var dash = state.dash;
     stats.stream = state.current;
+    stats.format = state.current ? state.format : null;
+    stats.playbackRate = v.playbackRate;
     stats.currentTime = v.currentTime;
     stats.buffer = bufferAhead(v);
     stats.latency = null;
     stats.targetLatency = null;
     stats.level = null;
-    if (hls) {
+    stats.lowLatency = null;
+    if (dash) {
+      if (dash.isReady()) {
+        var lat = dash.getCurrentLiveLatency();
+        stats.latency = isFinite(lat) && lat > 0 ? lat : null;
+        stats.targetLatency = dash.getTargetLiveDelay() || null;
+        stats.lowLatency = dash.getLowLatencyModeEnabled();
+        var rep = dash.getCurrentRepresentationForType('video');
+        if (rep) {
+          var reps = dash.getRepresentationsByType('video') || [];
+          stats.level = (rep.height ? rep.height + 'p' : rep.id) + ' · ' + fmtBitrate(rep.bandwidth) +
+            (reps.length > 1 ? (dash.getSettings().streaming.abr.autoSwitchBitrate.video ? ' (auto)' : ' (manual)') : '');
+        }
+      }
+    } else if (hls) {
       stats.latency = hls.latency;
       stats.targetLatency = hls.targetLatency;
       var lv = hls.levels && hls.levels[hls.currentLevel];

@@ -24,6 +24,10 @@ type Config struct {
 	Log LogConfig `yaml:"log" doc:"Process logging."`
 	// RTMP configures the RTMP ingest listener.
 	RTMP RTMPConfig `yaml:"rtmp" doc:"RTMP ingest."`
+	// SRT configures the SRT ingest listener.
+	SRT SRTConfig `yaml:"srt" doc:"SRT ingest (MPEG-TS over SRT) and read-out."`
+	// RTSP configures the RTSP server and pull sources.
+	RTSP RTSPConfig `yaml:"rtsp" doc:"RTSP ingest (ANNOUNCE/RECORD), RTSP read-out and pull sources (IP cameras)."`
 	// Streams holds limits shared by every ingest protocol.
 	Streams StreamsConfig `yaml:"streams" doc:"Stream limits shared by every ingest protocol."`
 	// Segmenter configures HLS / LL-HLS / CMAF segmentation.
@@ -32,6 +36,10 @@ type Config struct {
 	Origin OriginConfig `yaml:"origin" doc:"HTTP origin serving playlists, segments and parts."`
 	// Admin configures the admin listener (/metrics, /healthz, /readyz).
 	Admin AdminConfig `yaml:"admin" doc:"Admin listener: /metrics, /healthz, /readyz."`
+	// Auth configures publish authentication (docs/security.md).
+	Auth AuthConfig `yaml:"auth" doc:"Publish authentication (docs/security.md); every mechanism is off by default."`
+	// Playback guards the origin with tokens and a CDN secret (docs/security.md).
+	Playback PlaybackConfig `yaml:"playback" doc:"Origin protection: playback tokens and the CDN shared secret (docs/security.md); off by default."`
 	// Tracing configures OpenTelemetry tracing.
 	Tracing TracingConfig `yaml:"tracing" doc:"OpenTelemetry tracing (OTLP/HTTP, configured by the standard OTEL_* variables)."`
 	// Shutdown configures how SIGTERM/SIGINT stop the server.
@@ -67,6 +75,72 @@ type RTMPConfig struct {
 	// MaxChunkSize is the largest chunk size (bytes) a peer may announce,
 	// 128..16777215. It defaults to 65536.
 	MaxChunkSize int `yaml:"max_chunk_size" doc:"Largest chunk size a peer may announce, bytes (128..16777215)."`
+	// MaxConnectionsPerMinute limits the connections one address (an IPv6
+	// /64) may open per minute on the RTMP and RTMPS ports; 0 means no
+	// limit. It defaults to 60.
+	MaxConnectionsPerMinute int `yaml:"max_connections_per_minute" doc:"Connections one address (IPv6: one /64) may open per minute on the RTMP(S) ports; 0 = unlimited."`
+	// TLSAddress is the host:port of the RTMPS listener (RTMP over TLS,
+	// same sessions); "" disables RTMPS. It defaults to "".
+	TLSAddress string `yaml:"tls_address" doc:"RTMPS listen address, host:port (needs tls_cert and tls_key); \"\" disables RTMPS."`
+	// TLSCert is the PEM certificate file of RTMPS. It defaults to "".
+	TLSCert string `yaml:"tls_cert" doc:"PEM certificate file for RTMPS."`
+	// TLSKey is the PEM private key file of RTMPS. It defaults to "".
+	TLSKey string `yaml:"tls_key" doc:"PEM private key file for RTMPS."`
+}
+
+// SRTConfig configures the SRT listener.
+type SRTConfig struct {
+	// Address is the UDP listen address; "" disables SRT. It defaults to ":8890".
+	Address string `yaml:"address" doc:"SRT listen address (UDP), host:port; \"\" disables SRT."`
+	// Latency is the SRT receiver latency. It defaults to 120ms.
+	Latency Duration `yaml:"latency" doc:"SRT latency: how long the receiver waits for retransmissions."`
+	// PassphraseFile names a file holding the passphrase (10 to 79
+	// characters) every SRT connection must use; "" means no encryption.
+	PassphraseFile string `yaml:"passphrase_file" doc:"File holding the SRT passphrase (10-79 characters); \"\" = no encryption."`
+	// PBKeyLen is the AES key length in bytes: 16, 24 or 32. It defaults to 16.
+	PBKeyLen int `yaml:"pbkeylen" doc:"SRT encryption key length in bytes: 16, 24 or 32."`
+	// PrefixPassphraseFiles override the passphrase per stream-name prefix:
+	// "<prefix>=<file>", the longest matching prefix wins; an empty file
+	// name turns encryption off for that prefix.
+	PrefixPassphraseFiles []string `yaml:"prefix_passphrase_files" doc:"Per stream-prefix passphrases: \"<prefix>=<file>\" (longest prefix wins; \"<prefix>=\" = no encryption)."`
+	// MaxPublishers limits concurrent SRT publishers. It defaults to 100.
+	MaxPublishers int `yaml:"max_publishers" doc:"Concurrent SRT publishers."`
+	// MaxReaders limits concurrent SRT readers (m=request). It defaults to 100.
+	MaxReaders int `yaml:"max_readers" doc:"Concurrent SRT readers (streamid m=request)."`
+	// IdleTimeout drops a publisher that sends nothing for that long. It defaults to 10s.
+	IdleTimeout Duration `yaml:"idle_timeout" doc:"Drop an SRT publisher silent for this long."`
+}
+
+// RTSPConfig configures the RTSP server.
+type RTSPConfig struct {
+	// Address is the TCP listen address; "" disables RTSP. It defaults to ":8554".
+	Address string `yaml:"address" doc:"RTSP listen address (TCP), host:port; \"\" disables RTSP."`
+	// UDPRTPAddress and UDPRTCPAddress enable the UDP transport (an even RTP
+	// port and RTP+1 for RTCP); both "" disable it. They default to ":8000"
+	// and ":8001".
+	UDPRTPAddress  string `yaml:"udp_rtp_address" doc:"UDP address for RTP (even port); \"\" with udp_rtcp_address \"\" disables UDP transport."`
+	UDPRTCPAddress string `yaml:"udp_rtcp_address" doc:"UDP address for RTCP (the RTP port + 1)."`
+	// ReadTimeout ends a publisher or source silent for that long. It defaults to 10s.
+	ReadTimeout Duration `yaml:"read_timeout" doc:"Drop an RTSP publisher or source silent for this long."`
+	// WriteTimeout bounds writes to RTSP clients. It defaults to 10s.
+	WriteTimeout Duration `yaml:"write_timeout" doc:"Time allowed for a write to an RTSP client."`
+	// MaxPublishers limits concurrent RTSP publishers (pull sources do not
+	// count). It defaults to 100.
+	MaxPublishers int `yaml:"max_publishers" doc:"Concurrent RTSP publishers (pull sources not counted)."`
+	// MaxReaders limits concurrent RTSP readers. It defaults to 100.
+	MaxReaders int `yaml:"max_readers" doc:"Concurrent RTSP readers (DESCRIBE/PLAY)."`
+	// Sources are always-on pull sources, "<stream name>=<rtsp URL>":
+	// connected at start and reconnected with backoff forever.
+	Sources []string `yaml:"sources" doc:"Always-on pull sources: \"<stream>=<rtsp://[user:pass@]host/path>\"."`
+	// OnDemandSources are pull sources connected only while the stream has
+	// readers (an RTSP reader or origin requests).
+	OnDemandSources []string `yaml:"on_demand_sources" doc:"Pull sources connected only while read: \"<stream>=<rtsp URL>\"."`
+	// SourceTransport is the transport of pull sources: auto, tcp or udp. It
+	// defaults to auto (UDP, falling back to TCP).
+	SourceTransport string `yaml:"source_transport" doc:"Pull source transport: auto (UDP, then TCP), tcp or udp."`
+	// OnDemandLinger keeps an on-demand source connected after its last
+	// reader. It defaults to 10s.
+	OnDemandLinger Duration `yaml:"on_demand_linger" doc:"Keep an on-demand source connected this long after its last reader."`
 }
 
 // StreamsConfig holds limits shared by every ingest protocol.
@@ -129,6 +203,7 @@ type OriginConfig struct {
 	// It defaults to true.
 	Gzip bool `yaml:"gzip" doc:"Gzip playlists when the client accepts it."`
 	// CORS configures Cross-Origin Resource Sharing headers.
+	DASH DASHConfig `yaml:"dash" doc:"DASH and low-latency DASH (manifest.mpd) from the same CMAF segments."`
 	CORS CORSConfig `yaml:"cors" doc:"Cross-origin (CORS) headers."`
 	// Cache configures Cache-Control max-age values.
 	Cache CacheConfig `yaml:"cache" doc:"Cache-Control max-age per response kind (whole seconds)."`
@@ -137,6 +212,19 @@ type OriginConfig struct {
 // TLSEnabled reports whether the origin serves HTTPS (both TLSCert and TLSKey
 // are set).
 func (o OriginConfig) TLSEnabled() bool { return o.TLSCert != "" && o.TLSKey != "" }
+
+// DASHConfig configures the MPD.
+type DASHConfig struct {
+	// LowLatency makes manifest.mpd a low-latency MPD: the segment being
+	// written is listed and served with chunked transfer. It defaults to true.
+	LowLatency bool `yaml:"low_latency" doc:"Low-latency DASH: list the segment being written and serve it chunk by chunk."`
+	// TargetLatency is the ServiceDescription latency target; 0 derives it
+	// from the part duration (three parts, within 1.5s..3s).
+	TargetLatency Duration `yaml:"target_latency" doc:"Low-latency DASH target latency; 0s = three parts, within 1.5s..3s."`
+	// EndGrace keeps an ended stream's MPD live (minimumUpdatePeriod) so
+	// players follow a republish. It defaults to 10s.
+	EndGrace Duration `yaml:"end_grace" doc:"How long an ended stream's MPD stays live so players follow a republish."`
+}
 
 // CORSConfig configures Cross-Origin Resource Sharing on the origin.
 type CORSConfig struct {
@@ -172,6 +260,19 @@ type AdminConfig struct {
 	// Address is the host:port serving /metrics, /healthz and /readyz; ""
 	// disables the admin listener. It defaults to ":9090".
 	Address string `yaml:"address" doc:"Admin listen address, host:port; \"\" disables it."`
+	// BearerTokenFile names a file holding a token that every admin
+	// request except /healthz and /readyz must present ("Authorization:
+	// Bearer <token>", or as the password of HTTP Basic). It defaults to ""
+	// (the admin listener is open).
+	BearerTokenFile string `yaml:"bearer_token_file" doc:"File holding the token required on every admin path except /healthz and /readyz (Authorization: Bearer); \"\" = open."`
+	// MaxConnections caps the concurrent connections of the admin
+	// listener; 0 means no limit. It defaults to 64.
+	MaxConnections int `yaml:"max_connections" doc:"Concurrent connections of the admin listener; 0 = unlimited."`
+	// TLSCert is a PEM certificate file; with TLSKey set too the admin
+	// listener serves HTTPS. It defaults to "".
+	TLSCert string `yaml:"tls_cert" doc:"PEM certificate file; with tls_key set, the admin listener serves HTTPS."`
+	// TLSKey is the PEM private key file for TLSCert. It defaults to "".
+	TLSKey string `yaml:"tls_key" doc:"PEM private key file for admin.tls_cert."`
 }
 
 // TracingConfig configures OpenTelemetry tracing.
@@ -208,6 +309,30 @@ func Default() *Config {
 			IdleTimeout:      Duration(10 * time.Second),
 			MaxPublishers:    100,
 			MaxChunkSize:     65536,
+
+			MaxConnectionsPerMinute: 60,
+		},
+		SRT: SRTConfig{
+			Address:               ":8890",
+			Latency:               Duration(120 * time.Millisecond),
+			PBKeyLen:              16,
+			MaxPublishers:         100,
+			MaxReaders:            100,
+			IdleTimeout:           Duration(10 * time.Second),
+			PrefixPassphraseFiles: []string{},
+		},
+		RTSP: RTSPConfig{
+			Address:         ":8554",
+			UDPRTPAddress:   ":8000",
+			UDPRTCPAddress:  ":8001",
+			ReadTimeout:     Duration(10 * time.Second),
+			WriteTimeout:    Duration(10 * time.Second),
+			MaxPublishers:   100,
+			MaxReaders:      100,
+			Sources:         []string{},
+			OnDemandSources: []string{},
+			SourceTransport: "auto",
+			OnDemandLinger:  Duration(10 * time.Second),
 		},
 		Streams: StreamsConfig{
 			MaxStreams: 0,
@@ -229,6 +354,10 @@ func Default() *Config {
 			MaxHeaderBytes:    16384,
 			BlockTimeout:      Duration(6 * time.Second),
 			Gzip:              true,
+			DASH: DASHConfig{
+				LowLatency: true,
+				EndGrace:   Duration(10 * time.Second),
+			},
 			CORS: CORSConfig{
 				AllowedOrigins: []string{"*"},
 			},
@@ -242,8 +371,11 @@ func Default() *Config {
 			},
 		},
 		Admin: AdminConfig{
-			Address: ":9090",
+			Address:        ":9090",
+			MaxConnections: 64,
 		},
+		Auth:     defaultAuth(),
+		Playback: defaultPlayback(),
 		Shutdown: ShutdownConfig{
 			Drain:   Duration(2 * time.Second),
 			Timeout: Duration(15 * time.Second),

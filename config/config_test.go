@@ -53,6 +53,27 @@ rtmp:
   idle_timeout: 15s
   max_publishers: 10
   max_chunk_size: 4096
+srt:
+  address: "127.0.0.1:8891"
+  latency: 200ms
+  passphrase_file: "key.pem"
+  pbkeylen: 32
+  prefix_passphrase_files: ["live/open=", "live/team-=cert.pem"]
+  max_publishers: 5
+  max_readers: 6
+  idle_timeout: 7s
+rtsp:
+  address: "127.0.0.1:8555"
+  udp_rtp_address: "127.0.0.1:8002"
+  udp_rtcp_address: "127.0.0.1:8003"
+  read_timeout: 11s
+  write_timeout: 12s
+  max_publishers: 7
+  max_readers: 8
+  sources: ["live/cam1=rtsp://cam1.example/stream1"]
+  on_demand_sources: ["live/cam2=rtsp://user:pw@cam2.example:554/s"]
+  source_transport: tcp
+  on_demand_linger: 20s
 streams:
   max_streams: 50
   ended_grace: 30s
@@ -73,6 +94,10 @@ origin:
   max_header_bytes: 8192
   block_timeout: 12s
   gzip: false
+  dash:
+    low_latency: false
+    target_latency: 2500ms
+    end_grace: 30s
   cors:
     allowed_origins: ["https://a.example", "http://b.example:8080"]
   cache:
@@ -84,6 +109,26 @@ origin:
     ended_max_age: 10m
 admin:
   address: "127.0.0.1:9191"
+  max_connections: 8
+auth:
+  publish:
+    static_keys: ["live/studio1=sha256:0000000000000000000000000000000000000000000000000000000000000001", "live/team-*=sha256:00000000000000000000000000000000000000000000000000000000000000ff"]
+    jwt:
+      issuer: https://issuer.example
+      audience: headwater
+      leeway: 5s
+    webhook:
+      url: https://auth.example/hook
+      timeout: 3s
+      on_unpublish: true
+      unpublish_in_flight: 4
+    rate_limit:
+      failures: 5
+      window: 30s
+      max_addresses: 100
+playback:
+  cdn:
+    header: X-CDN-Key
 tracing:
   enabled: true
 shutdown:
@@ -102,6 +147,21 @@ func fullConfig() *Config {
 			IdleTimeout:      Duration(15 * time.Second),
 			MaxPublishers:    10,
 			MaxChunkSize:     4096,
+			// Security keys are not in fullFile: see security_test.go.
+			MaxConnectionsPerMinute: 60,
+		},
+		SRT: SRTConfig{
+			Address: "127.0.0.1:8891", Latency: Duration(200 * time.Millisecond), PassphraseFile: "key.pem", PBKeyLen: 32,
+			PrefixPassphraseFiles: []string{"live/open=", "live/team-=cert.pem"},
+			MaxPublishers:         5, MaxReaders: 6, IdleTimeout: Duration(7 * time.Second),
+		},
+		RTSP: RTSPConfig{
+			Address: "127.0.0.1:8555", UDPRTPAddress: "127.0.0.1:8002", UDPRTCPAddress: "127.0.0.1:8003",
+			ReadTimeout: Duration(11 * time.Second), WriteTimeout: Duration(12 * time.Second),
+			MaxPublishers: 7, MaxReaders: 8,
+			Sources:         []string{"live/cam1=rtsp://cam1.example/stream1"},
+			OnDemandSources: []string{"live/cam2=rtsp://user:pw@cam2.example:554/s"},
+			SourceTransport: "tcp", OnDemandLinger: Duration(20 * time.Second),
 		},
 		Streams: StreamsConfig{MaxStreams: 50, EndedGrace: Duration(30 * time.Second)},
 		Segmenter: SegmenterConfig{
@@ -122,6 +182,7 @@ func fullConfig() *Config {
 			MaxHeaderBytes:    8192,
 			BlockTimeout:      Duration(12 * time.Second),
 			Gzip:              false,
+			DASH:              DASHConfig{LowLatency: false, TargetLatency: Duration(2500 * time.Millisecond), EndGrace: Duration(30 * time.Second)},
 			CORS:              CORSConfig{AllowedOrigins: []string{"https://a.example", "http://b.example:8080"}},
 			Cache: CacheConfig{
 				SegmentMaxAge:      Duration(time.Hour),
@@ -132,7 +193,18 @@ func fullConfig() *Config {
 				EndedMaxAge:        Duration(10 * time.Minute),
 			},
 		},
-		Admin:    AdminConfig{Address: "127.0.0.1:9191"},
+		Admin: AdminConfig{Address: "127.0.0.1:9191", MaxConnections: 8},
+		// The *_file keys and what needs them are in security_test.go.
+		Auth: AuthConfig{Publish: PublishAuthConfig{
+			StaticKeys: []string{
+				"live/studio1=sha256:0000000000000000000000000000000000000000000000000000000000000001",
+				"live/team-*=sha256:00000000000000000000000000000000000000000000000000000000000000ff",
+			},
+			JWT:       JWTAuthConfig{Issuer: "https://issuer.example", Audience: "headwater", Leeway: Duration(5 * time.Second)},
+			Webhook:   WebhookAuthConfig{URL: "https://auth.example/hook", Timeout: Duration(3 * time.Second), OnUnpublish: true, UnpublishInFlight: 4},
+			RateLimit: RateLimitAuthConfig{Failures: 5, Window: Duration(30 * time.Second), MaxAddresses: 100},
+		}},
+		Playback: PlaybackConfig{Tokens: PlaybackTokensConfig{Keys: []string{}}, CDN: PlaybackCDNConfig{Header: "X-CDN-Key"}},
 		Tracing:  TracingConfig{Enabled: true},
 		Shutdown: ShutdownConfig{Drain: Duration(500 * time.Millisecond), Timeout: Duration(5 * time.Second)},
 	}
@@ -182,8 +254,10 @@ func TestLoadFullFile(t *testing.T) {
 	c, err := loadIn(t, fullFile, nil)
 	withTLSFiles(t) // created after Load: the files must exist, so Load must fail
 	want := []string{
-		`headwater.yaml:23: origin.tls_cert: file "cert.pem" does not exist`,
-		`headwater.yaml:24: origin.tls_key: file "key.pem" does not exist`,
+		`headwater.yaml:44: origin.tls_cert: file "cert.pem" does not exist`,
+		`headwater.yaml:45: origin.tls_key: file "key.pem" does not exist`,
+		`headwater.yaml:15: srt.passphrase_file: file "key.pem" does not exist`,
+		`headwater.yaml:17: srt.prefix_passphrase_files: file "cert.pem" does not exist`,
 	}
 	if got := errorTexts(err); !slices.Equal(got, want) {
 		t.Fatalf("Load with missing TLS files: %v, want %v", got, want)
@@ -929,5 +1003,14 @@ func TestDiff(t *testing.T) {
 	}
 	if got := Diff(a, b); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Diff = %v, want %v", got, want)
+	}
+}
+
+func TestDiffMasksURLPasswords(t *testing.T) {
+	a, b := Default(), Default()
+	b.RTSP.Sources = []string{"live/cam=rtsp://admin:s3cret@10.0.0.5:554/stream1"}
+	d := Diff(a, b)
+	if len(d) != 1 || strings.Contains(d[0].New, "s3cret") || d[0].New != "live/cam=rtsp://admin:xxxxx@10.0.0.5:554/stream1" {
+		t.Fatalf("Diff = %+v", d)
 	}
 }

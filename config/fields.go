@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -199,14 +200,23 @@ type Change struct {
 }
 
 // Diff lists the keys whose values differ from a to b, in file order.
+// Passwords in URLs (rtsp://user:pass@host) are masked so that a Change can
+// be logged.
 func Diff(a, b *Config) []Change {
 	var out []Change
 	for _, key := range Keys() {
 		av, _ := a.get(key)
 		bv, _ := b.get(key)
 		if av != bv {
-			out = append(out, Change{Key: key, Old: av, New: bv})
+			out = append(out, Change{Key: key, Old: maskURLPasswords(av), New: maskURLPasswords(bv)})
 		}
 	}
 	return out
+}
+
+var urlPassword = regexp.MustCompile(`(://[^/@:\s,]*):[^/@\s,]*@`)
+
+// maskURLPasswords replaces the password of every URL in s with "xxxxx".
+func maskURLPasswords(s string) string {
+	return urlPassword.ReplaceAllString(s, "$1:xxxxx@")
 }

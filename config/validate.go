@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/headwater-live/headwater/media"
 )
 
 // Limits enforced by [Config.Validate].
@@ -90,6 +92,8 @@ func (c *Config) Validate() error {
 			v.add("origin.cors.allowed_origins", "item %d: %v", i+1, err)
 		}
 	}
+	v.notNegative("origin.dash.target_latency", o.DASH.TargetLatency)
+	v.notNegative("origin.dash.end_grace", o.DASH.EndGrace)
 	v.maxAge("origin.cache.segment_max_age", o.Cache.SegmentMaxAge)
 	v.maxAge("origin.cache.playlist_max_age", o.Cache.PlaylistMaxAge)
 	v.maxAge("origin.cache.multivariant_max_age", o.Cache.MultivariantMaxAge)
@@ -99,14 +103,71 @@ func (c *Config) Validate() error {
 
 	v.address("admin.address", c.Admin.Address, true)
 
+	c.validateSecurity(v)
+
+	v.address("srt.address", c.SRT.Address, true)
+	v.positive("srt.latency", c.SRT.Latency)
+	if k := c.SRT.PBKeyLen; k != 16 && k != 24 && k != 32 {
+		v.add("srt.pbkeylen", "must be 16, 24 or 32, got %d", k)
+	}
+	v.file("srt.passphrase_file", c.SRT.PassphraseFile)
+	for i, e := range c.SRT.PrefixPassphraseFiles {
+		prefix, file, ok := strings.Cut(e, "=")
+		if !ok || prefix == "" {
+			v.add("srt.prefix_passphrase_files", "item %d: %q is not <prefix>=<file>", i+1, e)
+			continue
+		}
+		v.file("srt.prefix_passphrase_files", file)
+	}
+	v.atLeast("srt.max_publishers", c.SRT.MaxPublishers, 1)
+	v.atLeast("srt.max_readers", c.SRT.MaxReaders, 1)
+	v.positive("srt.idle_timeout", c.SRT.IdleTimeout)
+
+	r := c.RTSP
+	v.address("rtsp.address", r.Address, true)
+	v.address("rtsp.udp_rtp_address", r.UDPRTPAddress, true)
+	v.address("rtsp.udp_rtcp_address", r.UDPRTCPAddress, true)
+	if (r.UDPRTPAddress == "") != (r.UDPRTCPAddress == "") {
+		v.add("rtsp.udp_rtcp_address", "udp_rtp_address and udp_rtcp_address are set together or both \"\"")
+	}
+	v.positive("rtsp.read_timeout", r.ReadTimeout)
+	v.positive("rtsp.write_timeout", r.WriteTimeout)
+	v.atLeast("rtsp.max_publishers", r.MaxPublishers, 1)
+	v.atLeast("rtsp.max_readers", r.MaxReaders, 1)
+	v.oneOf("rtsp.source_transport", r.SourceTransport, "auto", "tcp", "udp")
+	v.positive("rtsp.on_demand_linger", r.OnDemandLinger)
+	seen := map[string]bool{}
+	for _, list := range []struct {
+		key   string
+		items []string
+	}{{"rtsp.sources", r.Sources}, {"rtsp.on_demand_sources", r.OnDemandSources}} {
+		for i, e := range list.items {
+			name, raw, ok := strings.Cut(e, "=")
+			if !ok || name == "" || raw == "" {
+				v.add(list.key, "item %d: is not <stream>=<rtsp URL>", i+1)
+				continue
+			}
+			if err := media.ValidateName(name); err != nil {
+				v.add(list.key, "item %d: %v", i+1, err)
+			}
+			if u, err := url.Parse(raw); err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
+				v.add(list.key, "item %d: stream %s: not an rtsp:// or rtsps:// URL", i+1, name)
+			}
+			if seen[name] {
+				v.add(list.key, "item %d: stream %s has two sources", i+1, name)
+			}
+			seen[name] = true
+		}
+	}
+
 	v.notNegative("shutdown.drain", c.Shutdown.Drain)
 	v.positive("shutdown.timeout", c.Shutdown.Timeout)
 	if c.Shutdown.Timeout > 0 && c.Shutdown.Drain >= c.Shutdown.Timeout {
 		v.add("shutdown.timeout", "must be greater than shutdown.drain (%s), got %s", c.Shutdown.Drain, c.Shutdown.Timeout)
 	}
 
-	v.distinct([]string{"rtmp.address", "origin.address", "admin.address"},
-		[]string{c.RTMP.Address, c.Origin.Address, c.Admin.Address})
+	v.distinct([]string{"rtmp.address", "origin.address", "admin.address", "rtsp.address", "rtmp.tls_address"},
+		[]string{c.RTMP.Address, c.Origin.Address, c.Admin.Address, c.RTSP.Address, c.RTMP.TLSAddress})
 
 	return errors.Join(v.errs...)
 }

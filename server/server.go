@@ -28,6 +28,8 @@ import (
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/ingest/rtmp"
+	"github.com/headwater-live/headwater/ingest/rtsp"
+	"github.com/headwater-live/headwater/ingest/srt"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/origin"
 	"github.com/headwater-live/headwater/preview"
@@ -46,10 +48,13 @@ type Server struct {
 	store     *store.Store
 	segmenter *segmenter.Segmenter
 	rtmp      *rtmp.Server
+	srt       *srt.Server
+	rtsp      *rtsp.Server
 	origin    *origin.Server
 	admin     *http.Server
 	adminLn   net.Listener
 	viewers   *origin.Viewers
+	sec       *security // publish auth, playback tokens, CDN secret, admin token
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -115,6 +120,13 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		Help: "Streams currently being published.",
 	}, func() float64 { return float64(s.registry.Len()) }))
 
+	sec, err := newSecurity(cfg, reg, log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.sec = sec
+
 	s.store = store.New(store.Config{
 		Window:     cfg.Segmenter.Window,
 		KeepExtra:  cfg.Segmenter.KeepExtra,
@@ -125,7 +137,27 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		PartDuration:    cfg.Segmenter.PartDuration.Duration(),
 	}, segmenter.NewMetrics(reg), log)
 
+	ingestMetrics := ingest.NewMetrics(reg)
+	if cfg.SRT.Address != "" {
+		srtCfg, err := srtConfig(cfg.SRT)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		srtCfg.Auth = s.sec.authenticator()
+		s.srt = srt.New(srtCfg, s.sec.publisher(s.registry), ingestMetrics, srt.NewMetrics(reg), log)
+	}
+	if cfg.RTSP.Address != "" {
+		rtspCfg := rtspConfig(cfg.RTSP)
+		rtspCfg.Auth, rtspCfg.AuthChallenge = s.sec.authenticator(), s.sec.credentialsRequired
+		s.rtsp = rtsp.New(rtspCfg, s.sec.publisher(s.registry), ingestMetrics, rtsp.NewMetrics(reg), log)
+	}
 	if cfg.RTMP.Address != "" {
+		rtmpsTLS, err := loadTLS("rtmp", cfg.RTMP.TLSCert, cfg.RTMP.TLSKey)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
 		s.rtmp = rtmp.New(rtmp.Config{
 			Address:          cfg.RTMP.Address,
 			App:              cfg.RTMP.App,
@@ -133,7 +165,12 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 			IdleTimeout:      cfg.RTMP.IdleTimeout.Duration(),
 			MaxPublishers:    cfg.RTMP.MaxPublishers,
 			MaxChunkSize:     cfg.RTMP.MaxChunkSize,
-		}, s.registry, ingest.NewMetrics(reg), log)
+			Auth:             s.sec.authenticator(),
+
+			MaxConnectionsPerMinute: cfg.RTMP.MaxConnectionsPerMinute,
+			TLSAddress:              cfg.RTMP.TLSAddress,
+			TLSConfig:               rtmpsTLS,
+		}, s.sec.publisher(s.registry), ingestMetrics, log)
 	}
 
 	oc := cfg.Origin
@@ -150,6 +187,9 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		Gzip:               oc.Gzip,
 		CORSAllowedOrigins: oc.CORS.AllowedOrigins,
 		Window:             cfg.Segmenter.Window,
+		DASHLowLatency:    oc.DASH.LowLatency,
+		DASHTargetLatency: oc.DASH.TargetLatency.Duration(),
+		DASHEndGrace:      oc.DASH.EndGrace.Duration(),
 		Cache: origin.CacheConfig{
 			SegmentMaxAge:      oc.Cache.SegmentMaxAge.Duration(),
 			PlaylistMaxAge:     oc.Cache.PlaylistMaxAge.Duration(),
@@ -167,16 +207,22 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 			otelhttp.WithTracerProvider(s.tp), otelhttp.WithPropagators(telemetry.Propagator()),
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "origin " + r.Method }))
 	}
+	// Outermost, so that traces and the origin's logs see paths without tokens.
+	originHandler = s.sec.wrapOrigin(originHandler)
 	s.origin = origin.NewServer(originCfg, originHandler, log)
 
 	if cfg.Admin.Address != "" {
 		s.admin = &http.Server{
-			Handler:           s.adminHandler(),
+			Handler:           s.sec.wrapAdmin(s.adminHandler()),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       120 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		if err := configureAdmin(s.admin, cfg.Admin); err != nil {
+			cancel()
+			return nil, err
 		}
 	}
 	return s, nil
@@ -208,18 +254,19 @@ func (s *Server) Start() error {
 			s.Shutdown(context.Background())
 			return fmt.Errorf("admin: listen: %w", err)
 		}
+		ln = limitListener(ln, s.cfg.Admin.MaxConnections)
 		s.adminLn = ln
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := serveAdmin(s.admin, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("admin: serve", "error", err)
 			}
 		}()
 		s.log.Info("admin: listening", "address", ln.Addr().String())
 	}
-	if s.rtmp != nil {
-		if err := s.rtmp.Start(); err != nil {
+	for _, in := range s.ingesters() {
+		if err := in.Start(); err != nil {
 			s.Shutdown(context.Background())
 			return err
 		}
@@ -234,6 +281,43 @@ func (s *Server) RTMPAddr() net.Addr {
 		return nil
 	}
 	return s.rtmp.Addr()
+}
+
+// SRTAddr is the SRT listener's (UDP) address, nil when SRT is disabled.
+func (s *Server) SRTAddr() net.Addr {
+	if s.srt == nil {
+		return nil
+	}
+	return s.srt.Addr()
+}
+
+// RTSPAddr is the RTSP listener's address, nil when RTSP is disabled.
+func (s *Server) RTSPAddr() net.Addr {
+	if s.rtsp == nil {
+		return nil
+	}
+	return s.rtsp.Addr()
+}
+
+// ingester is an ingest listener.
+type ingester interface {
+	Start() error
+	Close() error
+}
+
+// ingesters are the enabled ingest listeners.
+func (s *Server) ingesters() []ingester {
+	var out []ingester
+	if s.rtmp != nil {
+		out = append(out, s.rtmp)
+	}
+	if s.srt != nil {
+		out = append(out, s.srt)
+	}
+	if s.rtsp != nil {
+		out = append(out, s.rtsp)
+	}
+	return out
 }
 
 // OriginAddr is the origin listener's address.
@@ -255,8 +339,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	live := s.registry.Len()
 	var errs []error
-	if s.rtmp != nil {
-		if err := s.rtmp.Close(); err != nil {
+	for _, in := range s.ingesters() {
+		if err := in.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -264,6 +348,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		st.Close()
 	}
 	s.waitPipelines(ctx)
+	s.sec.close()
 	if drain := s.cfg.Shutdown.Drain.Duration(); drain > 0 && live > 0 {
 		s.log.Info("shutdown: streams ended, origin draining", "streams", live, "drain", drain.String())
 		t := time.NewTimer(drain)

@@ -1,0 +1,439 @@
+package cdntest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/server"
+)
+
+// repoRoot is the repository root: go test runs in the package directory.
+const repoRoot = ".."
+
+// lockedBuffer collects a process's output; it is printed when a test fails.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testServer is a Headwater instance on loopback port-0 listeners (as in
+// server/helpers_test.go).
+type testServer struct {
+	*server.Server
+	logs *lockedBuffer
+}
+
+func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
+	t.Helper()
+	requireFFmpeg(t)
+	cfg := loopbackConfig()
+	cfg.Log.Level = "info"
+	if mutate != nil {
+		mutate(cfg)
+	}
+	logs := &lockedBuffer{}
+	log, err := cfg.Logger(logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	return &testServer{Server: srv, logs: logs}
+}
+
+// loopbackConfig is the default configuration with every listener on a
+// loopback port 0, so that tests never collide with each other or with a
+// running Headwater. Listeners whose keys are not in the configuration yet
+// (SRT, RTSP) are set when they are.
+func loopbackConfig() *config.Config {
+	cfg := config.Default()
+	cfg.RTMP.Address = "127.0.0.1:0"
+	cfg.Origin.Address = "127.0.0.1:0"
+	cfg.Admin.Address = "127.0.0.1:0"
+	cfg.SRT.Address = "127.0.0.1:0"
+	cfg.RTSP.Address = "127.0.0.1:0"
+	cfg.RTSP.UDPRTPAddress, cfg.RTSP.UDPRTCPAddress = "", ""
+	return cfg
+}
+
+func (s *testServer) rtmpURL(key string) string {
+	return fmt.Sprintf("rtmp://%s/live/%s", s.RTMPAddr(), key)
+}
+
+func (s *testServer) originURL(path string) string {
+	return fmt.Sprintf("http://%s%s", s.OriginAddr(), path)
+}
+
+// originRequests sums headwater_origin_requests_total over the series whose
+// object label is one of objects (all but "health" when none is given).
+func (s *testServer) originRequests(t *testing.T, objects ...string) float64 {
+	t.Helper()
+	families, err := s.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != "headwater_origin_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if matchObject(m, objects) {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func matchObject(m *dto.Metric, objects []string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() != "object" {
+			continue
+		}
+		if len(objects) == 0 {
+			return l.GetValue() != "health"
+		}
+		for _, o := range objects {
+			if l.GetValue() == o {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func requireFFmpeg(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		t.Fatal("ffmpeg not found: install it (apt-get install -y ffmpeg); scripts/test.sh does")
+	}
+}
+
+// publisher is an ffmpeg process publishing a test pattern over RTMP.
+type publisher struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	done   chan error
+}
+
+// publish starts ffmpeg sending testsrc2 (H.264, a key frame every gop
+// frames at 30 fps) and a sine (AAC) in real time for dur.
+func publish(t *testing.T, url string, dur time.Duration, gop int) *publisher {
+	t.Helper()
+	args := []string{"-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", strconv.FormatFloat(dur.Seconds(), 'f', 3, 64),
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+		"-g", strconv.Itoa(gop), "-keyint_min", strconv.Itoa(gop), "-sc_threshold", "0", "-b:v", "800k",
+		"-c:a", "aac", "-b:a", "96k",
+		"-f", "flv", url}
+	p := &publisher{stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command("ffmpeg", args...)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("ffmpeg stderr:\n%s", p.stderr.String())
+		}
+	})
+	return p
+}
+
+// edge is Debian's nginx running deploy/nginx/cdn.conf in front of an origin.
+type edge struct {
+	addr   string // host:port of the cache
+	status string // host:port of the stub_status server
+	dir    string
+	log    *lockedBuffer
+}
+
+func (e *edge) url(path string) string { return "http://" + e.addr + path }
+
+// nginxBinary returns the nginx executable, or skips the test.
+func nginxBinary(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/sbin/nginx", "nginx"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	t.Skip("nginx not found: the CDN test needs Debian's nginx (apt-get install -y nginx-light); " +
+		"scripts/test.sh should install it next to ffmpeg")
+	return ""
+}
+
+// freePort returns a loopback address with a port that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// nginxConfig turns deploy/nginx/cdn.conf into a configuration that runs as
+// the current user inside dir, in front of origin. Only the strings
+// cdn.conf's header lists are replaced; each must be present.
+func nginxConfig(t *testing.T, dir, origin, listen, status string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "deploy/nginx/cdn.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	include, err := filepath.Abs(filepath.Join(repoRoot, "deploy/nginx/cdn-cache.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(raw)
+	for _, r := range []struct{ old, new string }{
+		{"server headwater:8080;", "server " + origin + ";"},
+		{"listen 8081;", "listen " + listen + ";"},
+		{"listen 8082;", "listen " + status + ";"},
+		{"include /etc/nginx/cdn-cache.conf;", "include " + include + ";"},
+		{"/var/cache/nginx/", dir + "/"},
+		{"access_log /dev/stdout cdn;", "access_log " + dir + "/access.log cdn;"},
+		{"error_log /dev/stderr", "error_log " + dir + "/error.log"},
+	} {
+		if !strings.Contains(conf, r.old) {
+			t.Fatalf("deploy/nginx/cdn.conf no longer contains %q: update cdntest's substitutions", r.old)
+		}
+		conf = strings.ReplaceAll(conf, r.old, r.new)
+	}
+	if os.Geteuid() == 0 {
+		// A root master runs its workers as "nobody", who cannot enter
+		// the test's private temporary directory.
+		conf = "user root;\n" + conf
+	}
+	return conf
+}
+
+// startNginx runs the CDN configuration in the foreground until the test ends.
+func startNginx(t *testing.T, origin string) *edge {
+	t.Helper()
+	bin := nginxBinary(t)
+	dir := t.TempDir()
+	e := &edge{addr: freePort(t), status: freePort(t), dir: dir, log: &lockedBuffer{}}
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(nginxConfig(t, dir, origin, e.addr, e.status)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// -t first: a configuration error is reported as such.
+	if out, err := exec.Command(bin, "-p", dir, "-e", "stderr", "-c", conf, "-t").CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-e", "stderr", "-c", conf, "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = e.log, e.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt) // fast shutdown of master and workers
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("nginx log:\n%s", e.log.String())
+			for _, name := range []string{"error.log", "access.log"} {
+				if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+					t.Logf("nginx %s:\n%s", name, b)
+				}
+			}
+		}
+	})
+	waitFor(t, 5*time.Second, "nginx to listen", func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("nginx exited: %v\n%s", err, e.log.String())
+		default:
+		}
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	return e
+}
+
+// client talks HTTP/1.1 with keep-alive and no transparent gzip, so that
+// Content-Encoding and Vary are visible.
+var client = &http.Client{
+	Transport: &http.Transport{
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     30 * time.Second,
+	},
+	Timeout: 20 * time.Second,
+}
+
+type response struct {
+	status  int
+	header  http.Header
+	body    []byte // decoded when the response was gzipped
+	raw     []byte // as received
+	elapsed time.Duration
+	at      time.Time // when the response was complete
+}
+
+// cache is the response's X-Cache-Status.
+func (r response) cache() string { return r.header.Get("X-Cache-Status") }
+
+// get sends a GET with optional header name/value pairs.
+func get(t *testing.T, url string, header ...string) response {
+	t.Helper()
+	r, err := tryGet(url, header...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// tryGet is get for goroutines other than the test's.
+func tryGet(url string, header ...string) (response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return response{}, err
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return response{}, fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, fmt.Errorf("GET %s: %w", url, err)
+	}
+	r := response{status: resp.StatusCode, header: resp.Header, raw: raw, body: raw,
+		elapsed: time.Since(start), at: time.Now()}
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return response{}, fmt.Errorf("GET %s: gzip: %w", url, err)
+		}
+		if r.body, err = io.ReadAll(zr); err != nil {
+			return response{}, fmt.Errorf("GET %s: gzip: %w", url, err)
+		}
+	}
+	return r, nil
+}
+
+// waitFor polls cond every 50ms until it is true or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// parseMedia parses a media playlist response.
+func parseMedia(t *testing.T, r response) *playlist.Media {
+	t.Helper()
+	if r.status != http.StatusOK {
+		t.Fatalf("media playlist: status %d: %s", r.status, r.body)
+	}
+	pl, err := playlist.Unmarshal(r.body)
+	if err != nil {
+		t.Fatalf("parse media playlist: %v\n%s", err, r.body)
+	}
+	m, ok := pl.(*playlist.Media)
+	if !ok {
+		t.Fatalf("not a media playlist:\n%s", r.body)
+	}
+	return m
+}
+
+var partURI = regexp.MustCompile(`^part(\d+)\.(\d+)\.m4s$`)
+
+// parsePartURI splits "part12.3.m4s" into 12 and 3.
+func parsePartURI(t *testing.T, uri string) (uint64, int) {
+	t.Helper()
+	m := partURI.FindStringSubmatch(uri)
+	if m == nil {
+		t.Fatalf("not a part URI: %q", uri)
+	}
+	msn, _ := strconv.ParseUint(m[1], 10, 64)
+	idx, _ := strconv.Atoi(m[2])
+	return msn, idx
+}
+
+// maxAge returns the max-age of a Cache-Control value, or -1.
+func maxAge(cc string) int {
+	for _, d := range strings.Split(cc, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(d), "max-age="); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}

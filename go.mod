@@ -5,8 +5,9 @@ go 1.26.8
 require (
 	github.com/Eyevinn/dash-mpd v0.13.0
 	github.com/bluenviron/gohlslib/v2 v2.3.0
+	github.com/bluenviron/gortmplib v1.0.1
 	github.com/bluenviron/gortsplib/v5 v5.5.0
-	github.com/bluenviron/mediacommon/v2 v2.8.3
+	github.com/bluenviron/mediacommon/v2 v2.9.3
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/datarhei/gosrt v0.11.0
@@ -26,9 +27,9 @@ require (
 )
 
 require (
-	github.com/abema/go-mp4 v1.5.0 // indirect
+	github.com/abema/go-mp4 v1.7.1 // indirect
 	github.com/asticode/go-astikit v0.30.0 // indirect
-	github.com/asticode/go-astits v1.15.0 // indirect
+	github.com/asticode/go-astits v1.16.0 // indirect
 	github.com/barkimedes/go-deepcopy v0.0.0-20220514131651-17c30cfc62df // indirect
 	github.com/benburkert/openpgp v0.0.0-20160410205803-c2471f86866c // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

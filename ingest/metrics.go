@@ -33,6 +33,9 @@ const (
 	ReasonInvalidName Reason = "invalid_name"
 	// ReasonBadApp: the application / path part of the URL is not served.
 	ReasonBadApp Reason = "bad_app"
+	// ReasonUnauthorized: publish authentication refused the publisher
+	// (headwater_auth_refusals_total has the auth reason).
+	ReasonUnauthorized Reason = "unauthorized"
 	// ReasonInternal: a bug (recovered panic) or an unexpected server-side error.
 	ReasonInternal Reason = "internal"
 )
@@ -41,7 +44,7 @@ const (
 var Reasons = []Reason{
 	ReasonHandshake, ReasonProtocol, ReasonTimeout, ReasonUnsupportedCodec,
 	ReasonAlreadyPublishing, ReasonTooManyPublishers, ReasonInvalidName,
-	ReasonBadApp, ReasonInternal,
+	ReasonBadApp, ReasonUnauthorized, ReasonInternal,
 }
 
 // PublishReason maps an error of media.Registry.Publish to a Reason.

@@ -187,9 +187,9 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		Gzip:               oc.Gzip,
 		CORSAllowedOrigins: oc.CORS.AllowedOrigins,
 		Window:             cfg.Segmenter.Window,
-		DASHLowLatency:    oc.DASH.LowLatency,
-		DASHTargetLatency: oc.DASH.TargetLatency.Duration(),
-		DASHEndGrace:      oc.DASH.EndGrace.Duration(),
+		DASHLowLatency:     oc.DASH.LowLatency,
+		DASHTargetLatency:  oc.DASH.TargetLatency.Duration(),
+		DASHEndGrace:       oc.DASH.EndGrace.Duration(),
 		Cache: origin.CacheConfig{
 			SegmentMaxAge:      oc.Cache.SegmentMaxAge.Duration(),
 			PlaylistMaxAge:     oc.Cache.PlaylistMaxAge.Duration(),

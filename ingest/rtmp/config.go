@@ -1,6 +1,11 @@
 package rtmp
 
-import "time"
+import (
+	"crypto/tls"
+	"time"
+
+	"github.com/headwater-live/headwater/auth"
+)
 
 // Defaults applied by New to zero Config fields.
 const (
@@ -35,6 +40,21 @@ type Config struct {
 	// Chunk Size; a larger one ends the session as a protocol error. Default
 	// 65536 (OBS uses 4096, ffmpeg 4096).
 	MaxChunkSize int
+	// Auth, when set, authorises every publish before the stream is
+	// registered: a refusal answers NetStream.Publish.Rejected and ends the
+	// session (ingest reason "unauthorized"), and Unpublished is called when
+	// an authorised publish ends. Nil allows every publisher.
+	Auth auth.Authenticator
+	// MaxConnectionsPerMinute limits the connections one address (an IPv6
+	// /64) may open per minute, in bursts of as many, on both listeners;
+	// others are closed at once. 0 means no limit.
+	MaxConnectionsPerMinute int
+	// TLSAddress, when set with TLSConfig, is the address of a second
+	// listener serving RTMPS (RTMP over TLS) with the same sessions.
+	TLSAddress string
+	// TLSConfig is the TLS configuration of the RTMPS listener (its
+	// certificate).
+	TLSConfig *tls.Config
 }
 
 func (c Config) withDefaults() Config {

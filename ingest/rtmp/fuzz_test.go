@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"io"
 	"net"
 	"os/exec"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/headwater-live/headwater/ingest"
@@ -57,39 +57,40 @@ func (m *messages) bytes() []byte {
 	return m.buf.Bytes()
 }
 
-// publishPrefix is connect, createStream and publish of live/fuzz.
+// publishPrefix is connect, createStream and publish of live/fuzz (with a
+// tcUrl, without which gortmplib refuses the connect).
 func publishPrefix() *messages {
 	return newMessages().
-		command(0, "connect", 1.0, amfObj{{"app", "live"}}).
+		command(0, "connect", 1.0, amfObj{{"app", "live"}, {"tcUrl", "rtmp://127.0.0.1/live"}}).
 		command(0, "createStream", 2.0, nil).
 		command(1, "publish", 3.0, nil, "fuzz", "live")
 }
 
-// FuzzSession feeds arbitrary bytes to the server side of a connection (after
-// a valid handshake when the first byte is even) and checks that the session
-// ends by itself once the input is exhausted, without a panic (a recovered
-// one counts as an internal error, which fails the test too).
-func FuzzSession(f *testing.F) {
-	f.Add([]byte{})
-	f.Add([]byte{1, 3, 0, 0})
-	f.Add(append([]byte{0}, publishPrefix().bytes()...))
+// sessionSeeds are the inputs FuzzSession starts from: a first byte (even: a
+// valid handshake is put in front), then what a client sends.
+func sessionSeeds(tb testing.TB) [][]byte {
+	var seeds [][]byte
+	add := func(b []byte) { seeds = append(seeds, b) }
+	add([]byte{})
+	add([]byte{1, 3, 0, 0})
+	add(append([]byte{0}, publishPrefix().bytes()...))
 	// What makes gomedia's chunk reader spin forever: a zero-length message,
 	// a chunk size of 0.
-	f.Add(append([]byte{0}, newMessages().add(2, msgUserControl, 0, 0, nil).raw(0x02, 0, 0, 0).bytes()...))
-	f.Add(append([]byte{0}, newMessages().add(2, msgSetChunkSize, 0, 0, []byte{0, 0, 0, 0}).add(3, msgCommandAMF0, 0, 0, []byte{2, 0, 1, 'x'}).bytes()...))
+	add(append([]byte{0}, newMessages().add(2, msgUserControl, 0, 0, nil).raw(0x02, 0, 0, 0).bytes()...))
+	add(append([]byte{0}, newMessages().add(2, msgSetChunkSize, 0, 0, []byte{0, 0, 0, 0}).add(3, msgCommandAMF0, 0, 0, []byte{2, 0, 1, 'x'}).bytes()...))
 	// Type-3 and type-1 headers on fresh chunk streams, extended timestamps,
 	// 2- and 3-byte chunk stream ids.
-	f.Add(append([]byte{0}, newMessages().raw(0xc7, 0x47, 0, 0, 1, 0, 0, 1, 4, 0, 0, 0).
+	add(append([]byte{0}, newMessages().raw(0xc7, 0x47, 0, 0, 1, 0, 0, 1, 4, 0, 0, 0).
 		raw(0x00, 10, 0xff, 0xff, 0xff, 0, 0, 1, 8, 1, 0, 0, 0, 0, 0, 0, 1, 0xaf).
 		raw(0x01, 1, 1, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0).bytes()...))
 	// Commands with missing or mistyped arguments, deep nesting, huge counts.
-	f.Add(append([]byte{0}, publishPrefix().
+	add(append([]byte{0}, publishPrefix().
 		command(1, "publish", 4.0).command(0, 1.0, 2.0).
 		add(3, msgCommandAMF0, 0, 0, append(bytes.Repeat([]byte{amfStrictArray, 0xff, 0xff, 0xff, 0xff}, 40), amfNull)).
 		add(5, msgDataAMF0, 1, 0, amfEncode(nil, "@setDataFrame", "onMetaData", amfObj{{"videocodecid", 7.0}, {"audiocodecid", "mp4a"}})).
 		bytes()...))
 	// Media: malformed sequence headers and frames, other codecs, enhanced RTMP.
-	f.Add(append([]byte{0}, publishPrefix().
+	add(append([]byte{0}, publishPrefix().
 		add(6, msgVideo, 1, 0, []byte{0x17, 0, 0, 0, 0, 1, 0x64}).
 		add(6, msgVideo, 1, 0, []byte{0x17, 1, 0xff, 0xff, 0xff, 0, 0, 0, 9, 0x65}).
 		add(4, msgAudio, 1, 0, []byte{0xaf, 0, 0x11}).
@@ -101,7 +102,7 @@ func FuzzSession(f *testing.F) {
 	if _, err := exec.LookPath("ffmpeg"); err == nil {
 		// A real publish: metadata, sequence headers and the first frames.
 		m := publishPrefix()
-		for i, tag := range videoOnlyTags(f) {
+		for i, tag := range videoOnlyTags(tb) {
 			if i > 6 {
 				break
 			}
@@ -111,8 +112,61 @@ func FuzzSession(f *testing.F) {
 			}
 			m.add(6, tag.typeID, 1, tag.timestamp, payload)
 		}
-		f.Add(append([]byte{0}, m.bytes()...))
-		f.Add(append([]byte{0}, newMessages().add(2, msgSetChunkSize, 0, 0, binary.BigEndian.AppendUint32(nil, 4096)).raw(m.bytes()...).bytes()...))
+		add(append([]byte{0}, m.bytes()...))
+		add(append([]byte{0}, newMessages().add(2, msgSetChunkSize, 0, 0, binary.BigEndian.AppendUint32(nil, 4096)).raw(m.bytes()...).bytes()...))
+	}
+	// Enhanced RTMP: HEVC and AV1 sequence starts and frames as OBS sends
+	// them, a ModEx-wrapped and a multitrack frame.
+	if hevc, err := readHEVC("testdata/h265.ts"); err == nil {
+		m := publishPrefix().
+			add(6, msgVideo, 1, 0, append([]byte{exHeader(flvFrameKey, exSequenceStart), 'h', 'v', 'c', '1'}, hvcC(hevc.vps, hevc.sps, hevc.pps, 4)...))
+		i := 0
+		for _, au := range hevc.aus {
+			data := lengthPrefixed(au.nalus, 4)
+			if len(data) > 1500 { // small frames only: a short seed fuzzes faster
+				continue
+			}
+			if i++; i > 4 {
+				break
+			}
+			switch i {
+			case 1:
+				m.add(6, msgVideo, 1, uint32(i*40), append(append([]byte{exHeader(2, exModEx), 2, 1, 2, 3, exCodedFramesX}, "hvc1"...), data...))
+			case 2:
+				m.add(6, msgVideo, 1, uint32(i*40), append(append([]byte{exHeader(2, exMultitrack), mtOneTrack<<4 | exCodedFramesX}, "hvc1\x00"...), data...))
+			default:
+				m.add(6, msgVideo, 1, uint32(i*40), append(append([]byte{exHeader(1, exCodedFrames)}, "hvc1\x00\x00\x28"...), data...))
+			}
+		}
+		add(append([]byte{0}, m.bytes()...))
+	}
+	if av1src, err := readAV1("testdata/av1.obu"); err == nil {
+		m := publishPrefix().
+			add(6, msgVideo, 1, 0, append([]byte{exHeader(flvFrameKey, exSequenceStart), 'a', 'v', '0', '1'}, av1C(av1src.seqHdr)...))
+		i := 0
+		for _, tu := range av1src.tus {
+			data, _ := av1.Bitstream(tu).Marshal()
+			if len(data) > 1500 {
+				continue
+			}
+			if i++; i > 4 {
+				break
+			}
+			m.add(6, msgVideo, 1, uint32(i*40), append(append([]byte{exHeader(2, exCodedFramesX)}, "av01\x12\x00"...), data...))
+		}
+		add(append([]byte{0}, m.bytes()...))
+	}
+	add(append([]byte{0}, publishPrefix().add(6, msgVideo, 1, 0, append([]byte{exHeader(1, exSequenceStart)}, "vp09"...)).bytes()...))
+	return seeds
+}
+
+// FuzzSession feeds arbitrary bytes to the server side of a connection (after
+// a valid handshake when the first byte is even) and checks that the session
+// ends by itself once the input is exhausted, without a panic (a recovered
+// one counts as an internal error, which fails the test too).
+func FuzzSession(f *testing.F) {
+	for _, seed := range sessionSeeds(f) {
+		f.Add(seed)
 	}
 
 	prom := prometheus.NewRegistry()
@@ -141,25 +195,10 @@ func FuzzSession(f *testing.F) {
 		if len(data) > 0 && data[0]&1 == 0 {
 			input = append(clientHandshake(), data[1:]...)
 		}
-		client, server := net.Pipe()
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			srv.serveConn(server)
-		}()
-		go func() {
-			defer wg.Done()
-			_, _ = io.Copy(io.Discard, client) // the server's answers
-		}()
-		_ = client.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = client.Write(input) // fails early when the server gives up
-		_ = client.Close()
-
 		done := make(chan struct{})
 		go func() {
-			wg.Wait()
-			close(done)
+			defer close(done)
+			srv.serveConn(newInputConn(input))
 		}()
 		select {
 		case <-done:
@@ -171,3 +210,49 @@ func FuzzSession(f *testing.F) {
 		}
 	})
 }
+
+// inputConn is a connection that reads a fixed input, then io.EOF, and
+// accepts and discards every write. A session served on it sees its whole
+// input whatever it answers; over net.Pipe, the first answer (S0+S1+S2)
+// fails once the client has written everything and closed, so the session
+// ends in the handshake before reading what follows it.
+type inputConn struct {
+	mu     sync.Mutex
+	r      *bytes.Reader
+	closed bool
+}
+
+func newInputConn(input []byte) *inputConn { return &inputConn{r: bytes.NewReader(input)} }
+
+func (c *inputConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	return c.r.Read(p)
+}
+
+func (c *inputConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	return len(p), nil
+}
+
+func (c *inputConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return nil
+}
+
+func (c *inputConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1935} }
+func (c *inputConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+}
+func (c *inputConn) SetDeadline(time.Time) error      { return nil }
+func (c *inputConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *inputConn) SetWriteDeadline(time.Time) error { return nil }

@@ -21,6 +21,8 @@
 package rtmp
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,13 +58,19 @@ type Server struct {
 	log     *slog.Logger
 
 	done chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	// ctx ends on Close: it bounds publish authorisations in progress.
+	ctx       context.Context
+	cancelCtx context.CancelFunc
+	wg        sync.WaitGroup
 
 	// testHookPublished, when set (tests only), sees each session that published.
 	testHookPublished func(*session)
 
+	connLimit *connLimiter // nil: no limit
+
 	mu         sync.Mutex
 	ln         net.Listener
+	tlsLn      net.Listener // RTMPS, nil when off
 	conns      map[net.Conn]struct{}
 	closed     bool
 	publishers int
@@ -78,13 +86,17 @@ func New(cfg Config, pub Publisher, m *ingest.Metrics, log *slog.Logger) *Server
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg:     cfg.withDefaults(),
-		pub:     pub,
-		metrics: m.Protocol(Protocol),
-		log:     log,
-		done:    make(chan struct{}),
-		conns:   make(map[net.Conn]struct{}),
+		cfg:       cfg.withDefaults(),
+		pub:       pub,
+		metrics:   m.Protocol(Protocol),
+		log:       log,
+		done:      make(chan struct{}),
+		ctx:       ctx,
+		cancelCtx: cancel,
+		connLimit: newConnLimiter(cfg.MaxConnectionsPerMinute),
+		conns:     make(map[net.Conn]struct{}),
 	}
 }
 
@@ -102,11 +114,32 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("rtmp: listen: %w", err)
 	}
+	if s.cfg.TLSAddress != "" && s.cfg.TLSConfig != nil {
+		tl, err := net.Listen("tcp", s.cfg.TLSAddress)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("rtmps: listen: %w", err)
+		}
+		s.tlsLn = tls.NewListener(tl, s.cfg.TLSConfig)
+		s.wg.Add(1)
+		go s.acceptLoop(s.tlsLn)
+		s.log.Info("rtmps: listening", "address", tl.Addr().String(), "app", s.cfg.App)
+	}
 	s.ln = ln
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
 	s.log.Info("rtmp: listening", "address", ln.Addr().String(), "app", s.cfg.App)
 	return nil
+}
+
+// TLSAddr is the RTMPS listening address, nil when RTMPS is off or before Start.
+func (s *Server) TLSAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
 }
 
 // Addr is the listening address, nil before Start.
@@ -130,9 +163,13 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
+	s.cancelCtx()
 	var err error
 	if s.ln != nil {
 		err = s.ln.Close()
+	}
+	if s.tlsLn != nil {
+		_ = s.tlsLn.Close()
 	}
 	for c := range s.conns {
 		_ = c.Close()
@@ -168,6 +205,13 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		}
 		backoff = 0
 		s.metrics.Connections.Inc()
+		if !s.connLimit.allow(c.RemoteAddr()) {
+			s.metrics.Error(ingest.ReasonTooManyPublishers)
+			s.log.Debug("rtmp: connection refused: too many from this address", "remote", c.RemoteAddr().String(),
+				"per_minute", s.cfg.MaxConnectionsPerMinute)
+			_ = c.Close()
+			continue
+		}
 		if !s.track(c) {
 			_ = c.Close()
 			continue

@@ -19,6 +19,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
+	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/media"
 )
@@ -100,7 +101,8 @@ type session struct {
 	name       string     // stream name, "<app>/<key>"
 	query      url.Values // query of the publish name ("key?token=x"), kept for auth
 	rawQuery   string
-	publishSID uint32 // message stream id of the publish
+	publishSID uint32               // message stream id of the publish
+	authReq    *auth.PublishRequest // the publish Config.Auth allowed, for Unpublished
 	meta       metadata
 	metaLogged bool
 
@@ -228,6 +230,7 @@ func (s *session) finish() {
 		s.srv.releasePublisher()
 		s.holdsSlot = false
 	}
+	s.unpublished()
 }
 
 // report logs how the session ended and counts errors.
@@ -495,7 +498,8 @@ func (s *session) onConnect(tid float64, obj amfObj) error {
 		return fail(ingest.ReasonBadApp, "application %q refused (only %q is served)", s.app, s.cfg.App)
 	}
 	s.connected = true
-	s.log.Debug("rtmp: connect", "app", s.app, "tc_url", s.tcURL, "flash_ver", obj.str("flashVer"))
+	// The query of tcUrl may hold credentials (rtmp://host/live?key=…): never logged.
+	s.log.Debug("rtmp: connect", "app", s.app, "tc_url", withoutQuery(s.tcURL), "flash_ver", obj.str("flashVer"))
 
 	objectEncoding, _ := obj.num("objectEncoding")
 	if err := s.writeControl(msgWindowAckSize, binary.BigEndian.AppendUint32(nil, windowAckSize)); err != nil {
@@ -536,6 +540,15 @@ func (s *session) onPublish(streamID uint32, key string) error {
 	if err := media.ValidateName(s.name); err != nil {
 		_ = s.sendStatus("error", "NetStream.Publish.BadName", "invalid stream name")
 		return &sessionError{reason: ingest.ReasonInvalidName, err: err}
+	}
+	if c, ok := s.srv.pub.(nameChecker); ok {
+		if err := c.CheckName(s.name); err != nil {
+			_ = s.sendStatus("error", "NetStream.Publish.BadName", "invalid stream name")
+			return &sessionError{reason: ingest.ReasonInvalidName, err: err}
+		}
+	}
+	if err := s.authorize(); err != nil {
+		return err
 	}
 	if g, ok := s.srv.pub.(streamGetter); ok {
 		if _, live := g.Get(s.name); live {
@@ -652,11 +665,7 @@ func (s *session) handleMedia(typeID uint8, ts uint32, p []byte) error {
 
 func (s *session) handleVideo(ms int64, p []byte, received time.Time) error {
 	if p[0]&flvExHeaderBit != 0 {
-		fourCC := "?"
-		if len(p) >= 5 {
-			fourCC = fmt.Sprintf("%q", p[1:5])
-		}
-		return fail(ingest.ReasonUnsupportedCodec, "unsupported video codec %s (enhanced RTMP): only H.264 is ingested", fourCC)
+		return s.handleExVideo(ms, p, received) // enhanced.go
 	}
 	frameType, codecID := p[0]>>4, p[0]&0x0f
 	if frameType == flvFrameInfo {
@@ -717,8 +726,8 @@ func (s *session) codecH264() (*media.H264, bool) {
 }
 
 func (s *session) onVideoFrame(ms int64, cts int32, key bool, data []byte, received time.Time) error {
-	if s.video == nil {
-		s.warnOnce("video-before-header", "rtmp: dropping video frames received before the AVC sequence header")
+	if _, ok := s.codecH264(); !ok { // none yet, or the track is H.265/AV1
+		s.warnOnce("video-before-header", "rtmp: dropping AVC video frames received before the AVC sequence header")
 		return nil
 	}
 	if len(data) == 0 {
@@ -737,6 +746,11 @@ func (s *session) onVideoFrame(ms int64, cts int32, key bool, data []byte, recei
 			return protocolErr("malformed AVC video frame: %v", err)
 		}
 	}
+	return s.emitVideo(ms, cts, key, data, received)
+}
+
+// emitVideo timestamps a video frame of any codec and emits it.
+func (s *session) emitVideo(ms int64, cts int32, key bool, data []byte, received time.Time) error {
 	dts := ms * 90
 	if s.videoFrames > 0 && dts < s.lastVideoDTS {
 		s.warnOnce("video-backwards", "rtmp: video timestamps went backwards; clamping",

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -84,6 +85,17 @@ type Config struct {
 	OnDemandTimeout time.Duration
 	// Sources are the streams pulled from other RTSP servers (IP cameras).
 	Sources []Source
+	// Auth, when set, authorises every ANNOUNCE with the URL query as
+	// parameters and the HTTP Basic password, if any, as the static key: a
+	// refusal answers 403 (ingest reason "unauthorized"), and Unpublished is
+	// called when an authorised publish ends. Pull sources are not
+	// authorised. Nil allows every publisher.
+	Auth auth.Authenticator
+	// AuthChallenge answers an ANNOUNCE that carries no credential at all
+	// (no Authorization header, no key or token in the query) with 401 and
+	// a Basic challenge, so that clients holding rtsp://user:KEY@host/...
+	// send the key. Set it when static keys or tokens are configured.
+	AuthChallenge bool
 }
 
 // Source is a stream pulled from an RTSP server and published under Name.

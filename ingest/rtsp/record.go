@@ -14,6 +14,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
+	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/media"
 )
@@ -28,7 +29,8 @@ type recordSession struct {
 	log    *slog.Logger
 	plans  []trackPlan
 
-	pub      *publisher // from RECORD
+	pub      *publisher           // from RECORD
+	authReq  *auth.PublishRequest // the publish Config.Auth allowed, for Unpublished
 	stopKick func() bool
 	kicked   atomic.Bool
 
@@ -87,7 +89,11 @@ func (h *handler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.R
 		return s.refuse(r.log, remote, base.StatusForbidden, ingest.ReasonAlreadyPublishing,
 			fmt.Errorf("publish %s: %w", name, media.ErrAlreadyPublishing))
 	}
+	if res, err := s.authorize(r, ctx); res != nil {
+		return res, err
+	}
 	if !s.acquire(false) {
+		s.unpublished(r.authReq)
 		return s.refuse(r.log, remote, base.StatusServiceUnavailable, ingest.ReasonTooManyPublishers,
 			fmt.Errorf("publish %s: %d RTSP publishers already", name, s.cfg.MaxPublishers))
 	}
@@ -161,6 +167,7 @@ func (r *recordSession) published(st *media.Stream) {
 func (r *recordSession) finish(sessErr error) {
 	s := r.srv
 	defer s.release(false)
+	defer s.unpublished(r.authReq)
 	if r.pub == nil {
 		r.log.Debug("rtsp: publisher left before RECORD", "why", fmt.Sprint(sessErr))
 		return

@@ -416,7 +416,10 @@ func (h *handler) OnRequest(c *gortsplib.ServerConn, req *base.Request) {
 	if h.s.log.Enabled(context.Background(), slog.LevelDebug) {
 		u := ""
 		if req.URL != nil {
-			u = req.URL.String()
+			// Without user information and query: they may hold credentials.
+			cu := *req.URL
+			cu.User, cu.RawQuery = nil, ""
+			u = cu.String()
 		}
 		h.s.log.Debug("rtsp: request", "remote", remoteOf(c), "method", string(req.Method), "url", u)
 	}

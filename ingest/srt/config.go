@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/headwater-live/headwater/auth"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -58,6 +60,12 @@ type Config struct {
 	// ReadBuffer is the number of frames a read-out connection may fall
 	// behind before it loses frames (counted by the registry). Default 1024.
 	ReadBuffer int
+	// Auth, when set, authorises every publish at the handshake with the
+	// streamid's extra keys as parameters (#!::r=live/x,m=publish,token=…):
+	// a refusal rejects the connection with REJX_UNAUTHORIZED (ingest reason
+	// "unauthorized"), and Unpublished is called when an authorised publish
+	// ends. Nil allows every publisher.
+	Auth auth.Authenticator
 }
 
 func (c Config) withDefaults() Config {

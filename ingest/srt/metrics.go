@@ -24,11 +24,12 @@ const (
 	rejectLimit      = "limit"              // too many publishers or readers
 	rejectNotFound   = "not_found"          // read of a stream that is not live
 	rejectInternal   = "internal"           // accepting failed
+	rejectAuth       = "unauthorized"       // publish authentication refused
 )
 
 var rejectReasons = []string{
 	rejectStreamID, rejectVersion, rejectPassphrase, rejectEncryption,
-	rejectBusy, rejectLimit, rejectNotFound, rejectInternal,
+	rejectBusy, rejectLimit, rejectNotFound, rejectInternal, rejectAuth,
 }
 
 // Metrics are the SRT-specific metrics, in addition to the shared ingest

@@ -14,6 +14,7 @@ import (
 
 	gosrt "github.com/datarhei/gosrt"
 
+	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/media"
 )
@@ -49,6 +50,7 @@ type publisher struct {
 	r         io.Reader // counts bytes and renews lastData
 	stats     statser
 	untrack   func()
+	authReq   *auth.PublishRequest // the publish Config.Auth allowed, for Unpublished
 
 	dmx       demuxer
 	rt        *retimer
@@ -301,6 +303,8 @@ func (p *publisher) finish() {
 	if p.untrack != nil {
 		p.untrack()
 	}
+	p.srv.unpublished(p.authReq)
+	p.authReq = nil
 }
 
 // report logs how the session ended and counts errors.

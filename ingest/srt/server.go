@@ -47,6 +47,7 @@
 package srt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,6 +103,9 @@ type Server struct {
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
+	// ctx ends on Close: it bounds publish authorisations in progress.
+	ctx       context.Context
+	cancelCtx context.CancelFunc
 
 	// testHookPublished, when set (tests only), sees each publisher that published.
 	testHookPublished func(*publisher)
@@ -127,14 +131,17 @@ func New(cfg Config, pub Publisher, m *ingest.Metrics, sm *Metrics, log *slog.Lo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg:     cfg.withDefaults(),
-		pub:     pub,
-		metrics: m.Protocol(Protocol),
-		srtm:    sm,
-		log:     log,
-		done:    make(chan struct{}),
-		conns:   make(map[gosrt.Conn]struct{}),
+		cfg:       cfg.withDefaults(),
+		pub:       pub,
+		metrics:   m.Protocol(Protocol),
+		srtm:      sm,
+		log:       log,
+		done:      make(chan struct{}),
+		ctx:       ctx,
+		cancelCtx: cancel,
+		conns:     make(map[gosrt.Conn]struct{}),
 	}
 }
 
@@ -207,6 +214,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
+	s.cancelCtx()
 	ln := s.ln
 	conns := make([]gosrt.Conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -243,6 +251,16 @@ func (s *Server) acceptLoop(ln gosrt.Listener) {
 			return
 		}
 		if req == nil {
+			continue
+		}
+		if s.cfg.Auth != nil {
+			// Authorisation may wait for a webhook: other handshakes
+			// must not (gosrt drops the caller's repeated requests).
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.handleRequest(req)
+			}()
 			continue
 		}
 		s.handleRequest(req)
@@ -287,9 +305,16 @@ func (s *Server) handleRequest(req gosrt.ConnRequest) {
 		s.refuse(req, log, rej)
 		return
 	}
+	authReq, rej := s.authorize(id, remote, sid)
+	if rej != nil {
+		s.release(sid.Mode)
+		s.refuse(req, log, rej)
+		return
+	}
 
 	conn, err := req.Accept()
 	if err != nil {
+		s.unpublished(authReq)
 		s.release(sid.Mode)
 		s.refuse(req, log, &rejection{code: gosrt.REJ_SYSTEM, reason: ingest.ReasonHandshake, metric: rejectInternal,
 			err: fmt.Errorf("accepting the connection: %w", err)})
@@ -298,11 +323,13 @@ func (s *Server) handleRequest(req gosrt.ConnRequest) {
 	if !s.trackConn(conn) {
 		_ = conn.Close()
 		s.release(sid.Mode)
+		s.unpublished(authReq)
 		return
 	}
 	switch sid.Mode {
 	case ModePublish:
 		p := newPublisher(s, id, sid, remote, log, conn)
+		p.authReq = authReq
 		go func() {
 			defer s.wg.Done()
 			defer s.untrackConn(conn)
@@ -329,7 +356,7 @@ func (s *Server) decide(req gosrt.ConnRequest, sid *StreamID) *rejection {
 	parsed, err := ParseStreamID(raw)
 	if err != nil {
 		r := &rejection{code: gosrt.REJX_BAD_REQUEST, reason: ingest.ReasonProtocol, metric: rejectStreamID,
-			err: fmt.Errorf("streamid %q: %w", truncate(raw), err)}
+			err: fmt.Errorf("streamid %q: %w", truncate(redactStreamID(raw)), err)}
 		switch {
 		case errors.Is(err, media.ErrInvalidName):
 			r.reason = ingest.ReasonInvalidName

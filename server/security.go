@@ -1,0 +1,280 @@
+package server
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/auth"
+	"github.com/headwater-live/headwater/auth/playback"
+	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/media"
+)
+
+// minSharedSecret is the shortest CDN secret and admin token accepted.
+const minSharedSecret = 16
+
+// security holds the mechanisms of docs/security.md built from the
+// configuration: the publish authenticator handed to every ingest protocol,
+// the origin's playback token and CDN header checks, and the admin token.
+// Secrets are read from their files once, here, and never logged.
+type security struct {
+	chain    *auth.Chain       // always built; enabled only when a mechanism is configured
+	keyring  *playback.Keyring // nil when playback tokens are off
+	reserved bool              // refuse publishing t/… and keys/…
+	// credentialsRequired: static keys or JWT are on, so a publisher
+	// without a key or token is refused (RTSP then challenges for one).
+	credentialsRequired bool
+	origin              func(http.Handler) http.Handler
+	admin               []byte // sha256 of the admin token; nil when the admin listener is open
+}
+
+// newSecurity builds the mechanisms configured in cfg.
+func newSecurity(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*security, error) {
+	s := &security{}
+	settings, err := cfg.Auth.PublishSettings()
+	if err != nil {
+		return nil, fmt.Errorf("auth.publish: %w", err)
+	}
+	if s.chain, err = auth.Build(settings, reg, log, ingestProtocols(cfg)...); err != nil {
+		return nil, fmt.Errorf("auth.publish: %w", err)
+	}
+	if s.chain.Enabled() {
+		p := cfg.Auth.Publish
+		s.credentialsRequired = len(settings.StaticKeys) > 0 || p.JWT.Enabled()
+		log.Info("security: publish authentication on", "static_key_rules", len(settings.StaticKeys),
+			"jwt", p.JWT.Enabled(), "webhook", p.Webhook.URL != "", "rate_limit_failures", p.RateLimit.Failures)
+	}
+
+	pm := playback.NewMetrics(reg)
+	var wraps []func(http.Handler) http.Handler // outermost first
+	tokens, cdn := cfg.Playback.Tokens, cfg.Playback.CDN
+	if cdn.Enabled() {
+		secrets, err := readSecretLines(cdn.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("playback.cdn.secret_file: %w", err)
+		}
+		// First, so that the client address header is trusted only on
+		// requests the CDN vouched for.
+		wraps = append(wraps, playback.RequireHeaderSecrets(cdn.Header, secrets, pm, "/healthz"))
+		log.Info("security: origin serves only requests with the CDN secret", "header", http.CanonicalHeaderKey(cdn.Header), "secrets", len(secrets))
+	}
+	if tokens.Enabled() {
+		keys, active, err := tokens.KeySettings()
+		if err != nil {
+			return nil, fmt.Errorf("playback.tokens.keys: %w", err)
+		}
+		if s.keyring, err = playback.LoadKeyring(keys, active); err != nil {
+			return nil, fmt.Errorf("playback.tokens.keys: %w", err)
+		}
+		pc := playback.Config{Keyring: s.keyring, Required: tokens.Required, Metrics: pm,
+			// The origin's clock (DASH UTCTiming) is public.
+			Exempt: func(p string) bool { return p == "/healthz" || p == "/time" }}
+		if tokens.ClientIPHeader != "" {
+			pc.ClientIP = playback.HeaderIP(tokens.ClientIPHeader)
+		}
+		wraps = append(wraps, playback.Middleware(pc))
+		log.Info("security: playback tokens on", "required", tokens.Required, "keys", strings.Join(s.keyring.KeyIDs(), ","),
+			"active_key", active, "client_ip_header", tokens.ClientIPHeader)
+	}
+	s.reserved = tokens.Enabled() || cdn.Enabled()
+	if len(wraps) > 0 {
+		wraps = append([]func(http.Handler) http.Handler{refusalCORS(cfg.Origin.CORS.AllowedOrigins)}, wraps...)
+		s.origin = func(h http.Handler) http.Handler {
+			for i := len(wraps) - 1; i >= 0; i-- {
+				h = wraps[i](h)
+			}
+			return h
+		}
+	}
+
+	if f := cfg.Admin.BearerTokenFile; f != "" {
+		token, err := auth.ReadSecretFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("admin.bearer_token_file: %w", err)
+		}
+		if len(token) < minSharedSecret {
+			return nil, fmt.Errorf("admin.bearer_token_file: the token has %d bytes, at least %d are needed", len(token), minSharedSecret)
+		}
+		sum := sha256.Sum256(token)
+		s.admin = sum[:]
+		log.Info("security: admin listener requires the bearer token (except /healthz and /readyz)")
+	}
+	return s, nil
+}
+
+// ingestProtocols are the protocols whose refusal series are created at zero.
+func ingestProtocols(cfg *config.Config) []string {
+	var out []string
+	if cfg.RTMP.Address != "" {
+		out = append(out, "rtmp")
+	}
+	if cfg.SRT.Address != "" {
+		out = append(out, "srt")
+	}
+	if cfg.RTSP.Address != "" {
+		out = append(out, "rtsp")
+	}
+	return out
+}
+
+// authenticator is what ingest protocols call at publish: nil (allow all)
+// when no mechanism is configured.
+func (s *security) authenticator() auth.Authenticator {
+	if !s.chain.Enabled() {
+		return nil
+	}
+	return s.chain
+}
+
+// publisher wraps the registry for ingest protocols: with playback
+// protection on, names starting with "t/" or "keys/" are refused, as their
+// origin paths would be taken for tokens or HLS key files.
+func (s *security) publisher(r *media.Registry) guardedRegistry {
+	return guardedRegistry{Registry: r, reserved: s.reserved}
+}
+
+// wrapOrigin adds the CDN header check and the playback token check in
+// front of the origin handler (in that order), when configured.
+func (s *security) wrapOrigin(h http.Handler) http.Handler {
+	if s.origin == nil {
+		return h
+	}
+	return s.origin(h)
+}
+
+// wrapAdmin requires the admin token on every path but /healthz and
+// /readyz, when configured.
+func (s *security) wrapAdmin(h http.Handler) http.Handler {
+	if s.admin == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if tok, ok := adminCredential(r); ok {
+			sum := sha256.Sum256([]byte(tok))
+			if subtle.ConstantTimeCompare(sum[:], s.admin) == 1 {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
+		hd := w.Header()
+		hd["Www-Authenticate"] = []string{`Bearer realm="headwater admin"`, `Basic realm="headwater admin", charset="UTF-8"`}
+		hd.Set("Cache-Control", "no-store")
+		hd.Set("Content-Type", "text/plain; charset=utf-8")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, "unauthorized\n")
+	})
+}
+
+// adminCredential returns the token of "Authorization: Bearer <token>", or
+// the password of HTTP Basic (what a browser sends for the preview page).
+func adminCredential(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, rest, ok := strings.Cut(h, " ")
+	if !ok {
+		return "", false
+	}
+	if strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(rest), true
+	}
+	if _, pass, ok := r.BasicAuth(); ok {
+		return pass, true
+	}
+	return "", false
+}
+
+// close waits for the webhook notifications in flight.
+func (s *security) close() { s.chain.Close() }
+
+// refusalCORS lets a browser player read the origin's refusals (403 from the
+// token or CDN checks, which run before the origin adds its CORS headers),
+// and their X-Headwater-Token reason ("expired": fetch a new URL). Headers
+// the origin sets on the responses it serves replace these.
+func refusalCORS(allowed []string) func(http.Handler) http.Handler {
+	any := false
+	set := map[string]bool{}
+	for _, o := range allowed {
+		any = any || o == "*"
+		set[o] = true
+	}
+	return func(next http.Handler) http.Handler {
+		if len(allowed) == 0 {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hd := w.Header()
+			switch o := r.Header.Get("Origin"); {
+			case any:
+				hd["Access-Control-Allow-Origin"] = []string{"*"}
+				hd["Access-Control-Expose-Headers"] = []string{"X-Headwater-Token"}
+			case set[o]:
+				hd["Access-Control-Allow-Origin"] = []string{o}
+				hd["Access-Control-Expose-Headers"] = []string{"X-Headwater-Token"}
+				hd["Vary"] = []string{"Origin"}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// readSecretLines reads the non-empty lines of a secret file, each one
+// secret of at least minSharedSecret bytes.
+func readSecretLines(file string) ([]string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		if len(line) < minSharedSecret {
+			return nil, fmt.Errorf("line %d of %s: a secret needs at least %d bytes", len(out)+1, file, minSharedSecret)
+		}
+		out = append(out, string(line))
+	}
+	if len(out) == 0 {
+		return nil, errors.New("secret file " + file + " is empty")
+	}
+	return out, nil
+}
+
+// guardedRegistry is the registry as ingest protocols see it: Publish (and
+// the early CheckName of RTMP) refuse reserved names when playback
+// protection is on.
+type guardedRegistry struct {
+	*media.Registry
+	reserved bool
+}
+
+// CheckName refuses names whose first element is reserved by the origin.
+func (g guardedRegistry) CheckName(name string) error {
+	if g.reserved && config.ReservedStreamName(name) {
+		return fmt.Errorf("%w: %q: the first path elements t and keys are reserved for playback tokens and HLS keys", media.ErrInvalidName, name)
+	}
+	return nil
+}
+
+// Publish implements the ingest protocols' Publisher.
+func (g guardedRegistry) Publish(name string, info media.PublishInfo, tracks []*media.Track) (*media.Stream, error) {
+	if err := g.CheckName(name); err != nil {
+		return nil, err
+	}
+	return g.Registry.Publish(name, info, tracks)
+}

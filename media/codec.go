@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
@@ -136,6 +137,43 @@ func (c *H265) RFC6381() string {
 	return b.String()
 }
 
+// AV1 is an AV1 video codec. Frames carry temporal units in the ISOBMFF
+// sample format: low-overhead OBUs, each with obu_has_size_field set, without
+// temporal delimiters.
+type AV1 struct {
+	// SequenceHeader is the sequence header OBU (obu_has_size_field clear).
+	SequenceHeader []byte
+}
+
+// Kind implements Codec.
+func (*AV1) Kind() Kind { return KindVideo }
+
+// Name implements Codec.
+func (*AV1) Name() string { return "av1" }
+
+// RFC6381 implements Codec: "av01.P.LLT.DD" (profile, level and tier of
+// operating point 0, bit depth) as the AV1 ISOBMFF binding describes it.
+func (c *AV1) RFC6381() string {
+	var sh av1.SequenceHeader
+	if err := sh.Unmarshal(c.SequenceHeader); err != nil || len(sh.SeqLevelIdx) == 0 || len(sh.SeqTier) == 0 {
+		return "av01"
+	}
+	tier := "M"
+	if sh.SeqTier[0] {
+		tier = "H"
+	}
+	depth := 8
+	switch {
+	case sh.ColorConfig.BitDepth > 0:
+		depth = sh.ColorConfig.BitDepth
+	case sh.ColorConfig.TwelveBit:
+		depth = 12
+	case sh.ColorConfig.HighBitDepth:
+		depth = 10
+	}
+	return fmt.Sprintf("av01.%d.%02d%s.%02d", sh.SeqProfile, sh.SeqLevelIdx[0], tier, depth)
+}
+
 // AAC is an MPEG-4 audio (AAC) codec. Frames carry raw access units
 // (no ADTS header).
 type AAC struct {
@@ -175,7 +213,8 @@ type VideoInfo struct {
 }
 
 // ParseVideoInfo reads width, height and frame rate from an H.264 or H.265
-// codec's SPS. It returns an error for audio codecs and unparsable SPS.
+// codec's SPS or an AV1 sequence header. It returns an error for audio codecs
+// and unparsable parameters.
 func ParseVideoInfo(c Codec) (VideoInfo, error) {
 	switch c := c.(type) {
 	case *H264:
@@ -190,6 +229,17 @@ func ParseVideoInfo(c Codec) (VideoInfo, error) {
 			return VideoInfo{}, fmt.Errorf("h265 sps: %w", err)
 		}
 		return VideoInfo{Width: sps.Width(), Height: sps.Height(), FrameRate: sps.FPS()}, nil
+	case *AV1:
+		var sh av1.SequenceHeader
+		if err := sh.Unmarshal(c.SequenceHeader); err != nil {
+			return VideoInfo{}, fmt.Errorf("av1 sequence header: %w", err)
+		}
+		vi := VideoInfo{Width: sh.Width(), Height: sh.Height()}
+		// timing_info: time_scale / (num_units_in_display_tick * (num_ticks_per_picture_minus_1 + 1))
+		if ti := sh.TimingInfo; ti != nil && ti.EqualPictureInterval && ti.NumUnitsInDisplayTick > 0 {
+			vi.FrameRate = float64(ti.TimeScale) / (float64(ti.NumUnitsInDisplayTick) * (float64(ti.NumTicksPerPictureMinus1) + 1))
+		}
+		return vi, nil
 	}
 	return VideoInfo{}, fmt.Errorf("%s is not a video codec", c.Name())
 }

@@ -234,6 +234,10 @@ func buildParams(tr *media.Track, cfg Config) (params, string, error) {
 		codec = &codecs.H264{SPS: c.SPS, PPS: c.PPS}
 	case *media.H265:
 		codec = &codecs.H265{VPS: c.VPS, SPS: c.SPS, PPS: c.PPS}
+	case *media.AV1:
+		// Frames already are ISOBMFF AV1 samples (sized OBUs, no temporal
+		// delimiters): they go to the mdat as they are, like AVCC.
+		codec = &codecs.AV1{SequenceHeader: c.SequenceHeader}
 	case *media.AAC:
 		codec = &codecs.MPEG4Audio{Config: c.Config}
 		p.timescale = uint32(c.Config.SampleRate)

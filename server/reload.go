@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/headwater-live/headwater/config"
 )
@@ -36,7 +37,26 @@ func (s *Server) Reload(next *config.Config) (ReloadResult, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	var res ReloadResult
-	for _, ch := range config.Diff(s.cfg, next) {
+	changes := config.Diff(s.cfg, next)
+	// Publish authentication (keys, JWT, webhook, rate limit) is rebuilt as
+	// a whole and swapped in; live publishes are not affected.
+	authChanged := false
+	for _, ch := range changes {
+		authChanged = authChanged || strings.HasPrefix(ch.Key, "auth.publish.")
+	}
+	if authChanged {
+		if err := s.sec.reloadPublishAuth(next, s.reg, s.log); err != nil {
+			return res, fmt.Errorf("reload: %w", err)
+		}
+	}
+	for _, ch := range changes {
+		if authChanged && strings.HasPrefix(ch.Key, "auth.publish.") {
+			if err := s.cfg.Set(ch.Key, ch.New); err != nil {
+				return res, fmt.Errorf("reload %s: %w", ch.Key, err)
+			}
+			res.Applied = append(res.Applied, ch)
+			continue
+		}
 		apply, ok := reloadable[ch.Key]
 		if !ok {
 			res.NeedRestart = append(res.NeedRestart, ch)

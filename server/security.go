@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -11,13 +12,19 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/auth/playback"
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/media"
+	"github.com/headwater-live/headwater/telemetry"
 )
 
 // minSharedSecret is the shortest CDN secret and admin token accepted.
@@ -29,6 +36,7 @@ const minSharedSecret = 16
 // Secrets are read from their files once, here, and never logged.
 type security struct {
 	chain    *auth.Chain       // always built; enabled only when a mechanism is configured
+	publish  *publishAuth      // what ingest calls; holds the current chain
 	keyring  *playback.Keyring // nil when playback tokens are off
 	reserved bool              // refuse publishing t/… and keys/…
 	// credentialsRequired: static keys or JWT are on, so a publisher
@@ -39,7 +47,7 @@ type security struct {
 }
 
 // newSecurity builds the mechanisms configured in cfg.
-func newSecurity(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*security, error) {
+func newSecurity(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger, tp trace.TracerProvider) (*security, error) {
 	s := &security{}
 	settings, err := cfg.Auth.PublishSettings()
 	if err != nil {
@@ -48,6 +56,8 @@ func newSecurity(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger
 	if s.chain, err = auth.Build(settings, reg, log, ingestProtocols(cfg)...); err != nil {
 		return nil, fmt.Errorf("auth.publish: %w", err)
 	}
+	s.publish = &publishAuth{tracer: tp.Tracer(telemetry.TracerName)}
+	s.publish.chain.Store(s.chain)
 	if s.chain.Enabled() {
 		p := cfg.Auth.Publish
 		s.credentialsRequired = len(settings.StaticKeys) > 0 || p.JWT.Enabled()
@@ -127,13 +137,56 @@ func ingestProtocols(cfg *config.Config) []string {
 	return out
 }
 
-// authenticator is what ingest protocols call at publish: nil (allow all)
-// when no mechanism is configured.
-func (s *security) authenticator() auth.Authenticator {
-	if !s.chain.Enabled() {
-		return nil
+// authenticator is what ingest protocols call at publish. It is always
+// the same value, so that SIGHUP can swap the chain behind it; a chain with
+// no mechanism configured allows everything.
+func (s *security) authenticator() auth.Authenticator { return s.publish }
+
+// publishAuth is the authenticator handed to ingest: the current chain
+// (swapped by a reload), a span per decision, and the span's traceparent
+// passed on to the webhook.
+type publishAuth struct {
+	chain  atomic.Pointer[auth.Chain]
+	tracer trace.Tracer
+}
+
+// AuthorizePublish implements auth.Authenticator.
+func (p *publishAuth) AuthorizePublish(ctx context.Context, req auth.PublishRequest) error {
+	ctx, span := p.tracer.Start(ctx, "authorize publish", trace.WithAttributes(
+		attribute.String("headwater.stream", req.Stream), attribute.String("headwater.protocol", req.Protocol)))
+	defer span.End()
+	carrier := propagation.MapCarrier{}
+	telemetry.Propagator().Inject(ctx, carrier)
+	if tp := carrier.Get("traceparent"); tp != "" {
+		ctx = auth.WithTraceparent(ctx, tp)
 	}
-	return s.chain
+	err := p.chain.Load().AuthorizePublish(ctx, req)
+	if err != nil {
+		span.SetStatus(codes.Error, string(auth.ReasonOf(err)))
+	}
+	return err
+}
+
+// Unpublished implements auth.Authenticator.
+func (p *publishAuth) Unpublished(ctx context.Context, req auth.PublishRequest) {
+	p.chain.Load().Unpublished(ctx, req)
+}
+
+// reloadPublishAuth builds the chain of a new configuration and swaps it in;
+// publishes already authorised are not affected.
+func (s *security) reloadPublishAuth(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) error {
+	settings, err := cfg.Auth.PublishSettings()
+	if err != nil {
+		return fmt.Errorf("auth.publish: %w", err)
+	}
+	chain, err := auth.Build(settings, reg, log, ingestProtocols(cfg)...)
+	if err != nil {
+		return fmt.Errorf("auth.publish: %w", err)
+	}
+	old := s.publish.chain.Swap(chain)
+	s.chain = chain
+	old.Close()
+	return nil
 }
 
 // publisher wraps the registry for ingest protocols: with playback
@@ -198,7 +251,7 @@ func adminCredential(r *http.Request) (string, bool) {
 }
 
 // close waits for the webhook notifications in flight.
-func (s *security) close() { s.chain.Close() }
+func (s *security) close() { s.publish.chain.Load().Close() }
 
 // refusalCORS lets a browser player read the origin's refusals (403 from the
 // token or CDN checks, which run before the origin adds its CORS headers),

@@ -138,15 +138,18 @@ func noOtherListeners(c *config.Config) {
 // JWT.
 func TestPublishAuthStaticKeysAndJWT(t *testing.T) {
 	jwtFile := writeSecret(t, "jwt.secret", jwtSecret)
+	settings := func(c *config.Config) {
+		c.Auth.Publish.StaticKeys = []string{"live/studio1=" + auth.HashKey(studioKey), "live/team-*=" + auth.HashKey(studioKey)}
+		c.Auth.Publish.JWT.HMACSecretFile = jwtFile
+		c.Auth.Publish.JWT.Leeway = config.Duration(time.Second)
+		c.Auth.Publish.RateLimit.Failures = 0 // this test fails on purpose, from one address
+	}
 	s := startServer(t, func(c *config.Config) {
 		noOtherListeners(c)
 		c.SRT.Address = "127.0.0.1:0"
 		c.RTSP.Address = "127.0.0.1:0"
 		c.RTSP.UDPRTPAddress, c.RTSP.UDPRTCPAddress = "", ""
-		c.Auth.Publish.StaticKeys = []string{"live/studio1=" + auth.HashKey(studioKey), "live/team-*=" + auth.HashKey(studioKey)}
-		c.Auth.Publish.JWT.HMACSecretFile = jwtFile
-		c.Auth.Publish.JWT.Leeway = config.Duration(time.Second)
-		c.Auth.Publish.RateLimit.Failures = 0 // this test fails on purpose, from one address
+		settings(c)
 	})
 	const dur = 1500 * time.Millisecond
 
@@ -155,6 +158,32 @@ func TestPublishAuthStaticKeysAndJWT(t *testing.T) {
 		expectPublished(t, s, "live/studio1", publish(t, s.rtmpURL("studio1?key="+studioKey), dur, 30))
 		if got := readRefusals(t, s, "rtmp", auth.ReasonBadKey); got != before {
 			t.Errorf("refusals moved: %+v -> %+v", before, got)
+		}
+	})
+	t.Run("reload swaps the keys", func(t *testing.T) {
+		const newKey = "a-brand-new-studio-key-0123456789"
+		next := config.Default()
+		settings(next)
+		next.Auth.Publish.StaticKeys = []string{"live/reloaded=" + auth.HashKey(newKey)}
+		res, err := s.Reload(next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied := false
+		for _, c := range res.Applied {
+			applied = applied || c.Key == "auth.publish.static_keys"
+		}
+		if !applied {
+			t.Fatalf("static keys not applied: %+v", res)
+		}
+		before := readRefusals(t, s, "rtmp", auth.ReasonBadKey)
+		expectRefused(t, s, "live/reloaded", "rtmp", auth.ReasonBadKey, before,
+			publish(t, s.rtmpURL("reloaded?key="+studioKey), dur, 30))
+		expectPublished(t, s, "live/reloaded", publish(t, s.rtmpURL("reloaded?key="+newKey), dur, 30))
+		back := config.Default()
+		settings(back)
+		if _, err := s.Reload(back); err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("prefix rule", func(t *testing.T) {

@@ -120,7 +120,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		Help: "Streams currently being published.",
 	}, func() float64 { return float64(s.registry.Len()) }))
 
-	sec, err := newSecurity(cfg, reg, log)
+	sec, err := newSecurity(cfg, reg, log, s.tp)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -190,6 +190,14 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		DASHLowLatency:     oc.DASH.LowLatency,
 		DASHTargetLatency:  oc.DASH.TargetLatency.Duration(),
 		DASHEndGrace:       oc.DASH.EndGrace.Duration(),
+		MaxConnections:     oc.MaxConnections,
+		Encryption: origin.EncryptionConfig{
+			Enabled:        cfg.HLS.Encryption.Enabled,
+			Prefixes:       cfg.HLS.Encryption.Prefixes,
+			RotateSegments: cfg.HLS.Encryption.RotateSegments,
+			SequenceIV:     cfg.HLS.Encryption.SequenceIV,
+			CacheBytes:     int64(cfg.HLS.Encryption.CacheBytes),
+		},
 		Cache: origin.CacheConfig{
 			SegmentMaxAge:      oc.Cache.SegmentMaxAge.Duration(),
 			PlaylistMaxAge:     oc.Cache.PlaylistMaxAge.Duration(),

@@ -1,9 +1,9 @@
 package auth
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/metrics"
 )
 
 // Metrics are the authentication metrics:
@@ -32,8 +32,8 @@ func NewMetrics(reg prometheus.Registerer, protocols ...string) *Metrics {
 		}),
 	}
 	if reg != nil {
-		m.refusals = register(reg, m.refusals)
-		m.dropped = register(reg, m.dropped)
+		m.refusals = metrics.Register(reg, m.refusals)
+		m.dropped = metrics.Register(reg, m.dropped)
 	}
 	for _, p := range protocols {
 		for _, r := range Reasons {
@@ -41,19 +41,6 @@ func NewMetrics(reg prometheus.Registerer, protocols ...string) *Metrics {
 		}
 	}
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return c
 }
 
 // Refused counts a refusal.

@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/headwater-live/headwater/metrics"
+
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -103,26 +105,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"protocol"}),
 	}
 	if reg != nil {
-		m.bytes = register(reg, m.bytes)
-		m.frames = register(reg, m.frames)
-		m.errors = register(reg, m.errors)
-		m.sessions = register(reg, m.sessions)
-		m.connections = register(reg, m.connections)
+		m.bytes = metrics.Register(reg, m.bytes)
+		m.frames = metrics.Register(reg, m.frames)
+		m.errors = metrics.Register(reg, m.errors)
+		m.sessions = metrics.Register(reg, m.sessions)
+		m.connections = metrics.Register(reg, m.connections)
 	}
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return c
 }
 
 // Protocol returns the metrics of one protocol ("rtmp", "srt", "rtsp") with

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/metrics"
 )
 
 // Reason is the reason label of headwater_playback_refusals_total.
@@ -73,15 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "headwater_playback_refusals_total",
 		Help: "Origin requests refused by the playback token or CDN header check, by reason.",
 	}, []string{"reason"})}
-	if reg != nil {
-		if err := reg.Register(m.refusals); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				panic(err)
-			}
-			m.refusals = are.ExistingCollector.(*prometheus.CounterVec)
-		}
-	}
+	m.refusals = metrics.Register(reg, m.refusals)
 	for _, r := range Reasons {
 		m.refusals.WithLabelValues(string(r))
 	}

@@ -1,9 +1,9 @@
 package rtsp
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/metrics"
 )
 
 // Metrics are the RTSP-specific metrics, in addition to the shared ingest
@@ -61,18 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "RTP packets from RTSP publishers and pull sources that could not be decoded.",
 		}),
 	}
-	if reg != nil {
-		if err := reg.Register(m); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				if existing, ok := are.ExistingCollector.(*Metrics); ok {
-					return existing
-				}
-			}
-			panic(err)
-		}
-	}
-	return m
+	return metrics.Register(reg, m)
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {

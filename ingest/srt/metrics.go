@@ -1,11 +1,12 @@
 package srt
 
 import (
-	"errors"
 	"sync"
 
 	gosrt "github.com/datarhei/gosrt"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/metrics"
 )
 
 // Directions of the per-stream SRT counters.
@@ -128,18 +129,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range rejectReasons {
 		m.rejections.WithLabelValues(r)
 	}
-	if reg != nil {
-		if err := reg.Register(m); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				if existing, ok := are.ExistingCollector.(*Metrics); ok {
-					return existing
-				}
-			}
-			panic(err)
-		}
-	}
-	return m
+	return metrics.Register(reg, m)
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {

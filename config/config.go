@@ -34,6 +34,10 @@ type Config struct {
 	Segmenter SegmenterConfig `yaml:"segmenter" doc:"HLS, LL-HLS and CMAF segmentation."`
 	// Origin configures the HTTP origin serving playlists and media.
 	Origin OriginConfig `yaml:"origin" doc:"HTTP origin serving playlists, segments and parts."`
+	// HLS configures what the HLS playlists and media carry.
+	HLS HLSConfig `yaml:"hls" doc:"HLS options."`
+	// Transcoder configures the ABR ladder made by the ffmpeg worker pool.
+	Transcoder TranscoderConfig `yaml:"transcoder" doc:"ABR ladder transcoding by a pre-started ffmpeg worker pool; off by default."`
 	// Admin configures the admin listener (/metrics, /healthz, /readyz).
 	Admin AdminConfig `yaml:"admin" doc:"Admin listener: /metrics, /healthz, /readyz."`
 	// Auth configures publish authentication (docs/security.md).
@@ -109,6 +113,9 @@ type SRTConfig struct {
 	MaxReaders int `yaml:"max_readers" doc:"Concurrent SRT readers (streamid m=request)."`
 	// IdleTimeout drops a publisher that sends nothing for that long. It defaults to 10s.
 	IdleTimeout Duration `yaml:"idle_timeout" doc:"Drop an SRT publisher silent for this long."`
+	// MaxConnectionsPerMinute limits the connection requests one address
+	// (an IPv6 /64) may make a minute. It defaults to 60; 0 = unlimited.
+	MaxConnectionsPerMinute int `yaml:"max_connections_per_minute" doc:"Connection requests one address (IPv6: one /64) may make per minute; 0 = unlimited."`
 }
 
 // RTSPConfig configures the RTSP server.
@@ -141,6 +148,9 @@ type RTSPConfig struct {
 	// OnDemandLinger keeps an on-demand source connected after its last
 	// reader. It defaults to 10s.
 	OnDemandLinger Duration `yaml:"on_demand_linger" doc:"Keep an on-demand source connected this long after its last reader."`
+	// MaxConnectionsPerMinute limits the connections one address (an IPv6
+	// /64) may open a minute. It defaults to 60; 0 = unlimited.
+	MaxConnectionsPerMinute int `yaml:"max_connections_per_minute" doc:"Connections one address (IPv6: one /64) may open per minute; 0 = unlimited."`
 }
 
 // StreamsConfig holds limits shared by every ingest protocol.
@@ -195,6 +205,10 @@ type OriginConfig struct {
 	// MaxHeaderBytes is http.Server.MaxHeaderBytes, at least 1024.
 	// It defaults to 16384.
 	MaxHeaderBytes int `yaml:"max_header_bytes" doc:"Largest request header accepted, bytes (>= 1024)."`
+	// MaxConnections caps the origin's concurrent connections (further
+	// ones wait in the listen backlog); 0 means no limit. It defaults to
+	// 10000.
+	MaxConnections int `yaml:"max_connections" doc:"Concurrent connections of the origin; 0 = unlimited."`
 	// BlockTimeout is the longest an LL-HLS blocking playlist reload or
 	// preload-hint request waits (the spec suggests three target
 	// durations). It defaults to 6s.
@@ -255,6 +269,67 @@ type CacheConfig struct {
 	EndedMaxAge Duration `yaml:"ended_max_age" doc:"Playlists with EXT-X-ENDLIST."`
 }
 
+// HLSConfig configures HLS delivery.
+type HLSConfig struct {
+	// Encryption configures AES-128 encryption of segments and parts.
+	Encryption HLSEncryptionConfig `yaml:"encryption" doc:"AES-128 encryption of HLS segments and parts (docs/security.md); off by default."`
+}
+
+// HLSEncryptionConfig configures HLS AES-128 (METHOD=AES-128) encryption.
+type HLSEncryptionConfig struct {
+	// Enabled encrypts the segments and parts of the streams Prefixes
+	// selects, serves their keys to playback token (or CDN secret) holders
+	// and refuses their DASH MPD. It needs playback.tokens.keys or
+	// playback.cdn.secret_file. It defaults to false.
+	Enabled bool `yaml:"enabled" doc:"Encrypt HLS segments and parts (AES-128); needs playback tokens or the CDN secret; DASH is refused for encrypted streams."`
+	// Prefixes are stream-name prefixes ("live/premium-"); a stream whose
+	// name starts with one is encrypted. Empty means every stream. It
+	// defaults to [].
+	Prefixes []string `yaml:"prefixes" doc:"Stream-name prefixes to encrypt (\"live/premium-\"); [] = every stream."`
+	// RotateSegments is the number of segments sharing a key; 0 keeps one
+	// key per rendition for the stream's life. It defaults to 30.
+	RotateSegments int `yaml:"rotate_segments" doc:"Segments per key: a new random key every N segments; 0 = one key per stream."`
+	// SequenceIV uses the segment's Media Sequence Number as IV instead of
+	// a random IV per key. It defaults to false.
+	SequenceIV bool `yaml:"sequence_iv" doc:"IV = media sequence number (no IV attribute) instead of a random IV per key."`
+	// CacheBytes bounds the encrypted segments and parts kept in memory so
+	// that each is encrypted about once. It defaults to 67108864 (64 MiB).
+	CacheBytes int `yaml:"cache_bytes" doc:"Memory for encrypted segments and parts, bytes (>= 1048576)."`
+}
+
+// TranscoderConfig configures the ABR ladder (package transcoder): every
+// GOP of a stream's video is transcoded by a pool of pre-started ffmpeg
+// processes into the ladder's renditions below the source's height, listed
+// after the source ("video") in the multivariant playlist.
+type TranscoderConfig struct {
+	// Enabled transcodes every stream's video into the ladder. It defaults
+	// to false.
+	Enabled bool `yaml:"enabled" doc:"Transcode every stream's video into the ABR ladder (needs ffmpeg with the ladder's encoders)."`
+	// FFmpeg is the ffmpeg binary, a path or a name looked up in PATH. It
+	// defaults to "ffmpeg".
+	FFmpeg string `yaml:"ffmpeg" doc:"ffmpeg binary (path or name in PATH)."`
+	// PoolSize is the number of GOP jobs run at once; 0 means one per CPU.
+	// It defaults to 0.
+	PoolSize int `yaml:"pool_size" doc:"GOP jobs run at once; 0 = number of CPUs."`
+	// PoolWarm is the number of idle pre-started ffmpeg processes kept; 0
+	// means pool_size, -1 none. It defaults to 0.
+	PoolWarm int `yaml:"pool_warm" doc:"Idle pre-started ffmpeg processes; 0 = pool_size, -1 = none."`
+	// Deadline is how long after its GOP closed a job may finish, in GOP
+	// durations (at least 1): a run still going is killed and the GOP
+	// becomes a gap (EXT-X-GAP). It defaults to 3.
+	Deadline int `yaml:"deadline" doc:"Time a GOP's job may take after the GOP closed, in GOP durations (>= 1)."`
+	// Ladder is the default ladder, one rendition per item:
+	// name=height:bitrate[:encoder[:preset]], highest first. A rendition is
+	// made only for sources taller than its height. It defaults to
+	// ["720p=720:3000k", "480p=480:1400k", "360p=360:800k"].
+	Ladder []string `yaml:"ladder" doc:"Default ladder: name=height:bitrate[:encoder[:preset]] per rendition, highest first."`
+	// PrefixLadders give streams whose name starts with a prefix their own
+	// ladder (the longest prefix wins): prefix=rendition;rendition;... (";" since "," separates list items) with
+	// renditions written as in ladder, e.g.
+	// "live/premium/=1080p=1080:6000k;720p=720:3000k". It defaults to [].
+	PrefixLadders []string `yaml:"prefix_ladders" doc:"Per stream-name prefix ladders: prefix=name=height:bitrate;name=height:bitrate... (longest prefix wins)."`
+}
+
 // AdminConfig configures the admin listener.
 type AdminConfig struct {
 	// Address is the host:port serving /metrics, /healthz and /readyz; ""
@@ -313,26 +388,28 @@ func Default() *Config {
 			MaxConnectionsPerMinute: 60,
 		},
 		SRT: SRTConfig{
-			Address:               ":8890",
-			Latency:               Duration(120 * time.Millisecond),
-			PBKeyLen:              16,
-			MaxPublishers:         100,
-			MaxReaders:            100,
-			IdleTimeout:           Duration(10 * time.Second),
-			PrefixPassphraseFiles: []string{},
+			Address:                 ":8890",
+			Latency:                 Duration(120 * time.Millisecond),
+			PBKeyLen:                16,
+			MaxPublishers:           100,
+			MaxReaders:              100,
+			IdleTimeout:             Duration(10 * time.Second),
+			PrefixPassphraseFiles:   []string{},
+			MaxConnectionsPerMinute: 60,
 		},
 		RTSP: RTSPConfig{
-			Address:         ":8554",
-			UDPRTPAddress:   ":8000",
-			UDPRTCPAddress:  ":8001",
-			ReadTimeout:     Duration(10 * time.Second),
-			WriteTimeout:    Duration(10 * time.Second),
-			MaxPublishers:   100,
-			MaxReaders:      100,
-			Sources:         []string{},
-			OnDemandSources: []string{},
-			SourceTransport: "auto",
-			OnDemandLinger:  Duration(10 * time.Second),
+			Address:                 ":8554",
+			UDPRTPAddress:           ":8000",
+			UDPRTCPAddress:          ":8001",
+			ReadTimeout:             Duration(10 * time.Second),
+			WriteTimeout:            Duration(10 * time.Second),
+			MaxPublishers:           100,
+			MaxReaders:              100,
+			Sources:                 []string{},
+			OnDemandSources:         []string{},
+			SourceTransport:         "auto",
+			OnDemandLinger:          Duration(10 * time.Second),
+			MaxConnectionsPerMinute: 60,
 		},
 		Streams: StreamsConfig{
 			MaxStreams: 0,
@@ -352,6 +429,7 @@ func Default() *Config {
 			WriteTimeout:      Duration(30 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),
 			MaxHeaderBytes:    16384,
+			MaxConnections:    10000,
 			BlockTimeout:      Duration(6 * time.Second),
 			Gzip:              true,
 			DASH: DASHConfig{
@@ -369,6 +447,19 @@ func Default() *Config {
 				NotFoundMaxAge:     Duration(1 * time.Second),
 				EndedMaxAge:        Duration(60 * time.Second),
 			},
+		},
+		HLS: HLSConfig{
+			Encryption: HLSEncryptionConfig{
+				Prefixes:       []string{},
+				RotateSegments: 30,
+				CacheBytes:     64 << 20,
+			},
+		},
+		Transcoder: TranscoderConfig{
+			FFmpeg:        "ffmpeg",
+			Deadline:      3,
+			Ladder:        []string{"720p=720:3000k", "480p=480:1400k", "360p=360:800k"},
+			PrefixLadders: []string{},
 		},
 		Admin: AdminConfig{
 			Address:        ":9090",

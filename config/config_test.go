@@ -62,6 +62,7 @@ srt:
   max_publishers: 5
   max_readers: 6
   idle_timeout: 7s
+  max_connections_per_minute: 9
 rtsp:
   address: "127.0.0.1:8555"
   udp_rtp_address: "127.0.0.1:8002"
@@ -74,6 +75,7 @@ rtsp:
   on_demand_sources: ["live/cam2=rtsp://user:pw@cam2.example:554/s"]
   source_transport: tcp
   on_demand_linger: 20s
+  max_connections_per_minute: 11
 streams:
   max_streams: 50
   ended_grace: 30s
@@ -92,6 +94,7 @@ origin:
   write_timeout: 1m
   idle_timeout: 90s
   max_header_bytes: 8192
+  max_connections: 500
   block_timeout: 12s
   gzip: false
   dash:
@@ -107,6 +110,21 @@ origin:
     blocking_max_age: 12s
     not_found_max_age: 0s
     ended_max_age: 10m
+hls:
+  encryption:
+    enabled: true
+    prefixes: ["live/premium-", "paid/"]
+    rotate_segments: 10
+    sequence_iv: true
+    cache_bytes: 16777216
+transcoder:
+  enabled: true
+  ffmpeg: /opt/ffmpeg/bin/ffmpeg
+  pool_size: 6
+  pool_warm: -1
+  deadline: 4
+  ladder: ["540p=540:2000k", "270p=270:500k:libx264:faster"]
+  prefix_ladders: ["live/premium/=1080p=1080:6000k;720p=720:3000k"]
 admin:
   address: "127.0.0.1:9191"
   max_connections: 8
@@ -129,6 +147,8 @@ auth:
 playback:
   cdn:
     header: X-CDN-Key
+    # hls.encryption.enabled needs tokens or the CDN secret.
+    secret_file: key.pem
 tracing:
   enabled: true
 shutdown:
@@ -153,7 +173,7 @@ func fullConfig() *Config {
 		SRT: SRTConfig{
 			Address: "127.0.0.1:8891", Latency: Duration(200 * time.Millisecond), PassphraseFile: "key.pem", PBKeyLen: 32,
 			PrefixPassphraseFiles: []string{"live/open=", "live/team-=cert.pem"},
-			MaxPublishers:         5, MaxReaders: 6, IdleTimeout: Duration(7 * time.Second),
+			MaxPublishers:         5, MaxReaders: 6, IdleTimeout: Duration(7 * time.Second), MaxConnectionsPerMinute: 9,
 		},
 		RTSP: RTSPConfig{
 			Address: "127.0.0.1:8555", UDPRTPAddress: "127.0.0.1:8002", UDPRTCPAddress: "127.0.0.1:8003",
@@ -161,7 +181,7 @@ func fullConfig() *Config {
 			MaxPublishers: 7, MaxReaders: 8,
 			Sources:         []string{"live/cam1=rtsp://cam1.example/stream1"},
 			OnDemandSources: []string{"live/cam2=rtsp://user:pw@cam2.example:554/s"},
-			SourceTransport: "tcp", OnDemandLinger: Duration(20 * time.Second),
+			SourceTransport: "tcp", OnDemandLinger: Duration(20 * time.Second), MaxConnectionsPerMinute: 11,
 		},
 		Streams: StreamsConfig{MaxStreams: 50, EndedGrace: Duration(30 * time.Second)},
 		Segmenter: SegmenterConfig{
@@ -180,6 +200,7 @@ func fullConfig() *Config {
 			WriteTimeout:      Duration(time.Minute),
 			IdleTimeout:       Duration(90 * time.Second),
 			MaxHeaderBytes:    8192,
+			MaxConnections:    500,
 			BlockTimeout:      Duration(12 * time.Second),
 			Gzip:              false,
 			DASH:              DASHConfig{LowLatency: false, TargetLatency: Duration(2500 * time.Millisecond), EndGrace: Duration(30 * time.Second)},
@@ -193,6 +214,14 @@ func fullConfig() *Config {
 				EndedMaxAge:        Duration(10 * time.Minute),
 			},
 		},
+		HLS: HLSConfig{Encryption: HLSEncryptionConfig{
+			Enabled: true, Prefixes: []string{"live/premium-", "paid/"}, RotateSegments: 10, SequenceIV: true, CacheBytes: 16 << 20,
+		}},
+		Transcoder: TranscoderConfig{
+			Enabled: true, FFmpeg: "/opt/ffmpeg/bin/ffmpeg", PoolSize: 6, PoolWarm: -1, Deadline: 4,
+			Ladder:        []string{"540p=540:2000k", "270p=270:500k:libx264:faster"},
+			PrefixLadders: []string{"live/premium/=1080p=1080:6000k;720p=720:3000k"},
+		},
 		Admin: AdminConfig{Address: "127.0.0.1:9191", MaxConnections: 8},
 		// The *_file keys and what needs them are in security_test.go.
 		Auth: AuthConfig{Publish: PublishAuthConfig{
@@ -204,7 +233,7 @@ func fullConfig() *Config {
 			Webhook:   WebhookAuthConfig{URL: "https://auth.example/hook", Timeout: Duration(3 * time.Second), OnUnpublish: true, UnpublishInFlight: 4},
 			RateLimit: RateLimitAuthConfig{Failures: 5, Window: Duration(30 * time.Second), MaxAddresses: 100},
 		}},
-		Playback: PlaybackConfig{Tokens: PlaybackTokensConfig{Keys: []string{}}, CDN: PlaybackCDNConfig{Header: "X-CDN-Key"}},
+		Playback: PlaybackConfig{Tokens: PlaybackTokensConfig{Keys: []string{}}, CDN: PlaybackCDNConfig{Header: "X-CDN-Key", SecretFile: "key.pem"}},
 		Tracing:  TracingConfig{Enabled: true},
 		Shutdown: ShutdownConfig{Drain: Duration(500 * time.Millisecond), Timeout: Duration(5 * time.Second)},
 	}
@@ -252,10 +281,11 @@ func TestDefaultsValid(t *testing.T) {
 
 func TestLoadFullFile(t *testing.T) {
 	c, err := loadIn(t, fullFile, nil)
-	withTLSFiles(t) // created after Load: the files must exist, so Load must fail
+	withTLSFiles(t) // created after Load: the files must exist, so Load must fail (key.pem is the CDN secret too)
 	want := []string{
-		`headwater.yaml:44: origin.tls_cert: file "cert.pem" does not exist`,
-		`headwater.yaml:45: origin.tls_key: file "key.pem" does not exist`,
+		`headwater.yaml:46: origin.tls_cert: file "cert.pem" does not exist`,
+		`headwater.yaml:47: origin.tls_key: file "key.pem" does not exist`,
+		`headwater.yaml:107: playback.cdn.secret_file: file "key.pem" does not exist`,
 		`headwater.yaml:15: srt.passphrase_file: file "key.pem" does not exist`,
 		`headwater.yaml:17: srt.prefix_passphrase_files: file "cert.pem" does not exist`,
 	}
@@ -306,8 +336,8 @@ func TestLoadFileErrors(t *testing.T) {
 		},
 		{
 			name: "unknown section",
-			file: "hls:\n  window: 3\n",
-			want: []string{`headwater.yaml:1: hls: unknown key`},
+			file: "recording:\n  window: 3\n",
+			want: []string{`headwater.yaml:1: recording: unknown key`},
 		},
 		{
 			name: "bad duration",
@@ -513,6 +543,8 @@ func TestValidate(t *testing.T) {
 		{"idle zero", func(c *Config) { c.Origin.IdleTimeout = 0 }, `origin.idle_timeout: must be greater than 0, got 0s`},
 		{"header bytes", func(c *Config) { c.Origin.MaxHeaderBytes = 1000 }, `origin.max_header_bytes: must be at least 1024, got 1000`},
 		{"block zero", func(c *Config) { c.Origin.BlockTimeout = 0 }, `origin.block_timeout: must be greater than 0, got 0s`},
+		{"connections unlimited", func(c *Config) { c.Origin.MaxConnections = 0 }, ""},
+		{"connections negative", func(c *Config) { c.Origin.MaxConnections = -1 }, `origin.max_connections: must be at least 0, got -1`},
 		{"write not above block", func(c *Config) { c.Origin.WriteTimeout = Duration(6 * time.Second) }, `origin.write_timeout: must be greater than origin.block_timeout (6s) so blocking requests can be answered, got 6s`},
 		{"cors empty", func(c *Config) { c.Origin.CORS.AllowedOrigins = nil }, ""},
 		{"cors origins", func(c *Config) {

@@ -256,6 +256,50 @@ func TestSecurityValidate(t *testing.T) {
 			name:   "reserved app is fine without playback protection",
 			mutate: func(c *Config) { c.RTMP.App = "keys" },
 		},
+		{
+			name:   "encryption without tokens or CDN secret",
+			mutate: func(c *Config) { c.HLS.Encryption.Enabled = true },
+			want: []string{`hls.encryption.enabled: needs playback.tokens.keys or playback.cdn.secret_file: ` +
+				`keys are served only to requests with a valid playback token or the CDN secret, ` +
+				`so without either no player could decrypt (and serving keys to anyone would make encryption pointless)`},
+		},
+		{
+			name: "encryption with tokens",
+			mutate: func(c *Config) {
+				c.HLS.Encryption.Enabled = true
+				c.Playback.Tokens.Keys, c.Playback.Tokens.Required = []string{"k1=/dev/null"}, true
+			},
+		},
+		{
+			name: "encryption with tokens not required (only keys need a token)",
+			mutate: func(c *Config) {
+				c.HLS.Encryption.Enabled = true
+				c.Playback.Tokens.Keys = []string{"k1=/dev/null"}
+			},
+		},
+		{
+			name: "encryption behind a CDN",
+			mutate: func(c *Config) {
+				c.HLS.Encryption.Enabled = true
+				c.Playback.CDN.SecretFile = "/dev/null"
+			},
+		},
+		{
+			name: "encryption keys are checked when off",
+			mutate: func(c *Config) {
+				c.HLS.Encryption = HLSEncryptionConfig{Prefixes: []string{"live/ok-", "", "live/*"}, RotateSegments: -1, CacheBytes: 1000}
+			},
+			want: []string{
+				`hls.encryption.prefixes: item 2: "" is not the start of a stream name (letters, digits, '_', '.', '-' and '/')`,
+				`hls.encryption.prefixes: item 3: "live/*" is not the start of a stream name (letters, digits, '_', '.', '-' and '/')`,
+				`hls.encryption.rotate_segments: must be at least 0, got -1`,
+				`hls.encryption.cache_bytes: must be at least 1048576, got 1000`,
+			},
+		},
+		{
+			name:   "one key per stream",
+			mutate: func(c *Config) { c.HLS.Encryption.RotateSegments = 0 },
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()

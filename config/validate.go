@@ -29,6 +29,8 @@ const (
 	MaxChunkSize = 1<<24 - 1
 	// MinHeaderBytes is the smallest origin.max_header_bytes.
 	MinHeaderBytes = 1024
+	// MinEncryptionCacheBytes is the smallest hls.encryption.cache_bytes.
+	MinEncryptionCacheBytes = 1 << 20
 )
 
 // Validate checks every key and the rules between keys. It returns nil or
@@ -83,6 +85,7 @@ func (c *Config) Validate() error {
 	v.positive("origin.write_timeout", o.WriteTimeout)
 	v.positive("origin.idle_timeout", o.IdleTimeout)
 	v.atLeast("origin.max_header_bytes", o.MaxHeaderBytes, MinHeaderBytes)
+	v.atLeast("origin.max_connections", o.MaxConnections, 0)
 	v.positive("origin.block_timeout", o.BlockTimeout)
 	if o.WriteTimeout > 0 && o.BlockTimeout > 0 && o.WriteTimeout <= o.BlockTimeout {
 		v.add("origin.write_timeout", "must be greater than origin.block_timeout (%s) so blocking requests can be answered, got %s", o.BlockTimeout, o.WriteTimeout)
@@ -100,6 +103,9 @@ func (c *Config) Validate() error {
 	v.maxAge("origin.cache.blocking_max_age", o.Cache.BlockingMaxAge)
 	v.maxAge("origin.cache.not_found_max_age", o.Cache.NotFoundMaxAge)
 	v.maxAge("origin.cache.ended_max_age", o.Cache.EndedMaxAge)
+
+	c.validateHLS(v)
+	c.validateTranscoder(v)
 
 	v.address("admin.address", c.Admin.Address, true)
 
@@ -122,6 +128,8 @@ func (c *Config) Validate() error {
 	v.atLeast("srt.max_publishers", c.SRT.MaxPublishers, 1)
 	v.atLeast("srt.max_readers", c.SRT.MaxReaders, 1)
 	v.positive("srt.idle_timeout", c.SRT.IdleTimeout)
+	v.atLeast("srt.max_connections_per_minute", c.SRT.MaxConnectionsPerMinute, 0)
+	v.atLeast("rtsp.max_connections_per_minute", c.RTSP.MaxConnectionsPerMinute, 0)
 
 	r := c.RTSP
 	v.address("rtsp.address", r.Address, true)
@@ -170,6 +178,37 @@ func (c *Config) Validate() error {
 		[]string{c.RTMP.Address, c.Origin.Address, c.Admin.Address, c.RTSP.Address, c.RTMP.TLSAddress})
 
 	return errors.Join(v.errs...)
+}
+
+// validateHLS checks the hls section.
+func (c *Config) validateHLS(v *validator) {
+	e := c.HLS.Encryption
+	for i, p := range e.Prefixes {
+		if !validPrefix(p) {
+			v.add("hls.encryption.prefixes", "item %d: %q is not the start of a stream name (letters, digits, '_', '.', '-' and '/')", i+1, p)
+		}
+	}
+	v.atLeast("hls.encryption.rotate_segments", e.RotateSegments, 0)
+	v.atLeast("hls.encryption.cache_bytes", e.CacheBytes, MinEncryptionCacheBytes)
+	if e.Enabled && !c.Playback.Tokens.Enabled() && !c.Playback.CDN.Enabled() {
+		v.add("hls.encryption.enabled", "needs playback.tokens.keys or playback.cdn.secret_file: "+
+			"keys are served only to requests with a valid playback token or the CDN secret, "+
+			"so without either no player could decrypt (and serving keys to anyone would make encryption pointless)")
+	}
+}
+
+// validPrefix reports whether p can start a stream name.
+func validPrefix(p string) bool {
+	if p == "" {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-' || c == '/') {
+			return false
+		}
+	}
+	return true
 }
 
 // validator collects validation problems.

@@ -38,6 +38,9 @@ const (
 	// ReasonUnauthorized: publish authentication refused the publisher
 	// (headwater_auth_refusals_total has the auth reason).
 	ReasonUnauthorized Reason = "unauthorized"
+	// ReasonRateLimited: the address opened more connections than the
+	// per-address limit allows.
+	ReasonRateLimited Reason = "rate_limited"
 	// ReasonInternal: a bug (recovered panic) or an unexpected server-side error.
 	ReasonInternal Reason = "internal"
 )
@@ -46,7 +49,7 @@ const (
 var Reasons = []Reason{
 	ReasonHandshake, ReasonProtocol, ReasonTimeout, ReasonUnsupportedCodec,
 	ReasonAlreadyPublishing, ReasonTooManyPublishers, ReasonInvalidName,
-	ReasonBadApp, ReasonUnauthorized, ReasonInternal,
+	ReasonBadApp, ReasonUnauthorized, ReasonRateLimited, ReasonInternal,
 }
 
 // PublishReason maps an error of media.Registry.Publish to a Reason.

@@ -97,10 +97,18 @@ var bufPool = sync.Pool{New: func() any { return new(seekablebuffer.Buffer) }}
 // time), the new publish continues the timeline where the longest
 // rendition ends; the store marks the discontinuity.
 func (s *Segmenter) Run(ctx context.Context, src *media.Subscription, dst *store.Stream) error {
+	return s.RunWith(ctx, src, dst, RunOptions{})
+}
+
+// RunWith is Run with options: with opts.Timeline, the run publishes where
+// it placed the publish on dst's timeline, for Writers of the same publish
+// (transcoded renditions) to follow.
+func (s *Segmenter) RunWith(ctx context.Context, src *media.Subscription, dst *store.Stream, opts RunOptions) error {
 	if src == nil || dst == nil {
 		return errors.New("segmenter: nil subscription or stream")
 	}
 	r := newRun(s, dst)
+	r.timeline = opts.Timeline
 	r.ctx = ctx
 	// Segment spans are children of the caller's span (the publish), on its
 	// provider: a no-op unless tracing is enabled.
@@ -143,7 +151,12 @@ type run struct {
 	origin timePoint       // the publish's first DTS
 	start  timePoint       // where the timeline continues (0 for a new stream)
 	begun  bool            // origin is set
-	kinds  map[media.Kind]*kindMetrics
+	// timeline, when set, receives origin and start once the first video
+	// track is placed (a leading Run) or gave them (a following Writer).
+	timeline  *Timeline
+	published bool   // timeline published
+	fixedName string // a Writer's rendition name
+	kinds     map[media.Kind]*kindMetrics
 
 	ctx    context.Context // Run's, parent of the segment spans
 	tracer trace.Tracer
@@ -157,6 +170,13 @@ type kindMetrics struct {
 }
 
 func newRun(s *Segmenter, dst *store.Stream) *run {
+	r := newRunAt(s, dst)
+	r.continueTimeline()
+	return r
+}
+
+// newRunAt is newRun without placing the run after an earlier publish.
+func newRunAt(s *Segmenter, dst *store.Stream) *run {
 	r := &run{
 		ctx:    context.Background(),
 		tracer: noop.NewTracerProvider().Tracer(tracerName),
@@ -171,7 +191,19 @@ func newRun(s *Segmenter, dst *store.Stream) *run {
 		kinds:  make(map[media.Kind]*kindMetrics),
 		start:  timePoint{rate: 1},
 	}
-	// A republish continues after the longest rendition of the earlier publish.
+	for _, k := range []media.Kind{media.KindVideo, media.KindAudio} {
+		r.kinds[k] = &kindMetrics{
+			segments: r.m.segments.WithLabelValues(k.String()),
+			parts:    r.m.parts.WithLabelValues(k.String()),
+		}
+	}
+	return r
+}
+
+// continueTimeline makes a republish continue after the longest rendition
+// of the earlier publish.
+func (r *run) continueTimeline() {
+	dst := r.dst
 	var endTicks uint64
 	var endRate uint32 = 1
 	for _, rd := range dst.Renditions() {
@@ -189,13 +221,6 @@ func newRun(s *Segmenter, dst *store.Stream) *run {
 		r.log.Info("continuing the timeline of an earlier publish",
 			"start", media.TicksToDuration(r.start.ticks, r.start.rate))
 	}
-	for _, k := range []media.Kind{media.KindVideo, media.KindAudio} {
-		r.kinds[k] = &kindMetrics{
-			segments: r.m.segments.WithLabelValues(k.String()),
-			parts:    r.m.parts.WithLabelValues(k.String()),
-		}
-	}
-	return r
 }
 
 // later reports whether a/ra is later than b/rb.
@@ -231,6 +256,9 @@ func (r *run) drop(t *track, reason string) {
 }
 
 func (r *run) close() {
+	if r.timeline != nil {
+		r.timeline.abandon() // followers waiting for a video track that never came
+	}
 	for _, t := range r.order {
 		if t.rend == nil {
 			continue
@@ -290,6 +318,10 @@ func (r *run) handle(f *media.Frame) {
 	if !r.begun {
 		r.begun = true
 		r.origin = timePoint{ticks: f.DTS, rate: f.Track.ClockRate}
+	}
+	if r.timeline != nil && !r.published && r.master != nil {
+		r.published = true
+		r.timeline.publish(r.origin, r.start)
 	}
 	if !t.mapped {
 		r.mapTrack(t, f)

@@ -201,8 +201,8 @@ func (r *run) remap(t *track, timescale uint32) {
 }
 
 func (r *run) renditionName(tr *media.Track) string {
-	name := ""
-	if r.cfg.RenditionName != nil {
+	name := r.fixedName
+	if name == "" && r.cfg.RenditionName != nil {
 		name = r.cfg.RenditionName(tr)
 	}
 	if name == "" {

@@ -20,6 +20,8 @@ func srtConfig(c config.SRTConfig) (srt.Config, error) {
 		MaxPublishers: c.MaxPublishers,
 		MaxReaders:    c.MaxReaders,
 		IdleTimeout:   c.IdleTimeout.Duration(),
+
+		MaxConnectionsPerMinute: c.MaxConnectionsPerMinute,
 	}
 	var err error
 	if out.Passphrase, err = readSecret("srt.passphrase_file", c.PassphraseFile); err != nil {
@@ -63,6 +65,8 @@ func rtspConfig(c config.RTSPConfig) rtsp.Config {
 		MaxPublishers:  c.MaxPublishers,
 		MaxReaders:     c.MaxReaders,
 		OnDemandLinger: c.OnDemandLinger.Duration(),
+
+		MaxConnectionsPerMinute: c.MaxConnectionsPerMinute,
 	}
 	for _, list := range []struct {
 		items    []string

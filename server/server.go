@@ -47,6 +47,7 @@ type Server struct {
 	registry  *media.Registry
 	store     *store.Store
 	segmenter *segmenter.Segmenter
+	abr       *abr // the ABR ladder; nil when transcoder.enabled is false
 	rtmp      *rtmp.Server
 	srt       *srt.Server
 	rtsp      *rtsp.Server
@@ -136,6 +137,10 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		SegmentDuration: cfg.Segmenter.SegmentDuration.Duration(),
 		PartDuration:    cfg.Segmenter.PartDuration.Duration(),
 	}, segmenter.NewMetrics(reg), log)
+	if s.abr, err = newABR(cfg.Transcoder, reg, log); err != nil {
+		cancel()
+		return nil, err
+	}
 
 	ingestMetrics := ingest.NewMetrics(reg)
 	if cfg.SRT.Address != "" {
@@ -273,6 +278,12 @@ func (s *Server) Start() error {
 		}()
 		s.log.Info("admin: listening", "address", ln.Addr().String())
 	}
+	if s.abr != nil {
+		if err := s.abr.pool.Start(s.ctx); err != nil {
+			s.Shutdown(context.Background())
+			return fmt.Errorf("transcoder: %w", err)
+		}
+	}
 	for _, in := range s.ingesters() {
 		if err := in.Start(); err != nil {
 			s.Shutdown(context.Background())
@@ -356,6 +367,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		st.Close()
 	}
 	s.waitPipelines(ctx)
+	s.abr.close()
 	s.sec.close()
 	if drain := s.cfg.Shutdown.Drain.Duration(); drain > 0 && live > 0 {
 		s.log.Info("shutdown: streams ended, origin draining", "streams", live, "drain", drain.String())
@@ -402,6 +414,10 @@ func (s *Server) waitPipelines(ctx context.Context) {
 func (s *Server) startPipeline(ms *media.Stream) {
 	info := ms.Info()
 	sub := ms.Subscribe(s.cfg.Segmenter.SubscriberBuffer)
+	var tsub *media.Subscription // the transcoder's
+	if s.abr != nil {
+		tsub = ms.Subscribe(s.cfg.Segmenter.SubscriberBuffer)
+	}
 	ctx, span := s.tp.Tracer(telemetry.TracerName).Start(s.ctx, "publish "+ms.Name(),
 		trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("headwater.stream", ms.Name()), attribute.String("headwater.protocol", info.Protocol),
@@ -427,13 +443,30 @@ func (s *Server) startPipeline(ms *media.Stream) {
 			close(done)
 		}()
 		defer sub.Close()
+		if tsub != nil {
+			defer tsub.Close()
+		}
 		defer span.End()
 		if previous != nil {
 			<-previous
 		}
 		dst := s.store.Begin(ms.Name())
 		log.Info("pipeline: started", "epoch", dst.Epoch())
-		err := s.segmenter.Run(ctx, sub, dst)
+		var tl *segmenter.Timeline
+		var transcoded chan struct{}
+		if tsub != nil {
+			// The renditions follow the source run's timeline, into dst.
+			tl, transcoded = segmenter.NewTimeline(), make(chan struct{})
+			go func() {
+				defer close(transcoded)
+				defer tsub.Close()
+				s.abr.run(ctx, s.segmenter, ms.Name(), tsub, dst, tl, log)
+			}()
+		}
+		err := s.segmenter.RunWith(ctx, sub, dst, segmenter.RunOptions{Timeline: tl})
+		if transcoded != nil {
+			<-transcoded // its last GOPs
+		}
 		dst.End()
 		span.SetAttributes(attribute.Int64("headwater.frames", int64(ms.Frames())), attribute.Int64("headwater.dropped", int64(sub.Dropped())))
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -455,7 +488,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.Handle("/api/", api.New(s.registry, s.store, s.viewers, s.cfg.Segmenter.Window, s.log))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !s.ready.Load() {
+		if !s.ready.Load() || !s.abr.ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("not ready\n"))
 			return

@@ -66,7 +66,7 @@ type Server struct {
 	// testHookPublished, when set (tests only), sees each session that published.
 	testHookPublished func(*session)
 
-	connLimit *connLimiter // nil: no limit
+	connLimit *ingest.ConnLimiter // nil: no limit
 
 	mu         sync.Mutex
 	ln         net.Listener
@@ -95,7 +95,7 @@ func New(cfg Config, pub Publisher, m *ingest.Metrics, log *slog.Logger) *Server
 		done:      make(chan struct{}),
 		ctx:       ctx,
 		cancelCtx: cancel,
-		connLimit: newConnLimiter(cfg.MaxConnectionsPerMinute),
+		connLimit: ingest.NewConnLimiter(cfg.MaxConnectionsPerMinute),
 		conns:     make(map[net.Conn]struct{}),
 	}
 }
@@ -205,7 +205,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		}
 		backoff = 0
 		s.metrics.Connections.Inc()
-		if !s.connLimit.allow(c.RemoteAddr()) {
+		if !s.connLimit.Allow(c.RemoteAddr()) {
 			s.metrics.Error(ingest.ReasonTooManyPublishers)
 			s.log.Debug("rtmp: connection refused: too many from this address", "remote", c.RemoteAddr().String(),
 				"per_minute", s.cfg.MaxConnectionsPerMinute)

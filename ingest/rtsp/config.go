@@ -96,6 +96,10 @@ type Config struct {
 	// a Basic challenge, so that clients holding rtsp://user:KEY@host/...
 	// send the key. Set it when static keys or tokens are configured.
 	AuthChallenge bool
+	// MaxConnectionsPerMinute limits the connections one address (an IPv4
+	// address or an IPv6 /64) may open a minute; more are closed at once.
+	// 0 means no limit.
+	MaxConnectionsPerMinute int
 }
 
 // Source is a stream pulled from an RTSP server and published under Name.

@@ -128,6 +128,8 @@ type Server struct {
 	metrics *ingest.ProtocolMetrics
 	rm      *Metrics
 	log     *slog.Logger
+	// connLimit limits connections per address; nil: no limit.
+	connLimit *ingest.ConnLimiter
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -172,6 +174,7 @@ func New(cfg Config, reg Registry, m *ingest.Metrics, rm *Metrics, log *slog.Log
 		metrics:     m.Protocol(Protocol),
 		rm:          rm,
 		log:         log,
+		connLimit:   ingest.NewConnLimiter(cfg.MaxConnectionsPerMinute),
 		ctx:         ctx,
 		cancel:      cancel,
 		minBackoff:  minBackoff,
@@ -344,6 +347,13 @@ type handler struct{ s *Server }
 // OnConnOpen counts connections.
 func (h *handler) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
 	h.s.metrics.Connections.Inc()
+	if !h.s.connLimit.Allow(ctx.Conn.NetConn().RemoteAddr()) {
+		h.s.metrics.Error(ingest.ReasonRateLimited)
+		h.s.log.Warn("rtsp: connection refused: too many connections from the address",
+			"remote", remoteOf(ctx.Conn), "per_minute", h.s.cfg.MaxConnectionsPerMinute)
+		ctx.Conn.Close()
+		return
+	}
 	h.s.log.Debug("rtsp: connection opened", "remote", remoteOf(ctx.Conn))
 }
 

@@ -66,6 +66,10 @@ type Config struct {
 	// "unauthorized"), and Unpublished is called when an authorised publish
 	// ends. Nil allows every publisher.
 	Auth auth.Authenticator
+	// MaxConnectionsPerMinute limits the connection requests one address
+	// (an IPv4 address or an IPv6 /64) may make a minute; more are refused
+	// at the handshake. 0 means no limit.
+	MaxConnectionsPerMinute int
 }
 
 func (c Config) withDefaults() Config {

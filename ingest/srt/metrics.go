@@ -26,11 +26,12 @@ const (
 	rejectNotFound   = "not_found"          // read of a stream that is not live
 	rejectInternal   = "internal"           // accepting failed
 	rejectAuth       = "unauthorized"       // publish authentication refused
+	rejectRate       = "rate_limited"       // too many connections from the address
 )
 
 var rejectReasons = []string{
 	rejectStreamID, rejectVersion, rejectPassphrase, rejectEncryption,
-	rejectBusy, rejectLimit, rejectNotFound, rejectInternal, rejectAuth,
+	rejectBusy, rejectLimit, rejectNotFound, rejectInternal, rejectAuth, rejectRate,
 }
 
 // Metrics are the SRT-specific metrics, in addition to the shared ingest

@@ -100,6 +100,8 @@ type Server struct {
 	metrics *ingest.ProtocolMetrics
 	srtm    *Metrics
 	log     *slog.Logger
+	// connLimit limits connection requests per address; nil: no limit.
+	connLimit *ingest.ConnLimiter
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -138,6 +140,7 @@ func New(cfg Config, pub Publisher, m *ingest.Metrics, sm *Metrics, log *slog.Lo
 		metrics:   m.Protocol(Protocol),
 		srtm:      sm,
 		log:       log,
+		connLimit: ingest.NewConnLimiter(cfg.MaxConnectionsPerMinute),
 		done:      make(chan struct{}),
 		ctx:       ctx,
 		cancelCtx: cancel,
@@ -296,6 +299,11 @@ func (s *Server) handleRequest(req gosrt.ConnRequest) {
 	remote := req.RemoteAddr().String()
 	log := s.log.With("session", id, "remote", remote)
 
+	if !s.connLimit.Allow(req.RemoteAddr()) {
+		s.refuse(req, log, &rejection{code: gosrt.REJX_OVERLOAD, reason: ingest.ReasonRateLimited, metric: rejectRate,
+			err: fmt.Errorf("more than %d connections a minute from this address", s.cfg.MaxConnectionsPerMinute)})
+		return
+	}
 	var sid StreamID
 	rej := s.decide(req, &sid)
 	if sid.Name != "" {

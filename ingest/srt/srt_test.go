@@ -558,3 +558,21 @@ func TestNoMedia(t *testing.T) {
 		t.Errorf("timeout errors = %v", got)
 	}
 }
+
+// TestConnectionRateLimit refuses an address that opens more connections a
+// minute than allowed, at the handshake, with its own reason.
+func TestConnectionRateLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{MaxConnectionsPerMinute: 2}).start()
+	for i := range 2 {
+		c, err := e.dial("#!::r=live/rate"+strconv.Itoa(i)+",m=publish", "")
+		if err != nil {
+			t.Fatalf("connection %d refused: %v", i, err)
+		}
+		_ = c.Close()
+	}
+	if _, err := e.dial("#!::r=live/rate3,m=publish", ""); !rejectedWith(err, gosrt.REJX_OVERLOAD) {
+		t.Fatalf("third connection in a minute: %v, want REJX_OVERLOAD", err)
+	}
+	e.waitErrors(ingest.ReasonRateLimited, 1)
+}

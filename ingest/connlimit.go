@@ -1,4 +1,4 @@
-package rtmp
+package ingest
 
 import (
 	"container/list"
@@ -11,11 +11,11 @@ import (
 // maxLimitedAddresses bounds the addresses the connection limiter tracks.
 const maxLimitedAddresses = 10000
 
-// connLimiter is a token bucket per client address (an IPv4 address or an
+// ConnLimiter is a token bucket per client address (an IPv4 address or an
 // IPv6 /64): perMinute connections a minute, in bursts of as many. The least
 // recently seen addresses are forgotten first beyond maxLimitedAddresses (a
 // forgotten address starts again with a full bucket). Safe for concurrent use.
-type connLimiter struct {
+type ConnLimiter struct {
 	burst float64
 	rate  float64 // tokens per second
 	max   int
@@ -32,12 +32,13 @@ type connBucket struct {
 	at     time.Time
 }
 
-// newConnLimiter returns nil (no limit) when perMinute <= 0.
-func newConnLimiter(perMinute int) *connLimiter {
+// NewConnLimiter limits each address to perMinute connections a minute; it
+// returns nil (no limit) when perMinute <= 0.
+func NewConnLimiter(perMinute int) *ConnLimiter {
 	if perMinute <= 0 {
 		return nil
 	}
-	return &connLimiter{
+	return &ConnLimiter{
 		burst:   float64(perMinute),
 		rate:    float64(perMinute) / 60,
 		max:     maxLimitedAddresses,
@@ -51,6 +52,8 @@ func addrKey(a net.Addr) (netip.Prefix, bool) {
 	var ip netip.Addr
 	switch a := a.(type) {
 	case *net.TCPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	case *net.UDPAddr:
 		ip, _ = netip.AddrFromSlice(a.IP)
 	default:
 		ap, err := netip.ParseAddrPort(a.String())
@@ -71,9 +74,9 @@ func addrKey(a net.Addr) (netip.Prefix, bool) {
 	return p, err == nil
 }
 
-// allow takes a token for the address, reporting whether one was left. A
+// Allow takes a token for the address, reporting whether one was left. A
 // nil limiter allows everything.
-func (l *connLimiter) allow(a net.Addr) bool {
+func (l *ConnLimiter) Allow(a net.Addr) bool {
 	if l == nil {
 		return true
 	}
@@ -107,7 +110,7 @@ func (l *connLimiter) allow(a net.Addr) bool {
 }
 
 // len is the number of addresses tracked.
-func (l *connLimiter) len() int {
+func (l *ConnLimiter) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lru.Len()

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/media"
+	"github.com/headwater-live/headwater/segmenter"
+	"github.com/headwater-live/headwater/store"
+	"github.com/headwater-live/headwater/transcoder"
+)
+
+// abr is the ABR ladder: the ffmpeg worker pool and the transcoder
+// submitting a stream's GOPs to it. nil when transcoder.enabled is false.
+type abr struct {
+	pool *transcoder.Pool
+	tc   *transcoder.Transcoder
+}
+
+// newABR checks the ladders and ffmpeg's encoders and builds the pool (not
+// started).
+func newABR(cfg config.TranscoderConfig, reg prometheus.Registerer, log *slog.Logger) (*abr, error) {
+	if !cfg.Enabled {
+		return nil, nil
+	}
+	ladders, err := cfg.Ladders()
+	if err != nil {
+		return nil, err
+	}
+	all := make([]transcoder.Ladder, 0, len(ladders))
+	for _, l := range ladders {
+		all = append(all, l)
+	}
+	if err := transcoder.CheckEncoders(context.Background(), cfg.FFmpeg, all...); err != nil {
+		return nil, fmt.Errorf("transcoder.ladder: %w", err)
+	}
+	log = log.With("component", "transcoder")
+	m := transcoder.NewMetrics(reg)
+	pool := transcoder.NewPool(transcoder.PoolConfig{
+		FFmpeg:  cfg.FFmpeg,
+		Size:    cfg.PoolSize,
+		Warm:    cfg.PoolWarm,
+		Prewarm: transcoder.PrewarmFor(ladders, 1080, 720),
+	}, m, log)
+	tc, err := transcoder.New(transcoder.Config{Ladders: ladders, Deadline: float64(cfg.Deadline)}, pool, m, log)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("transcoder: %w", err)
+	}
+	return &abr{pool: pool, tc: tc}, nil
+}
+
+// ready reports whether the warm processes are waiting for work.
+func (a *abr) ready() bool { return a == nil || a.pool.Ready() }
+
+// close kills the pool's processes.
+func (a *abr) close() {
+	if a != nil {
+		a.pool.Close()
+	}
+}
+
+// run transcodes one publish: each rendition is packaged by a segmenter
+// Writer into dst, the source's store.Stream, on the source run's timeline
+// tl. It returns when sub's channel closes (the publish ended) and every
+// queued GOP is done, or ctx ends.
+func (a *abr) run(ctx context.Context, seg *segmenter.Segmenter, name string, sub *media.Subscription, dst *store.Stream, tl *segmenter.Timeline, log *slog.Logger) {
+	err := a.tc.Run(ctx, name, sub, func(info transcoder.RenditionInfo) transcoder.Output {
+		w, err := seg.NewWriter(ctx, dst, segmenter.WriterOptions{Name: info.Rendition.Name, Timeline: tl})
+		if err != nil {
+			return nil
+		}
+		return renditionOutput{w}
+	})
+	if err != nil && ctx.Err() == nil {
+		log.Error("transcoder: ended with error", "error", err)
+	}
+}
+
+// renditionOutput writes a transcoded rendition with a segmenter Writer.
+type renditionOutput struct{ w *segmenter.Writer }
+
+func (o renditionOutput) WriteFrame(f *media.Frame) { o.w.WriteFrame(f) }
+func (o renditionOutput) Gap(g transcoder.Gap)      { o.w.Gap(g.DTS, g.ClockRate, g.Duration, g.Received) }
+func (o renditionOutput) Close()                    { o.w.Close() }

@@ -1,0 +1,285 @@
+package server_test
+
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+
+	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/store"
+)
+
+// publishSized is publish with a 1280x720 test pattern and a given duration
+// and GOP (frames at 30 fps).
+func publishSized(t *testing.T, url string, dur time.Duration, gop int) *publisher {
+	t.Helper()
+	args := []string{"-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", strconv.FormatFloat(dur.Seconds(), 'f', 3, 64),
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+		"-g", strconv.Itoa(gop), "-keyint_min", strconv.Itoa(gop), "-sc_threshold", "0", "-b:v", "1500k",
+		"-c:a", "aac", "-b:a", "96k", "-f", "flv", url}
+	p := &publisher{stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command("ffmpeg", args...)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// TestTranscodeABRLadder publishes 720p30 with 2s GOPs with the transcoder
+// on: the default ladder adds 480p and 360p (not 720p, not below the
+// source), listed after the source, each segment starting with a key frame
+// at the same time as the source's.
+func TestTranscodeABRLadder(t *testing.T) {
+	s := startServer(t, func(c *config.Config) {
+		c.Transcoder.Enabled = true
+		c.Segmenter.Window = 10
+	})
+	waitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
+		return get(t, s.adminURL("/readyz")).status == http.StatusOK
+	})
+	pub := publishSized(t, s.rtmpURL("abr"), 12*time.Second, 60)
+
+	mvURL := s.originURL("/live/abr/index.m3u8")
+	var multi *playlist.Multivariant
+	var mvBody []byte
+	waitFor(t, 20*time.Second, "a multivariant playlist with 3 variants", func() bool {
+		r := get(t, mvURL)
+		if r.status != http.StatusOK {
+			return false
+		}
+		pl, err := playlist.Unmarshal(r.body)
+		if err != nil {
+			t.Fatalf("multivariant: %v\n%s", err, r.body)
+		}
+		multi, _ = pl.(*playlist.Multivariant)
+		mvBody = r.body
+		return multi != nil && len(multi.Variants) == 3
+	})
+	wantRes := []struct{ uri, res string }{{"video/index.m3u8", "1280x720"}, {"480p/index.m3u8", "854x480"}, {"360p/index.m3u8", "640x360"}}
+	for i, v := range multi.Variants {
+		if v.URI != wantRes[i].uri || v.Resolution != wantRes[i].res {
+			t.Errorf("variant %d: %s %s, want %s %s", i, v.URI, v.Resolution, wantRes[i].uri, wantRes[i].res)
+		}
+		codecs := strings.Join(v.Codecs, ",")
+		if !strings.HasPrefix(codecs, "avc1.") || !strings.HasSuffix(codecs, ",mp4a.40.2") || v.Audio == "" {
+			t.Errorf("variant %d: CODECS %q, AUDIO %q", i, codecs, v.Audio)
+		}
+	}
+	if len(multi.Renditions) != 1 {
+		t.Errorf("want one audio rendition (shared):\n%s", mvBody)
+	}
+
+	if err := pub.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, pub.stderr.String())
+	}
+	st, ok := s.Store().Stream("live/abr")
+	if !ok {
+		t.Fatal("no stream in the store")
+	}
+	names := []string{"video", "480p", "360p"}
+	snaps := map[string]*store.Snapshot{}
+	waitFor(t, 20*time.Second, "every rendition ended", func() bool {
+		for _, n := range names {
+			r, ok := st.Rendition(n)
+			if !ok || !r.Snapshot().Ended {
+				return false
+			}
+			snaps[n] = r.Snapshot()
+		}
+		return true
+	})
+
+	// Segment boundaries: same MSNs, same decode times (tfdt), same
+	// program date times; durations too except the last segment's.
+	src := snaps["video"]
+	if len(src.Segments) < 4 {
+		t.Fatalf("source has %d segments", len(src.Segments))
+	}
+	for _, n := range names[1:] {
+		rs := snaps[n]
+		if len(rs.Segments) != len(src.Segments) {
+			t.Errorf("%s: %d segments, source %d", n, len(rs.Segments), len(src.Segments))
+			continue
+		}
+		for i, seg := range rs.Segments {
+			ss := src.Segments[i]
+			at := func(sg *store.Segment, ts uint32) time.Duration {
+				return time.Duration(sg.BaseTime) * time.Second / time.Duration(ts)
+			}
+			if seg.MSN != ss.MSN || at(seg, rs.Info.Timescale) != at(ss, src.Info.Timescale) || seg.Gap ||
+				!seg.ProgramDateTime.Equal(ss.ProgramDateTime) || (i < len(rs.Segments)-1 && seg.Duration != ss.Duration) {
+				t.Errorf("%s segment %d: msn %d at %s (%s) pdt %s gap %v; source msn %d at %s (%s) pdt %s", n, i,
+					seg.MSN, at(seg, rs.Info.Timescale), seg.Duration, seg.ProgramDateTime.Format(time.RFC3339Nano), seg.Gap,
+					ss.MSN, at(ss, src.Info.Timescale), ss.Duration, ss.ProgramDateTime.Format(time.RFC3339Nano))
+			}
+		}
+	}
+
+	// Every segment of every rendition starts with a key frame (IDR), and
+	// the media playlists decode at the expected size.
+	dir := t.TempDir()
+	for i, n := range names {
+		base := s.originURL("/live/abr/" + n + "/")
+		m, _ := mediaPlaylist(t, base+"index.m3u8")
+		if m.Map == nil {
+			t.Fatalf("%s: no EXT-X-MAP", n)
+		}
+		init := get(t, base+m.Map.URI).body
+		for _, seg := range m.Segments {
+			if seg.Gap {
+				t.Errorf("%s: gap at %s", n, seg.URI)
+				continue
+			}
+			f := filepath.Join(dir, n+"-"+seg.URI+".mp4")
+			r := get(t, base+seg.URI)
+			if r.status != http.StatusOK {
+				t.Fatalf("GET %s%s: %d", base, seg.URI, r.status)
+			}
+			if err := os.WriteFile(f, append(append([]byte{}, init...), r.body...), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_frames",
+				"-read_intervals", "%+#1", "-show_entries", "frame=key_frame,pict_type", "-of", "csv=p=0", f).Output()
+			// key_frame,pict_type[,side data]: x264 writes its SEI in the IDR access unit.
+			if first := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]); err != nil || !strings.HasPrefix(first, "1,I") {
+				t.Errorf("%s %s: first frame %q (%v), want a key frame", n, seg.URI, first, err)
+			}
+		}
+		out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0",
+			"-show_entries", "stream=width,height", "-of", "csv=p=0:s=x", base+"index.m3u8").CombinedOutput()
+		if got := strings.Fields(string(out)); err != nil || len(got) == 0 || got[0] != wantRes[i].res {
+			t.Errorf("ffprobe %s: %q (%v), want %s", n, got, err, wantRes[i].res)
+		}
+	}
+}
+
+// ffmpegChildren lists the pids of this process's ffmpeg children but skip.
+func ffmpegChildren(t *testing.T, skip int) []int {
+	t.Helper()
+	self := os.Getpid()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == skip {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || !strings.Contains(s[:i], "(ffmpeg") {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(self) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// TestTranscodeWorkerKilled kills every ffmpeg worker mid-stream: the
+// source is untouched, each rendition loses at most one segment (listed as
+// a gap, or missing) and the pool recovers.
+func TestTranscodeWorkerKilled(t *testing.T) {
+	s := startServer(t, func(c *config.Config) {
+		c.Transcoder.Enabled = true
+		c.Segmenter.Window = 10
+	})
+	waitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
+		return get(t, s.adminURL("/readyz")).status == http.StatusOK
+	})
+	pub := publishSized(t, s.rtmpURL("kill"), 12*time.Second, 60)
+	waitFor(t, 20*time.Second, "two 360p segments", func() bool {
+		st, ok := s.Store().Stream("live/kill")
+		if !ok {
+			return false
+		}
+		r, ok := st.Rendition("360p")
+		return ok && len(r.Snapshot().Segments) >= 2
+	})
+	// Kill a worker running a job (not blocked reading its GOP, as warm
+	// processes are: /proc/<pid>/syscall starts with read's number, 0).
+	var killed int
+	waitFor(t, 5*time.Second, "a busy ffmpeg worker", func() bool {
+		for _, pid := range ffmpegChildren(t, pub.cmd.Process.Pid) {
+			b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "syscall"))
+			if err != nil || strings.HasPrefix(string(b), "0 ") {
+				continue
+			}
+			if p, err := os.FindProcess(pid); err == nil && p.Kill() == nil {
+				killed = pid
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("killed busy ffmpeg worker %d", killed)
+
+	if err := pub.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, pub.stderr.String())
+	}
+	st, _ := s.Store().Stream("live/kill")
+	snaps := map[string]*store.Snapshot{}
+	waitFor(t, 20*time.Second, "every rendition ended", func() bool {
+		for _, n := range []string{"video", "480p", "360p"} {
+			r, ok := st.Rendition(n)
+			if !ok || !r.Snapshot().Ended {
+				return false
+			}
+			snaps[n] = r.Snapshot()
+		}
+		return true
+	})
+	src := snaps["video"]
+	for _, seg := range src.Segments {
+		if seg.Gap {
+			t.Errorf("source segment %d is a gap", seg.MSN)
+		}
+	}
+	for _, n := range []string{"480p", "360p"} {
+		segs := snaps[n].Segments
+		lost := len(src.Segments) - len(segs)
+		for _, seg := range segs {
+			if seg.Gap {
+				lost++
+			}
+		}
+		if lost > 1 {
+			t.Errorf("%s lost %d segments of %d", n, lost, len(src.Segments))
+		}
+		if last := segs[len(segs)-1]; last.Gap || last.MSN != src.Segments[len(src.Segments)-1].MSN {
+			t.Errorf("%s: last segment %d (gap %v), source's %d: the pool did not recover", n, last.MSN, last.Gap, src.Segments[len(src.Segments)-1].MSN)
+		}
+		t.Logf("%s: %d segments, %d lost", n, len(segs), lost)
+	}
+	t.Logf("retried rendition-GOPs: 480p %v, 360p %v",
+		metricValue(t, s, `headwater_transcoder_jobs_total{outcome="retried",rendition="480p"}`),
+		metricValue(t, s, `headwater_transcoder_jobs_total{outcome="retried",rendition="360p"}`))
+	if len(ffmpegChildren(t, pub.cmd.Process.Pid)) == 0 {
+		t.Error("no warm ffmpeg process after the kill")
+	}
+}

@@ -293,3 +293,44 @@ func TestCache(t *testing.T) {
 		t.Fatal("an entry larger than the cache was kept")
 	}
 }
+
+// TestCacheConcurrentMisses: players asking for the same new part at the
+// same moment share one encryption.
+func TestCacheConcurrentMisses(t *testing.T) {
+	key := NewKey()
+	c := NewCache(64 << 20)
+	p := randBytes(1 << 20)
+	id := ObjectID{Stream: "live/a", Rendition: "video", MSN: 7, Part: 2}
+	const n = 32
+	start := make(chan struct{})
+	out := make(chan []byte, n)
+	for range n {
+		go func() {
+			<-start
+			out <- c.Encrypt(id, key, key.IV(7), p)
+		}()
+	}
+	close(start)
+	var first []byte
+	for range n {
+		b := <-out
+		if first == nil {
+			first = b
+		}
+		if &b[0] != &first[0] {
+			t.Fatal("two encryptions of one resource")
+		}
+	}
+	if got := c.Encryptions(); got != 1 {
+		t.Errorf("%d encryptions, want 1", got)
+	}
+	if got, err := DecryptSegment(key, key.IV(7), first); err != nil || !bytes.Equal(got, p) {
+		t.Errorf("shared ciphertext wrong: %v", err)
+	}
+	// Another part is another encryption.
+	id.Part = 3
+	c.Encrypt(id, key, key.IV(7), p)
+	if got := c.Encryptions(); got != 2 {
+		t.Errorf("%d encryptions, want 2", got)
+	}
+}

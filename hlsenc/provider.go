@@ -9,9 +9,12 @@ import (
 // the segment left the window long ago and can no longer be served.
 var ErrKeyGone = errors.New("hlsenc: key of this segment no longer kept")
 
-// KeyProvider hands out the content keys of streams. Every rendition of a
-// stream shares the key of a Media Sequence Number (renditions are
-// MSN-aligned), so one key fetch serves audio and video alike.
+// KeyProvider hands out the content keys of streams. Its stream argument
+// names a key timeline: the origin uses one per rendition of each stream
+// instance ("<stream>#<n>/<rendition>", an opaque string), because the
+// store numbers each rendition's segments on its own (a rendition added by
+// a republish starts at 0 while the others are far ahead), and the periods
+// a provider keeps are counted back from the newest of a timeline.
 type KeyProvider interface {
 	// KeyFor returns the key of segment msn of stream (and of its parts).
 	// It returns the same key for the same arguments for as long as the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/headwater-live/headwater/hlsenc"
 	"github.com/headwater-live/headwater/store"
 )
 
@@ -118,4 +119,30 @@ func BenchmarkServeMediaPlaylist(b *testing.B) {
 
 func BenchmarkServeMediaPlaylistGzip(b *testing.B) {
 	benchServe(b, "/live/key/video/index.m3u8", 0, "Accept-Encoding", "gzip")
+}
+
+// encBench is the bench handler with encryption on (a key every 30
+// segments), its objects already encrypted once (the cache is warm, as it
+// is for every viewer after the first).
+func encBench(b *testing.B) http.Handler {
+	return benchHandlerConfig(b, Config{Gzip: true, Encryption: EncryptionConfig{Enabled: true, RotateSegments: 30}}, false)
+}
+
+func BenchmarkServePartEncrypted(b *testing.B) {
+	benchServeHandler(b, encBench(b), "/live/key/video/part3.2.m4s", hlsenc.EncryptedSize(90<<10))
+}
+
+func BenchmarkServeSegmentEncrypted(b *testing.B) {
+	benchServeHandler(b, encBench(b), "/live/key/video/seg1.m4s", hlsenc.EncryptedSize(4*90<<10))
+}
+
+func BenchmarkServeMediaPlaylistEncrypted(b *testing.B) {
+	benchServeHandler(b, encBench(b), "/live/key/video/index.m3u8", 0)
+}
+
+// BenchmarkServePartEncryptedCold encrypts on every request (a cache too
+// small to hold a part): the cost the cache saves.
+func BenchmarkServePartEncryptedCold(b *testing.B) {
+	h := benchHandlerConfig(b, Config{Gzip: true, Encryption: EncryptionConfig{Enabled: true, RotateSegments: 30, CacheBytes: 1}}, false)
+	benchServeHandler(b, h, "/live/key/video/part3.2.m4s", hlsenc.EncryptedSize(90<<10))
 }

@@ -9,8 +9,9 @@
 // /<stream>/manifest.mpd (MPD), /<stream>/time and /time (the origin's clock,
 // for DASH UTCTiming) and /<stream>/<rendition>/{index.m3u8, init.mp4,
 // init-N.mp4, segN.m4s, partN.P.m4s}, where <stream> is a '/'-separated name
-// ("live/key") valid per media.ValidateName. /healthz answers "ok". Nothing
-// is ever read from a file system.
+// ("live/key") valid per media.ValidateName. /healthz answers "ok". With HLS
+// encryption on, /keys/<stream>/<id>.key serves AES-128 keys (see
+// Encryption below). Nothing is ever read from a file system.
 //
 // Response headers, for a CDN in front:
 //
@@ -25,6 +26,7 @@
 //	404                           public, max-age=NotFoundMaxAge             text/plain
 //	other errors (400, 405, 503)  no-cache                                   text/plain
 //	/healthz, /time               no-store                                   text/plain
+//	/keys/... (any status)        private, no-store                          application/octet-stream
 //
 // Parts are served as video/mp4 (audio/mp4), like segments, rather than
 // video/iso.segment: a part is a byte range of its segment, players and MSE
@@ -72,6 +74,30 @@
 // next one (N = the last segment + 1, or the open segment before its first
 // part) waits, up to BlockTimeout, for its first part and then streams it;
 // 503 if it does not come. Further in the future is 404 at once.
+//
+// # Encryption
+//
+// With Config.Encryption on, the segments and parts of the streams it
+// covers (stream-name prefixes) are encrypted with HLS METHOD=AES-128
+// (package hlsenc): every part is a resource of its own, encrypted with its
+// segment's key and IV; init sections stay in the clear. Ciphertexts are
+// kept in an hlsenc.Cache, so each object is encrypted about once however
+// many players fetch it; they keep the media Cache-Control (public,
+// immutable: a CDN may keep them, useless without the key) and get their
+// own ETag ("...e"). Keys are random (crypto/rand), one timeline per
+// rendition of each stream instance, rotated every RotateSegments segments
+// of the rendition. Media playlists carry the EXT-X-KEY tags
+// (playlist.Encryption) with relative key URIs, so that a playback token in
+// the path carries to the key request. /keys/<stream>/<id>.key answers the
+// 16 key bytes only to a request whose playback token (checked by
+// playback.Middleware in front) covers the path, or that passed the CDN
+// secret check (playback.ViaCDN); others get 403 whether or not the key
+// exists. Key responses are "private, no-store" whatever their status.
+// Segments of an encrypted stream are served complete only (a request for
+// the segment being written waits for its end), and its MPD is 404: DASH
+// would list the media in the clear. Keys and ciphertexts of a stream go
+// once the store forgets it (checked every 10 s, on requests) or a new
+// publish replaces it. Keys never appear in logs, errors or metrics.
 //
 // Range and conditional requests (If-None-Match, ...) for a segment being
 // written wait for it to complete (up to BlockTimeout, else 503) and are
@@ -147,6 +173,12 @@ type Config struct {
 	// (dash.Options.EndGrace). Zero means dash.DefaultEndGrace (10s); a
 	// negative value makes the MPD final as soon as the stream ends.
 	DASHEndGrace time.Duration
+	// MaxConnections bounds the server's concurrent connections; further
+	// connections wait in the listen backlog until one closes. 0 means no
+	// limit.
+	MaxConnections int
+	// Encryption configures HLS AES-128 encryption; off by default.
+	Encryption EncryptionConfig
 }
 
 // DefaultConfig returns the configuration with every default filled in.

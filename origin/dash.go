@@ -48,9 +48,15 @@ func (h *handler) serveTime(w *respWriter, r *http.Request) object {
 
 // serveMPD serves /<stream>/manifest.mpd. The MPD is rendered once per
 // content (snapshot versions and finality) and cached with its gzip
-// encoding, like the playlists; 404 while dash.MPD has nothing to list.
+// encoding, like the playlists; 404 while dash.MPD has nothing to list,
+// and for streams whose HLS media is encrypted.
 func (h *handler) serveMPD(w *respWriter, r *http.Request, t *target) object {
 	const o = objectMPD
+	if h.enc.covers(t.prefix) {
+		// The MPD would list the CMAF objects in the clear.
+		h.fail(w, http.StatusNotFound, "DASH is not available for this stream: its media is HLS AES-128 encrypted; play its HLS playlist (index.m3u8)\n")
+		return o
+	}
 	st, ok := h.st.Stream(t.prefix)
 	if !ok {
 		return h.notFound(w, o)

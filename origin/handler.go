@@ -17,6 +17,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/headwater-live/headwater/auth/playback"
+	"github.com/headwater-live/headwater/hlsenc"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/store"
 )
@@ -32,6 +34,10 @@ var (
 	hvNoSniff      = []string{"nosniff"}
 	hvNoCache      = []string{"no-cache"}
 	hvNoStore      = []string{"no-store"}
+	hvPrivate      = []string{"private, no-store"}
+	hvOctets       = []string{hlsenc.KeyFileContentType}
+	hvKeyLength    = []string{strconv.Itoa(hlsenc.KeySize)}
+	hvNoToken      = []string{string(playback.ReasonMissingToken)}
 	hvBytes        = []string{"bytes"}
 	hvGzip         = []string{"gzip"}
 	hvAllow        = []string{"GET, HEAD, OPTIONS"}
@@ -69,6 +75,8 @@ type handler struct {
 	waitHook func()
 
 	viewers *Viewers // nil: viewers are not counted
+
+	enc *encryption // nil: every stream in the clear
 }
 
 // Option adds an optional collaborator to the origin handler.
@@ -114,6 +122,15 @@ func NewHandler(cfg Config, st *store.Store, m *Metrics, log *slog.Logger, opts 
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	h.idPrefix = hex.EncodeToString(b[:]) + "-"
+	h.enc = newEncryption(cfg.Encryption, st.Config())
+	if h.enc != nil {
+		streams := "all"
+		if len(cfg.Encryption.Prefixes) > 0 {
+			streams = strings.Join(cfg.Encryption.Prefixes, ",")
+		}
+		log.Info("origin: HLS AES-128 encryption on (DASH refused for encrypted streams)", "streams", streams,
+			"rotate_segments", cfg.Encryption.RotateSegments, "sequence_iv", cfg.Encryption.SequenceIV)
+	}
 	for _, o := range opts {
 		o(h)
 	}
@@ -142,6 +159,9 @@ type respWriter struct {
 	// http.ErrAbortHandler) instead of ending it: set when a streamed
 	// segment cannot be completed.
 	abort bool
+	// private makes every response, errors included, "private, no-store"
+	// (key files).
+	private bool
 }
 
 var respWriterPool = sync.Pool{New: func() any { return new(respWriter) }}
@@ -155,7 +175,9 @@ func (w *respWriter) WriteHeader(code int) {
 	w.status = code
 	if code >= 400 {
 		hdr := w.ResponseWriter.Header()
-		if code == http.StatusNotFound {
+		if w.private {
+			hdr["Cache-Control"] = hvPrivate
+		} else if code == http.StatusNotFound {
 			hdr["Cache-Control"] = w.h.ccNotFound
 		} else {
 			hdr["Cache-Control"] = hvNoCache
@@ -208,6 +230,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	*rw = respWriter{}
 	respWriterPool.Put(rw)
 	elapsed := time.Since(start)
+	if h.enc != nil {
+		h.enc.maybeSweep(h.st, start)
+	}
 	h.m.observe(obj, status, elapsed.Seconds(), n)
 	if status >= 500 {
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "origin request failed",
@@ -314,6 +339,8 @@ func (h *handler) route(w *respWriter, r *http.Request) object {
 		return h.serveMPD(w, r, &t)
 	case objTime:
 		return h.serveTime(w, r)
+	case objKey:
+		return h.serveKey(w, r, &t)
 	}
 	return h.serveObject(w, r, &t)
 }
@@ -421,6 +448,7 @@ func (h *handler) serveObject(w *respWriter, r *http.Request, t *target) object 
 	if !ok {
 		return h.notFound(w, o)
 	}
+	encrypted := h.enc.covers(st.Name())
 	snap := rend.Snapshot()
 	var buf [96]byte
 	switch t.kind {
@@ -458,7 +486,9 @@ func (h *handler) serveObject(w *respWriter, r *http.Request, t *target) object 
 			}
 		}
 		if !seg.Complete {
-			if !conditional(r) {
+			// An encrypted segment is one CBC ciphertext with its padding
+			// at the end: it is only served complete.
+			if !conditional(r) && !encrypted {
 				// Being written: stream its parts as they come.
 				h.streamSegment(w, r, st, rend, seg, kindType(snap.Info.Kind))
 				return o
@@ -477,7 +507,14 @@ func (h *handler) serveObject(w *respWriter, r *http.Request, t *target) object 
 			mod = seg.Parts[n-1].Published
 		}
 		tag := appendMediaTag(buf[:0], st, seg, -1)
-		h.serveBytes(w, r, seg.Data, kindType(snap.Info.Kind), tag, mod)
+		data := seg.Data
+		if encrypted {
+			if data, ok = h.enc.encrypt(st, rend.Name(), seg.MSN, -1, data); !ok {
+				return h.notFound(w, o) // its key is gone: the segment left the window long ago
+			}
+			tag = encryptedTag(tag)
+		}
+		h.serveBytes(w, r, data, kindType(snap.Info.Kind), tag, mod)
 		return o
 
 	default:
@@ -494,7 +531,16 @@ func (h *handler) serveObject(w *respWriter, r *http.Request, t *target) object 
 			}
 		}
 		tag := appendMediaTag(buf[:0], st, seg, p.Index)
-		h.serveBytes(w, r, p.Data, kindType(snap.Info.Kind), tag, p.Published)
+		data := p.Data
+		if encrypted {
+			// A part is a resource of its own, encrypted on its own with
+			// its segment's key and IV.
+			if data, ok = h.enc.encrypt(st, rend.Name(), seg.MSN, p.Index, data); !ok {
+				return h.notFound(w, o)
+			}
+			tag = encryptedTag(tag)
+		}
+		h.serveBytes(w, r, data, kindType(snap.Info.Kind), tag, p.Published)
 		return o
 	}
 }
@@ -556,6 +602,12 @@ func appendMediaTag(b []byte, st *store.Stream, seg *store.Segment, part int) []
 		b = strconv.AppendInt(b, int64(part), 36)
 	}
 	return append(b, '"')
+}
+
+// encryptedTag turns a media ETag into the ETag of its ciphertext:
+// "<stream start>.<epoch>.<msn>.<part|s>.e".
+func encryptedTag(tag []byte) []byte {
+	return append(append(tag[:len(tag)-1], ".e"...), '"')
 }
 
 // conditional reports whether a request needs http.ServeContent's

@@ -19,10 +19,11 @@ const (
 	objectHealth
 	objectMPD
 	objectTime
+	objectKey
 	numObjects
 )
 
-var objectNames = [numObjects]string{"other", "multivariant", "media_playlist", "init", "segment", "part", "health", "mpd", "time"}
+var objectNames = [numObjects]string{"other", "multivariant", "media_playlist", "init", "segment", "part", "health", "mpd", "time", "key"}
 
 func (o object) String() string { return objectNames[o] }
 
@@ -60,7 +61,8 @@ type Metrics struct {
 //   - headwater_origin_response_bytes_total{object}
 //
 // object is one of multivariant, media_playlist, mpd, time, init, segment,
-// part, health, other; status is the numeric HTTP status.
+// part, key (HLS key files), health, other; status is the numeric HTTP
+// status.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headwater-live/headwater/hlsenc"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/store"
 )
@@ -1005,6 +1006,11 @@ func TestParsePath(t *testing.T) {
 		{"/index.m3u8", 404, 0, "", 0, 0},
 		{"/live/../index.m3u8", 400, 0, "", 0, 0},
 		{"/live/key/video/seg-1.m4s", 404, 0, "", 0, 0},
+		{"/keys/live/key/0123456789abcdef.key", 0, objKey, "live/key", 0, 0},
+		{"/keys/a/k.key", 0, objKey, "a", 0, 0},
+		{"/keys/k.key", 404, 0, "", 0, 0},
+		{"/keys/live/key/a.b.key", 404, 0, "", 0, 0},
+		{"/keys/live/key/index.m3u8", 0, objIndex, "keys/live/key", 0, 0}, // a stream named keys/... (refused when tokens are on)
 	}
 	for _, tc := range tests {
 		got, status := parsePath(tc.path)
@@ -1029,6 +1035,7 @@ func FuzzPath(f *testing.F) {
 		"/live/key/video/seg12.m4s", "/live/key/video/part12.3.m4s", "/healthz", "/../etc/passwd", "/live//x",
 		"/live/key/video/seg-1.m4s", "/live/key/video/part1.m4s", "/a/b/c/d/e/index.m3u8", "/live/.../x/seg0.m4s",
 		"/live/key/manifest.mpd", "/time", "/live/key/time", "/x/manifest.mpd", "/time/x",
+		"/keys/live/key/0123456789abcdef.key", "/keys/a/b.key", "/keys/x.key", "/keys/a/b/c.d.key",
 	} {
 		f.Add(s)
 	}
@@ -1049,6 +1056,15 @@ func FuzzPath(f *testing.F) {
 		if tgt.kind == objTime && tgt.prefix == "" {
 			if p != "/time" {
 				t.Fatalf("%q parsed as /time", p)
+			}
+			return
+		}
+		if tgt.kind == objKey {
+			if got := hlsenc.KeyPath(tgt.prefix, tgt.keyID()); got != p || "/keys/"+tgt.prefix+"/"+objectName(&tgt) != p {
+				t.Fatalf("%q round-trips to %q", p, got)
+			}
+			if err := media.ValidateName(tgt.prefix); err != nil || !hlsenc.ValidKeyID(tgt.keyID()) {
+				t.Fatalf("%q: key of stream %q, id %q: %v", p, tgt.prefix, tgt.keyID(), err)
 			}
 			return
 		}

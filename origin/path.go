@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/headwater-live/headwater/hlsenc"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -19,6 +20,7 @@ const (
 	objPart               // <stream>/<rendition>/partN.P.m4s
 	objMPD                // <stream>/manifest.mpd: the DASH MPD
 	objTime               // /time and <stream>/time: the origin's clock for DASH UTCTiming
+	objKey                // /keys/<stream>/<id>.key: an HLS AES-128 key
 )
 
 const (
@@ -38,6 +40,7 @@ type target struct {
 	// prefix is everything between the leading '/' and the last '/': the
 	// stream name for a multivariant playlist, "<stream>/<rendition>"
 	// otherwise. It is valid per media.ValidateName except for its length.
+	// For a key file it is the stream name (after "/keys/"), valid.
 	prefix string
 	// split is the index in prefix of the '/' between stream and rendition,
 	// or -1 when prefix has a single element.
@@ -48,6 +51,9 @@ type target struct {
 	msn  uint64
 	part int
 }
+
+// keyID returns the key id of a key file ("<id>.key").
+func (t *target) keyID() string { return strings.TrimSuffix(t.object, ".key") }
 
 // stream returns the stream name when the prefix is "<stream>/<rendition>".
 func (t *target) stream() string { return t.prefix[:t.split] }
@@ -107,6 +113,9 @@ func parsePath(p string) (target, int) {
 	if last < 0 {
 		return target{}, 404 // a single element: no stream
 	}
+	if strings.HasPrefix(p, hlsenc.KeyPrefix) && strings.HasSuffix(p, ".key") {
+		return parseKeyPath(p, last)
+	}
 	t := target{prefix: p[1:last], object: p[last+1:], split: strings.LastIndexByte(p[1:last], '/')}
 	if len(t.object) > maxObjectName {
 		return target{}, 404
@@ -134,6 +143,16 @@ func parsePath(p string) (target, int) {
 		return target{}, 400
 	}
 	return t, 0
+}
+
+// parseKeyPath parses "/keys/<stream>/<id>.key", whose bytes parsePath has
+// checked; last is the index of its last '/'.
+func parseKeyPath(p string, last int) (target, int) {
+	stream, _, ok := hlsenc.ParseKeyPath(p)
+	if !ok || media.ValidateName(stream) != nil {
+		return target{}, 404
+	}
+	return target{kind: objKey, prefix: stream, split: -1, object: p[last+1:]}, 0
 }
 
 func nameByte(c byte) bool {
@@ -222,6 +241,8 @@ func objectName(t *target) string {
 		return "manifest.mpd"
 	case objTime:
 		return "time"
+	case objKey:
+		return t.object
 	case objInit:
 		return t.object // init names are checked by parseObject
 	case objSegment:

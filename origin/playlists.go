@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"hash/fnv"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -141,9 +142,16 @@ func (h *handler) serveMediaPlaylist(w *respWriter, r *http.Request, st *store.S
 	if opts.LowLatency {
 		flags |= 2
 	}
+	var keyNS string // the rendition's key namespace, when encrypted
+	encrypted := h.enc.covers(st.Name())
+	if encrypted {
+		if keyNS, _, ok = h.enc.namespaces(st, rend.Name()); !ok {
+			return h.notFound(w, o) // the stream was replaced meanwhile
+		}
+	}
 	hash := contentHash(st, flags, snaps, self)
 	e := h.cache.get(cacheKey{rend: rend, flags: flags}, hash)
-	e.render(func() []byte {
+	err := e.renderErr(func() ([]byte, error) {
 		me := playlist.Rendition{Name: rend.Name(), Snap: snap}
 		siblings := make([]playlist.Rendition, 0, len(all)-1)
 		for i, x := range all {
@@ -152,8 +160,19 @@ func (h *handler) serveMediaPlaylist(w *respWriter, r *http.Request, st *store.S
 			}
 		}
 		opts.Now = time.Now()
-		return playlist.Media(me, siblings, opts)
+		if encrypted {
+			opts.Encryption = h.enc.playlistEncryption(st.Name(), keyNS)
+		}
+		return playlist.RenderMedia(me, siblings, opts)
 	})
+	if err != nil {
+		// Only keys fail: one the provider no longer holds (a rendition
+		// far behind its siblings) or an external provider's error.
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "origin: media playlist without its keys",
+			slog.String("stream", st.Name()), slog.String("rendition", rend.Name()), slog.String("err", err.Error()))
+		h.fail(w, http.StatusServiceUnavailable, "encryption key unavailable\n")
+		return o
+	}
 	cc := h.ccPlaylist
 	switch {
 	case snap.Ended:

@@ -12,7 +12,8 @@ import (
 )
 
 // Server runs the origin handler on an http.Server with the configured
-// timeouts and limits, over TLS (with HTTP/2) when a certificate is set.
+// timeouts and limits (MaxConnections concurrent connections at most), over
+// TLS (with HTTP/2) when a certificate is set.
 type Server struct {
 	cfg    Config
 	log    *slog.Logger
@@ -80,6 +81,7 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
+	ln = limitListener(ln, s.cfg.MaxConnections)
 	s.ln = ln
 	s.done = make(chan struct{})
 	go func() {
@@ -94,7 +96,7 @@ func (s *Server) Start() error {
 			s.log.Error("origin server stopped", "err", err)
 		}
 	}()
-	s.log.Info("origin: listening", "address", ln.Addr().String(), "tls", useTLS)
+	s.log.Info("origin: listening", "address", ln.Addr().String(), "tls", useTLS, "max_connections", s.cfg.MaxConnections)
 	return nil
 }
 

@@ -29,4 +29,6 @@
 //     included) within three target durations of the end.
 //   - EXT-X-DISCONTINUITY-SEQUENCE is derived from the first listed segment's
 //     epoch and init version (see discontinuitySequence).
+//   - With MediaOptions.Encryption, EXT-X-KEY tags (AES-128, relative key
+//     URIs) follow the first EXT-X-MAP and every key change; see Encryption.
 package playlist

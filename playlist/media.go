@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/headwater-live/headwater/hlsenc"
 	"github.com/headwater-live/headwater/store"
 )
 
@@ -29,6 +30,68 @@ type MediaOptions struct {
 	// Now is reserved: nothing in the output depends on the time, so that
 	// playlists are deterministic functions of the snapshots.
 	Now time.Time
+	// Encryption, when set, lists the segments and parts as encrypted with
+	// METHOD=AES-128 (EXT-X-KEY tags); nil lists them in the clear.
+	Encryption *Encryption
+}
+
+// Encryption describes the AES-128 encryption of a rendition's segments and
+// parts (see package hlsenc). Init sections stay in the clear.
+//
+// The playlist writes an EXT-X-KEY after the first EXT-X-MAP and again
+// whenever the key changes (keys change at segment boundaries, so the tag
+// precedes the EXTINF and the first EXT-X-PART of the segment it applies
+// to), including before the preload hint when the hinted part starts a key
+// period. A later EXT-X-MAP (an init change) is preceded by
+// "#EXT-X-KEY:METHOD=NONE", so that the init is read in the clear, and
+// followed by the EXT-X-KEY in force. A delta update repeats the key in
+// force after EXT-X-SKIP. Key URIs are relative (hlsenc.RelativeKeyURI),
+// so that a playback token in the playlist's path carries to the key
+// requests.
+type Encryption struct {
+	// Stream is the stream's name, from which key URIs are made.
+	Stream string
+	// KeyFor returns the key of segment msn, which its parts share. It
+	// must return the same key for the same msn for as long as the segment
+	// can be listed (hlsenc.KeyProvider.KeyFor does).
+	KeyFor func(msn uint64) (hlsenc.Key, error)
+}
+
+// keyWriter writes the EXT-X-KEY tags of an encrypted playlist. A nil
+// *keyWriter writes nothing.
+type keyWriter struct {
+	enc *Encryption
+	cur hlsenc.Key // key in force; zero before the first EXT-X-KEY and after METHOD=NONE
+	err error      // first KeyFor error
+}
+
+// beforeMap writes METHOD=NONE before an EXT-X-MAP that follows an
+// EXT-X-KEY, so that the init section is not taken for encrypted.
+func (k *keyWriter) beforeMap(b []byte) []byte {
+	if k == nil || k.cur.IsZero() {
+		return b
+	}
+	k.cur = hlsenc.Key{}
+	b = append(b, hlsenc.NoneKeyTag...)
+	return append(b, '\n')
+}
+
+// forSegment writes the EXT-X-KEY of segment msn unless it is in force.
+func (k *keyWriter) forSegment(b []byte, msn uint64) []byte {
+	if k == nil || k.err != nil {
+		return b
+	}
+	key, err := k.enc.KeyFor(msn)
+	if err != nil {
+		k.err = err
+		return b
+	}
+	if !k.cur.IsZero() && key.ID() == k.cur.ID() {
+		return b
+	}
+	k.cur = key
+	b = hlsenc.AppendKeyTag(b, key, hlsenc.RelativeKeyURI(k.enc.Stream, key.ID()))
+	return append(b, '\n')
 }
 
 // DefaultWindow is the number of complete segments a media playlist lists
@@ -75,10 +138,20 @@ const (
 // mode, the parts of the open segment followed by a preload hint for the next
 // part. URIs are relative to the rendition's directory: init.mp4 (or the
 // segment's InitName), seg<MSN>.m4s and part<MSN>.<index>.m4s.
+//
+// With o.Encryption, a key that cannot be had makes Media return nil; use
+// RenderMedia to get the error.
 func Media(r Rendition, siblings []Rendition, o MediaOptions) []byte {
+	b, _ := RenderMedia(r, siblings, o)
+	return b
+}
+
+// RenderMedia is Media, returning the error of o.Encryption.KeyFor (the only
+// source of errors) instead of nil.
+func RenderMedia(r Rendition, siblings []Rendition, o MediaOptions) ([]byte, error) {
 	s := r.Snap
 	if s == nil {
-		return nil
+		return nil, nil
 	}
 	window := o.Window
 	if window <= 0 {
@@ -171,6 +244,11 @@ func Media(r Rendition, siblings []Rendition, o MediaOptions) []byte {
 			size += 140 + 72*len(open.Parts)
 		}
 	}
+	var keys *keyWriter
+	if o.Encryption != nil {
+		keys = &keyWriter{enc: o.Encryption}
+		size += 2 * (120 + 3*len(o.Encryption.Stream)) // the first EXT-X-KEY and one change, usually
+	}
 	b := make([]byte, 0, size)
 
 	b = append(b, "#EXTM3U\n#EXT-X-VERSION:"...)
@@ -207,7 +285,7 @@ func Media(r Rendition, siblings []Rendition, o MediaOptions) []byte {
 	curInit := "" // EXT-X-MAP in effect; written again before the first listed segment
 	for i, seg := range list[skipped:] {
 		i += skipped
-		b = appendSegmentTags(b, seg, &curInit)
+		b = appendSegmentTags(b, seg, &curInit, keys)
 		if i >= partsFrom {
 			b = appendParts(b, seg)
 		}
@@ -218,7 +296,7 @@ func Media(r Rendition, siblings []Rendition, o MediaOptions) []byte {
 		b = append(b, ".m4s\n"...)
 	}
 	if openListed {
-		b = appendSegmentTags(b, open, &curInit)
+		b = appendSegmentTags(b, open, &curInit, keys)
 		b = appendParts(b, open)
 	}
 
@@ -231,6 +309,8 @@ func Media(r Rendition, siblings []Rendition, o MediaOptions) []byte {
 			case len(segs) > 0:
 				hintMSN = segs[len(segs)-1].MSN + 1
 			}
+			// The hinted part may start the next key period.
+			b = keys.forSegment(b, hintMSN)
 			b = append(b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part"...)
 			b = strconv.AppendUint(b, hintMSN, 10)
 			b = append(b, '.')
@@ -259,7 +339,10 @@ func Media(r Rendition, siblings []Rendition, o MediaOptions) []byte {
 	if s.Ended {
 		b = append(b, "#EXT-X-ENDLIST\n"...)
 	}
-	return b
+	if keys != nil && keys.err != nil {
+		return nil, keys.err
+	}
+	return b, nil
 }
 
 // tail returns the last window segments whose sequence numbers are
@@ -275,17 +358,20 @@ func tail(segs []*store.Segment, window int) []*store.Segment {
 	return segs[start:]
 }
 
-// appendSegmentTags writes the tags that precede a segment's parts and URI.
-func appendSegmentTags(b []byte, seg *store.Segment, curInit *string) []byte {
+// appendSegmentTags writes the tags that precede a segment's parts and URI
+// (keys is nil for a playlist in the clear).
+func appendSegmentTags(b []byte, seg *store.Segment, curInit *string, keys *keyWriter) []byte {
 	if seg.Discontinuity {
 		b = append(b, "#EXT-X-DISCONTINUITY\n"...)
 	}
 	if seg.InitName != "" && seg.InitName != *curInit {
 		*curInit = seg.InitName
+		b = keys.beforeMap(b)
 		b = append(b, "#EXT-X-MAP:URI=\""...)
 		b = append(b, seg.InitName...)
 		b = append(b, "\"\n"...)
 	}
+	b = keys.forSegment(b, seg.MSN)
 	if !seg.ProgramDateTime.IsZero() {
 		b = append(b, "#EXT-X-PROGRAM-DATE-TIME:"...)
 		b = appendDateTime(b, seg.ProgramDateTime)

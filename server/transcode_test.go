@@ -11,8 +11,11 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/server"
 	"github.com/headwater-live/headwater/store"
 )
 
@@ -46,10 +49,31 @@ func publishSized(t *testing.T, url string, dur time.Duration, gop int) *publish
 // source), listed after the source, each segment starting with a key frame
 // at the same time as the source's.
 func TestTranscodeABRLadder(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer func() { _ = tp.Shutdown(t.Context()) }()
 	s := startServer(t, func(c *config.Config) {
 		c.Transcoder.Enabled = true
 		c.Segmenter.Window = 10
-	})
+	}, server.WithTracerProvider(tp))
+	defer func() {
+		// Each GOP's transcode job is a span under the publish span.
+		var publishID string
+		jobs := 0
+		for _, sp := range exp.GetSpans() {
+			if sp.Name == "publish live/abr" {
+				publishID = sp.SpanContext.SpanID().String()
+			}
+		}
+		for _, sp := range exp.GetSpans() {
+			if sp.Name == "transcode job" && sp.Parent.SpanID().String() == publishID {
+				jobs++
+			}
+		}
+		if jobs < 3 {
+			t.Errorf("%d transcode job spans under the publish span", jobs)
+		}
+	}()
 	waitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
 		return get(t, s.adminURL("/readyz")).status == http.StatusOK
 	})

@@ -10,6 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -193,6 +197,7 @@ type pendingGOP struct {
 	res      *Result // nil until done
 	gap      string  // the whole GOP is a gap for this reason (no job)
 	parts    []gopPart
+	span     trace.Span // the job's span, ended when its result arrives
 }
 
 // gopPart is what is known of one rendition of a pending GOP: the frames
@@ -411,9 +416,17 @@ func (r *run) closeGOP(end int64) {
 	j.Progress = func(name string, attempt, k int, codec media.Codec, f OutFrame) {
 		r.post(event{seq: p.seq, name: name, attempt: attempt, k: k, codec: codec, frame: f})
 	}
+	// A span per job, child of the caller's (the publish), on its provider:
+	// a no-op unless tracing is enabled.
+	_, p.span = trace.SpanFromContext(r.ctx).TracerProvider().Tracer(tracerName).Start(r.ctx, "transcode job",
+		trace.WithAttributes(attribute.String("headwater.stream", r.stream), attribute.Int64("headwater.gop", int64(p.seq)),
+			attribute.Int("headwater.renditions", len(rs)), attribute.Float64("headwater.duration_seconds", dur.Seconds())))
 	r.outstanding++
 	r.t.exec.Submit(j)
 }
+
+// tracerName is the instrumentation scope of the transcode job spans.
+const tracerName = "github.com/headwater-live/headwater/transcoder"
 
 // finish closes the last GOP at the end of the stream.
 func (r *run) finish() {
@@ -523,6 +536,21 @@ func merge(part *gopPart, k int, codec media.Codec, f OutFrame) {
 // complete records a job's result.
 func (r *run) complete(p *pendingGOP, res *Result) {
 	p.res = res
+	if p.span != nil {
+		failed := 0
+		for i := range res.Renditions {
+			rr := &res.Renditions[i]
+			p.span.SetAttributes(attribute.String("headwater.outcome."+rr.Rendition.Name, string(rr.Outcome)))
+			if rr.Outcome != OutcomeOK {
+				failed++
+			}
+		}
+		if failed > 0 {
+			p.span.SetStatus(codes.Error, fmt.Sprintf("%d of %d renditions not produced", failed, len(res.Renditions)))
+		}
+		p.span.End()
+		p.span = nil
+	}
 	for i := range res.Renditions {
 		rr := &res.Renditions[i]
 		o := r.byName[rr.Rendition.Name]
@@ -643,5 +671,13 @@ func sameParams(a, b media.Codec) bool {
 func (r *run) closeOutputs() {
 	for _, o := range r.outs {
 		o.o.Close()
+	}
+	// Jobs whose results never came (the run was cancelled) end their spans.
+	for _, p := range r.pending {
+		if p.span != nil {
+			p.span.SetStatus(codes.Error, "abandoned: the stream's transcoding ended first")
+			p.span.End()
+			p.span = nil
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+
+	"golang.org/x/net/netutil"
 )
 
 // Server runs the origin handler on an http.Server with the configured
@@ -81,7 +83,11 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
-	ln = limitListener(ln, s.cfg.MaxConnections)
+	if n := s.cfg.MaxConnections; n > 0 {
+		// Further connections wait in the kernel's listen backlog until one
+		// closes, so a flood cannot exhaust file descriptors or memory.
+		ln = netutil.LimitListener(ln, n)
+	}
 	s.ln = ln
 	s.done = make(chan struct{})
 	go func() {

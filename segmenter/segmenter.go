@@ -114,18 +114,29 @@ func (s *Segmenter) RunWith(ctx context.Context, src *media.Subscription, dst *s
 	// provider: a no-op unless tracing is enabled.
 	r.tracer = trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName)
 	defer r.close()
-	frames := src.Frames()
-	for {
+	frames, extra := src.Frames(), opts.Extra
+	for frames != nil || extra != nil {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case f, ok := <-frames:
 			if !ok {
-				return nil
+				frames = nil
+				continue
+			}
+			if opts.Skip != nil && f != nil && f.Track != nil && opts.Skip(f.Track) {
+				continue
+			}
+			r.handle(f)
+		case f, ok := <-extra:
+			if !ok {
+				extra = nil
+				continue
 			}
 			r.handle(f)
 		}
 	}
+	return nil
 }
 
 // timePoint is a time as ticks of a clock rate.
@@ -148,6 +159,7 @@ type run struct {
 	logged map[logKey]bool // anomalies already logged
 	master *track          // the video track audio segments follow
 	audio  []*track        // audio tracks, to hand video boundaries to
+	bounds []time.Duration // the latest video segment starts, for audio tracks to come
 	origin timePoint       // the publish's first DTS
 	start  timePoint       // where the timeline continues (0 for a new stream)
 	begun  bool            // origin is set
@@ -490,12 +502,24 @@ func (r *run) startSegment(t *track, f *media.Frame, tm int64) bool {
 	t.segOpen = true
 	t.segStart = tm
 	t.segSamples = 0
+	if t.kind == media.KindAudio && t.segCount == 0 {
+		// A track that came late (transcoded audio) was given the video
+		// boundaries so far: forget those at or before its start.
+		ns := media.TicksToDuration(tm, t.timescale)
+		for len(t.bounds) > 0 && t.bounds[0] <= ns {
+			t.bounds = t.bounds[1:]
+		}
+	}
 	if t == r.master {
 		// The first video segment gives no boundary: the first audio segment
 		// runs from the first audio frame to the second video segment, so
 		// that audio and video sequence numbers match.
 		if t.segCount > 0 {
 			ns := media.TicksToDuration(tm, t.timescale)
+			if len(r.bounds) >= 16 {
+				r.bounds = r.bounds[1:]
+			}
+			r.bounds = append(r.bounds, ns)
 			for _, a := range r.audio {
 				if len(a.bounds) >= 16 {
 					a.bounds = a.bounds[1:]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -87,6 +88,9 @@ func (r *run) newTrack(tr *media.Track) *track {
 	switch {
 	case t.kind == media.KindAudio:
 		r.audio = append(r.audio, t)
+		// Video segments already started, later than its first frame,
+		// are boundaries for it too (a late track: transcoded audio).
+		t.bounds = slices.Clone(r.bounds)
 	case r.master == nil:
 		r.master = t
 	}

@@ -21,6 +21,15 @@ type RunOptions struct {
 	// carry the source's timestamps, on the same timeline: their segments
 	// then start at the same times as the source's.
 	Timeline *Timeline
+	// Skip, when not nil, leaves out the frames of the tracks it returns
+	// true for (a source track replaced by a transcoded one in Extra).
+	Skip func(*media.Track) bool
+	// Extra, when not nil, carries frames of further tracks of the same
+	// publish, on the source's clock (transcoded audio), packaged with the
+	// source's; their track IDs must differ from the source's. Once the
+	// source's subscription closes, the run keeps reading Extra until it
+	// closes (or ctx ends), so that the caller must close it.
+	Extra <-chan *media.Frame
 }
 
 // Timeline is a publish's placement on its stream's timeline, shared by the

@@ -114,3 +114,77 @@ func TestWriterFollowsSourceTimeline(t *testing.T) {
 		}
 	}
 }
+
+// TestRunSkipAndExtra packages a publish whose Opus track is left out
+// (Skip) and replaced by AAC frames arriving late on Extra: the AAC track
+// is the "audio" rendition, on the video's segment boundaries, continuous,
+// and the run waits for Extra to close after the publish ends.
+func TestRunSkipAndExtra(t *testing.T) {
+	st := store.New(store.Config{Window: 20})
+	seg := New(Config{}, nil, nil)
+	t0 := time.Unix(1700000000, 0)
+	reg := media.NewRegistry(media.RegistryConfig{})
+	vid := h264Track(t, 1)
+	op := &media.Track{ID: 2, Codec: &media.Opus{ChannelCount: 2}, ClockRate: 48000}
+	hub, err := reg.Publish("live/test", media.PublishInfo{Protocol: "test"}, []*media.Track{vid, op})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := hub.Subscribe(1 << 16)
+	dst := st.Begin("live/test")
+	extra := make(chan *media.Frame)
+	done := make(chan error, 1)
+	go func() {
+		done <- seg.RunWith(context.Background(), sub, dst, RunOptions{
+			Skip:  func(tr *media.Track) bool { _, ok := tr.Codec.(*media.Opus); return ok },
+			Extra: extra,
+		})
+	}()
+	// 6 s of video, 3 GOPs, and Opus packets (skipped).
+	opus := make([]*media.Frame, 300)
+	for i := range opus {
+		opus[i] = &media.Frame{Track: op, DTS: int64(i) * 960, PTS: int64(i) * 960, Key: true, Payload: []byte{0xfc, 1, 2}}
+	}
+	for _, f := range interleave(videoFrames(vid, videoSpec{frames: 180, gop: 60}, t0), opus) {
+		hub.WriteFrame(f)
+	}
+	hub.Close()
+	// The AAC frames come late, after the publish ended.
+	select {
+	case err := <-done:
+		t.Fatalf("RunWith returned before Extra closed: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	for _, f := range audioFrames(aacTrack(1002, 48000), 281, 0, t0) {
+		extra <- f
+	}
+	close(extra)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	dst.End()
+	if n := len(dst.Renditions()); n != 2 {
+		t.Fatalf("%d renditions, want video and audio", n)
+	}
+	a, ok := dst.Rendition("audio")
+	if !ok {
+		t.Fatal("no audio rendition")
+	}
+	v, _ := dst.Rendition("video")
+	as, vs := a.Snapshot(), v.Snapshot()
+	if _, ok := as.Info.Codec.(*media.AAC); !ok {
+		t.Fatalf("audio codec %v", as.Info.Codec)
+	}
+	if len(as.Segments) != len(vs.Segments) || len(as.Segments) != 3 {
+		t.Fatalf("audio %d segments, video %d", len(as.Segments), len(vs.Segments))
+	}
+	for i, s := range as.Segments {
+		if s.MSN != vs.Segments[i].MSN {
+			t.Errorf("segment %d: audio MSN %d, video %d", i, s.MSN, vs.Segments[i].MSN)
+		}
+		if i > 0 && s.BaseTime != as.Segments[i-1].BaseTime+as.Segments[i-1].DurationTicks {
+			t.Errorf("audio segment %d at %d, previous ends at %d", i, s.BaseTime, as.Segments[i-1].BaseTime+as.Segments[i-1].DurationTicks)
+		}
+	}
+	checkSegments(t, as)
+}

@@ -36,6 +36,7 @@ import (
 	"github.com/headwater-live/headwater/segmenter"
 	"github.com/headwater-live/headwater/store"
 	"github.com/headwater-live/headwater/telemetry"
+	"github.com/headwater-live/headwater/transcoder"
 )
 
 // Server is a running Headwater instance.
@@ -414,9 +415,10 @@ func (s *Server) waitPipelines(ctx context.Context) {
 func (s *Server) startPipeline(ms *media.Stream) {
 	info := ms.Info()
 	sub := ms.Subscribe(s.cfg.Segmenter.SubscriberBuffer)
-	var tsub *media.Subscription // the transcoder's
+	var tsub, asub *media.Subscription // the video and audio transcoders'
 	if s.abr != nil {
 		tsub = ms.Subscribe(s.cfg.Segmenter.SubscriberBuffer)
+		asub = ms.Subscribe(s.cfg.Segmenter.SubscriberBuffer)
 	}
 	ctx, span := s.tp.Tracer(telemetry.TracerName).Start(s.ctx, "publish "+ms.Name(),
 		trace.WithSpanKind(trace.SpanKindServer),
@@ -445,6 +447,7 @@ func (s *Server) startPipeline(ms *media.Stream) {
 		defer sub.Close()
 		if tsub != nil {
 			defer tsub.Close()
+			defer asub.Close()
 		}
 		defer span.End()
 		if previous != nil {
@@ -463,9 +466,25 @@ func (s *Server) startPipeline(ms *media.Stream) {
 				s.abr.run(ctx, s.segmenter, ms.Name(), tsub, dst, tl, log)
 			}()
 		}
-		err := s.segmenter.RunWith(ctx, sub, dst, segmenter.RunOptions{Timeline: tl})
+		opts := segmenter.RunOptions{Timeline: tl}
+		var audioDone chan struct{}
+		if asub != nil {
+			// Audio HLS cannot carry (Opus) is packaged as AAC made by the
+			// audio transcoder, in place of the source track.
+			aac := make(chan *media.Frame, 64)
+			opts.Skip, opts.Extra = transcoder.NeedsAudioTranscode, aac
+			audioDone = make(chan struct{})
+			go func() {
+				defer close(audioDone)
+				s.abr.runAudio(ctx, asub, aac, log)
+			}()
+		}
+		err := s.segmenter.RunWith(ctx, sub, dst, opts)
 		if transcoded != nil {
 			<-transcoded // its last GOPs
+		}
+		if audioDone != nil {
+			<-audioDone // its process gone
 		}
 		dst.End()
 		span.SetAttributes(attribute.Int64("headwater.frames", int64(ms.Frames())), attribute.Int64("headwater.dropped", int64(sub.Dropped())))

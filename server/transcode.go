@@ -17,8 +17,9 @@ import (
 // abr is the ABR ladder: the ffmpeg worker pool and the transcoder
 // submitting a stream's GOPs to it. nil when transcoder.enabled is false.
 type abr struct {
-	pool *transcoder.Pool
-	tc   *transcoder.Transcoder
+	pool   *transcoder.Pool
+	tc     *transcoder.Transcoder
+	ffmpeg string
 }
 
 // newABR checks the ladders and ffmpeg's encoders and builds the pool (not
@@ -51,7 +52,7 @@ func newABR(cfg config.TranscoderConfig, reg prometheus.Registerer, log *slog.Lo
 		pool.Close()
 		return nil, fmt.Errorf("transcoder: %w", err)
 	}
-	return &abr{pool: pool, tc: tc}, nil
+	return &abr{pool: pool, tc: tc, ffmpeg: cfg.FFmpeg}, nil
 }
 
 // ready reports whether the warm processes are waiting for work.
@@ -78,6 +79,20 @@ func (a *abr) run(ctx context.Context, seg *segmenter.Segmenter, name string, su
 	})
 	if err != nil && ctx.Err() == nil {
 		log.Error("transcoder: ended with error", "error", err)
+	}
+}
+
+// runAudio transcodes the publish's audio when HLS clients cannot all play
+// it (Opus) to AAC with one ffmpeg process, sending the AAC frames, on the
+// source's clock, to out (closed on return) for the source run to package
+// in place of the source track (transcoder.NeedsAudioTranscode says which
+// tracks it skips). It returns when src's channel closes and ffmpeg has
+// delivered its last frame, or ctx ends.
+func (a *abr) runAudio(ctx context.Context, src *media.Subscription, out chan<- *media.Frame, log *slog.Logger) {
+	defer close(out)
+	err := transcoder.RunAudio(ctx, transcoder.AudioConfig{FFmpeg: a.ffmpeg, Log: log.With("component", "transcoder")}, src.Frames(), out)
+	if err != nil && ctx.Err() == nil {
+		log.Error("audio transcoder: ended with error; the stream has no audio until it is republished", "error", err)
 	}
 }
 

@@ -1,10 +1,12 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/server"
 	"github.com/headwater-live/headwater/store"
 )
@@ -305,5 +308,126 @@ func TestTranscodeWorkerKilled(t *testing.T) {
 		metricValue(t, s, `headwater_transcoder_jobs_total{outcome="retried",rendition="360p"}`))
 	if len(ffmpegChildren(t, pub.cmd.Process.Pid)) == 0 {
 		t.Error("no warm ffmpeg process after the kill")
+	}
+}
+
+// TestTranscodeOpusAudioToAAC publishes H.264 + Opus over SRT with the
+// transcoder on: the shared audio rendition is AAC-LC made by one ffmpeg
+// process in place of the Opus track, continuous from the first segment to
+// the last, on the video's segment boundaries, and ffmpeg decodes it.
+func TestTranscodeOpusAudioToAAC(t *testing.T) {
+	requireFFmpeg(t)
+	s := startServer(t, func(c *config.Config) {
+		c.SRT.Address = "127.0.0.1:0"
+		c.SRT.Latency = config.Duration(500 * time.Millisecond)
+		c.Transcoder.Enabled = true
+		c.Transcoder.Ladder = []string{"180p=180:200k"}
+		c.Segmenter.Window = 10
+	})
+	waitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
+		return get(t, s.adminURL("/readyz")).status == http.StatusOK
+	})
+	const dur = 10 * time.Second
+	url := fmt.Sprintf("srt://%s?streamid=#!::r=live/opusabr,m=publish&latency=500000", s.SRTAddr())
+	pub := ffmpegSource(t, dur, x264, opus, "-f", "mpegts", url)
+
+	mvURL := s.originURL("/live/opusabr/index.m3u8")
+	var multi *playlist.Multivariant
+	var mvBody []byte
+	waitFor(t, 20*time.Second, "a multivariant playlist with 2 variants", func() bool {
+		r := get(t, mvURL)
+		if r.status != http.StatusOK {
+			return false
+		}
+		pl, err := playlist.Unmarshal(r.body)
+		if err != nil {
+			t.Fatalf("multivariant: %v\n%s", err, r.body)
+		}
+		multi, _ = pl.(*playlist.Multivariant)
+		mvBody = r.body
+		return multi != nil && len(multi.Variants) == 2
+	})
+	for i, v := range multi.Variants {
+		codecs := strings.Join(v.Codecs, ",")
+		if !strings.HasPrefix(codecs, "avc1.") || !strings.HasSuffix(codecs, ",mp4a.40.2") || v.Audio == "" {
+			t.Errorf("variant %d: CODECS %q, AUDIO %q", i, codecs, v.Audio)
+		}
+	}
+	if len(multi.Renditions) != 1 || strings.Contains(string(mvBody), "opus") {
+		t.Errorf("want one AAC audio rendition, no Opus:\n%s", mvBody)
+	}
+
+	if err := pub.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, pub.stderr.String())
+	}
+	st, ok := s.Store().Stream("live/opusabr")
+	if !ok {
+		t.Fatal("no stream in the store")
+	}
+	snaps := map[string]*store.Snapshot{}
+	waitFor(t, 20*time.Second, "every rendition ended", func() bool {
+		for _, n := range []string{"video", "180p", "audio"} {
+			r, ok := st.Rendition(n)
+			if !ok || !r.Snapshot().Ended {
+				return false
+			}
+			snaps[n] = r.Snapshot()
+		}
+		return true
+	})
+	if len(st.Renditions()) != 3 {
+		t.Errorf("%d renditions, want video, 180p, audio", len(st.Renditions()))
+	}
+	a, v := snaps["audio"], snaps["video"]
+	if _, ok := a.Info.Codec.(*media.AAC); !ok || a.Info.Timescale != 48000 {
+		t.Fatalf("audio rendition: codec %v, timescale %d", a.Info.Codec, a.Info.Timescale)
+	}
+	if len(a.Segments) == 0 || len(v.Segments) == 0 {
+		t.Fatalf("audio has %d segments, video %d", len(a.Segments), len(v.Segments))
+	}
+	// Continuous: each segment starts where the previous one ends, none is
+	// a gap, and together they last about as long as the publish.
+	var total time.Duration
+	for i, seg := range a.Segments {
+		if seg.Gap {
+			t.Errorf("audio segment %d is a gap", i)
+		}
+		if i > 0 {
+			prev := a.Segments[i-1]
+			if want := prev.BaseTime + prev.DurationTicks; seg.BaseTime != want {
+				t.Errorf("audio segment %d at %d, previous ends at %d", i, seg.BaseTime, want)
+			}
+		}
+		total += seg.Duration
+	}
+	var vtotal time.Duration
+	for _, seg := range v.Segments {
+		vtotal += seg.Duration
+	}
+	t.Logf("audio: %d segments from %d, %s in all; video: %d segments from %d, %s", len(a.Segments), a.Segments[0].BaseTime, total, len(v.Segments), v.Segments[0].BaseTime, vtotal)
+	if total < dur-2*time.Second || total > dur+time.Second || (vtotal-total).Abs() > 100*time.Millisecond {
+		t.Errorf("audio segments last %s in all, video %s, published %s", total, vtotal, dur)
+	}
+	// On the video's segment boundaries: same sequence numbers.
+	if len(a.Segments) != len(v.Segments) || len(a.Segments) == 0 || a.Segments[0].MSN != v.Segments[0].MSN {
+		t.Errorf("audio has %d segments, video %d", len(a.Segments), len(v.Segments))
+	}
+
+	codecs, _ := probeAndDecode(t, mvURL)
+	if !slices.ContainsFunc(codecs, func(c string) bool { return strings.HasPrefix(c, "aac/") }) {
+		t.Errorf("ffprobe: %q, want aac", codecs)
+	}
+	if slices.ContainsFunc(codecs, func(c string) bool { return strings.HasPrefix(c, "opus") }) {
+		t.Errorf("ffprobe: %q, want no opus", codecs)
+	}
+	dec := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostats", "-i", s.originURL("/live/opusabr/audio/index.m3u8"),
+		"-map", "0:a:0", "-progress", "pipe:1", "-f", "null", "-")
+	var stdout, stderr lockedBuffer
+	dec.Stdout, dec.Stderr = &stdout, &stderr
+	if err := dec.Run(); err != nil || strings.TrimSpace(stderr.String()) != "" {
+		t.Fatalf("ffmpeg decoding the audio: %v\n%s", err, stderr.String())
+	}
+	if sec := progressSeconds(stdout.String()); sec < 8 {
+		t.Errorf("decoded %.1fs of audio, want >= 8s", sec)
 	}
 }

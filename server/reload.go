@@ -49,7 +49,26 @@ func (s *Server) Reload(next *config.Config) (ReloadResult, error) {
 			return res, fmt.Errorf("reload: %w", err)
 		}
 	}
+	// Ladders apply to publishes that start after the reload.
+	ladderChanged := false
 	for _, ch := range changes {
+		ladderChanged = ladderChanged || ch.Key == "transcoder.ladder" || ch.Key == "transcoder.prefix_ladders"
+	}
+	if ladderChanged && s.abr != nil {
+		if err := s.abr.reloadLadders(next.Transcoder); err != nil {
+			return res, fmt.Errorf("reload: %w", err)
+		}
+	} else {
+		ladderChanged = false
+	}
+	for _, ch := range changes {
+		if ladderChanged && (ch.Key == "transcoder.ladder" || ch.Key == "transcoder.prefix_ladders") {
+			if err := s.cfg.Set(ch.Key, ch.New); err != nil {
+				return res, fmt.Errorf("reload %s: %w", ch.Key, err)
+			}
+			res.Applied = append(res.Applied, ch)
+			continue
+		}
 		if authChanged && strings.HasPrefix(ch.Key, "auth.publish.") {
 			if err := s.cfg.Set(ch.Key, ch.New); err != nil {
 				return res, fmt.Errorf("reload %s: %w", ch.Key, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,8 +19,10 @@ import (
 // submitting a stream's GOPs to it. nil when transcoder.enabled is false.
 type abr struct {
 	pool   *transcoder.Pool
-	tc     *transcoder.Transcoder
+	tc     atomic.Pointer[transcoder.Transcoder] // swapped by a reload of the ladders
 	ffmpeg string
+	m      *transcoder.Metrics
+	log    *slog.Logger
 }
 
 // newABR checks the ladders and ffmpeg's encoders and builds the pool (not
@@ -52,7 +55,32 @@ func newABR(cfg config.TranscoderConfig, reg prometheus.Registerer, log *slog.Lo
 		pool.Close()
 		return nil, fmt.Errorf("transcoder: %w", err)
 	}
-	return &abr{pool: pool, tc: tc, ffmpeg: cfg.FFmpeg}, nil
+	a := &abr{pool: pool, ffmpeg: cfg.FFmpeg, m: m, log: log}
+	a.tc.Store(tc)
+	return a, nil
+}
+
+// reloadLadders builds a transcoder for new ladders on the same pool and
+// swaps it in: publishes that start afterwards use them, live ones keep
+// theirs (their renditions must not change mid-stream).
+func (a *abr) reloadLadders(cfg config.TranscoderConfig) error {
+	ladders, err := cfg.Ladders()
+	if err != nil {
+		return err
+	}
+	all := make([]transcoder.Ladder, 0, len(ladders))
+	for _, l := range ladders {
+		all = append(all, l)
+	}
+	if err := transcoder.CheckEncoders(context.Background(), a.ffmpeg, all...); err != nil {
+		return fmt.Errorf("transcoder.ladder: %w", err)
+	}
+	tc, err := transcoder.New(transcoder.Config{Ladders: ladders, Deadline: float64(cfg.Deadline)}, a.pool, a.m, a.log)
+	if err != nil {
+		return fmt.Errorf("transcoder: %w", err)
+	}
+	a.tc.Store(tc)
+	return nil
 }
 
 // ready reports whether the warm processes are waiting for work.
@@ -70,7 +98,7 @@ func (a *abr) close() {
 // tl. It returns when sub's channel closes (the publish ended) and every
 // queued GOP is done, or ctx ends.
 func (a *abr) run(ctx context.Context, seg *segmenter.Segmenter, name string, sub *media.Subscription, dst *store.Stream, tl *segmenter.Timeline, log *slog.Logger) {
-	err := a.tc.Run(ctx, name, sub, func(info transcoder.RenditionInfo) transcoder.Output {
+	err := a.tc.Load().Run(ctx, name, sub, func(info transcoder.RenditionInfo) transcoder.Output {
 		w, err := seg.NewWriter(ctx, dst, segmenter.WriterOptions{Name: info.Rendition.Name, Timeline: tl})
 		if err != nil {
 			return nil

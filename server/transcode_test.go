@@ -431,3 +431,42 @@ func TestTranscodeOpusAudioToAAC(t *testing.T) {
 		t.Errorf("decoded %.1fs of audio, want >= 8s", sec)
 	}
 }
+
+// TestReloadLadder changes the ladder with a reload: the next publish gets
+// the new renditions, without a restart.
+func TestReloadLadder(t *testing.T) {
+	mutate := func(c *config.Config) {
+		c.Transcoder.Enabled = true
+		c.Transcoder.Ladder = []string{"180p=180:200k"}
+	}
+	s := startServer(t, mutate)
+	waitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
+		return get(t, s.adminURL("/readyz")).status == http.StatusOK
+	})
+	next := config.Default()
+	mutate(next)
+	next.Transcoder.Ladder = []string{"120p=120:100k"}
+	res, err := s.Reload(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := false
+	for _, c := range res.Applied {
+		applied = applied || c.Key == "transcoder.ladder"
+	}
+	if !applied {
+		t.Fatalf("ladder not applied: %+v", res)
+	}
+	pub := ffmpegSource(t, 5*time.Second, x264, aac, "-f", "flv", s.rtmpURL("reladder"))
+	if err := pub.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("publisher: %v", err)
+	}
+	url := s.originURL("/live/reladder/index.m3u8")
+	waitFor(t, 15*time.Second, "the 120p rendition", func() bool {
+		r := get(t, url)
+		return r.status == http.StatusOK && strings.Contains(string(r.body), "120p/index.m3u8")
+	})
+	if body := string(get(t, url).body); strings.Contains(body, "180p") {
+		t.Fatalf("the old ladder is still used:\n%s", body)
+	}
+}

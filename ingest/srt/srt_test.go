@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"net"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -365,10 +364,10 @@ func TestStreamMetrics(t *testing.T) {
 // goroutine behind.
 func TestNoGoroutineLeft(t *testing.T) {
 	// Not parallel: it counts goroutines.
-	before := runtime.NumGoroutine()
+	before := serverGoroutines()
 	e := newEnv(t, Config{})
 	e.start()
-	base := runtime.NumGoroutine()
+	base := serverGoroutines()
 	ts := benchTS(t)
 
 	// A publisher and a reader come and go.

@@ -88,8 +88,8 @@ func TestLiveRTMPToLLHLS(t *testing.T) {
 		if media.PreloadHint == nil || len(media.RenditionReport) != 1 || !strings.Contains(media.RenditionReport[0].URI, "audio") {
 			t.Fatalf("preload hint %+v, reports %+v", media.PreloadHint, media.RenditionReport)
 		}
-		if media.Map == nil && (len(media.Segments) == 0) {
-			t.Fatal("no EXT-X-MAP")
+		if media.Map == nil || media.Map.URI != "init.mp4" {
+			t.Fatalf("EXT-X-MAP: %+v", media.Map)
 		}
 		for _, seg := range media.Segments {
 			if seg.DateTime == nil {
@@ -152,8 +152,9 @@ func TestLiveRTMPToLLHLS(t *testing.T) {
 		var joined []byte
 		for i, p := range seg.Parts {
 			body := get(t, s.originURL("/live/e2e/video/"+p.URI)).body
-			if (i == 0) != p.Independent && i == 0 {
-				t.Errorf("first part of %s not INDEPENDENT", seg.URI)
+			// One key frame per segment (GOP = segment): only the first part is independent.
+			if (i == 0) != p.Independent {
+				t.Errorf("part %d of %s: INDEPENDENT=%v", i, seg.URI, p.Independent)
 			}
 			joined = append(joined, body...)
 		}

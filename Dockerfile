@@ -30,6 +30,10 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/headwater . \
  && /out/headwater version
+# The transcoder's ffmpeg fork server library (docs/decisions.md), compiled
+# here so that the runtime image needs no C compiler: the server finds it in
+# $XDG_CACHE_HOME/headwater. Same Debian release as the runtime image.
+RUN XDG_CACHE_HOME=/out/cache /out/headwater transcoder build-fork-server
 
 FROM debian:bookworm-slim
 # ffmpeg for the transcoder; ca-certificates for outgoing HTTPS (webhooks,
@@ -43,6 +47,8 @@ RUN groupadd --system --gid 10001 headwater \
  && mkdir -p /etc/headwater
 
 COPY --from=build /out/headwater /usr/local/bin/headwater
+COPY --from=build /out/cache/headwater /var/cache/headwater
+ENV XDG_CACHE_HOME=/var/cache
 COPY --chmod=0755 deploy/docker/healthcheck.sh /usr/local/bin/headwater-healthcheck
 
 # Unprivileged: every default port is above 1024.

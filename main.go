@@ -41,7 +41,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServeCommand(), newConfigCommand(), newVersionCommand())
-	root.AddCommand(newAuthCommand(), newTokenCommand())
+	root.AddCommand(newAuthCommand(), newTokenCommand(), newTranscoderCommand())
 	return root
 }
 

@@ -68,7 +68,9 @@ func BenchmarkJobStart(b *testing.B) {
 				warm = 0
 			}
 			r := NewFFmpegRunner(FFmpegConfig{Warm: warm, Prewarm: []Ladder{rs}}, nil, nil)
-			r.Start()
+			if err := r.Start(); err != nil {
+				b.Fatal(err)
+			}
 			defer r.Close()
 			var lat []time.Duration
 			for i := 0; i < b.N; i++ {
@@ -99,12 +101,14 @@ func BenchmarkJobStart(b *testing.B) {
 }
 
 // BenchmarkCPUPerMediaSecond compares the CPU time (user+system of the
-// ffmpeg processes) per second of source for the default ladder: one fresh
-// ffmpeg per GOP through the runner (its start-up included) versus one
+// ffmpeg processes) per second of source for the default ladder: one
+// ffmpeg per GOP through the runner (its start-up included), its processes
+// forked from the fork server (the default) and executed, versus one
 // long-running ffmpeg with the same options over the same input (key frames
 // every 60 frames instead of one forced per run). Passes alternate; each
 // b.N iteration is one pass of each. 720p30 → 480p+360p (20 s) and
-// 1080p30 → 720p+480p+360p (10 s).
+// 1080p30 → 720p+480p+360p (10 s). The fork server's own start (once per
+// runner) is not counted.
 func BenchmarkCPUPerMediaSecond(b *testing.B) {
 	needFFmpeg(b)
 	for _, src := range []struct {
@@ -126,34 +130,49 @@ func BenchmarkCPUPerMediaSecond(b *testing.B) {
 				b.Fatal(err)
 			}
 			long := longRunningArgs(buildTemplate(rs, "").Args, 60)
-			r := NewFFmpegRunner(FFmpegConfig{Warm: 1, Prewarm: []Ladder{rs}}, nil, nil)
-			r.Start()
-			defer r.Close()
-			var ratios, pools, longs []float64
-			for i := 0; i < b.N; i++ {
-				var poolCPU time.Duration
+			runners := map[ForkServerMode]*FFmpegRunner{}
+			for _, mode := range []ForkServerMode{ForkServerOn, ForkServerOff} {
+				r := NewFFmpegRunner(FFmpegConfig{Warm: 1, Prewarm: []Ladder{rs}, ForkServer: mode}, nil, nil)
+				if err := r.Start(); err != nil {
+					b.Fatal(err)
+				}
+				defer r.Close()
+				runners[mode] = r
+			}
+			poolCPU := func(r *FFmpegRunner) time.Duration {
+				var cpu time.Duration
 				for _, g := range gops {
 					_, st, err := r.Run(context.Background(), jobFor(g, rs))
 					if err != nil {
 						b.Fatal(err)
 					}
-					poolCPU += st.CPU
+					cpu += st.CPU
 				}
+				return cpu
+			}
+			var forkRatios, execRatios, forks, execs, longs []float64
+			for i := 0; i < b.N; i++ {
+				forkCPU := poolCPU(runners[ForkServerOn])
+				execCPU := poolCPU(runners[ForkServerOff])
 				cmd := exec.Command("ffmpeg", long...)
 				cmd.Stdin = strings.NewReader(string(whole))
 				if out, err := cmd.CombinedOutput(); err != nil && len(out) > 0 {
 					b.Fatalf("%v: %s", err, out)
 				}
 				longCPU := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-				pools = append(pools, poolCPU.Seconds()/mediaSec)
+				forks = append(forks, forkCPU.Seconds()/mediaSec)
+				execs = append(execs, execCPU.Seconds()/mediaSec)
 				longs = append(longs, longCPU.Seconds()/mediaSec)
-				ratios = append(ratios, poolCPU.Seconds()/longCPU.Seconds())
-				b.Logf("pass %d: pool %.3f, long-running %.3f CPU s per media s, ratio %.3f (load %s)",
-					i, pools[i], longs[i], ratios[i], loadAvg())
+				forkRatios = append(forkRatios, forkCPU.Seconds()/longCPU.Seconds())
+				execRatios = append(execRatios, execCPU.Seconds()/longCPU.Seconds())
+				b.Logf("pass %d: pool forked %.3f, pool executed %.3f, long-running %.3f CPU s per media s; ratio forked %.3f, executed %.3f (load %s)",
+					i, forks[i], execs[i], longs[i], forkRatios[i], execRatios[i], loadAvg())
 			}
-			b.ReportMetric(median(pools), "pool-cpu-s/media-s")
+			b.ReportMetric(median(forks), "pool-cpu-s/media-s")
+			b.ReportMetric(median(execs), "exec-pool-cpu-s/media-s")
 			b.ReportMetric(median(longs), "long-cpu-s/media-s")
-			b.ReportMetric(median(ratios), "ratio")
+			b.ReportMetric(median(forkRatios), "ratio")
+			b.ReportMetric(median(execRatios), "exec-ratio")
 		})
 	}
 }

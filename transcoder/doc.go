@@ -70,13 +70,29 @@
 // of different streams and only flushes its last frames when more input
 // arrives), so one process per job keeps jobs stateless. A job starts on
 // a warm process in 5 µs (p50; p99 2.6 ms) against 82 ms (p99 129 ms) for
-// a process started for it. Starting Debian's ffmpeg, linked to 215 shared
-// libraries, also costs ~76 ms of CPU (two thirds of it in the dynamic
-// linker's symbol lookups), which pre-starting hides from the latency but
-// not from the CPU bill: per media second, the pool costs 1.17× one
-// long-running ffmpeg doing the same ladder for 720p → 480p+360p and
-// 1.06× for 1080p → 720p+480p+360p. A leaner ffmpeg build (few libraries)
-// or a fork server would remove most of the difference.
+// a process started for it.
+//
+// # The fork server
+//
+// Executing Debian's ffmpeg, linked to 215 shared libraries, costs ~70 ms
+// of CPU before main (two thirds in the dynamic linker's symbol lookups,
+// the rest in the kernel mapping them): pre-starting hides it from the
+// latency but not from the CPU bill, 1.14–1.3× one long-running ffmpeg
+// doing the same ladder for 720p → 480p+360p. So the runner starts ffmpeg
+// once as a fork server: a small preload library (forkserver/forkserver.c,
+// compiled with the system's C compiler into the user cache directory on
+// first use) takes over __libc_start_main in an ffmpeg process whose
+// libraries are loaded and bound eagerly (LD_BIND_NOW), and forks one
+// child per process the runner asks for; the child gets the job's command
+// line and pipes and runs ffmpeg's main unchanged. A one-frame job costs
+// 44 ms of CPU forked against 106 ms executed, which brings the pool to
+// 1.02× (720p) and 1.0–1.1× (1080p) a long-running ffmpeg. Each child is still a fresh ffmpeg run: nothing is
+// shared between jobs but the read-only, already relocated libraries. The
+// server reports each child's exit status and CPU time; children die with
+// it (PDEATHSIG), and a dead server is restarted (processes are executed
+// meanwhile). Without a C compiler, or with an ffmpeg that cannot be
+// preloaded (static builds), processes are executed, as with
+// PoolConfig.ForkServer = ForkServerOff.
 //
 // # Queue, fairness and shedding
 //
@@ -114,6 +130,9 @@
 // interfaces are small, so that a message queue can carry jobs to workers
 // on other machines without changing Transcoder or the packager.
 //
-// Audio that is not AAC is not transcoded (yet): the source audio rendition
-// is shared by all video renditions.
+// # Audio
+//
+// The source audio rendition is shared by all video renditions. Audio
+// that HLS clients cannot all play (Opus) is transcoded to AAC by RunAudio,
+// one long-running ffmpeg per stream, restarted when it dies mid-stream.
 package transcoder

@@ -32,9 +32,10 @@ func tinyFixture(t testing.TB) *fixture {
 }
 
 // childProcs lists this process's children.
+// childProcs lists this process's descendants (the fork server's children
+// are its grandchildren).
 func childProcs() []int {
-	me := os.Getpid()
-	var out []int
+	parent := map[int]int{}
 	ents, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, e := range ents {
 		b, err := os.ReadFile(e)
@@ -47,12 +48,20 @@ func childProcs() []int {
 			continue
 		}
 		f := strings.Fields(s[i+1:])
-		if len(f) < 2 {
+		if len(f) < 2 || f[0] == "Z" {
 			continue
 		}
-		if ppid, _ := strconv.Atoi(f[1]); ppid == me {
-			pid, _ := strconv.Atoi(strings.Split(e, "/")[2])
-			out = append(out, pid)
+		pid, _ := strconv.Atoi(strings.Split(e, "/")[2])
+		parent[pid], _ = strconv.Atoi(f[1])
+	}
+	me := os.Getpid()
+	var out []int
+	for pid := range parent {
+		for p, n := parent[pid], 0; p > 1 && n < 64; p, n = parent[p], n+1 {
+			if p == me {
+				out = append(out, pid)
+				break
+			}
 		}
 	}
 	return out
@@ -88,8 +97,8 @@ func TestKillWorkerMidJob(t *testing.T) {
 		if j.Seq == 1 && j.Attempt == 0 {
 			once.Do(func() {
 				<-p.ready
-				_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL) // kill -9 mid-job
-				killed <- p.cmd.Process.Pid
+				_ = syscall.Kill(p.pid, syscall.SIGKILL) // kill -9 mid-job
+				killed <- p.pid
 			})
 		}
 	}
@@ -284,8 +293,8 @@ func TestHungWorkerKilledAtDeadline(t *testing.T) {
 	pool.ff.onRun = func(j *Job, p *proc) {
 		if j.Seq == 0 {
 			<-p.ready
-			_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGSTOP) // hangs
-			stopped <- p.cmd.Process.Pid
+			_ = syscall.Kill(p.pid, syscall.SIGSTOP) // hangs
+			stopped <- p.pid
 		}
 	}
 	if err := pool.Start(context.Background()); err != nil {

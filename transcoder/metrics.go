@@ -14,21 +14,25 @@ const (
 
 // Metrics are the transcoder's Prometheus metrics.
 type Metrics struct {
-	queueDepth   prometheus.Gauge
-	queueUnits   prometheus.Gauge
-	queueWait    prometheus.Histogram
-	jobDuration  *prometheus.HistogramVec
-	jobs         *prometheus.CounterVec
-	gaps         *prometheus.CounterVec
-	workers      *prometheus.GaugeVec
-	coldStarts   prometheus.Counter
-	spawns       prometheus.Counter
-	startLatency *prometheus.HistogramVec
-	speed        prometheus.Histogram
-	mediaSeconds prometheus.Counter
-	busySeconds  prometheus.Counter
-	cpuSeconds   prometheus.Counter
-	latency      prometheus.Histogram
+	queueDepth         prometheus.Gauge
+	queueUnits         prometheus.Gauge
+	queueWait          prometheus.Histogram
+	jobDuration        *prometheus.HistogramVec
+	jobs               *prometheus.CounterVec
+	gaps               *prometheus.CounterVec
+	workers            *prometheus.GaugeVec
+	coldStarts         prometheus.Counter
+	spawns             prometheus.Counter
+	forkServer         prometheus.Gauge
+	forkServerRestarts prometheus.Counter
+	startLatency       *prometheus.HistogramVec
+	speed              prometheus.Histogram
+	mediaSeconds       prometheus.Counter
+	busySeconds        prometheus.Counter
+	cpuSeconds         prometheus.Counter
+	latency            prometheus.Histogram
+
+	audioRestarts prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg when it is not nil.
@@ -64,6 +68,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		spawns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: ns + "spawns_total", Help: "ffmpeg processes started.",
 		}),
+		forkServer: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: ns + "fork_server_up", Help: "1 when ffmpeg processes are forked from the fork server, 0 when each is executed.",
+		}),
+		forkServerRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: ns + "fork_server_restarts_total", Help: "Restarts of a fork server that died.",
+		}),
 		startLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: ns + "job_start_seconds", Help: "Time from a worker taking a job to an ffmpeg blocked on that job's input.",
 			Buckets: []float64{.0001, .0005, .001, .005, .01, .02, .05, .1, .2, .5, 1},
@@ -85,11 +95,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: ns + "gop_latency_seconds", Help: "Time from a GOP's close to its rendition frames being written to the outputs.",
 			Buckets: []float64{.1, .25, .5, .75, 1, 1.5, 2, 3, 4, 6, 8},
 		}),
+		audioRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: ns + "audio_restarts_total", Help: "Audio transcoder ffmpeg processes restarted after dying mid-stream.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.queueDepth, m.queueUnits, m.queueWait, m.jobDuration, m.jobs, m.gaps,
-			m.workers, m.coldStarts, m.spawns, m.startLatency, m.speed, m.mediaSeconds,
+			m.workers, m.coldStarts, m.spawns, m.forkServer, m.forkServerRestarts, m.startLatency, m.speed, m.mediaSeconds,
 			m.busySeconds, m.cpuSeconds, m.latency)
+		reg.MustRegister(m.audioRestarts)
 	}
 	return m
 }

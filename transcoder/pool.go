@@ -78,6 +78,12 @@ type PoolConfig struct {
 	StderrBytes int
 	// LogInterval rate-limits failure logs per stream (10s).
 	LogInterval time.Duration
+	// ForkServer chooses how ffmpeg processes are started: ForkServerAuto
+	// (the default) forks them from a pre-linked ffmpeg when the fork
+	// server can be built and started, else executes ffmpeg;
+	// ForkServerOn fails Start when it cannot; ForkServerOff always
+	// executes ffmpeg.
+	ForkServer ForkServerMode
 
 	// Queue and Runner replace the local queue and the ffmpeg runner (a
 	// message queue, remote workers, tests). Nil uses the local ones.
@@ -175,6 +181,7 @@ func NewPool(cfg PoolConfig, m *Metrics, log *slog.Logger) *Pool {
 		p.ff = NewFFmpegRunner(FFmpegConfig{
 			Path: cfg.FFmpeg, Warm: cfg.Warm, LogLevel: cfg.LogLevel,
 			StderrBytes: cfg.StderrBytes, Prewarm: cfg.Prewarm,
+			ForkServer: cfg.ForkServer,
 		}, m, log)
 		p.run = p.ff
 	}
@@ -200,9 +207,12 @@ func (p *Pool) Start(ctx context.Context) error {
 	if p.closed.Load() {
 		return ErrClosed
 	}
+	var err error
 	p.start.Do(func() {
 		if p.ff != nil {
-			p.ff.Start()
+			if err = p.ff.Start(); err != nil {
+				return
+			}
 		}
 		var slots []*Reservation
 		for i := range p.cfg.Reserve {
@@ -229,6 +239,9 @@ func (p *Pool) Start(ctx context.Context) error {
 			}()
 		}
 	})
+	if err != nil {
+		return fmt.Errorf("transcoder pool: %w", err)
+	}
 	return nil
 }
 

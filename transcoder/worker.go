@@ -16,10 +16,11 @@ import (
 	"time"
 )
 
-// proc is one ffmpeg process started for a template.
+// proc is one ffmpeg process started for a template, executed or forked
+// from the fork server.
 type proc struct {
 	tmpl    Template
-	cmd     *exec.Cmd
+	pid     int
 	stdin   *os.File // write end of the process's stdin
 	stdout  *os.File // read end of its stdout
 	stderr  *tailBuffer
@@ -27,8 +28,9 @@ type proc struct {
 
 	ready   chan struct{} // closed once blocked reading stdin (or given up checking)
 	readyAt time.Time
-	exited  chan struct{} // closed once Wait returned
+	exited  chan struct{} // closed once it was waited for and its stderr read
 	waitErr error
+	cpuTime time.Duration // user+system CPU, once exited
 	killed  bool
 	mu      sync.Mutex
 }
@@ -63,9 +65,9 @@ func (p *proc) kill() {
 	p.mu.Lock()
 	p.killed = true
 	p.mu.Unlock()
-	if p.cmd.Process != nil {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		_ = p.cmd.Process.Kill()
+	if p.pid > 0 {
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		_ = syscall.Kill(p.pid, syscall.SIGKILL)
 	}
 }
 
@@ -87,11 +89,14 @@ func (p *proc) isReady() bool {
 	}
 }
 
+// cpu is the process's CPU time, once it exited.
 func (p *proc) cpu() time.Duration {
-	if p.cmd.ProcessState == nil {
+	select {
+	case <-p.exited:
+		return p.cpuTime
+	default:
 		return 0
 	}
-	return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
 }
 
 // readSyscall is the number of read(2), as /proc/<pid>/syscall shows it.
@@ -118,7 +123,7 @@ func blockedOnStdin(pid int) (blocked, ok bool) {
 // watchReady closes p.ready once the process blocks on its input.
 func (p *proc) watchReady() {
 	defer close(p.ready)
-	pid := p.cmd.Process.Pid
+	pid := p.pid
 	start := time.Now()
 	for {
 		select {
@@ -143,9 +148,10 @@ func (p *proc) watchReady() {
 	}
 }
 
-// spawn starts ffmpeg for a template. The process blocks reading stdin
-// until a job is written to it.
-func spawn(path string, t Template, stderrLimit int) (*proc, error) {
+// spawn starts ffmpeg for a template: forked from fs when not nil, else
+// executed from path. The process blocks reading stdin until a job is
+// written to it.
+func spawn(path string, fs *forkServer, t Template, stderrLimit int) (*proc, error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -164,14 +170,12 @@ func spawn(path string, t Template, stderrLimit int) (*proc, error) {
 		ready:  make(chan struct{}),
 		exited: make(chan struct{}),
 	}
-	cmd := exec.Command(path, t.Args...)
-	cmd.Stdin = inR
-	cmd.Stdout = outW
-	cmd.Stderr = p.stderr
-	cmd.SysProcAttr = procAttr()
-	p.cmd = cmd
 	p.spawned = time.Now()
-	err = cmd.Start()
+	if fs != nil {
+		err = p.fork(fs, inR, outW)
+	} else {
+		err = p.exec(path, inR, outW)
+	}
 	inR.Close()
 	outW.Close()
 	if err != nil {
@@ -179,12 +183,65 @@ func spawn(path string, t Template, stderrLimit int) (*proc, error) {
 		outR.Close()
 		return nil, err
 	}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.exited)
-	}()
 	go p.watchReady()
 	return p, nil
+}
+
+// exec starts the process by executing path.
+func (p *proc) exec(path string, stdin, stdout *os.File) error {
+	cmd := exec.Command(path, p.tmpl.Args...)
+	cmd.Stdin = stdin
+	cmd.Stdout = stdout
+	cmd.Stderr = p.stderr
+	cmd.SysProcAttr = procAttr()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p.pid = cmd.Process.Pid
+	go func() {
+		p.waitErr = cmd.Wait()
+		if cmd.ProcessState != nil {
+			p.cpuTime = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
+		close(p.exited)
+	}()
+	return nil
+}
+
+// fork starts the process from the fork server.
+func (p *proc) fork(fs *forkServer, stdin, stdout *os.File) error {
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	pid, child, err := fs.spawn(p.tmpl.Args, stdin, stdout, errW)
+	errW.Close()
+	if err != nil {
+		errR.Close()
+		return err
+	}
+	p.pid = pid
+	copied := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(p.stderr, errR)
+		errR.Close()
+		close(copied)
+	}()
+	go func() {
+		<-child.exited
+		if child.err == nil {
+			<-copied // the process's stderr is complete
+		}
+		switch {
+		case child.err != nil:
+			p.waitErr = child.err
+		case child.status != 0:
+			p.waitErr = &forkExitError{child.status}
+		}
+		p.cpuTime = child.cpu
+		close(p.exited)
+	}()
+	return nil
 }
 
 // release closes the parent's ends of the pipes of a process not used.
@@ -299,6 +356,11 @@ type FFmpegConfig struct {
 	// Prewarm lists rendition sets to keep warm processes for before any
 	// job asked for them.
 	Prewarm []Ladder
+	// ForkServer chooses how processes start (ForkServerAuto when empty).
+	ForkServer ForkServerMode
+	// ForkServerDir is where the fork server library is compiled (the
+	// user cache directory when empty).
+	ForkServerDir string
 }
 
 // FFmpegRunner is the local Runner: it runs each job in a fresh ffmpeg
@@ -322,6 +384,11 @@ type FFmpegRunner struct {
 	done     chan struct{}
 	loopDone chan struct{}
 	started  bool
+
+	fsMu    sync.Mutex
+	fs      *forkServer // nil: processes are executed
+	fsLib   string      // the fork server's library; "" when not used
+	fsRetry time.Time   // no restart of a dead fork server before
 
 	onRun func(j *Job, p *proc) // test hook: a job was handed to a process
 }
@@ -373,16 +440,101 @@ func NewFFmpegRunner(cfg FFmpegConfig, m *Metrics, log *slog.Logger) *FFmpegRunn
 	return r
 }
 
-// Start begins keeping cfg.Warm processes started.
-func (r *FFmpegRunner) Start() {
+// Start starts the fork server (per cfg.ForkServer) and begins keeping
+// cfg.Warm processes started. It fails only when cfg.ForkServer is
+// ForkServerOn and the fork server cannot start.
+func (r *FFmpegRunner) Start() error {
 	r.mu.Lock()
-	if r.started {
+	if r.started || r.closed {
 		r.mu.Unlock()
-		return
+		return nil
 	}
 	r.started = true
 	r.mu.Unlock()
+	if err := r.startForkServer(); err != nil {
+		r.mu.Lock()
+		r.started = false
+		r.mu.Unlock()
+		return err
+	}
 	go r.loop()
+	return nil
+}
+
+// forkServerStartTimeout bounds the start of the fork server (loading and
+// binding ffmpeg's libraries eagerly).
+const forkServerStartTimeout = 10 * time.Second
+
+// startForkServer builds the fork server's library and starts it, per
+// cfg.ForkServer.
+func (r *FFmpegRunner) startForkServer() error {
+	mode, err := ParseForkServerMode(string(r.cfg.ForkServer))
+	if err != nil {
+		return fmt.Errorf("fork server: %w", err)
+	}
+	if mode == ForkServerOff {
+		r.m.forkServer.Set(0)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lib, err := ForkServerLibrary(ctx, r.cfg.ForkServerDir)
+	var fs *forkServer
+	if err == nil {
+		fs, err = startForkServer(r.cfg.Path, lib, forkServerStartTimeout)
+	}
+	if err != nil {
+		r.m.forkServer.Set(0)
+		if mode == ForkServerOn {
+			return fmt.Errorf("transcoder: %w", err)
+		}
+		r.log.Warn("transcoder: no fork server, each ffmpeg process is executed (~70 ms more CPU per GOP job)",
+			"error", err)
+		return nil
+	}
+	r.fsMu.Lock()
+	r.fs, r.fsLib = fs, lib
+	r.fsMu.Unlock()
+	r.m.forkServer.Set(1)
+	r.log.Info("transcoder: forking ffmpeg processes from a fork server", "library", lib, "pid", fs.cmd.Process.Pid)
+	return nil
+}
+
+// forker returns the fork server, restarting it when it died (at most
+// once a second, executing processes meanwhile); nil when processes are
+// executed.
+func (r *FFmpegRunner) forker() *forkServer {
+	r.fsMu.Lock()
+	defer r.fsMu.Unlock()
+	if r.fs == nil {
+		return nil
+	}
+	if r.fs.alive() {
+		return r.fs
+	}
+	if time.Now().Before(r.fsRetry) {
+		return nil
+	}
+	r.fsRetry = time.Now().Add(time.Second)
+	r.m.forkServer.Set(0)
+	r.m.forkServerRestarts.Inc()
+	fs, err := startForkServer(r.cfg.Path, r.fsLib, forkServerStartTimeout)
+	if err != nil {
+		r.log.Error("transcoder: fork server died and cannot restart; executing ffmpeg meanwhile",
+			"died", r.fs.err, "error", err)
+		return nil
+	}
+	r.log.Warn("transcoder: fork server died; restarted", "died", r.fs.err, "pid", fs.cmd.Process.Pid)
+	r.fs = fs
+	r.m.forkServer.Set(1)
+	return fs
+}
+
+// Forking reports whether processes are forked from a live fork server.
+func (r *FFmpegRunner) Forking() bool {
+	r.fsMu.Lock()
+	defer r.fsMu.Unlock()
+	return r.fs != nil && r.fs.alive()
 }
 
 // Ready reports whether the warm set has been filled (once; it then stays
@@ -469,6 +621,13 @@ func (r *FFmpegRunner) Close() {
 	r.idle = map[string][]*proc{}
 	r.nIdle = 0
 	r.mu.Unlock()
+	r.fsMu.Lock()
+	fs := r.fs
+	r.fs = nil // no restart from now on
+	r.fsMu.Unlock()
+	if fs != nil {
+		fs.close()
+	}
 }
 
 func (r *FFmpegRunner) poke() {
@@ -519,7 +678,7 @@ func (r *FFmpegRunner) refill() {
 		r.spawning[t.Key]++
 		r.mu.Unlock()
 
-		p, err := spawn(r.cfg.Path, t, r.cfg.StderrBytes)
+		p, err := spawn(r.cfg.Path, r.forker(), t, r.cfg.StderrBytes)
 		r.m.spawns.Inc()
 
 		r.mu.Lock()
@@ -564,7 +723,7 @@ func (r *FFmpegRunner) reap(p *proc) {
 			p.mu.Lock()
 			killed := p.killed
 			p.mu.Unlock()
-			if !killed {
+			if !killed && !errors.Is(p.waitErr, errForkServerGone) {
 				d := r.demand[p.tmpl.Key]
 				n := 1
 				if d != nil {
@@ -679,7 +838,7 @@ func (r *FFmpegRunner) Run(ctx context.Context, j *Job) ([]OutTrack, RunStats, e
 			r.evictLocked()
 		}
 		r.mu.Unlock()
-		np, err := spawn(r.cfg.Path, t, r.cfg.StderrBytes)
+		np, err := spawn(r.cfg.Path, r.forker(), t, r.cfg.StderrBytes)
 		r.m.spawns.Inc()
 		if err != nil {
 			return nil, RunStats{}, fmt.Errorf("starting ffmpeg: %w", err)

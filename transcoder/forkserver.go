@@ -1,0 +1,325 @@
+package transcoder
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// forkServerSource is the preload library that turns an ffmpeg process
+// into a fork server (see forkserver/forkserver.c for the protocol).
+//
+//go:embed forkserver/forkserver.c
+var forkServerSource []byte
+
+// forkServerProtocol is the protocol version the library speaks.
+const forkServerProtocol = 1
+
+// Message kinds of the fork server protocol.
+const (
+	fsHello   = 1
+	fsSpawned = 2
+	fsExited  = 3
+)
+
+// fsMsgSize is the size of struct hw_msg.
+const fsMsgSize = 40
+
+// ForkServerLibrary returns the fork server's preload library, compiled
+// into dir (the user cache directory when empty) by the C compiler ($CC,
+// else cc) the first time, and reused while its source does not change.
+func ForkServerLibrary(ctx context.Context, dir string) (string, error) {
+	if runtime.GOOS != "linux" {
+		return "", fmt.Errorf("fork server: needs Linux, not %s", runtime.GOOS)
+	}
+	if dir == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			d = filepath.Join(os.TempDir(), "headwater-"+strconv.Itoa(os.Getuid()))
+		} else {
+			d = filepath.Join(d, "headwater")
+		}
+		dir = d
+	}
+	sum := sha256.Sum256(forkServerSource)
+	path := filepath.Join(dir, fmt.Sprintf("forkserver-%s-%s.so", runtime.GOARCH, hex.EncodeToString(sum[:8])))
+	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("fork server: %w", err)
+	}
+	tmp, err := os.MkdirTemp(dir, ".build-")
+	if err != nil {
+		return "", fmt.Errorf("fork server: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	src := filepath.Join(tmp, "forkserver.c")
+	if err := os.WriteFile(src, forkServerSource, 0o644); err != nil {
+		return "", fmt.Errorf("fork server: %w", err)
+	}
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "cc"
+	}
+	out := filepath.Join(tmp, "forkserver.so")
+	cmd := exec.CommandContext(ctx, cc, "-O2", "-fPIC", "-shared", "-o", out, src, "-ldl")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("fork server: compiling with %s: %w: %s", cc, err, bytes.TrimSpace(b))
+	}
+	if err := os.Rename(out, path); err != nil {
+		return "", fmt.Errorf("fork server: %w", err)
+	}
+	return path, nil
+}
+
+// forkServer is an ffmpeg process, preloaded with the fork server library,
+// that forks the runner's ffmpeg processes: each starts with its libraries
+// already loaded and relocated.
+type forkServer struct {
+	cmd    *exec.Cmd
+	conn   *net.UnixConn
+	stderr *tailBuffer
+
+	reqMu   sync.Mutex      // one spawn request in flight
+	replies chan spawnReply // the server's answer to it
+
+	mu       sync.Mutex
+	children map[int]*forkChild
+	done     chan struct{} // closed once the server is gone
+	err      error         // why, once done is closed
+	exited   chan struct{} // closed once its process was waited for
+}
+
+// forkChild is a process forked by the server, known until it exits.
+type forkChild struct {
+	exited chan struct{}
+	status syscall.WaitStatus
+	cpu    time.Duration
+	err    error // the server died before reporting the exit
+}
+
+type spawnReply struct {
+	pid   int
+	child *forkChild
+	errno syscall.Errno
+}
+
+// errForkServerGone is the error of the processes of a fork server that
+// died before they exited (they die with it).
+var errForkServerGone = errors.New("fork server exited")
+
+// forkExitError is a forked process's unsuccessful exit, worded as
+// os/exec words it.
+type forkExitError struct{ status syscall.WaitStatus }
+
+func (e *forkExitError) Error() string {
+	switch {
+	case e.status.Exited():
+		return "exit status " + strconv.Itoa(e.status.ExitStatus())
+	case e.status.Signaled():
+		return "signal: " + e.status.Signal().String()
+	}
+	return fmt.Sprintf("wait status %#x", int(e.status))
+}
+
+// startForkServer starts ffmpeg as a fork server with the preload library
+// lib and waits for it to be ready.
+func startForkServer(ffmpeg, lib string, timeout time.Duration) (*forkServer, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("fork server: socketpair: %w", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), "forkserver")
+	theirs := os.NewFile(uintptr(fds[1]), "forkserver-child")
+	defer theirs.Close()
+	c, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		return nil, fmt.Errorf("fork server: %w", err)
+	}
+	conn := c.(*net.UnixConn)
+
+	s := &forkServer{
+		conn:     conn,
+		stderr:   &tailBuffer{limit: 4 << 10},
+		replies:  make(chan spawnReply, 1),
+		children: make(map[int]*forkChild),
+		done:     make(chan struct{}),
+		exited:   make(chan struct{}),
+	}
+	cmd := exec.Command(ffmpeg)
+	cmd.Env = append(os.Environ(), "LD_PRELOAD="+lib, "LD_BIND_NOW=1", "HEADWATER_FORKSERVER_FD=3")
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.Stderr = s.stderr
+	cmd.SysProcAttr = procAttr()
+	s.cmd = cmd
+	if err := cmd.Start(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("fork server: %w", err)
+	}
+	theirs.Close()
+	go func() {
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
+
+	_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	var b [fsMsgSize]byte
+	n, err := conn.Read(b[:])
+	_ = conn.SetReadDeadline(time.Time{})
+	if err == nil && (n != fsMsgSize || binary.NativeEndian.Uint32(b[0:]) != fsHello) {
+		err = errors.New("unexpected greeting")
+	}
+	if err == nil && binary.NativeEndian.Uint32(b[8:]) != forkServerProtocol {
+		err = fmt.Errorf("protocol %d, want %d", binary.NativeEndian.Uint32(b[8:]), forkServerProtocol)
+	}
+	if err != nil {
+		s.kill()
+		<-s.exited
+		conn.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) || err.Error() == "EOF" {
+			err = errors.New("ffmpeg did not start as a fork server (is it statically linked?)")
+		}
+		return nil, fmt.Errorf("fork server: %w: %s", err, s.stderr.String())
+	}
+	go s.readLoop()
+	return s, nil
+}
+
+// readLoop dispatches the server's messages until it is gone.
+func (s *forkServer) readLoop() {
+	var b [fsMsgSize]byte
+	var err error
+	for {
+		var n int
+		n, err = s.conn.Read(b[:])
+		if err != nil {
+			break
+		}
+		if n != fsMsgSize {
+			err = fmt.Errorf("short message (%d bytes)", n)
+			break
+		}
+		kind := binary.NativeEndian.Uint32(b[0:])
+		pid := int(int32(binary.NativeEndian.Uint32(b[4:])))
+		status := int32(binary.NativeEndian.Uint32(b[8:]))
+		switch kind {
+		case fsSpawned:
+			r := spawnReply{pid: pid}
+			if pid > 0 {
+				r.child = &forkChild{exited: make(chan struct{})}
+				s.mu.Lock()
+				s.children[pid] = r.child
+				s.mu.Unlock()
+			} else {
+				r.errno = syscall.Errno(status)
+			}
+			s.replies <- r
+		case fsExited:
+			s.mu.Lock()
+			c := s.children[pid]
+			delete(s.children, pid)
+			s.mu.Unlock()
+			if c != nil {
+				c.status = syscall.WaitStatus(status)
+				user := int64(binary.NativeEndian.Uint64(b[16:]))
+				sys := int64(binary.NativeEndian.Uint64(b[24:]))
+				c.cpu = time.Duration(user+sys) * time.Microsecond
+				close(c.exited)
+			}
+		default:
+			err = fmt.Errorf("unknown message kind %d", kind)
+		}
+		if err != nil {
+			break
+		}
+	}
+	s.kill()
+	<-s.exited
+	s.mu.Lock()
+	s.err = fmt.Errorf("%w: %v", errForkServerGone, err)
+	if tail := s.stderr.String(); tail != "" {
+		s.err = fmt.Errorf("%w: %s", s.err, tail)
+	}
+	for pid, c := range s.children {
+		c.err = s.err
+		close(c.exited)
+		delete(s.children, pid)
+	}
+	s.mu.Unlock()
+	close(s.done)
+}
+
+// alive reports whether the server still serves.
+func (s *forkServer) alive() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// spawn forks a process running ffmpeg with args and the given standard
+// descriptors (which the caller still owns and closes).
+func (s *forkServer) spawn(args []string, stdin, stdout, stderr *os.File) (int, *forkChild, error) {
+	var req bytes.Buffer
+	req.WriteString("ffmpeg")
+	req.WriteByte(0)
+	for _, a := range args {
+		if bytes.IndexByte([]byte(a), 0) >= 0 {
+			return 0, nil, fmt.Errorf("fork server: argument %q holds a NUL", a)
+		}
+		req.WriteString(a)
+		req.WriteByte(0)
+	}
+	rights := syscall.UnixRights(int(stdin.Fd()), int(stdout.Fd()), int(stderr.Fd()))
+	s.reqMu.Lock()
+	defer s.reqMu.Unlock()
+	if !s.alive() {
+		return 0, nil, s.err
+	}
+	if _, _, err := s.conn.WriteMsgUnix(req.Bytes(), rights, nil); err != nil {
+		return 0, nil, fmt.Errorf("fork server: %w", err)
+	}
+	runtime.KeepAlive(stdin)
+	runtime.KeepAlive(stdout)
+	runtime.KeepAlive(stderr)
+	select {
+	case r := <-s.replies:
+		if r.pid <= 0 {
+			return 0, nil, fmt.Errorf("fork server: fork: %w", r.errno)
+		}
+		return r.pid, r.child, nil
+	case <-s.done:
+		return 0, nil, s.err
+	}
+}
+
+// kill ends the server; its children die with it.
+func (s *forkServer) kill() {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+	}
+}
+
+// close ends the server and waits for it.
+func (s *forkServer) close() {
+	s.conn.Close()
+	<-s.done
+}

@@ -1,0 +1,255 @@
+package transcoder
+
+import (
+	"context"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// needForkServer builds the fork server library into a test directory, or
+// skips when there is no C compiler.
+func needForkServer(t testing.TB) string {
+	t.Helper()
+	needFFmpeg(t)
+	lib, err := ForkServerLibrary(context.Background(), forkServerTestDir(t))
+	if err != nil {
+		t.Skipf("no fork server: %v", err)
+	}
+	return lib
+}
+
+func forkServerTestDir(t testing.TB) string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return t.TempDir()
+	}
+	return d + "/headwater-test"
+}
+
+func TestForkServerLibraryIsBuiltOnce(t *testing.T) {
+	lib := needForkServer(t)
+	st, err := os.Stat(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ForkServerLibrary(context.Background(), forkServerTestDir(t))
+	if err != nil || again != lib {
+		t.Fatalf("second build: %q, %v; want %q", again, err, lib)
+	}
+	st2, _ := os.Stat(lib)
+	if !st2.ModTime().Equal(st.ModTime()) {
+		t.Error("the library was rebuilt")
+	}
+}
+
+func TestForkServerLibraryBadCompiler(t *testing.T) {
+	t.Setenv("CC", "/nonexistent/cc")
+	_, err := ForkServerLibrary(context.Background(), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "compiling with /nonexistent/cc") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// forkRun forks ffmpeg with args and returns its stdout, stderr and exit.
+func forkRun(t *testing.T, fs *forkServer, args ...string) (string, string, *forkChild) {
+	t.Helper()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	outR, outW, _ := os.Pipe()
+	errR, errW, _ := os.Pipe()
+	pid, c, err := fs.spawn(args, devnull, outW, errW)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid <= 0 {
+		t.Fatalf("pid %d", pid)
+	}
+	out, _ := io.ReadAll(outR)
+	serr, _ := io.ReadAll(errR)
+	outR.Close()
+	errR.Close()
+	select {
+	case <-c.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit reported")
+	}
+	return string(out), string(serr), c
+}
+
+func TestForkServerRunsFFmpeg(t *testing.T) {
+	lib := needForkServer(t)
+	before := len(childProcs())
+	fs, err := startForkServer("ffmpeg", lib, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, c := forkRun(t, fs, "-hide_banner", "-version")
+	if !strings.HasPrefix(out, "ffmpeg version") || c.status != 0 || c.err != nil {
+		t.Fatalf("status %v err %v out %q", c.status, c.err, out)
+	}
+	// A real transcode through pipes: frames out, CPU reported.
+	out, serr, c := forkRun(t, fs, "-hide_banner", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30:duration=1",
+		"-c:v", "libx264", "-preset", "ultrafast", "-f", "mpegts", "pipe:1")
+	if c.status != 0 || len(out) < 10000 || c.cpu <= 0 {
+		t.Fatalf("status %v, %d bytes out, cpu %v: %s", c.status, len(out), c.cpu, serr)
+	}
+	// A failing run: its exit status and stderr come back.
+	_, serr, c = forkRun(t, fs, "-hide_banner", "-no-such-option")
+	if c.status.ExitStatus() == 0 || !strings.Contains(serr, "no-such-option") {
+		t.Fatalf("status %v stderr %q", c.status, serr)
+	}
+	if e := (&forkExitError{c.status}).Error(); !strings.HasPrefix(e, "exit status ") {
+		t.Errorf("error %q", e)
+	}
+	// Descriptors are checked: a request with the wrong count is refused
+	// and the server goes on.
+	if _, _, err := fs.conn.WriteMsgUnix([]byte("ffmpeg\x00"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := <-fs.replies
+	if r.pid != 0 || r.errno != syscall.EINVAL {
+		t.Fatalf("reply %+v", r)
+	}
+	if out, _, _ := forkRun(t, fs, "-version"); !strings.HasPrefix(out, "ffmpeg version") {
+		t.Fatal("server did not survive a bad request")
+	}
+	fs.close()
+	waitFor(t, 10*time.Second, "fork server to exit", func() bool { return len(childProcs()) <= before })
+}
+
+func TestForkServerDeathEndsChildren(t *testing.T) {
+	lib := needForkServer(t)
+	before := len(childProcs())
+	fs, err := startForkServer("ffmpeg", lib, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, w, _ := os.Pipe()
+	defer w.Close()
+	outR, outW, _ := os.Pipe()
+	defer outR.Close()
+	_, c, err := fs.spawn([]string{"-hide_banner", "-f", "mpegts", "-i", "pipe:0", "-f", "null", "-"}, in, outW, outW)
+	in.Close()
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.kill() // the child blocks on its input meanwhile
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("child not reported gone")
+	}
+	if c.err == nil {
+		t.Error("no error for a child of a dead server")
+	}
+	<-fs.done
+	if _, _, err := fs.spawn([]string{"-version"}, in, outW, outW); err == nil {
+		t.Error("spawn on a dead server succeeded")
+	}
+	waitFor(t, 10*time.Second, "children to die with the server", func() bool { return len(childProcs()) <= before })
+}
+
+func TestForkServerNotPreloadable(t *testing.T) {
+	needFFmpeg(t)
+	// A "library" that is not one: the dynamic linker ignores it, ffmpeg
+	// runs its usual main, and the start fails with a reason.
+	bogus := t.TempDir() + "/bogus.so"
+	if err := os.WriteFile(bogus, []byte("not an ELF file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := startForkServer("ffmpeg", bogus, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "fork server") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestRunnerForksAndRecovers runs jobs through a runner using the fork
+// server, kills the server, and checks the runner restarts it and keeps
+// running jobs.
+func TestRunnerForksAndRecovers(t *testing.T) {
+	needForkServer(t)
+	fx := tinyFixture(t)
+	lad := tinyLadder()
+	if err := lad.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	before := len(childProcs())
+	goroutines := runtime.NumGoroutine()
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	r := NewFFmpegRunner(FFmpegConfig{Warm: 1, Prewarm: []Ladder{lad}, ForkServer: ForkServerOn,
+		ForkServerDir: forkServerTestDir(t)}, m, testLogger(t))
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Forking() || testutil.ToFloat64(m.forkServer) != 1 {
+		t.Fatal("not forking")
+	}
+	waitFor(t, 20*time.Second, "warm process", r.Ready)
+	gop := fx.gops()[0]
+	for i := 0; i < 3; i++ {
+		outs, st, err := r.Run(context.Background(), jobFor(gop, lad))
+		if err != nil {
+			t.Fatalf("run %d: %v (%s)", i, err, st.Stderr)
+		}
+		if len(outs) != len(lad) || len(outs[0].Frames) != len(gop) || st.CPU <= 0 {
+			t.Fatalf("run %d: %d outputs, %d frames of %d, cpu %v", i, len(outs), len(outs[0].Frames), len(gop), st.CPU)
+		}
+	}
+	r.fsMu.Lock()
+	old := r.fs
+	r.fsMu.Unlock()
+	old.kill()
+	<-old.done
+	// The warm process died with the server: the next job may start cold
+	// (or executed while the server restarts), and still succeeds.
+	waitFor(t, 20*time.Second, "fork server restarted", func() bool {
+		_, _, err := r.Run(context.Background(), jobFor(gop, lad))
+		return err == nil && r.Forking()
+	})
+	if testutil.ToFloat64(m.forkServerRestarts) < 1 {
+		t.Error("restart not counted")
+	}
+	r.Close()
+	if r.Forking() {
+		t.Error("still forking after Close")
+	}
+	waitFor(t, 10*time.Second, "processes to exit", func() bool { return len(childProcs()) <= before })
+	waitFor(t, 10*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines+2 })
+}
+
+func TestRunnerForkServerModes(t *testing.T) {
+	needFFmpeg(t)
+	t.Setenv("CC", "/nonexistent/cc")
+	dir := t.TempDir()
+	r := NewFFmpegRunner(FFmpegConfig{Warm: -1, ForkServer: ForkServerOn, ForkServerDir: dir}, nil, testLogger(t))
+	if err := r.Start(); err == nil || !strings.Contains(err.Error(), "fork server") {
+		t.Fatalf("on without a compiler: %v", err)
+	}
+	r.Close()
+	r = NewFFmpegRunner(FFmpegConfig{Warm: -1, ForkServer: ForkServerAuto, ForkServerDir: dir}, nil, testLogger(t))
+	if err := r.Start(); err != nil {
+		t.Fatalf("auto without a compiler: %v", err)
+	}
+	if r.Forking() {
+		t.Error("forking without a library")
+	}
+	r.Close()
+	if _, err := ParseForkServerMode("sometimes"); err == nil {
+		t.Error("bad mode accepted")
+	}
+}

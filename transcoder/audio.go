@@ -33,6 +33,12 @@ type AudioConfig struct {
 	TrackID int
 	// Log receives the process's failures; nil logs nothing.
 	Log *slog.Logger
+	// Metrics counts the restarts of the process; nil counts nothing.
+	Metrics *Metrics
+
+	// onStart, when not nil (tests), is called with the pid of each ffmpeg
+	// process started.
+	onStart func(pid int)
 }
 
 // NeedsAudioTranscode reports whether a track is audio that HLS clients
@@ -52,6 +58,15 @@ const audioSampleRate = 48000
 // aacFrameLen is the number of samples of an AAC-LC frame.
 const aacFrameLen = 1024
 
+// Restarts of RunAudio's process after it died mid-stream (see RunAudio).
+const (
+	audioBackoffMin = 100 * time.Millisecond // wait before the first restart
+	audioBackoffMax = 5 * time.Second        // the wait doubles up to this
+	audioHealthy    = 30 * time.Second       // a process that ran this long resets the wait
+	audioQuickDeath = time.Second            // a process that died sooner failed at once
+	audioMaxQuick   = 5                      // this many quick deaths in a row: give up
+)
+
 // RunAudio transcodes the first audio track of in that NeedsAudioTranscode
 // to AAC-LC with one long-running ffmpeg process, sending the AAC frames
 // to out; other frames of in are ignored. ffmpeg is started on that
@@ -60,10 +75,26 @@ const aacFrameLen = 1024
 // construction; ffmpeg fills gaps in the source timestamps with silence
 // (aresample async) so that the count stays in step with the source.
 //
+// When the process exits while in is still open and ctx has not ended (it
+// crashed or was killed), RunAudio logs it (Warn, with the exit error and
+// the tail of its stderr), waits, and starts a new process on the track's
+// next frame, counted in Metrics as a restart. The wait is 100 ms, doubled
+// at each restart up to 5 s, and back to 100 ms after a process that ran
+// 30 s or more. Frames of in received while no process runs are dropped.
+// The new process's frames continue on the source's timeline: the sample
+// count restarts from the DTS of its first frame, rounded to the nearest
+// multiple of 1024 samples from the track's first DTS, and never before the
+// end of the last frame sent to out, so that the DTS sent only move forward,
+// with a hole over the restart. RunAudio gives up when 5 processes in a row
+// died within 1 s of their start (a restart that cannot start a process
+// counts as one).
+//
 // RunAudio returns once in is closed and ffmpeg has delivered its last
 // frame (nil), or when ctx ends (ctx's error: the process is killed), or
-// after the process failed (its error; the rest of in is drained and
-// dropped). It never closes out. No goroutine or process survives it.
+// after it gave up restarting the process, the first process could not
+// start, or ffmpeg's output could not be read (the error; the rest of in is
+// drained and dropped). It never closes out. No goroutine or process
+// survives it.
 func RunAudio(ctx context.Context, cfg AudioConfig, in <-chan *media.Frame, out chan<- *media.Frame) error {
 	if cfg.FFmpeg == "" {
 		cfg.FFmpeg = "ffmpeg"
@@ -90,7 +121,7 @@ func RunAudio(ctx context.Context, cfg AudioConfig, in <-chan *media.Frame, out 
 			}
 		}
 	}
-	err := runAudio(ctx, cfg, log, first, in, out)
+	err := newAudioStream(cfg, log, first).run(ctx, first, in, out)
 	if err != nil && ctx.Err() == nil {
 		// Keep the publisher's side flowing: drop the rest.
 		for {
@@ -107,23 +138,123 @@ func RunAudio(ctx context.Context, cfg AudioConfig, in <-chan *media.Frame, out 
 	return err
 }
 
-func runAudio(ctx context.Context, cfg AudioConfig, log *slog.Logger, first *media.Frame, in <-chan *media.Frame, out chan<- *media.Frame) error {
-	src := first.Track
-	opusCodec, _ := src.Codec.(*media.Opus)
-	channels := opusCodec.ChannelCount
-	if channels <= 0 {
-		channels = 2
+// audioStream is the state of RunAudio that its processes share.
+type audioStream struct {
+	cfg      AudioConfig
+	log      *slog.Logger
+	src      *media.Track // the source track (of the first frame)
+	srcID    int
+	rate     uint32 // the source track's clock rate
+	channels int
+	id       int // the AAC track's ID
+
+	started bool         // a process has started
+	grid    int64        // DTS (audioSampleRate) of the first AAC frame
+	next    int64        // DTS of the next AAC frame to send
+	track   *media.Track // the AAC track, nil before the first AAC frame
+}
+
+func newAudioStream(cfg AudioConfig, log *slog.Logger, first *media.Frame) *audioStream {
+	s := &audioStream{cfg: cfg, log: log, src: first.Track, srcID: first.Track.ID, rate: first.Track.ClockRate, id: cfg.TrackID}
+	opusCodec, _ := first.Track.Codec.(*media.Opus)
+	s.channels = opusCodec.ChannelCount
+	if s.channels <= 0 {
+		s.channels = 2
 	}
-	srcID := src.ID
+	if s.rate == 0 {
+		s.rate = 48000
+	}
+	if s.id == 0 {
+		s.id = 1000 + s.srcID
+	}
+	return s
+}
+
+// audioEnd is how a process of RunAudio ended.
+type audioEnd struct {
+	err    error         // RunAudio's result when !died, else the exit error
+	died   bool          // it exited mid-stream, or a restart could not start
+	ran    time.Duration // from its start to its exit
+	stderr string        // the tail of its stderr when died
+}
+
+// run runs processes, the first on first, restarting them (see RunAudio).
+func (s *audioStream) run(ctx context.Context, first *media.Frame, in <-chan *media.Frame, out chan<- *media.Frame) error {
+	backoff, quick := audioBackoffMin, 0
+	for {
+		end := s.process(ctx, first, in, out)
+		if !end.died {
+			return end.err
+		}
+		if end.ran >= audioHealthy {
+			backoff = audioBackoffMin
+		}
+		if end.ran < audioQuickDeath {
+			quick++
+		} else {
+			quick = 0
+		}
+		if quick >= audioMaxQuick {
+			err := fmt.Errorf("audio transcoder: ffmpeg died %d times in a row within %v of its start: %w: %s", quick, audioQuickDeath, end.err, end.stderr)
+			s.log.Error("audio transcoder: failed; giving up", "error", err)
+			return err
+		}
+		s.log.Warn("audio transcoder: ffmpeg died mid-stream; restarting it", "error", end.err, "stderr", end.stderr,
+			"ran", end.ran.Round(time.Millisecond), "restart_in", backoff)
+		var err error
+		if first, err = s.nextFrame(ctx, in, backoff); first == nil {
+			return err
+		}
+		backoff = min(2*backoff, audioBackoffMax)
+	}
+}
+
+// feeds reports whether f is a frame of the source track to transcode.
+func (s *audioStream) feeds(f *media.Frame) bool {
+	return f != nil && f.Track != nil && f.Track.ID == s.srcID && len(f.Payload) > 0 && NeedsAudioTranscode(f.Track)
+}
+
+// nextFrame drops the frames of in for wait, then returns the next frame of
+// the source track; nil when in is closed (nil error) or ctx ends.
+func (s *audioStream) nextFrame(ctx context.Context, in <-chan *media.Frame, wait time.Duration) (*media.Frame, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	waited := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timer.C:
+			waited = true
+		case f, ok := <-in:
+			if !ok {
+				return nil, nil
+			}
+			if waited && s.feeds(f) {
+				return f, nil
+			}
+		}
+	}
+}
+
+// roundToMultiple rounds v to the nearest multiple of step (> 0).
+func roundToMultiple(v, step int64) int64 {
+	q, r := v/step, v%step
+	if r < 0 {
+		q--
+		r += step
+	}
+	if 2*r >= step {
+		q++
+	}
+	return q * step
+}
+
+// process runs one ffmpeg process, fed from first on, until it exits.
+func (s *audioStream) process(ctx context.Context, first *media.Frame, in <-chan *media.Frame, out chan<- *media.Frame) audioEnd {
+	cfg, log, channels, srcID, rate := s.cfg, s.log, s.channels, s.srcID, s.rate
+	restart := s.started
 	base := first.DTS
-	rate := src.ClockRate
-	if rate == 0 {
-		rate = 48000
-	}
-	id := cfg.TrackID
-	if id == 0 {
-		id = 1000 + srcID
-	}
 
 	args := []string{
 		"-nostdin", "-hide_banner", "-nostats", "-loglevel", "error",
@@ -142,13 +273,13 @@ func runAudio(ctx context.Context, cfg AudioConfig, log *slog.Logger, first *med
 	cmd.SysProcAttr = procAttr()
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
-		return err
+		return audioEnd{err: err}
 	}
 	stdoutR, stdoutW, err := os.Pipe()
 	if err != nil {
 		stdinR.Close()
 		stdinW.Close()
-		return err
+		return audioEnd{err: err}
 	}
 	stderr := &tailBuffer{limit: 8 << 10}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderr
@@ -157,11 +288,31 @@ func runAudio(ctx context.Context, cfg AudioConfig, log *slog.Logger, first *med
 		stdinW.Close()
 		stdoutR.Close()
 		stdoutW.Close()
-		return fmt.Errorf("audio transcoder: %w", err)
+		// The first start failing is a setup error; a restart failing
+		// counts as a process that died at once.
+		return audioEnd{err: fmt.Errorf("audio transcoder: %w", err), died: restart}
 	}
+	startedAt := time.Now()
 	stdinR.Close()
 	stdoutW.Close()
-	log.Info("audio transcoder: started", "pid", cmd.Process.Pid, "from", src.Codec.Name(), "channels", channels)
+
+	// The first AAC frame is the encoder's priming: it starts 1024 samples
+	// before the source's first sample.
+	start := rescale(base, rate, audioSampleRate) - aacFrameLen
+	if !s.started {
+		s.started, s.grid, s.next = true, start, start
+	} else {
+		// Stay on the first process's 1024-sample grid, after what was sent.
+		start = s.grid + roundToMultiple(start-s.grid, aacFrameLen)
+		s.next = max(s.next, start)
+	}
+	if restart && cfg.Metrics != nil {
+		cfg.Metrics.audioRestarts.Inc()
+	}
+	if cfg.onStart != nil {
+		cfg.onStart(cmd.Process.Pid)
+	}
+	log.Info("audio transcoder: started", "pid", cmd.Process.Pid, "from", s.src.Codec.Name(), "channels", channels, "restart", restart)
 
 	kill := func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -169,8 +320,10 @@ func runAudio(ctx context.Context, cfg AudioConfig, log *slog.Logger, first *med
 	}
 	exited := make(chan struct{})
 	var waitErr error
+	var ran time.Duration
 	go func() {
 		waitErr = cmd.Wait()
+		ran = time.Since(startedAt)
 		close(exited)
 	}()
 
@@ -187,6 +340,7 @@ func runAudio(ctx context.Context, cfg AudioConfig, log *slog.Logger, first *med
 
 	// Feed: the source track's frames as MPEG-TS on stdin.
 	var feedErr error
+	inClosed := false
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -213,6 +367,7 @@ func runAudio(ctx context.Context, cfg AudioConfig, log *slog.Logger, first *med
 				return
 			case f, ok := <-in:
 				if !ok {
+					inClosed = true
 					return
 				}
 				if f == nil || f.Track == nil || f.Track.ID != srcID || len(f.Payload) == 0 {
@@ -232,17 +387,13 @@ func runAudio(ctx context.Context, cfg AudioConfig, log *slog.Logger, first *med
 		}
 	}()
 
-	// Read: ADTS frames from stdout, timed by sample count.
-	var readErr error
+	// Read: ADTS frames from stdout, timed by sample count from s.next.
+	var readErr, badOutput error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer stdoutR.Close()
 		br := bufio.NewReaderSize(stdoutR, 64<<10)
-		// The first AAC frame is the encoder's priming: it starts 1024
-		// samples before the source's first sample.
-		next := rescale(base, rate, audioSampleRate) - aacFrameLen
-		var track *media.Track
 		hdr := make([]byte, 7)
 		for {
 			if _, err := io.ReadFull(br, hdr); err != nil {
@@ -253,7 +404,7 @@ func runAudio(ctx context.Context, cfg AudioConfig, log *slog.Logger, first *med
 			}
 			n := int(hdr[3]&3)<<11 | int(hdr[4])<<3 | int(hdr[5])>>5
 			if hdr[0] != 0xff || hdr[1]&0xf0 != 0xf0 || n < 7 {
-				readErr = errors.New("audio transcoder: bad ADTS header")
+				badOutput = errors.New("audio transcoder: bad ADTS header")
 				return
 			}
 			buf := make([]byte, n)
@@ -264,22 +415,24 @@ func runAudio(ctx context.Context, cfg AudioConfig, log *slog.Logger, first *med
 			}
 			var pkts mpeg4audio.ADTSPackets
 			if err := pkts.Unmarshal(buf); err != nil || len(pkts) != 1 {
-				readErr = fmt.Errorf("audio transcoder: ADTS: %v", err)
+				badOutput = fmt.Errorf("audio transcoder: ADTS: %v", err)
 				return
 			}
 			p := pkts[0]
-			if track == nil {
-				track = &media.Track{ID: id, ClockRate: uint32(p.SampleRate), Codec: &media.AAC{Config: mpeg4audio.AudioSpecificConfig{
+			if c, ok := trackAAC(s.track); !ok || c.Type != p.Type || c.SampleRate != p.SampleRate ||
+				c.ChannelConfig != p.ChannelConfig || c.ChannelCount != p.ChannelCount { //nolint:staticcheck
+				// The first frame (a restarted process keeps the track).
+				s.track = &media.Track{ID: s.id, ClockRate: uint32(p.SampleRate), Codec: &media.AAC{Config: mpeg4audio.AudioSpecificConfig{
 					Type:          p.Type,
 					SampleRate:    p.SampleRate,
 					ChannelConfig: p.ChannelConfig,
 					ChannelCount:  p.ChannelCount, //nolint:staticcheck
 				}}}
 			}
-			f := &media.Frame{Track: track, DTS: next, PTS: next, Key: true, Received: time.Now(), Payload: p.AU}
-			next += aacFrameLen
+			f := &media.Frame{Track: s.track, DTS: s.next, PTS: s.next, Key: true, Received: time.Now(), Payload: p.AU}
 			select {
 			case out <- f:
+				s.next += aacFrameLen
 			case <-stopRead:
 				return
 			}
@@ -319,19 +472,38 @@ func runAudio(ctx context.Context, cfg AudioConfig, log *slog.Logger, first *med
 		<-exited
 	}
 	<-done
-	if ctxErr != nil {
-		return ctxErr
-	}
 	switch {
+	case ctxErr != nil:
+		return audioEnd{err: ctxErr}
 	case feedErr != nil && !errors.Is(feedErr, syscall.EPIPE) && !errors.Is(feedErr, os.ErrClosed):
-		return fmt.Errorf("audio transcoder: writing to ffmpeg: %w", feedErr)
+		return audioEnd{err: fmt.Errorf("audio transcoder: writing to ffmpeg: %w", feedErr)}
+	case badOutput != nil:
+		return audioEnd{err: badOutput}
+	case !inClosed:
+		// It exited with its input open: it died (or gave up) mid-stream.
+		if waitErr == nil {
+			waitErr = errors.New("exited with its input open")
+		}
+		return audioEnd{err: waitErr, died: true, ran: ran, stderr: stderr.String()}
 	case waitErr != nil:
 		err := fmt.Errorf("audio transcoder: ffmpeg: %w: %s", waitErr, stderr.String())
 		log.Error("audio transcoder: failed", "error", err)
-		return err
+		return audioEnd{err: err}
 	case readErr != nil:
-		return readErr
+		return audioEnd{err: readErr}
 	}
 	log.Info("audio transcoder: ended")
-	return nil
+	return audioEnd{}
+}
+
+// trackAAC returns the AAC configuration of tr, if any.
+func trackAAC(tr *media.Track) (mpeg4audio.AudioSpecificConfig, bool) {
+	if tr == nil {
+		return mpeg4audio.AudioSpecificConfig{}, false
+	}
+	c, ok := tr.Codec.(*media.AAC)
+	if !ok {
+		return mpeg4audio.AudioSpecificConfig{}, false
+	}
+	return c.Config, true
 }

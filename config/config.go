@@ -308,12 +308,34 @@ type TranscoderConfig struct {
 	// FFmpeg is the ffmpeg binary, a path or a name looked up in PATH. It
 	// defaults to "ffmpeg".
 	FFmpeg string `yaml:"ffmpeg" doc:"ffmpeg binary (path or name in PATH)."`
+	// ForkServer is how ffmpeg processes are started
+	// (transcoder.ParseForkServerMode): "auto" forks them from a fork
+	// server (one pre-linked ffmpeg) when it can be built and started and
+	// executes ffmpeg otherwise, "on" fails start without it, "off"
+	// executes ffmpeg for every process. It defaults to "auto".
+	ForkServer string `yaml:"fork_server" doc:"How ffmpeg processes are started: auto (forked from a pre-linked ffmpeg when possible), on (fork server required) or off (execute ffmpeg)."`
 	// PoolSize is the number of GOP jobs run at once; 0 means one per CPU.
 	// It defaults to 0.
 	PoolSize int `yaml:"pool_size" doc:"GOP jobs run at once; 0 = number of CPUs."`
 	// PoolWarm is the number of idle pre-started ffmpeg processes kept; 0
 	// means pool_size, -1 none. It defaults to 0.
 	PoolWarm int `yaml:"pool_warm" doc:"Idle pre-started ffmpeg processes; 0 = pool_size, -1 = none."`
+	// QueueSize bounds the job queue in rendition-GOPs; past it the
+	// lowest-priority renditions of queued GOPs are shed. 0 means 16 ×
+	// the pool size. It defaults to 0.
+	QueueSize int `yaml:"queue_size" doc:"Rendition-GOPs queued before the lowest-priority renditions of queued GOPs are shed; 0 = 16 x pool size."`
+	// MaxWait is how long a GOP may wait for a worker, in GOP durations
+	// (> 0): a job taken after waiting n × MaxWait drops its n
+	// lowest-priority renditions (it keeps at least one). It defaults to 1.
+	MaxWait float64 `yaml:"max_wait" doc:"A GOP taken after waiting n x max_wait GOP durations drops its n lowest-priority renditions (> 0)."`
+	// Reserve reserves workers, one reservation per item written
+	// "<stream prefix>=<workers>[:<rendition>,<rendition>...]" (renditions
+	// may also be separated by ";", which the environment variable needs):
+	// the workers run only jobs of streams under the prefix ("" for any)
+	// that include one of the renditions (any when none is listed), and
+	// those renditions are shed last. See [TranscoderConfig.Reservations].
+	// It defaults to [].
+	Reserve []string `yaml:"reserve" doc:"Reserved workers: <stream prefix>=<workers>[:<rendition>,<rendition>...] (renditions also separated by ';')."`
 	// Deadline is how long after its GOP closed a job may finish, in GOP
 	// durations (at least 1): a run still going is killed and the GOP
 	// becomes a gap (EXT-X-GAP). It defaults to 3.
@@ -457,6 +479,9 @@ func Default() *Config {
 		},
 		Transcoder: TranscoderConfig{
 			FFmpeg:        "ffmpeg",
+			ForkServer:    "auto",
+			MaxWait:       1,
+			Reserve:       []string{},
 			Deadline:      3,
 			Ladder:        []string{"720p=720:3000k", "480p=480:1400k", "360p=360:800k"},
 			PrefixLadders: []string{},

@@ -120,8 +120,12 @@ hls:
 transcoder:
   enabled: true
   ffmpeg: /opt/ffmpeg/bin/ffmpeg
+  fork_server: off
   pool_size: 6
   pool_warm: -1
+  queue_size: 40
+  max_wait: 1.5
+  reserve: ["live/premium/=1:1080p;720p", "=2:270p"]
   deadline: 4
   ladder: ["540p=540:2000k", "270p=270:500k:libx264:faster"]
   prefix_ladders: ["live/premium/=1080p=1080:6000k;720p=720:3000k"]
@@ -218,7 +222,8 @@ func fullConfig() *Config {
 			Enabled: true, Prefixes: []string{"live/premium-", "paid/"}, RotateSegments: 10, SequenceIV: true, CacheBytes: 16 << 20,
 		}},
 		Transcoder: TranscoderConfig{
-			Enabled: true, FFmpeg: "/opt/ffmpeg/bin/ffmpeg", PoolSize: 6, PoolWarm: -1, Deadline: 4,
+			Enabled: true, FFmpeg: "/opt/ffmpeg/bin/ffmpeg", ForkServer: "off", PoolSize: 6, PoolWarm: -1,
+			QueueSize: 40, MaxWait: 1.5, Reserve: []string{"live/premium/=1:1080p;720p", "=2:270p"}, Deadline: 4,
 			Ladder:        []string{"540p=540:2000k", "270p=270:500k:libx264:faster"},
 			PrefixLadders: []string{"live/premium/=1080p=1080:6000k;720p=720:3000k"},
 		},
@@ -285,7 +290,7 @@ func TestLoadFullFile(t *testing.T) {
 	want := []string{
 		`headwater.yaml:46: origin.tls_cert: file "cert.pem" does not exist`,
 		`headwater.yaml:47: origin.tls_key: file "key.pem" does not exist`,
-		`headwater.yaml:107: playback.cdn.secret_file: file "key.pem" does not exist`,
+		`headwater.yaml:111: playback.cdn.secret_file: file "key.pem" does not exist`,
 		`headwater.yaml:15: srt.passphrase_file: file "key.pem" does not exist`,
 		`headwater.yaml:17: srt.prefix_passphrase_files: file "cert.pem" does not exist`,
 	}
@@ -368,6 +373,46 @@ func TestLoadFileErrors(t *testing.T) {
 			name: "fractional integer",
 			file: "rtmp:\n  max_publishers: 1.5\n",
 			want: []string{`headwater.yaml:2: rtmp.max_publishers: "1.5" is not an integer`},
+		},
+		{
+			name: "bad number",
+			file: "transcoder:\n  max_wait: soon\n",
+			want: []string{`headwater.yaml:2: transcoder.max_wait: "soon" is not a number`},
+		},
+		{
+			name: "quoted number",
+			file: "transcoder:\n  max_wait: \"1.5\"\n",
+			want: []string{`headwater.yaml:2: transcoder.max_wait: "1.5" is not a number (remove the quotes)`},
+		},
+		{
+			name: "infinite number",
+			file: "transcoder:\n  max_wait: .inf\n",
+			want: []string{`headwater.yaml:2: transcoder.max_wait: ".inf" is not a number`},
+		},
+		{
+			name: "number as list",
+			file: "transcoder:\n  max_wait: [1]\n",
+			want: []string{`headwater.yaml:2: transcoder.max_wait: must be a single value, not a list`},
+		},
+		{
+			name: "fractional number without value",
+			file: "transcoder:\n  max_wait:\n",
+			want: []string{`headwater.yaml:2: transcoder.max_wait: no value; remove the key for the default (1)`},
+		},
+		{
+			name: "bad transcoder pool keys",
+			file: "transcoder:\n  fork_server: sometimes\n  pool_size: 4\n  queue_size: -1\n  max_wait: 0\n  reserve: [\"live/=1:720p\", \"live/vip/=x:480p\"]\n",
+			want: []string{
+				`headwater.yaml:2: transcoder.fork_server: "sometimes": want auto, on or off`,
+				`headwater.yaml:4: transcoder.queue_size: must be at least 0, got -1`,
+				`headwater.yaml:5: transcoder.max_wait: must be greater than 0, got 0`,
+				`headwater.yaml:6: transcoder.reserve: item 2: "live/vip/=x:480p": workers "x" is not an integer`,
+			},
+		},
+		{
+			name: "reserve every worker",
+			file: "transcoder:\n  pool_size: 2\n  reserve:\n    - live/vip/=1:720p,480p\n    - =1\n",
+			want: []string{`headwater.yaml:3: transcoder.reserve: 2 workers reserved of 2 (transcoder.pool_size 2): leave at least one unreserved`},
 		},
 		{
 			name: "bad boolean",
@@ -655,6 +700,30 @@ func TestEnvOverrides(t *testing.T) {
 			check: func(c *Config) bool { return c.Segmenter.Window == 10 && !c.Origin.Gzip },
 		},
 		{
+			name:  "number",
+			env:   []string{"HEADWATER_TRANSCODER_MAX_WAIT= 0.25 "},
+			check: func(c *Config) bool { return c.Transcoder.MaxWait == 0.25 },
+		},
+		{
+			name:  "number without fraction",
+			file:  "transcoder:\n  max_wait: 0.5\n",
+			env:   []string{"HEADWATER_TRANSCODER_MAX_WAIT=2"},
+			check: func(c *Config) bool { return c.Transcoder.MaxWait == 2 },
+		},
+		{
+			name: "transcoder pool keys",
+			env: []string{
+				"HEADWATER_TRANSCODER_POOL_SIZE=4", "HEADWATER_TRANSCODER_QUEUE_SIZE=32", "HEADWATER_TRANSCODER_FORK_SERVER=off",
+				"HEADWATER_TRANSCODER_RESERVE=live/vip/=1:720p;480p,=1:360p",
+			},
+			check: func(c *Config) bool {
+				rs, err := c.Transcoder.Reservations()
+				return c.Transcoder.QueueSize == 32 && c.Transcoder.ForkServer == "off" && err == nil &&
+					slices.Equal(c.Transcoder.Reserve, []string{"live/vip/=1:720p;480p", "=1:360p"}) &&
+					len(rs) == 2 && slices.Equal(rs[0].Renditions, []string{"720p", "480p"}) && rs[1].Streams == "" && rs[1].Workers == 1
+			},
+		},
+		{
 			name:  "environment beats file",
 			file:  "rtmp:\n  address: \":2000\"\n  app: studio\n",
 			env:   []string{"HEADWATER_RTMP_ADDRESS=:3000"},
@@ -747,6 +816,16 @@ func TestEnvErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "bad number",
+			env:  []string{"HEADWATER_TRANSCODER_MAX_WAIT=NaN"},
+			want: []string{`HEADWATER_TRANSCODER_MAX_WAIT: transcoder.max_wait: "NaN" is not a number`},
+		},
+		{
+			name: "reserve renditions separated by a comma",
+			env:  []string{"HEADWATER_TRANSCODER_POOL_SIZE=4", "HEADWATER_TRANSCODER_RESERVE=live/vip/=1:720p,480p"},
+			want: []string{`HEADWATER_TRANSCODER_RESERVE: transcoder.reserve: item 2: "480p": want <stream prefix>=<workers>[:<rendition>,<rendition>...]`},
+		},
+		{
 			name: "validation names the variable",
 			file: "segmenter:\n  window: 5\n",
 			env:  []string{"HEADWATER_SEGMENTER_WINDOW=2", "HEADWATER_LOG_LEVEL=loud"},
@@ -792,6 +871,13 @@ func TestSet(t *testing.T) {
 		{path: "origin.cors", value: "*", want: `origin.cors: is a section, not a key; set one of its keys instead`},
 		{path: "segmenter.window", value: "6.5", want: `segmenter.window: "6.5" is not an integer`},
 		{path: "rtmp.idle_timeout", value: "10", want: `rtmp.idle_timeout: "10" is not a duration (e.g. 200ms, 2s)`},
+		{path: "transcoder.max_wait", value: " 0.5 ", check: func(c *Config) bool { return c.Transcoder.MaxWait == 0.5 }},
+		{path: "transcoder.max_wait", value: "3", check: func(c *Config) bool { return c.Transcoder.MaxWait == 3 }},
+		{path: "transcoder.max_wait", value: "2e-1", check: func(c *Config) bool { return c.Transcoder.MaxWait == 0.2 }},
+		{path: "transcoder.max_wait", value: "fast", want: `transcoder.max_wait: "fast" is not a number`},
+		{path: "transcoder.max_wait", value: "inf", want: `transcoder.max_wait: "inf" is not a number`},
+		{path: "transcoder.max_wait", value: "1e999", want: `transcoder.max_wait: "1e999" is not a number`},
+		{path: "transcoder.max_wait", value: "", want: `transcoder.max_wait: "" is not a number`},
 	} {
 		t.Run(tc.path+"="+tc.value, func(t *testing.T) {
 			c := Default()
@@ -887,7 +973,7 @@ func TestDefaultYAMLRoundTrip(t *testing.T) {
 			t.Errorf("key %s has no comment above it in DefaultYAML", key)
 		}
 	}
-	for _, want := range []string{"  part_duration: 200ms\n", "  segment_max_age: 86400s\n", `  address: ":1935"` + "\n", `    allowed_origins: ["*"]` + "\n"} {
+	for _, want := range []string{"  part_duration: 200ms\n", "  segment_max_age: 86400s\n", "  max_wait: 1\n", "  reserve: []\n", `  fork_server: "auto"` + "\n", `  address: ":1935"` + "\n", `    allowed_origins: ["*"]` + "\n"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("DefaultYAML lacks %q:\n%s", want, out)
 		}
@@ -1028,9 +1114,13 @@ func TestDiff(t *testing.T) {
 	b.RTMP.MaxPublishers = 5
 	b.Origin.CORS.AllowedOrigins = []string{"https://a.example"}
 	b.Shutdown.Drain = Duration(time.Second)
+	b.Transcoder.MaxWait = 2.5
+	b.Transcoder.Reserve = []string{"live/vip/=1:720p;480p"}
 	want := []Change{
 		{Key: "rtmp.max_publishers", Old: "100", New: "5"},
 		{Key: "origin.cors.allowed_origins", Old: "*", New: "https://a.example"},
+		{Key: "transcoder.max_wait", Old: "1", New: "2.5"},
+		{Key: "transcoder.reserve", Old: "", New: "live/vip/=1:720p;480p"},
 		{Key: "shutdown.drain", Old: "2s", New: "1s"},
 	}
 	if got := Diff(a, b); !reflect.DeepEqual(got, want) {

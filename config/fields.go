@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -118,8 +119,9 @@ func lookup(path string) (field, bool) {
 
 // Set parses value and stores it in the key at path (e.g. "rtmp.address"),
 // the way an environment variable or flag would: strings are taken
-// verbatim, durations as "200ms"/"2s", integers in decimal, booleans as
-// true/false, and lists as comma-separated items ("" is an empty list).
+// verbatim, durations as "200ms"/"2s", integers in decimal, numbers as
+// "1.5" (finite), booleans as true/false, and lists as comma-separated
+// items ("" is an empty list).
 // It does not validate the result against other keys; call
 // [Config.Validate] after the last Set. Errors are *[FieldError].
 func (c *Config) Set(path, value string) error {
@@ -149,6 +151,8 @@ func (c *Config) get(path string) (string, bool) {
 		return Duration(v.Int()).String(), true
 	case v.Kind() == reflect.Slice:
 		return strings.Join(v.Interface().([]string), ","), true
+	case v.Kind() == reflect.Float64:
+		return formatFloat(v.Float()), true
 	default:
 		return fmt.Sprint(v.Interface()), true
 	}
@@ -171,6 +175,12 @@ func setString(v reflect.Value, s string) error {
 			return fmt.Errorf("%q is not an integer", s)
 		}
 		v.SetInt(n)
+	case v.Kind() == reflect.Float64:
+		f, err := parseFloat(s)
+		if err != nil {
+			return err
+		}
+		v.SetFloat(f)
 	case v.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(strings.TrimSpace(s))
 		if err != nil {
@@ -192,6 +202,19 @@ func setString(v reflect.Value, s string) error {
 	}
 	return nil
 }
+
+// parseFloat parses a finite decimal number such as "1", "0.5" or "1e3".
+func parseFloat(s string) (float64, error) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, fmt.Errorf("%q is not a number", s)
+	}
+	return f, nil
+}
+
+// formatFloat writes f the way parseFloat reads it, as short as possible
+// ("1", "0.5").
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 // Change is one key whose value differs between two configurations.
 type Change struct {

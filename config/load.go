@@ -293,6 +293,12 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string) {
 		// yaml.v3 truncates floats such as 1.5 into integers; refuse them.
 		err = errors.New("not an integer")
 	}
+	if err == nil && t.Kind() == reflect.Float64 {
+		// Refuse .inf and .nan, which yaml.v3 decodes, as Set does.
+		if _, perr := parseFloat(n.Value); perr != nil || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") {
+			err = errors.New("not a number")
+		}
+	}
 	if err == nil {
 		return
 	}
@@ -307,6 +313,8 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string) {
 		w.fail(n, path, "must be a single value, not %s", describeNode(n))
 	case t.Kind() == reflect.Int:
 		w.fail(n, path, "%q is not an integer%s", n.Value, quoted)
+	case t.Kind() == reflect.Float64:
+		w.fail(n, path, "%q is not a number%s", n.Value, quoted)
 	case t.Kind() == reflect.Bool:
 		w.fail(n, path, "%q is not a boolean (true or false)%s", n.Value, quoted)
 	case t.Kind() == reflect.Slice && n.Kind != yaml.SequenceNode:

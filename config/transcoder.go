@@ -2,6 +2,10 @@ package config
 
 import (
 	"fmt"
+	"math"
+	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,18 +19,126 @@ func (c *Config) validateTranscoder(v *validator) {
 	if t.Enabled && strings.TrimSpace(t.FFmpeg) == "" {
 		v.add("transcoder.ffmpeg", "must be set when transcoder.enabled is true")
 	}
+	if _, err := transcoder.ParseForkServerMode(t.ForkServer); err != nil {
+		v.add("transcoder.fork_server", "%v", err)
+	}
 	v.atLeast("transcoder.pool_size", t.PoolSize, 0)
 	v.atLeast("transcoder.pool_warm", t.PoolWarm, -1)
+	v.atLeast("transcoder.queue_size", t.QueueSize, 0)
+	if !(t.MaxWait > 0) || math.IsInf(t.MaxWait, 0) {
+		v.add("transcoder.max_wait", "must be greater than 0, got %s", formatFloat(t.MaxWait))
+	}
 	v.atLeast("transcoder.deadline", t.Deadline, 1)
-	if _, err := ParseLadder(t.Ladder); err != nil {
+	def, err := ParseLadder(t.Ladder)
+	if err != nil {
 		v.add("transcoder.ladder", "%v", err)
 	}
+	ladders := []transcoder.Ladder{def}
 	for i, e := range t.PrefixLadders {
-		if _, _, err := ParsePrefixLadder(e); err != nil {
+		_, l, err := ParsePrefixLadder(e)
+		if err != nil {
 			v.add("transcoder.prefix_ladders", "item %d: %v", i+1, err)
 		}
+		ladders = append(ladders, l)
+	}
+	laddersOK := !v.bad["transcoder.ladder"] && !v.bad["transcoder.prefix_ladders"]
+
+	reserved, itemsOK := 0, true
+	for i, e := range t.Reserve {
+		r, err := ParseReservation(e)
+		if err != nil {
+			v.add("transcoder.reserve", "item %d: %v", i+1, err)
+			itemsOK = false
+			continue
+		}
+		reserved += r.Workers
+		for _, name := range r.Renditions {
+			if laddersOK && !slices.ContainsFunc(ladders, func(l transcoder.Ladder) bool {
+				return slices.ContainsFunc(l, func(x transcoder.Rendition) bool { return x.Name == name })
+			}) {
+				v.add("transcoder.reserve", "item %d: rendition %q is in no ladder (transcoder.ladder, transcoder.prefix_ladders)", i+1, name)
+			}
+		}
+	}
+	if size := t.effectivePoolSize(); itemsOK && reserved >= size {
+		how := fmt.Sprintf("transcoder.pool_size %d", size)
+		if t.PoolSize == 0 {
+			how = fmt.Sprintf("transcoder.pool_size 0 = %d CPUs", size)
+		}
+		v.add("transcoder.reserve", "%d workers reserved of %d (%s): leave at least one unreserved", reserved, size, how)
 	}
 }
+
+// effectivePoolSize is the number of workers: pool_size, or the number of
+// CPUs when it is 0 (as transcoder.PoolConfig does).
+func (t TranscoderConfig) effectivePoolSize() int {
+	if t.PoolSize > 0 {
+		return t.PoolSize
+	}
+	return runtime.NumCPU()
+}
+
+// Reservations returns the transcoder's reserved workers, parsed from
+// transcoder.reserve (nil when there are none). Config.Validate also checks
+// that they leave at least one worker unreserved and name renditions of
+// the ladders.
+func (t TranscoderConfig) Reservations() ([]transcoder.Reservation, error) {
+	var out []transcoder.Reservation
+	for i, e := range t.Reserve {
+		r, err := ParseReservation(e)
+		if err != nil {
+			return nil, fmt.Errorf("transcoder.reserve: item %d: %w", i+1, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// ParseReservation parses one transcoder.reserve item,
+// <stream prefix>=<workers>[:<rendition>,<rendition>...]: "live/vip/=1:720p,480p"
+// reserves one worker for the jobs of streams under live/vip/ that include
+// 720p or 480p, "=1:360p" one for 360p of any stream, "live/vip/=2" two for
+// any rendition of streams under live/vip/. Renditions may be separated by
+// ',' or ';' (the environment variable, a comma-separated list, needs ';').
+func ParseReservation(s string) (transcoder.Reservation, error) {
+	item := strings.TrimSpace(s)
+	prefix, rest, ok := strings.Cut(item, "=")
+	if !ok {
+		return transcoder.Reservation{}, fmt.Errorf("%q: want <stream prefix>=<workers>[:<rendition>,<rendition>...]", s)
+	}
+	if prefix != "" && !validPrefix(prefix) {
+		return transcoder.Reservation{}, fmt.Errorf("%q: stream prefix %q is not the start of a stream name (letters, digits, '_', '.', '-' and '/')", s, prefix)
+	}
+	workers, names, hasNames := strings.Cut(rest, ":")
+	n, err := strconv.Atoi(strings.TrimSpace(workers))
+	if err != nil {
+		return transcoder.Reservation{}, fmt.Errorf("%q: workers %q is not an integer", s, workers)
+	}
+	if n < 1 {
+		return transcoder.Reservation{}, fmt.Errorf("%q: workers must be at least 1, got %d", s, n)
+	}
+	r := transcoder.Reservation{Streams: prefix, Workers: n}
+	if !hasNames {
+		return r, nil
+	}
+	for name := range strings.SplitSeq(strings.ReplaceAll(names, ";", ","), ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == "":
+			return transcoder.Reservation{}, fmt.Errorf("%q: empty rendition name", s)
+		case !renditionName.MatchString(name):
+			return transcoder.Reservation{}, fmt.Errorf("%q: rendition name %q: want 1-32 characters of [A-Za-z0-9_.-]", s, name)
+		}
+		if !slices.Contains(r.Renditions, name) {
+			r.Renditions = append(r.Renditions, name)
+		}
+	}
+	return r, nil
+}
+
+// renditionName is the transcoder's rule for rendition names (see
+// transcoder.Rendition.Validate; TestRenditionNameRule keeps them equal).
+var renditionName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}$`)
 
 // Ladders returns the transcoder's validated ladders by stream-name prefix
 // ("" is the default ladder).

@@ -86,6 +86,12 @@ func toNode(v reflect.Value, comments bool) (*yaml.Node, error) {
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v.String(), Style: yaml.DoubleQuotedStyle}, nil
 	case t.Kind() == reflect.Int:
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatInt(v.Int(), 10)}, nil
+	case t.Kind() == reflect.Float64:
+		s, tag := formatFloat(v.Float()), "!!int"
+		if strings.ContainsAny(s, ".eE") {
+			tag = "!!float"
+		}
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: s}, nil
 	case t.Kind() == reflect.Bool:
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(v.Bool())}, nil
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:

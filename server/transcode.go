@@ -42,14 +42,13 @@ func newABR(cfg config.TranscoderConfig, reg prometheus.Registerer, log *slog.Lo
 	if err := transcoder.CheckEncoders(context.Background(), cfg.FFmpeg, all...); err != nil {
 		return nil, fmt.Errorf("transcoder.ladder: %w", err)
 	}
+	pc, err := poolConfig(cfg, ladders)
+	if err != nil {
+		return nil, err
+	}
 	log = log.With("component", "transcoder")
 	m := transcoder.NewMetrics(reg)
-	pool := transcoder.NewPool(transcoder.PoolConfig{
-		FFmpeg:  cfg.FFmpeg,
-		Size:    cfg.PoolSize,
-		Warm:    cfg.PoolWarm,
-		Prewarm: transcoder.PrewarmFor(ladders, 1080, 720),
-	}, m, log)
+	pool := transcoder.NewPool(pc, m, log)
 	tc, err := transcoder.New(transcoder.Config{Ladders: ladders, Deadline: float64(cfg.Deadline)}, pool, m, log)
 	if err != nil {
 		pool.Close()
@@ -58,6 +57,29 @@ func newABR(cfg config.TranscoderConfig, reg prometheus.Registerer, log *slog.Lo
 	a := &abr{pool: pool, ffmpeg: cfg.FFmpeg, m: m, log: log}
 	a.tc.Store(tc)
 	return a, nil
+}
+
+// poolConfig is the worker pool's configuration from the transcoder
+// section (the pool's keys are not reloadable: it is built once).
+func poolConfig(cfg config.TranscoderConfig, ladders transcoder.Ladders) (transcoder.PoolConfig, error) {
+	reserve, err := cfg.Reservations()
+	if err != nil {
+		return transcoder.PoolConfig{}, err
+	}
+	fork, err := transcoder.ParseForkServerMode(cfg.ForkServer)
+	if err != nil {
+		return transcoder.PoolConfig{}, fmt.Errorf("transcoder.fork_server: %w", err)
+	}
+	return transcoder.PoolConfig{
+		FFmpeg:     cfg.FFmpeg,
+		Size:       cfg.PoolSize,
+		Warm:       cfg.PoolWarm,
+		QueueSize:  cfg.QueueSize,
+		MaxWait:    cfg.MaxWait,
+		Reserve:    reserve,
+		ForkServer: fork,
+		Prewarm:    transcoder.PrewarmFor(ladders, 1080, 720),
+	}, nil
 }
 
 // reloadLadders builds a transcoder for new ladders on the same pool and
@@ -118,7 +140,7 @@ func (a *abr) run(ctx context.Context, seg *segmenter.Segmenter, name string, su
 // delivered its last frame, or ctx ends.
 func (a *abr) runAudio(ctx context.Context, src *media.Subscription, out chan<- *media.Frame, log *slog.Logger) {
 	defer close(out)
-	err := transcoder.RunAudio(ctx, transcoder.AudioConfig{FFmpeg: a.ffmpeg, Log: log.With("component", "transcoder")}, src.Frames(), out)
+	err := transcoder.RunAudio(ctx, transcoder.AudioConfig{FFmpeg: a.ffmpeg, Log: log.With("component", "transcoder"), Metrics: a.m}, src.Frames(), out)
 	if err != nil && ctx.Err() == nil {
 		log.Error("audio transcoder: ended with error; the stream has no audio until it is republished", "error", err)
 	}

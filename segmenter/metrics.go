@@ -16,11 +16,15 @@ const (
 	DropEmptyPayload     = "empty_payload"     // frame without payload
 	DropInitError        = "init_error"        // codec parameters that make no init segment
 	DropStoreError       = "store_error"       // the store refused the segment
+	// DropGapSegment: a transcoded rendition's frames that fall in a
+	// segment listed as a gap (the GOP at the segment's start is missing,
+	// Writer.Gap; a segment is either media from its start or a gap).
+	DropGapSegment = "gap_segment"
 )
 
 var dropReasons = []string{
 	DropBeforeKeyframe, DropNonMonotonicDTS, DropUnknownTrack, DropUnsupportedCodec,
-	DropEmptyPayload, DropInitError, DropStoreError,
+	DropEmptyPayload, DropInitError, DropStoreError, DropGapSegment,
 }
 
 // Metrics are the segmenter's Prometheus metrics. One Metrics is shared by

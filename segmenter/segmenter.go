@@ -169,6 +169,8 @@ type run struct {
 	published bool   // timeline published
 	fixedName string // a Writer's rendition name
 	kinds     map[media.Kind]*kindMetrics
+	// pending is a Writer's gap segment not listed yet (see Writer.Gap).
+	pending pendingGap
 
 	ctx    context.Context // Run's, parent of the segment spans
 	tracer trace.Tracer
@@ -371,6 +373,9 @@ func (r *run) mapTrack(t *track, f *media.Frame) {
 
 // video handles a video frame at timeline time tm.
 func (r *run) video(t *track, f *media.Frame, tm int64) {
+	if r.pending.on && t == r.master && !r.gapFrame(t, f, tm) {
+		return
+	}
 	if t.waitKey {
 		if !f.Key {
 			r.drop(t, DropBeforeKeyframe)

@@ -116,9 +116,22 @@ func (w *Writer) WriteFrame(f *media.Frame) {
 	}
 }
 
+// pendingGap is a Writer's gap that starts a segment, not listed yet: it
+// becomes one EXT-X-GAP segment at the source's next cut.
+type pendingGap struct {
+	on         bool
+	start, end int64 // timeline ticks of the master track
+	received   time.Time
+}
+
 // Gap records that the rendition has no media from dts (in ticks of
-// clockRate, on the frames' clock) for duration ticks: the open segment
-// ends there and a segment listed with EXT-X-GAP takes its place. A gap
+// clockRate, on the frames' clock) for duration ticks: a source GOP that
+// could not be transcoded. So that the rendition keeps the source's
+// segments, hence its media sequence numbers (LL-HLS requires them aligned
+// across renditions), gaps follow the source's cut rule, their starts and
+// ends being key frame times: a gap inside a source segment leaves a hole in
+// the open segment, and a gap starting one makes it, up to the source's next
+// cut, one segment listed with EXT-X-GAP (frames within are dropped). A gap
 // before the first frame is not recorded (the rendition starts later).
 func (w *Writer) Gap(dts int64, clockRate uint32, duration int64, received time.Time) {
 	if w.closed {
@@ -138,7 +151,30 @@ func (w *Writer) Gap(dts int64, clockRate uint32, duration int64, received time.
 	if end <= tm {
 		return
 	}
-	if t.segOpen {
+	g := &r.pending
+	switch {
+	case g.on:
+		if tm-g.start >= t.segTicks {
+			// The source cut at tm: the pending gap is a segment of its own.
+			r.listGap(t, tm)
+		}
+	case t.segOpen && tm-t.segStart < t.segTicks:
+		// The source's segment goes on through the gap: so does the open
+		// one, with a hole in its media, cut by the source's rule at a
+		// later key frame. Its last sample, when still in the open part,
+		// lasts until the gap's end (the segment's end if the rendition
+		// ends there), and until the next frame once it comes (video).
+		if n := len(t.samples); n > 0 {
+			d := end - t.lastTime
+			t.partDur += d - int64(t.samples[n-1].Duration)
+			t.samples[n-1].Duration = uint32(d)
+		}
+		t.lastDur = end - t.lastTime
+		t.gap = true
+		t.waitKey = true
+		return
+	case t.segOpen:
+		// The source cut at tm: the segment ends there.
 		if n := len(t.samples); n > 0 {
 			if d := tm - t.lastTime; d > 0 {
 				t.partDur += d - int64(t.samples[n-1].Duration)
@@ -148,20 +184,67 @@ func (w *Writer) Gap(dts int64, clockRate uint32, duration int64, received time.
 		}
 		r.finishSegment(t, tm-t.segStart)
 	}
-	if err := t.rend.AddGap(received, uint64(tm), uint64(end-tm)); err != nil {
-		r.logOnce(logKey{"gap", t.id}, slog.LevelError, "cannot record a gap", "track", t.id, "error", err)
-		return
+	// The gap starts a segment (or extends the gap that does).
+	if g.on {
+		g.end = max(g.end, end)
+	} else {
+		*g = pendingGap{on: true, start: tm, end: end, received: received}
 	}
-	t.haveTime, t.lastTime, t.lastDur = true, tm, end-tm
+	t.haveTime, t.lastTime, t.lastDur = true, g.start, g.end-g.start
 	t.gap = true
 	t.waitKey = true
+	if g.end-g.start >= t.segTicks {
+		// The next GOP's key frame, at the gap's end, is the source's cut.
+		r.listGap(t, g.end)
+	}
 }
 
-// Close finishes the open segment and ends the rendition (not dst).
+// gapFrame handles a video frame at tm of the master track while a gap
+// segment is pending: a key frame where the source cuts lists the gap and is
+// taken (true); any other frame belongs to the source's segment the gap
+// starts and is dropped.
+func (r *run) gapFrame(t *track, f *media.Frame, tm int64) bool {
+	g := &r.pending
+	if f.Key && tm-g.start >= t.segTicks {
+		r.listGap(t, tm)
+		return true
+	}
+	r.drop(t, DropGapSegment)
+	est := t.lastDelta
+	if est <= 0 {
+		est = t.defaultDur
+	}
+	if e := tm + est; e > g.end {
+		g.end = e // listed this long if the rendition ends first
+		t.lastDur = g.end - g.start
+	}
+	t.gap = true
+	t.waitKey = true
+	return false
+}
+
+// listGap adds the pending gap as a segment ending at end.
+func (r *run) listGap(t *track, end int64) {
+	g := &r.pending
+	g.on = false
+	if end <= g.start {
+		return
+	}
+	t.haveTime, t.lastTime, t.lastDur = true, g.start, end-g.start
+	if err := t.rend.AddGap(g.received, uint64(g.start), uint64(end-g.start)); err != nil {
+		r.logOnce(logKey{"gap", t.id}, slog.LevelError, "cannot record a gap", "track", t.id, "error", err)
+	}
+}
+
+// Close finishes the open segment, lists a pending gap segment and ends the
+// rendition (not dst).
 func (w *Writer) Close() {
 	if w.closed {
 		return
 	}
 	w.closed = true
+	if w.r.pending.on {
+		w.r.listGap(w.r.master, w.r.pending.end)
+	}
 	w.r.close()
 }

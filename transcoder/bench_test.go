@@ -51,7 +51,8 @@ func jobFor(g []*media.Frame, rs []Rendition) *Job {
 
 // BenchmarkJobStart measures the time from a worker taking a job to an
 // ffmpeg blocked on that job's input: a pre-started (warm) process versus
-// one spawned for the job (cold). Run with -benchtime=Nx.
+// one started for the job (cold: forked from the fork server; cold-exec:
+// executed). Run with -benchtime=Nx.
 func BenchmarkJobStart(b *testing.B) {
 	needFFmpeg(b)
 	fx := sourceFixture(b, 320, 180, 30, 30, 0, 1)
@@ -61,13 +62,16 @@ func BenchmarkJobStart(b *testing.B) {
 	}
 	rs := lad.For(720) // the real command line; the tiny input keeps the runs cheap
 	g := fx.gops()[0]
-	for _, mode := range []string{"warm", "cold"} {
+	for _, mode := range []string{"warm", "cold", "cold-exec"} {
 		b.Run(mode, func(b *testing.B) {
-			warm := 1
-			if mode == "cold" {
+			warm, fork := 1, ForkServerOn
+			switch mode {
+			case "cold":
 				warm = 0
+			case "cold-exec": // a process executed for the job, no fork server
+				warm, fork = 0, ForkServerOff
 			}
-			r := NewFFmpegRunner(FFmpegConfig{Warm: warm, Prewarm: []Ladder{rs}}, nil, nil)
+			r := NewFFmpegRunner(FFmpegConfig{Warm: warm, Prewarm: []Ladder{rs}, ForkServer: fork}, nil, nil)
 			if err := r.Start(); err != nil {
 				b.Fatal(err)
 			}

@@ -166,8 +166,9 @@ type run struct {
 	// timeline, when set, receives origin and start once the first video
 	// track is placed (a leading Run) or gave them (a following Writer).
 	timeline  *Timeline
-	published bool   // timeline published
-	fixedName string // a Writer's rendition name
+	published bool      // timeline published
+	follows   *Timeline // a Writer's: the source run's, whose numbering it takes
+	fixedName string    // a Writer's rendition name
 	kinds     map[media.Kind]*kindMetrics
 	// pending is a Writer's gap segment not listed yet (see Writer.Gap).
 	pending pendingGap
@@ -495,6 +496,15 @@ func (r *run) audioCut(t *track, at int64, consume bool) bool {
 
 // startSegment opens a segment at a frame; false when the store refused.
 func (r *run) startSegment(t *track, f *media.Frame, tm int64) bool {
+	if t.segCount == 0 && t == r.master && r.follows != nil &&
+		!t.rend.AlignWith(r.follows.source.Load(), media.TicksToDuration(tm, t.timescale)) {
+		// A Writer's first segment starts where the source's does, with its
+		// sequence number: the rendition may start later than the source
+		// (its first GOPs lost); until a source cut, its frames are dropped.
+		r.drop(t, DropGapSegment)
+		t.waitKey = true
+		return false
+	}
 	msn, err := t.rend.StartSegment(f.Received, uint64(tm))
 	if err != nil {
 		r.logOnce(logKey{"start", t.id}, slog.LevelError,

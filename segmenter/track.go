@@ -152,6 +152,9 @@ func (r *run) configure(t *track, tr *media.Track, f *media.Frame) {
 		}
 		p.info.Name = t.name
 		t.rend = r.dst.AddRendition(p.info)
+		if t == r.master && r.timeline != nil {
+			r.timeline.source.Store(t.rend)
+		}
 		// Never write before where an earlier publish left the rendition.
 		prev := t.rend.Snapshot().Info.Timescale
 		t.floor = rescaleCeil(int64(t.rend.NextBaseTime()), prev, p.timescale)

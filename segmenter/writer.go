@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -39,6 +40,9 @@ type Timeline struct {
 	ready         chan struct{}
 	ok            bool
 	origin, start timePoint
+	// source is the leading run's video rendition, whose sequence numbers
+	// the Writers' renditions take (store.Rendition.AlignWith).
+	source atomic.Pointer[store.Rendition]
 }
 
 // NewTimeline returns a Timeline not placed yet.
@@ -102,6 +106,7 @@ func (s *Segmenter) NewWriter(ctx context.Context, dst *store.Stream, opts Write
 	r.fixedName = opts.Name
 	if placed {
 		r.begun, r.origin, r.start = true, origin, start
+		r.follows = opts.Timeline
 	}
 	if opts.Name != "" {
 		dst.AddRendition(store.RenditionInfo{Name: opts.Name, Kind: media.KindVideo})
@@ -132,7 +137,8 @@ type pendingGap struct {
 // ends being key frame times: a gap inside a source segment leaves a hole in
 // the open segment, and a gap starting one makes it, up to the source's next
 // cut, one segment listed with EXT-X-GAP (frames within are dropped). A gap
-// before the first frame is not recorded (the rendition starts later).
+// before the first frame is not recorded: the rendition starts later, at a
+// segment start of the source, with its sequence number.
 func (w *Writer) Gap(dts int64, clockRate uint32, duration int64, received time.Time) {
 	if w.closed {
 		return

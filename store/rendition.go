@@ -119,6 +119,65 @@ func (r *Rendition) SetInit(info RenditionInfo, data []byte) string {
 	return name
 }
 
+// AlignWith prepares r's first segment of the current epoch, to start at
+// time at, for a rendition made from src's media (a transcoded one): when
+// src has a segment (same epoch) starting at at, r's next segment takes its
+// media sequence number and discontinuity sequence, so that a rendition
+// starting later than src, or missing segments src has, keeps src's
+// numbering (LL-HLS needs the renditions of a stream aligned by sequence
+// number; numbers never go back). It returns false when src is known not
+// to start a segment at at (its newest segment starts later): r must not
+// start one there either. It returns true otherwise, aligned or not.
+func (r *Rendition) AlignWith(src *Rendition, at time.Duration) bool {
+	if src == nil || src == r {
+		return true
+	}
+	snap := src.Snapshot()
+	ts := snap.Info.Timescale
+	if ts == 0 {
+		return true
+	}
+	segs := snap.Segments
+	if snap.Open != nil {
+		segs = append(segs[:len(segs):len(segs)], snap.Open)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var match *Segment
+	passed := false
+	for _, s := range segs {
+		if s.Epoch != r.epoch {
+			continue
+		}
+		d := ticksToDuration(s.BaseTime, ts) - at
+		if d > -time.Millisecond && d < time.Millisecond {
+			match = s
+			break
+		}
+		passed = passed || d > 0
+	}
+	if match == nil {
+		return !passed
+	}
+	if r.open != nil || match.MSN < r.nextMSN {
+		return true
+	}
+	for _, s := range r.segments {
+		if s.Epoch == r.epoch {
+			return true // not the epoch's first segment
+		}
+	}
+	r.nextMSN = match.MSN
+	disc := match.DiscontinuitySequence
+	if r.pendingDisc && disc > 0 {
+		disc-- // StartSegment counts the pending discontinuity
+	}
+	if disc > r.discSeq {
+		r.discSeq = disc
+	}
+	return true
+}
+
 // StartSegment opens a new segment whose first sample decodes at baseTime
 // (Timescale ticks) and was captured at programDateTime. An open segment
 // must have been finished first.

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -198,7 +199,44 @@ func startForkServer(ffmpeg, lib string, timeout time.Duration) (*forkServer, er
 		return nil, fmt.Errorf("fork server: %w: %s", err, s.stderr.String())
 	}
 	go s.readLoop()
+	if err := s.check(timeout); err != nil {
+		s.close()
+		return nil, fmt.Errorf("fork server: %w", err)
+	}
 	return s, nil
+}
+
+// check forks "ffmpeg -version": the preloaded program must be ffmpeg
+// itself, not a wrapper script's shell (which would fork shells).
+func (s *forkServer) check(timeout time.Duration) error {
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer outR.Close()
+	_, child, err := s.spawn([]string{"-hide_banner", "-version"}, devnull, outW, outW)
+	outW.Close()
+	if err != nil {
+		return err
+	}
+	_ = outR.SetReadDeadline(time.Now().Add(timeout))
+	head := make([]byte, 64)
+	n, _ := io.ReadFull(outR, head)
+	_, _ = io.Copy(io.Discard, outR)
+	select {
+	case <-child.exited:
+	case <-time.After(timeout):
+		return errors.New("ffmpeg -version did not exit")
+	}
+	if !bytes.HasPrefix(head[:n], []byte("ffmpeg version")) {
+		return fmt.Errorf("the preloaded program is not ffmpeg (a wrapper script?): -version printed %q", head[:n])
+	}
+	return nil
 }
 
 // readLoop dispatches the server's messages until it is gone.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"syscall"
@@ -252,4 +253,24 @@ func TestRunnerForkServerModes(t *testing.T) {
 	if _, err := ParseForkServerMode("sometimes"); err == nil {
 		t.Error("bad mode accepted")
 	}
+}
+
+func TestForkServerRefusesWrapperScript(t *testing.T) {
+	lib := needForkServer(t)
+	ff, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Skip(err)
+	}
+	// A wrapper script: the preload lands in the shell, which would fork
+	// shells. The start checks the forked program is ffmpeg.
+	wrapper := t.TempDir() + "/ffmpeg"
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec "+ff+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := len(childProcs())
+	_, err = startForkServer(wrapper, lib, 10*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "not ffmpeg") {
+		t.Fatalf("err = %v", err)
+	}
+	waitFor(t, 10*time.Second, "processes to exit", func() bool { return len(childProcs()) <= before })
 }

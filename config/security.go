@@ -96,8 +96,9 @@ type PlaybackConfig struct {
 
 // PlaybackTokensConfig configures playback tokens.
 type PlaybackTokensConfig struct {
-	// Required refuses origin requests without a token (/healthz excepted).
-	Required bool `yaml:"required" doc:"Refuse origin requests without a valid token (/healthz excepted); needs keys."`
+	// Required refuses origin requests without a token (/healthz
+	// excepted), and SRT and RTSP readers without one.
+	Required bool `yaml:"required" doc:"Refuse origin requests (/healthz excepted) and SRT and RTSP readers without a valid token; needs keys."`
 	// Keys are "<key id>=<secret file>" entries; tokens are verified with
 	// any of them. It defaults to [] (tokens off).
 	Keys []string `yaml:"keys" doc:"Token keys, \"<id>=<secret file>\" (id: 1-16 of [A-Za-z0-9_-]; secret >= 32 bytes, 'headwater token secret')."`

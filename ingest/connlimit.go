@@ -49,20 +49,7 @@ func NewConnLimiter(perMinute int) *ConnLimiter {
 
 // addrKey is the limiting key of a remote address.
 func addrKey(a net.Addr) (netip.Prefix, bool) {
-	var ip netip.Addr
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ip, _ = netip.AddrFromSlice(a.IP)
-	case *net.UDPAddr:
-		ip, _ = netip.AddrFromSlice(a.IP)
-	default:
-		ap, err := netip.ParseAddrPort(a.String())
-		if err != nil {
-			return netip.Prefix{}, false
-		}
-		ip = ap.Addr()
-	}
-	ip = ip.Unmap().WithZone("")
+	ip := AddrIP(a)
 	if !ip.IsValid() {
 		return netip.Prefix{}, false
 	}

@@ -36,7 +36,8 @@ const (
 	// ReasonBadApp: the application / path part of the URL is not served.
 	ReasonBadApp Reason = "bad_app"
 	// ReasonUnauthorized: publish authentication refused the publisher
-	// (headwater_auth_refusals_total has the auth reason).
+	// (headwater_auth_refusals_total has the auth reason), or a reader
+	// (SRT m=request, RTSP DESCRIBE/SETUP) lacked a valid playback token.
 	ReasonUnauthorized Reason = "unauthorized"
 	// ReasonRateLimited: the address opened more connections than the
 	// per-address limit allows.

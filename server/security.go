@@ -10,9 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
@@ -23,6 +25,7 @@ import (
 	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/auth/playback"
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/telemetry"
 )
@@ -42,8 +45,11 @@ type security struct {
 	// credentialsRequired: static keys or JWT are on, so a publisher
 	// without a key or token is refused (RTSP then challenges for one).
 	credentialsRequired bool
-	origin              func(http.Handler) http.Handler
-	admin               []byte // sha256 of the admin token; nil when the admin listener is open
+	// tokensRequired: the origin refuses requests without a playback
+	// token, and so are SRT and RTSP readers (readAuthorizer).
+	tokensRequired bool
+	origin         func(http.Handler) http.Handler
+	admin          []byte // sha256 of the admin token; nil when the admin listener is open
 }
 
 // newSecurity builds the mechanisms configured in cfg.
@@ -86,6 +92,7 @@ func newSecurity(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger
 		if s.keyring, err = playback.LoadKeyring(keys, active); err != nil {
 			return nil, fmt.Errorf("playback.tokens.keys: %w", err)
 		}
+		s.tokensRequired = tokens.Required
 		pc := playback.Config{Keyring: s.keyring, Required: tokens.Required, Metrics: pm,
 			// The origin's clock (DASH UTCTiming) is public.
 			Exempt: func(p string) bool { return p == "/healthz" || p == "/time" }}
@@ -188,6 +195,36 @@ func (s *security) reloadPublishAuth(cfg *config.Config, reg prometheus.Register
 	old.Close()
 	return nil
 }
+
+// readAuthorizer is the check of SRT (m=request) and RTSP (DESCRIBE,
+// SETUP) readers; nil, letting every reader in, when playback tokens are
+// off. It applies the origin's rules: without a token a reader passes
+// unless tokens are required, and a token, when given, must be valid. The
+// token must cover the stream's directory, "/<stream>/", which the
+// stream's HLS and DASH URLs share, so that one token signed for the
+// stream (headwater token issue) plays it over every protocol. IP-bound
+// tokens are checked against the reader's own address:
+// client_ip_header does not apply, SRT and RTSP do not come through the CDN.
+func (s *security) readAuthorizer() ingest.ReadAuthorizer {
+	if s.keyring == nil {
+		return nil
+	}
+	kr, required := s.keyring, s.tokensRequired
+	return func(stream, token string, ip netip.Addr) error {
+		if token == "" {
+			if !required {
+				return nil
+			}
+			return &ingest.ReadRefusal{Reason: string(playback.ReasonMissingToken), Err: errNoPlaybackToken}
+		}
+		if _, err := kr.VerifyClaims(token, playback.StreamPath(stream), ip, time.Now()); err != nil {
+			return &ingest.ReadRefusal{Reason: string(playback.ReasonOf(err)), Err: err}
+		}
+		return nil
+	}
+}
+
+var errNoPlaybackToken = errors.New("no playback token")
 
 // publisher wraps the registry for ingest protocols: with playback
 // protection on, names starting with "t/" or "keys/" are refused, as their

@@ -151,11 +151,13 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 			return nil, err
 		}
 		srtCfg.Auth = s.sec.authenticator()
+		srtCfg.ReadAuthorizer = s.sec.readAuthorizer()
 		s.srt = srt.New(srtCfg, s.sec.publisher(s.registry), ingestMetrics, srt.NewMetrics(reg), log)
 	}
 	if cfg.RTSP.Address != "" {
 		rtspCfg := rtspConfig(cfg.RTSP)
 		rtspCfg.Auth, rtspCfg.AuthChallenge = s.sec.authenticator(), s.sec.credentialsRequired
+		rtspCfg.ReadAuthorizer = s.sec.readAuthorizer()
 		s.rtsp = rtsp.New(rtspCfg, s.sec.publisher(s.registry), ingestMetrics, rtsp.NewMetrics(reg), log)
 	}
 	if cfg.RTMP.Address != "" {

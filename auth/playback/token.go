@@ -335,6 +335,15 @@ func SplitTokenPath(path string) (token, rest string, ok bool) {
 	return after[:i], after[i:], true
 }
 
+// StreamPath is the path a token must cover to read a stream ("live/key")
+// as a whole, over SRT or RTSP: its directory, "/live/key/", under which
+// the origin serves its playlists and media. The tokens IssueURL signs for
+// the stream, and those of a prefix above it ("/live/"), cover it; a token
+// for one rendition or one file does not.
+func StreamPath(stream string) string {
+	return "/" + strings.Trim(stream, "/") + "/"
+}
+
 // IssueURL signs a token for stream ("live/key") valid for ttl from now,
 // bound to ip unless it is the zero Addr, and returns the multivariant
 // playlist URL under base ("https://cdn.example.com"):
@@ -345,7 +354,7 @@ func (k *Keyring) IssueURL(base, stream string, ttl time.Duration, ip netip.Addr
 		return "", errors.New("playback: ttl must be positive")
 	}
 	stream = strings.Trim(stream, "/")
-	tok, err := k.Sign("/"+stream+"/", k.now().Add(ttl), ip)
+	tok, err := k.Sign(StreamPath(stream), k.now().Add(ttl), ip)
 	if err != nil {
 		return "", err
 	}

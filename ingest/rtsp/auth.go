@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -44,6 +45,82 @@ func (s *Server) authorize(r *recordSession, ctx *gortsplib.ServerHandlerOnAnnou
 	}
 	r.authReq = &req
 	return nil, nil
+}
+
+// readTokenParam is the URL query parameter carrying a reader's token.
+const readTokenParam = "token"
+
+// readChallenge is a reader without credentials answered 401 with a Basic
+// challenge: it is refused (counted, logged) unless it comes back with a
+// credential on the same connection.
+type readChallenge struct {
+	name string
+	err  error // the authorizer's refusal
+}
+
+// authorizeRead runs Config.ReadAuthorizer for a DESCRIBE or the first
+// SETUP of a reader's session. It returns nil when the read may go on, or
+// the answer to send (with an error when the connection is to close).
+func (s *Server) authorizeRead(c *gortsplib.ServerConn, req *base.Request, name, query string) (*base.Response, error) {
+	if s.cfg.ReadAuthorizer == nil {
+		return nil, nil
+	}
+	q, _ := url.ParseQuery(query)
+	token := q.Get(readTokenParam)
+	password, hasAuth := basicPassword(req)
+	if token == "" {
+		token = password
+	}
+	var ip netip.Addr
+	if c != nil && c.NetConn() != nil {
+		ip = ingest.AddrIP(c.NetConn().RemoteAddr())
+	}
+	err := s.cfg.ReadAuthorizer(name, token, ip)
+	s.mu.Lock()
+	_, challenged := s.challenged[c]
+	delete(s.challenged, c)
+	if err != nil && token == "" && !hasAuth && !challenged {
+		// Clients send their credentials only once challenged: not a
+		// refusal yet, unless the client does not come back with one.
+		s.challenged[c] = readChallenge{name: name, err: err}
+		s.mu.Unlock()
+		s.log.Debug("rtsp: read without credentials, challenging", "stream", name, "remote", remoteOf(c))
+		return readRefusal(base.StatusUnauthorized, err), nil
+	}
+	s.mu.Unlock()
+	if err == nil {
+		return nil, nil
+	}
+	code := base.StatusForbidden
+	if token == "" {
+		code = base.StatusUnauthorized
+	}
+	s.readRefused(name, remoteOf(c), code, err)
+	return readRefusal(code, err), &refusedError{err: err}
+}
+
+// readRefused counts and logs a refused reader.
+func (s *Server) readRefused(name, remote string, code base.StatusCode, err error) {
+	s.metrics.Error(ingest.ReasonUnauthorized)
+	attrs := []any{"stream", name, "remote", remote, "reason", string(ingest.ReasonUnauthorized), "status", int(code)}
+	if refusal := ingest.RefusalReason(err); refusal != "" {
+		attrs = append(attrs, "refusal", refusal)
+	}
+	s.log.Warn("rtsp: reader refused", append(attrs, "err", fmt.Errorf("rtsp %s: read %s: %w", remote, name, err))...)
+}
+
+// readRefusal is the answer to a refused reader: 401 with a Basic
+// challenge, or 403, with the refusal's reason in X-Headwater-Token as the
+// HTTP origin does.
+func readRefusal(code base.StatusCode, err error) *base.Response {
+	h := base.Header{}
+	if code == base.StatusUnauthorized {
+		h["WWW-Authenticate"] = base.HeaderValue{`Basic realm="headwater"`}
+	}
+	if why := ingest.RefusalReason(err); why != "" {
+		h["X-Headwater-Token"] = base.HeaderValue{why}
+	}
+	return &base.Response{StatusCode: code, Header: h}
 }
 
 // unpublished tells Config.Auth that a publish it allowed has ended.

@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/headwater-live/headwater/auth"
+	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -96,6 +98,18 @@ type Config struct {
 	// a Basic challenge, so that clients holding rtsp://user:KEY@host/...
 	// send the key. Set it when static keys or tokens are configured.
 	AuthChallenge bool
+	// ReadAuthorizer, when set, authorises every reader at DESCRIBE and at
+	// the first SETUP of its session, before the stream is looked up (a
+	// refused reader learns nothing of which streams are live, nor starts
+	// an on-demand source), with the URL's token query parameter
+	// (rtsp://host:8554/live/x?token=…) or else the password of HTTP Basic
+	// authentication (rtsp://viewer:TOKEN@host:8554/live/x), and the
+	// client's address. A request without any credential is first answered
+	// 401 with a Basic challenge (so that clients holding a password send
+	// it); the reader is refused when it does not come back with one: 401,
+	// or 403 for a credential the authorizer refuses, ingest reason
+	// "unauthorized". Nil allows every reader.
+	ReadAuthorizer ingest.ReadAuthorizer
 	// MaxConnectionsPerMinute limits the connections one address (an IPv4
 	// address or an IPv6 /64) may open a minute; more are closed at once.
 	// 0 means no limit.
@@ -218,10 +232,27 @@ func parseSourceURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("invalid url: %w", err)
 	}
 	if u.Scheme != "rtsp" && u.Scheme != "rtsps" {
-		return nil, fmt.Errorf("url %s: scheme must be rtsp or rtsps", u.Redacted())
+		return nil, fmt.Errorf("url %s: scheme must be rtsp or rtsps", redactURL(u))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("url %s: no host", u.Redacted())
+		return nil, fmt.Errorf("url %s: no host", redactURL(u))
 	}
 	return u, nil
+}
+
+// redactURL is a URL as it may be logged: without the password, and with
+// the values of its query hidden (they may be credentials: the token of a
+// Headwater read-out, a camera's password).
+func redactURL(u *url.URL) string {
+	c := *u
+	if c.RawQuery != "" {
+		items := strings.Split(c.RawQuery, "&")
+		for i, item := range items {
+			if k, _, found := strings.Cut(item, "="); found {
+				items[i] = k + "=xxxxx"
+			}
+		}
+		c.RawQuery = strings.Join(items, "&")
+	}
+	return c.Redacted()
 }

@@ -222,6 +222,9 @@ func (s *Server) lookup(name string) (*media.Stream, bool) {
 func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	s := h.s
 	name := pathName(ctx.Path)
+	if res, err := s.authorizeRead(ctx.Conn, ctx.Request, name, ctx.Query); res != nil {
+		return res, nil, err
+	}
 	st, ok := s.lookup(name)
 	if !ok {
 		s.log.Debug("rtsp: describe of a stream that is not live", "stream", name, "remote", remoteOf(ctx.Conn))
@@ -280,6 +283,9 @@ func (h *handler) setupRead(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respo
 	}
 	name := pathName(ctx.Path)
 	remote := remoteOf(ctx.Conn)
+	if res, err := s.authorizeRead(ctx.Conn, ctx.Request, name, ctx.Query); res != nil {
+		return res, nil, err
+	}
 	st, ok := s.lookup(name)
 	if !ok {
 		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil

@@ -11,7 +11,9 @@
 //     or Server.Demand for the HLS origin) and disconnect after a linger.
 //   - Readers DESCRIBE, SETUP and PLAY any live stream of the registry,
 //     whatever protocol published it: each reader session subscribes to the
-//     media.Stream and its frames are packetized back to RTP.
+//     media.Stream and its frames are packetized back to RTP. With
+//     Config.ReadAuthorizer, readers need a token (?token=, or the Basic
+//     password).
 //
 // H.264, H.265, MPEG-4 audio (AAC, RFC 3640) and Opus are ingested; the
 // first video and the first audio media of the SDP are kept, any other
@@ -148,7 +150,8 @@ type Server struct {
 	closed      bool
 	sessions    map[*gortsplib.ServerSession]any // *recordSession or *readSession
 	pendingPlay map[*gortsplib.ServerConn]*readSession
-	readersOf   map[string]int // reader sessions per stream name
+	challenged  map[*gortsplib.ServerConn]readChallenge // readers answered 401, until they come back
+	readersOf   map[string]int                          // reader sessions per stream name
 	sources     map[string]*source
 	publishers  int
 	readers     int
@@ -183,6 +186,7 @@ func New(cfg Config, reg Registry, m *ingest.Metrics, rm *Metrics, log *slog.Log
 		headerWait:  maxHeaderWait,
 		sessions:    make(map[*gortsplib.ServerSession]any),
 		pendingPlay: make(map[*gortsplib.ServerConn]*readSession),
+		challenged:  make(map[*gortsplib.ServerConn]readChallenge),
 		readersOf:   make(map[string]int),
 		sources:     make(map[string]*source),
 	}
@@ -358,14 +362,22 @@ func (h *handler) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
 }
 
 // OnConnClose counts and logs connections that failed on gortsplib's side
-// (malformed requests or SDP, timeouts). Refusals were counted already;
-// sessions report their own end.
+// (malformed requests or SDP, timeouts), and readers that left after a
+// credential challenge. Other refusals were counted already; sessions
+// report their own end.
 func (h *handler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 	s := h.s
 	remote := remoteOf(ctx.Conn)
 	s.mu.Lock()
 	delete(s.pendingPlay, ctx.Conn)
+	ch, challenged := s.challenged[ctx.Conn]
+	delete(s.challenged, ctx.Conn)
 	s.mu.Unlock()
+	if challenged && !s.isClosed() {
+		// A reader challenged for credentials that never came back with one.
+		s.readRefused(ch.name, remote, base.StatusUnauthorized, ch.err)
+		return
+	}
 	reason, failed := classifyConnErr(ctx.Error, s.isClosed())
 	if !failed {
 		s.log.Debug("rtsp: connection closed", "remote", remote, "why", fmt.Sprint(ctx.Error))

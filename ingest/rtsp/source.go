@@ -34,7 +34,7 @@ type source struct {
 	srv     *Server
 	cfg     Source
 	url     *base.URL
-	safeURL string // without credentials
+	safeURL string // without credentials nor query values
 	log     *slog.Logger
 
 	state      prometheus.Gauge
@@ -56,13 +56,13 @@ func newSource(s *Server, c Source) (*source, error) {
 	}
 	bu, err := base.ParseURL(c.URL)
 	if err != nil {
-		return nil, fmt.Errorf("source %s: invalid url %s", c.Name, u.Redacted())
+		return nil, fmt.Errorf("source %s: invalid url %s", c.Name, redactURL(u))
 	}
 	src := &source{
 		srv:        s,
 		cfg:        c,
 		url:        bu,
-		safeURL:    u.Redacted(),
+		safeURL:    redactURL(u),
 		state:      s.rm.sourceState.WithLabelValues(c.Name),
 		reconnects: s.rm.sourceReconnects.WithLabelValues(c.Name),
 		wake:       make(chan struct{}, 1),

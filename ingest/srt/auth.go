@@ -32,6 +32,22 @@ func (s *Server) authorize(id, remote string, sid StreamID) (*auth.PublishReques
 	return &req, nil
 }
 
+// readTokenKey is the streamid key carrying a reader's playback token
+// (t= is the access control syntax's type).
+const readTokenKey = "token"
+
+// authorizeRead runs Config.ReadAuthorizer for a read-out request.
+func (s *Server) authorizeRead(req gosrt.ConnRequest, sid StreamID) *rejection {
+	if s.cfg.ReadAuthorizer == nil {
+		return nil
+	}
+	if err := s.cfg.ReadAuthorizer(sid.Name, sid.Extra[readTokenKey], ingest.AddrIP(req.RemoteAddr())); err != nil {
+		return &rejection{code: gosrt.REJX_UNAUTHORIZED, reason: ingest.ReasonUnauthorized, metric: rejectAuth,
+			err: fmt.Errorf("read %s: %w", sid.Name, err)}
+	}
+	return nil
+}
+
 // unpublished tells Config.Auth that a publish it allowed has ended.
 func (s *Server) unpublished(req *auth.PublishRequest) {
 	if req != nil {

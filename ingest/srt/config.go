@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/headwater-live/headwater/auth"
+	"github.com/headwater-live/headwater/ingest"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -66,6 +67,13 @@ type Config struct {
 	// "unauthorized"), and Unpublished is called when an authorised publish
 	// ends. Nil allows every publisher.
 	Auth auth.Authenticator
+	// ReadAuthorizer, when set, authorises every read-out (m=request) at
+	// the handshake, before the stream is looked up, with the streamid's
+	// token key (#!::r=live/x,m=request,token=…; "" without it) and the
+	// caller's address: a refusal rejects the connection as a refused
+	// publish is, with REJX_UNAUTHORIZED (ingest reason and rejection reason
+	// "unauthorized"). Nil allows every reader.
+	ReadAuthorizer ingest.ReadAuthorizer
 	// MaxConnectionsPerMinute limits the connection requests one address
 	// (an IPv4 address or an IPv6 /64) may make a minute; more are refused
 	// at the handshake. 0 means no limit.

@@ -25,7 +25,7 @@ const (
 	rejectLimit      = "limit"              // too many publishers or readers
 	rejectNotFound   = "not_found"          // read of a stream that is not live
 	rejectInternal   = "internal"           // accepting failed
-	rejectAuth       = "unauthorized"       // publish authentication refused
+	rejectAuth       = "unauthorized"       // publish authentication or read token refused
 	rejectRate       = "rate_limited"       // too many connections from the address
 )
 

@@ -7,8 +7,9 @@
 // StreamID): "#!::r=live/key,m=publish", "publish:live/key",
 // "read:live/key" or a bare "live/key" to publish. Requests are decided at
 // the handshake: a malformed streamid, a wrong or missing passphrase, a name
-// already live, a read of a stream that is not live or a limit reached are
-// refused with an SRT rejection code before any media flows.
+// already live, a refused publish or read authorisation (Config.Auth,
+// Config.ReadAuthorizer), a read of a stream that is not live or a limit
+// reached are refused with an SRT rejection code before any media flows.
 //
 // H.264, H.265, AAC (ADTS) and Opus are ingested; the first video and the
 // first audio track of the PMT are kept, other tracks are ignored with a
@@ -405,6 +406,11 @@ func (s *Server) decide(req gosrt.ConnRequest, sid *StreamID) *rejection {
 				err: fmt.Errorf("publish %s: %d SRT publishers already", sid.Name, s.cfg.MaxPublishers)}
 		}
 	case ModeRequest:
+		// Before the lookup: an unauthorised caller learns nothing of
+		// which streams are live.
+		if rej := s.authorizeRead(req, *sid); rej != nil {
+			return rej
+		}
 		if _, live := s.pub.Get(sid.Name); !live {
 			return &rejection{code: gosrt.REJX_NOTFOUND, metric: rejectNotFound,
 				err: fmt.Errorf("read %s: the stream is not live", sid.Name)}
@@ -421,6 +427,9 @@ func (s *Server) refuse(req gosrt.ConnRequest, log *slog.Logger, r *rejection) {
 	req.Reject(r.code)
 	s.srtm.reject(r.metric)
 	attrs := []any{"code", int(r.code), "why", r.metric, "err", r.err}
+	if refusal := ingest.RefusalReason(r.err); refusal != "" {
+		attrs = append(attrs, "refusal", refusal) // of a ReadAuthorizer: missing_token, expired...
+	}
 	if r.reason == "" {
 		log.Info("srt: connection refused", attrs...)
 		return

@@ -1,31 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// freeAddr returns a loopback TCP address nobody listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+	"github.com/headwater-live/headwater/internal/testpeer"
+)
 
 func httpGet(url string) (int, string) {
 	resp, err := http.Get(url)
@@ -37,38 +25,18 @@ func httpGet(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestSignals runs the real binary with a configuration file and a live
 // ffmpeg publisher. SIGHUP with a bad file is refused and changes nothing;
 // SIGHUP with a good file applies the reloadable keys and reports the rest;
 // neither drops the stream. SIGTERM then ends the stream (the origin serves
 // the ENDLIST playlist while draining) and the process exits with status 0.
 func TestSignals(t *testing.T) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Fatal("ffmpeg not found: install it (apt-get install -y ffmpeg)")
-	}
+	testpeer.RequireBinary(t, "install it (apt-get install -y ffmpeg)", "ffmpeg")
 	bin := filepath.Join(t.TempDir(), "headwater")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	rtmpAddr, originAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	rtmpAddr, originAddr, adminAddr := testpeer.FreeAddr(t), testpeer.FreeAddr(t), testpeer.FreeAddr(t)
 	cfgFile := filepath.Join(t.TempDir(), "headwater.yaml")
 	writeConfig := func(body string) {
 		t.Helper()
@@ -81,7 +49,7 @@ func TestSignals(t *testing.T) {
 	writeConfig(noFixedPorts + "rtmp:\n  max_publishers: 5\nshutdown:\n  drain: 3s\n")
 	srv := exec.Command(bin, "serve", "--config", cfgFile,
 		"--rtmp-address", rtmpAddr, "--origin-address", originAddr, "--admin-address", adminAddr)
-	logs := &lockedBuffer{}
+	logs := &testpeer.LogBuffer{}
 	srv.Stderr = logs
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -127,11 +95,7 @@ func TestSignals(t *testing.T) {
 	}
 	waitLog := func(what string) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), what); time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in the log", what)
-			}
-		}
+		testpeer.WaitLog(t, logs, what, 5*time.Second)
 	}
 
 	writeConfig(noFixedPorts + "rtmp:\n  max_publishers: many\n")

@@ -20,6 +20,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 // granularity is nginx's clock resolution for cache expiry: it stores
@@ -33,7 +34,7 @@ func TestCDN(t *testing.T) {
 		c.Segmenter.SegmentDuration = config.Duration(time.Second)
 	})
 	e := startNginx(t, s.OriginAddr().String())
-	publish(t, s.rtmpURL("cdn"), 25*time.Second, 30)
+	testpeer.PublishRTMP(t, s.rtmpURL("cdn"), 25*time.Second, 30)
 
 	const (
 		videoPath = "/live/cdn/video/index.m3u8"
@@ -41,7 +42,7 @@ func TestCDN(t *testing.T) {
 		mvPath    = "/live/cdn/index.m3u8"
 	)
 	// Wait on the origin itself, so that nothing is cached yet.
-	waitFor(t, 15*time.Second, "two complete video segments", func() bool {
+	testpeer.WaitFor(t, 15*time.Second, "two complete video segments", func() bool {
 		r := get(t, s.originURL(videoPath))
 		return r.status == http.StatusOK && len(parseMedia(t, r).Segments) >= 2
 	})
@@ -148,7 +149,7 @@ func TestCDN(t *testing.T) {
 
 	t.Run("blocking reload through the cache", func(t *testing.T) {
 		m := parseMedia(t, get(t, s.originURL(videoPath)))
-		msn, part := parsePartURI(t, m.PreloadHint.URI)
+		msn, part := testpeer.ParsePartURI(t, m.PreloadHint.URI)
 		path := fmt.Sprintf("%s?_HLS_msn=%d&_HLS_part=%d", videoPath, msn, part)
 
 		// A crowd of players asks for the next part before it exists, and
@@ -336,7 +337,7 @@ func play(e *edge, path, hint string, end time.Time, observe func(r response, is
 	dir := path[:strings.LastIndex(path, "/")+1]
 	fetched := ""
 	for time.Now().Before(end) {
-		m := partURI.FindStringSubmatch(hint)
+		m := testpeer.PartURI.FindStringSubmatch(hint)
 		if m == nil {
 			return fmt.Errorf("preload hint %q is not a part", hint)
 		}

@@ -27,6 +27,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/server"
 )
 
@@ -301,7 +302,7 @@ func TestHealthcheckScript(t *testing.T) {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 	}))
 	defer failing.Close()
-	closed := freePort(t)
+	closed := testpeer.FreeAddr(t)
 
 	_, originPort, _ := net.SplitHostPort(srv.OriginAddr().String())
 	for _, c := range []struct {

@@ -3,7 +3,6 @@ package cdntest
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,10 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,46 +19,29 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/server"
 )
 
 // repoRoot is the repository root: go test runs in the package directory.
 const repoRoot = ".."
 
-// lockedBuffer collects a process's output; it is printed when a test fails.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testServer is a Headwater instance on loopback port-0 listeners (as in
 // server/helpers_test.go).
 type testServer struct {
 	*server.Server
-	logs *lockedBuffer
+	logs *testpeer.LogBuffer
 }
 
 func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
 	t.Helper()
-	requireFFmpeg(t)
+	testpeer.RequireBinary(t, "install it (apt-get install -y ffmpeg); scripts/test.sh does", "ffmpeg")
 	cfg := loopbackConfig()
 	cfg.Log.Level = "info"
 	if mutate != nil {
 		mutate(cfg)
 	}
-	logs := &lockedBuffer{}
+	logs := &testpeer.LogBuffer{}
 	log, err := cfg.Logger(logs)
 	if err != nil {
 		t.Fatal(err)
@@ -70,19 +50,7 @@ func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
+	testpeer.Serve(t, srv, logs)
 	return &testServer{Server: srv, logs: logs}
 }
 
@@ -148,55 +116,12 @@ func matchObject(m *dto.Metric, objects []string) bool {
 	return false
 }
 
-func requireFFmpeg(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Fatal("ffmpeg not found: install it (apt-get install -y ffmpeg); scripts/test.sh does")
-	}
-}
-
-// publisher is an ffmpeg process publishing a test pattern over RTMP.
-type publisher struct {
-	cmd    *exec.Cmd
-	stderr *lockedBuffer
-	done   chan error
-}
-
-// publish starts ffmpeg sending testsrc2 (H.264, a key frame every gop
-// frames at 30 fps) and a sine (AAC) in real time for dur.
-func publish(t *testing.T, url string, dur time.Duration, gop int) *publisher {
-	t.Helper()
-	args := []string{"-hide_banner", "-loglevel", "error", "-re",
-		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-		"-t", strconv.FormatFloat(dur.Seconds(), 'f', 3, 64),
-		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
-		"-g", strconv.Itoa(gop), "-keyint_min", strconv.Itoa(gop), "-sc_threshold", "0", "-b:v", "800k",
-		"-c:a", "aac", "-b:a", "96k",
-		"-f", "flv", url}
-	p := &publisher{stderr: &lockedBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command("ffmpeg", args...)
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("ffmpeg stderr:\n%s", p.stderr.String())
-		}
-	})
-	return p
-}
-
 // edge is Debian's nginx running deploy/nginx/cdn.conf in front of an origin.
 type edge struct {
 	addr   string // host:port of the cache
 	status string // host:port of the stub_status server
 	dir    string
-	log    *lockedBuffer
+	log    *testpeer.LogBuffer
 }
 
 func (e *edge) url(path string) string { return "http://" + e.addr + path }
@@ -212,18 +137,6 @@ func nginxBinary(t *testing.T) string {
 	t.Skip("nginx not found: the CDN test needs Debian's nginx (apt-get install -y nginx-light); " +
 		"scripts/test.sh should install it next to ffmpeg")
 	return ""
-}
-
-// freePort returns a loopback address with a port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // nginxConfig turns deploy/nginx/cdn.conf into a configuration that runs as
@@ -267,7 +180,7 @@ func startNginx(t *testing.T, origin string) *edge {
 	t.Helper()
 	bin := nginxBinary(t)
 	dir := t.TempDir()
-	e := &edge{addr: freePort(t), status: freePort(t), dir: dir, log: &lockedBuffer{}}
+	e := &edge{addr: testpeer.FreeAddr(t), status: testpeer.FreeAddr(t), dir: dir, log: &testpeer.LogBuffer{}}
 	conf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(conf, []byte(nginxConfig(t, dir, origin, e.addr, e.status)), 0o644); err != nil {
 		t.Fatal(err)
@@ -300,7 +213,7 @@ func startNginx(t *testing.T, origin string) *edge {
 			}
 		}
 	})
-	waitFor(t, 5*time.Second, "nginx to listen", func() bool {
+	testpeer.WaitFor(t, 5*time.Second, "nginx to listen", func() bool {
 		select {
 		case err := <-done:
 			done <- err
@@ -383,18 +296,6 @@ func tryGet(url string, header ...string) (response, error) {
 	return r, nil
 }
 
-// waitFor polls cond every 50ms until it is true or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // parseMedia parses a media playlist response.
 func parseMedia(t *testing.T, r response) *playlist.Media {
 	t.Helper()
@@ -410,20 +311,6 @@ func parseMedia(t *testing.T, r response) *playlist.Media {
 		t.Fatalf("not a media playlist:\n%s", r.body)
 	}
 	return m
-}
-
-var partURI = regexp.MustCompile(`^part(\d+)\.(\d+)\.m4s$`)
-
-// parsePartURI splits "part12.3.m4s" into 12 and 3.
-func parsePartURI(t *testing.T, uri string) (uint64, int) {
-	t.Helper()
-	m := partURI.FindStringSubmatch(uri)
-	if m == nil {
-		t.Fatalf("not a part URI: %q", uri)
-	}
-	msn, _ := strconv.ParseUint(m[1], 10, 64)
-	idx, _ := strconv.Atoi(m[2])
-	return msn, idx
 }
 
 // maxAge returns the max-age of a Cache-Control value, or -1.

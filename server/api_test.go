@@ -5,15 +5,17 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 // TestStatusAPIAndKick reads a live stream's status from the admin API,
 // then kicks its publisher: ffmpeg is disconnected and the playlists end.
 func TestStatusAPIAndKick(t *testing.T) {
 	s := startServer(t, nil)
-	pub := publish(t, s.rtmpURL("kickme"), 30*time.Second, 30)
+	pub := testpeer.PublishRTMP(t, s.rtmpURL("kickme"), 30*time.Second, 30)
 	videoURL := s.originURL("/live/kickme/video/index.m3u8")
-	waitFor(t, 10*time.Second, "the video playlist", func() bool { return get(t, videoURL).status == http.StatusOK })
+	testpeer.WaitFor(t, 10*time.Second, "the video playlist", func() bool { return get(t, videoURL).status == http.StatusOK })
 
 	var list struct {
 		Streams []struct {
@@ -59,10 +61,10 @@ func TestStatusAPIAndKick(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("kick: %d", resp.StatusCode)
 	}
-	if err := pub.wait(t, 10*time.Second); err == nil {
+	if err := pub.Wait(t, 10*time.Second); err == nil {
 		t.Fatal("the kicked publisher ended cleanly")
 	}
-	waitFor(t, 5*time.Second, "ENDLIST after the kick", func() bool {
+	testpeer.WaitFor(t, 5*time.Second, "ENDLIST after the kick", func() bool {
 		m, _ := mediaPlaylist(t, videoURL)
 		return m.Endlist
 	})

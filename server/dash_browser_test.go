@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 type dashPageStats struct {
@@ -33,7 +34,7 @@ func TestDASHPreviewPlaysInChromium(t *testing.T) {
 		c.Segmenter.SegmentDuration = config.Duration(time.Second)
 		c.SRT.Address, c.RTSP.Address = "", "" // RTMP only: no fixed ports
 	})
-	publish(t, s.rtmpURL("dashpreview"), 40*time.Second, 30)
+	testpeer.PublishRTMP(t, s.rtmpURL("dashpreview"), 40*time.Second, 30)
 	b := startBrowser(t) // starts while the first segments are cut
 
 	// Join a stream that has been running for a few segments, as viewers
@@ -41,7 +42,7 @@ func TestDASHPreviewPlaysInChromium(t *testing.T) {
 	// timeShiftBufferDepth (the window of complete segments) when it
 	// starts, so a player starting on the first segment would aim below
 	// the ServiceDescription's target for good.
-	waitFor(t, 15*time.Second, "the MPD with three complete segments", func() bool {
+	testpeer.WaitFor(t, 15*time.Second, "the MPD with three complete segments", func() bool {
 		st, ok := s.Store().Stream("live/dashpreview")
 		if !ok {
 			return false

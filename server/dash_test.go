@@ -14,6 +14,7 @@ import (
 	"github.com/Eyevinn/dash-mpd/mpd"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/store"
 )
 
@@ -28,12 +29,12 @@ func TestLiveRTMPToDASH(t *testing.T) {
 		c.Segmenter.Window = 10
 		c.SRT.Address, c.RTSP.Address = "", "" // RTMP only: no fixed ports
 	})
-	publish(t, s.rtmpURL("dash"), 25*time.Second, 30)
+	testpeer.PublishRTMP(t, s.rtmpURL("dash"), 25*time.Second, 30)
 
 	mpdURL := s.originURL("/live/dash/manifest.mpd")
-	waitFor(t, 10*time.Second, "the MPD", func() bool { return get(t, mpdURL).status == http.StatusOK })
+	testpeer.WaitFor(t, 10*time.Second, "the MPD", func() bool { return get(t, mpdURL).status == http.StatusOK })
 	var stream *store.Stream
-	waitFor(t, 10*time.Second, "two complete segments in each rendition", func() bool {
+	testpeer.WaitFor(t, 10*time.Second, "two complete segments in each rendition", func() bool {
 		var ok bool
 		if stream, ok = s.Store().Stream("live/dash"); !ok {
 			return false
@@ -51,7 +52,7 @@ func TestLiveRTMPToDASH(t *testing.T) {
 	// ffmpeg's dash demuxer plays the last Period (there is one here).
 	reader := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostats",
 		"-i", mpdURL, "-t", "10", "-progress", "pipe:1", "-f", "null", "-")
-	var readerOut, readerErr lockedBuffer
+	var readerOut, readerErr testpeer.LogBuffer
 	reader.Stdout, reader.Stderr = &readerOut, &readerErr
 	if err := reader.Start(); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 // TestLiveRTMPToLLHLS publishes with ffmpeg over RTMP and plays the stream
@@ -28,13 +29,13 @@ func TestLiveRTMPToLLHLS(t *testing.T) {
 		c.Segmenter.SegmentDuration = config.Duration(time.Second)
 		c.Segmenter.Window = 10
 	})
-	pub := publish(t, s.rtmpURL("e2e"), 22*time.Second, 30)
+	pub := testpeer.PublishRTMP(t, s.rtmpURL("e2e"), 22*time.Second, 30)
 
 	multivariantURL := s.originURL("/live/e2e/index.m3u8")
-	waitFor(t, 10*time.Second, "the multivariant playlist", func() bool {
+	testpeer.WaitFor(t, 10*time.Second, "the multivariant playlist", func() bool {
 		return get(t, multivariantURL).status == http.StatusOK
 	})
-	waitFor(t, 10*time.Second, "a first complete video segment", func() bool {
+	testpeer.WaitFor(t, 10*time.Second, "a first complete video segment", func() bool {
 		return get(t, s.originURL("/live/e2e/video/index.m3u8")).status == http.StatusOK
 	})
 
@@ -72,7 +73,7 @@ func TestLiveRTMPToLLHLS(t *testing.T) {
 
 	// Wait for a first complete segment so the playlist is steady.
 	var media *playlist.Media
-	waitFor(t, 10*time.Second, "two complete video segments", func() bool {
+	testpeer.WaitFor(t, 10*time.Second, "two complete video segments", func() bool {
 		media, _ = mediaPlaylist(t, videoURL)
 		return len(media.Segments) >= 2
 	})
@@ -100,7 +101,7 @@ func TestLiveRTMPToLLHLS(t *testing.T) {
 
 	t.Run("blocking reload returns once the part exists", func(t *testing.T) {
 		m, _ := mediaPlaylist(t, videoURL)
-		msn, part := parsePartURI(t, m.PreloadHint.URI)
+		msn, part := testpeer.ParsePartURI(t, m.PreloadHint.URI)
 		url := fmt.Sprintf("%s?_HLS_msn=%d&_HLS_part=%d", videoURL, msn, part)
 		start := time.Now()
 		blocked, r := mediaPlaylist(t, url)
@@ -130,7 +131,7 @@ func TestLiveRTMPToLLHLS(t *testing.T) {
 
 	t.Run("far future msn is a bad request", func(t *testing.T) {
 		m, _ := mediaPlaylist(t, videoURL)
-		msn, _ := parsePartURI(t, m.PreloadHint.URI)
+		msn, _ := testpeer.ParsePartURI(t, m.PreloadHint.URI)
 		r := get(t, fmt.Sprintf("%s?_HLS_msn=%d", videoURL, msn+100))
 		if r.status != http.StatusBadRequest {
 			t.Fatalf("far-future msn: %d", r.status)
@@ -178,7 +179,7 @@ func TestLiveRTMPToLLHLS(t *testing.T) {
 		// CAN-SKIP-UNTIL is 6 target durations; the 10-segment window gets
 		// longer than that after about eight seconds.
 		var m *playlist.Media
-		waitFor(t, 15*time.Second, "a delta update with skipped segments", func() bool {
+		testpeer.WaitFor(t, 15*time.Second, "a delta update with skipped segments", func() bool {
 			m, _ = mediaPlaylist(t, videoURL+"?_HLS_skip=YES")
 			return m.Skip != nil && m.Skip.SkippedSegments > 0
 		})
@@ -215,10 +216,10 @@ func TestLiveRTMPToLLHLS(t *testing.T) {
 		t.Fatalf("ffmpeg decoded %.2fs of the live stream, want 10s", d)
 	}
 
-	if err := pub.wait(t, 30*time.Second); err != nil {
-		t.Fatalf("publisher: %v\n%s", err, pub.stderr.String())
+	if err := pub.Wait(t, 30*time.Second); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, pub.Stderr.String())
 	}
-	waitFor(t, 5*time.Second, "EXT-X-ENDLIST", func() bool {
+	testpeer.WaitFor(t, 5*time.Second, "EXT-X-ENDLIST", func() bool {
 		m, _ := mediaPlaylist(t, videoURL)
 		return m.Endlist
 	})
@@ -246,12 +247,12 @@ func TestRepublishContinuesPlaylists(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 	videoURL := s.originURL("/live/again/video/index.m3u8")
 
-	first := publish(t, s.rtmpURL("again"), 5*time.Second, 30)
-	if err := first.wait(t, 20*time.Second); err != nil {
-		t.Fatalf("first publish: %v\n%s", err, first.stderr.String())
+	first := testpeer.PublishRTMP(t, s.rtmpURL("again"), 5*time.Second, 30)
+	if err := first.Wait(t, 20*time.Second); err != nil {
+		t.Fatalf("first publish: %v\n%s", err, first.Stderr.String())
 	}
 	var ended *playlist.Media
-	waitFor(t, 5*time.Second, "ENDLIST after the first publish", func() bool {
+	testpeer.WaitFor(t, 5*time.Second, "ENDLIST after the first publish", func() bool {
 		if get(t, videoURL).status != http.StatusOK {
 			return false
 		}
@@ -264,12 +265,12 @@ func TestRepublishContinuesPlaylists(t *testing.T) {
 	lastMSN := ended.MediaSequence + len(ended.Segments) - 1
 	waitGoroutines(t, baseline, "the first session's goroutines to end")
 
-	second := publish(t, s.rtmpURL("again"), 5*time.Second, 30)
-	if err := second.wait(t, 20*time.Second); err != nil {
-		t.Fatalf("second publish: %v\n%s", err, second.stderr.String())
+	second := testpeer.PublishRTMP(t, s.rtmpURL("again"), 5*time.Second, 30)
+	if err := second.Wait(t, 20*time.Second); err != nil {
+		t.Fatalf("second publish: %v\n%s", err, second.Stderr.String())
 	}
 	var m *playlist.Media
-	waitFor(t, 5*time.Second, "ENDLIST after the second publish", func() bool {
+	testpeer.WaitFor(t, 5*time.Second, "ENDLIST after the second publish", func() bool {
 		m, _ = mediaPlaylist(t, videoURL)
 		return m.Endlist && m.MediaSequence+len(m.Segments)-1 > lastMSN
 	})
@@ -294,11 +295,11 @@ func TestRepublishContinuesPlaylists(t *testing.T) {
 // every listener; each bad peer loses only its own connection.
 func TestBadInputKeepsStreamsPlaying(t *testing.T) {
 	s := startServer(t, nil)
-	a := publish(t, s.rtmpURL("a"), 14*time.Second, 30)
-	b := publish(t, s.rtmpURL("b"), 14*time.Second, 30)
+	a := testpeer.PublishRTMP(t, s.rtmpURL("a"), 14*time.Second, 30)
+	b := testpeer.PublishRTMP(t, s.rtmpURL("b"), 14*time.Second, 30)
 	for _, key := range []string{"a", "b"} {
 		url := s.originURL("/live/" + key + "/video/index.m3u8")
-		waitFor(t, 10*time.Second, "stream "+key, func() bool { return get(t, url).status == http.StatusOK })
+		testpeer.WaitFor(t, 10*time.Second, "stream "+key, func() bool { return get(t, url).status == http.StatusOK })
 	}
 	progress := func(key string) uint64 {
 		st, ok := s.Store().Stream("live/" + key)
@@ -334,8 +335,8 @@ func TestBadInputKeepsStreamsPlaying(t *testing.T) {
 		expectClosed(t, c)
 	})
 	t.Run("second publisher on a live key", func(t *testing.T) {
-		dup := publish(t, s.rtmpURL("a"), 5*time.Second, 30)
-		if err := dup.wait(t, 15*time.Second); err == nil {
+		dup := testpeer.PublishRTMP(t, s.rtmpURL("a"), 5*time.Second, 30)
+		if err := dup.Wait(t, 15*time.Second); err == nil {
 			t.Fatal("second publisher on live/a was accepted")
 		}
 	})
@@ -367,12 +368,12 @@ func TestBadInputKeepsStreamsPlaying(t *testing.T) {
 	})
 
 	before := map[string]uint64{"a": progress("a"), "b": progress("b")}
-	waitFor(t, 5*time.Second, "both streams to keep producing parts", func() bool {
+	testpeer.WaitFor(t, 5*time.Second, "both streams to keep producing parts", func() bool {
 		return progress("a") > before["a"] && progress("b") > before["b"]
 	})
-	for _, p := range []*publisher{a, b} {
-		if err := p.wait(t, 30*time.Second); err != nil {
-			t.Fatalf("publisher: %v\n%s", err, p.stderr.String())
+	for _, p := range []*testpeer.Process{a, b} {
+		if err := p.Wait(t, 30*time.Second); err != nil {
+			t.Fatalf("publisher: %v\n%s", err, p.Stderr.String())
 		}
 	}
 }
@@ -396,7 +397,7 @@ func expectClosed(t *testing.T, c net.Conn) {
 // the test's own idle HTTP connections are closed.
 func waitGoroutines(t *testing.T, baseline int, what string) {
 	t.Helper()
-	waitFor(t, 5*time.Second, what, func() bool {
+	testpeer.WaitFor(t, 5*time.Second, what, func() bool {
 		http.DefaultClient.CloseIdleConnections()
 		return runtime.NumGoroutine() <= baseline
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/hlsenc"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 var encKeyTag = regexp.MustCompile(`#EXT-X-KEY:METHOD=AES-128,URI="([^"]+)",IV=0x([0-9a-f]{32})`)
@@ -33,21 +34,21 @@ func TestHLSEncryption(t *testing.T) {
 		c.Segmenter.Window = 10
 	})
 	const name = "live/enc"
-	pub := publish(t, s.rtmpURL("enc"), 12*time.Second, 30)
+	pub := testpeer.PublishRTMP(t, s.rtmpURL("enc"), 12*time.Second, 30)
 	base := s.originURL("")
 	mvURL, err := kr.IssueURL(base, name, 5*time.Minute, netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tokenPrefix := strings.TrimSuffix(mvURL, "/"+name+"/index.m3u8") // base + "/t/<token>"
-	waitFor(t, 15*time.Second, "the multivariant playlist", func() bool {
+	testpeer.WaitFor(t, 15*time.Second, "the multivariant playlist", func() bool {
 		return get(t, mvURL).status == http.StatusOK
 	})
 
 	// The player: from the first listed segment to EXT-X-ENDLIST.
 	player := exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-live_start_index", "0",
 		"-i", mvURL, "-map", "0:v", "-map", "0:a", "-f", "framecrc", "-")
-	var out, errOut lockedBuffer
+	var out, errOut testpeer.LogBuffer
 	player.Stdout, player.Stderr = &out, &errOut
 	if err := player.Start(); err != nil {
 		t.Fatal(err)
@@ -59,8 +60,8 @@ func TestHLSEncryption(t *testing.T) {
 		<-played
 	})
 
-	if err := pub.wait(t, 40*time.Second); err != nil {
-		t.Fatalf("publisher: %v\n%s", err, pub.stderr.String())
+	if err := pub.Wait(t, 40*time.Second); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, pub.Stderr.String())
 	}
 	select {
 	case err := <-played:

@@ -2,68 +2,24 @@ package server_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
-
-// selfSignedFiles writes a self-signed certificate for 127.0.0.1 and its
-// key as PEM files.
-func selfSignedFiles(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "headwater test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
 
 // TestRTMPSAndAdminTLS publishes with ffmpeg over rtmps:// (self-signed
 // certificate, which ffmpeg does not verify by default) with a static key,
 // and reads the admin listener over HTTPS.
 func TestRTMPSAndAdminTLS(t *testing.T) {
-	cert, key := selfSignedFiles(t)
+	cert, key, _ := testpeer.SelfSignedFiles(t)
 	s := startServer(t, func(c *config.Config) {
 		noOtherListeners(c)
 		c.RTMP.TLSAddress = "127.0.0.1:0"
@@ -72,10 +28,10 @@ func TestRTMPSAndAdminTLS(t *testing.T) {
 		c.Auth.Publish.StaticKeys = []string{"live/secure=" + auth.HashKey(studioKey)}
 	})
 	url := fmt.Sprintf("rtmps://%s/live/secure?key=%s", s.RTMPSAddr(), studioKey)
-	expectPublished(t, s, "live/secure", publish(t, url, 1500*time.Millisecond, 30))
+	expectPublished(t, s, "live/secure", testpeer.PublishRTMP(t, url, 1500*time.Millisecond, 30))
 	before := readRefusals(t, s, "rtmp", auth.ReasonBadKey)
 	expectRefused(t, s, "live/secure", "rtmp", auth.ReasonBadKey, before,
-		publish(t, fmt.Sprintf("rtmps://%s/live/secure?key=nope", s.RTMPSAddr()), 1500*time.Millisecond, 30))
+		testpeer.PublishRTMP(t, fmt.Sprintf("rtmps://%s/live/secure?key=nope", s.RTMPSAddr()), 1500*time.Millisecond, 30))
 
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	resp, err := client.Get("https://" + s.AdminAddr().String() + "/healthz")
@@ -130,7 +86,7 @@ func TestAdminLimits(t *testing.T) {
 		t.Fatal("a third connection was served")
 	}
 	idle[0].Close()
-	waitFor(t, 5*time.Second, "a free admin connection", func() bool {
+	testpeer.WaitFor(t, 5*time.Second, "a free admin connection", func() bool {
 		resp, err := quick.Get(s.adminURL("/healthz"))
 		if err != nil {
 			return false

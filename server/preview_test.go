@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 // chromiumPath is Debian's chromium package.
@@ -44,7 +45,7 @@ type browser struct {
 func startBrowser(t *testing.T) *browser {
 	t.Helper()
 	profile := t.TempDir()
-	var output lockedBuffer
+	var output testpeer.LogBuffer
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromiumPath),
 		chromedp.UserDataDir(profile),
@@ -187,7 +188,7 @@ func TestPreviewPagePlaysInChromium(t *testing.T) {
 	s := startServer(t, func(c *config.Config) {
 		c.Segmenter.SegmentDuration = config.Duration(time.Second)
 	})
-	pub := publish(t, s.rtmpURL("preview"), 40*time.Second, 30)
+	pub := testpeer.PublishRTMP(t, s.rtmpURL("preview"), 40*time.Second, 30)
 	b := startBrowser(t) // starts while the first segments are cut
 
 	type apiStream struct {
@@ -197,7 +198,7 @@ func TestPreviewPagePlaysInChromium(t *testing.T) {
 			Segments int `json:"segments"`
 		} `json:"renditions"`
 	}
-	waitFor(t, 15*time.Second, "live/preview with a segment in each rendition", func() bool {
+	testpeer.WaitFor(t, 15*time.Second, "live/preview with a segment in each rendition", func() bool {
 		var list struct{ Streams []apiStream }
 		if err := json.Unmarshal(get(t, s.adminURL("/api/v1/streams")).body, &list); err != nil || len(list.Streams) != 1 {
 			return false
@@ -278,7 +279,7 @@ func TestPreviewPagePlaysInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	_ = pub.wait(t, 10*time.Second)
+	_ = pub.Wait(t, 10*time.Second)
 	b.do(t, "the page to show the stream ended", 8*time.Second,
 		chromedp.Poll[chromedp.Void](`/Stream ended/.test(document.getElementById('player-message').textContent) &&
 			/ended/i.test(document.querySelector('#streams tr[data-stream="live/preview"]').innerText)`,

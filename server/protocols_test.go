@@ -15,11 +15,12 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 // ffmpegSource encodes a small test pattern (with a sine unless audio is
 // empty) in real time for dur and sends it with the given output arguments.
-func ffmpegSource(t *testing.T, dur time.Duration, video, audio []string, out ...string) *publisher {
+func ffmpegSource(t *testing.T, dur time.Duration, video, audio []string, out ...string) *testpeer.Process {
 	t.Helper()
 	args := []string{"-hide_banner", "-loglevel", "error", "-re",
 		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"}
@@ -30,18 +31,7 @@ func ffmpegSource(t *testing.T, dur time.Duration, video, audio []string, out ..
 	args = append(args, video...)
 	args = append(args, audio...)
 	args = append(args, out...)
-	p := &publisher{stderr: &lockedBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command("ffmpeg", args...)
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	})
-	return p
+	return testpeer.StartProcess(t, "ffmpeg", args...)
 }
 
 var (
@@ -73,7 +63,7 @@ func probeAndDecode(t *testing.T, url string) ([]string, float64) {
 	sort.Strings(codecs)
 	dec := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostats", "-i", url,
 		"-map", "0:v:0", "-progress", "pipe:1", "-f", "null", "-")
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testpeer.LogBuffer
 	dec.Stdout, dec.Stderr = &stdout, &stderr
 	if err := dec.Run(); err != nil || strings.TrimSpace(stderr.String()) != "" {
 		t.Fatalf("ffmpeg decoding %s: %v\n%s", url, err, stderr.String())
@@ -116,7 +106,7 @@ func TestProtocolsToLLHLS(t *testing.T) {
 	rtspURL := func(srv *testServer, name string) string { return fmt.Sprintf("rtsp://%s/%s", srv.RTSPAddr(), name) }
 	cases := []struct {
 		stream string
-		pub    *publisher
+		pub    *testpeer.Process
 		codecs []string // multivariant CODECS prefixes
 		probe  []string // ffprobe codec_name/codec_tag_string
 	}{
@@ -135,7 +125,7 @@ func TestProtocolsToLLHLS(t *testing.T) {
 
 	// A wrong passphrase is refused at the handshake and publishes nothing.
 	wrong := ffmpegSource(t, 3*time.Second, x264, nil, "-f", "mpegts", srtURL("live/enc2", "&passphrase=wrong horse battery"))
-	if err := wrong.wait(t, 15*time.Second); err == nil {
+	if err := wrong.Wait(t, 15*time.Second); err == nil {
 		t.Error("SRT publish with a wrong passphrase succeeded")
 	}
 
@@ -144,22 +134,22 @@ func TestProtocolsToLLHLS(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = tc.pub.wait(t, 40*time.Second)
+			_ = tc.pub.Wait(t, 40*time.Second)
 		}()
 	}
 	wg.Wait()
-	_ = camPub.wait(t, 40*time.Second)
+	_ = camPub.Wait(t, 40*time.Second)
 
 	all := append(cases, struct {
 		stream string
-		pub    *publisher
+		pub    *testpeer.Process
 		codecs []string
 		probe  []string
 	}{"live/pulled", camPub, []string{"avc1.", "mp4a.40.2"}, []string{"h264/avc1", "aac/mp4a"}})
 	for _, tc := range all {
 		t.Run(strings.TrimPrefix(tc.stream, "live/"), func(t *testing.T) {
 			videoURL := s.originURL("/" + tc.stream + "/video/index.m3u8")
-			waitFor(t, 15*time.Second, tc.stream+" to end", func() bool {
+			testpeer.WaitFor(t, 15*time.Second, tc.stream+" to end", func() bool {
 				if get(t, videoURL).status != http.StatusOK {
 					return false
 				}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 // ffprobeCodecs runs ffprobe on a live URL and returns the codec names it
@@ -39,8 +40,8 @@ func TestPlaybackTokensSRTAndRTSP(t *testing.T) {
 		c.RTSP.UDPRTPAddress, c.RTSP.UDPRTCPAddress = "", ""
 	})
 	// Published over RTMP, without a token: publishing is not concerned.
-	publish(t, s.rtmpURL("x"), 30*time.Second, 30) // killed at the end
-	waitFor(t, 10*time.Second, "live/x live", func() bool {
+	testpeer.PublishRTMP(t, s.rtmpURL("x"), 30*time.Second, 30) // killed at the end
+	testpeer.WaitFor(t, 10*time.Second, "live/x live", func() bool {
 		_, live := s.Registry().Get("live/x")
 		return live
 	})
@@ -53,10 +54,10 @@ func TestPlaybackTokensSRTAndRTSP(t *testing.T) {
 	}
 	rtspURL := func(query string) string { return fmt.Sprintf("rtsp://%s/live/x%s", s.RTSPAddr(), query) }
 	srtRefused := func() float64 {
-		return counter(t, s, "headwater_srt_rejections_total", map[string]string{"reason": "unauthorized"})
+		return testpeer.MetricSum(t, s.Metrics(), "headwater_srt_rejections_total", "reason", "unauthorized")
 	}
 	rtspRefused := func() float64 {
-		return counter(t, s, "headwater_ingest_errors_total", map[string]string{"protocol": "rtsp", "reason": "unauthorized"})
+		return testpeer.MetricSum(t, s.Metrics(), "headwater_ingest_errors_total", "protocol", "rtsp", "reason", "unauthorized")
 	}
 	wantCodecs := func(what, got string, err error) {
 		t.Helper()
@@ -66,7 +67,7 @@ func TestPlaybackTokensSRTAndRTSP(t *testing.T) {
 	}
 
 	// The token of the stream plays its HLS playlist (once it exists)...
-	waitFor(t, 15*time.Second, "the HLS playlist through the token", func() bool {
+	testpeer.WaitFor(t, 15*time.Second, "the HLS playlist through the token", func() bool {
 		return get(t, s.originURL("/t/"+tok+"/live/x/index.m3u8")).status == http.StatusOK
 	})
 	// ...and reads it over SRT and RTSP.
@@ -90,11 +91,11 @@ func TestPlaybackTokensSRTAndRTSP(t *testing.T) {
 		if got, err := ffprobeCodecs(t, srtURL(bad.srt)); err == nil {
 			t.Errorf("SRT, %s: ffprobe read %q", bad.what, got)
 		}
-		waitFor(t, 5*time.Second, fmt.Sprintf("%d SRT refusals", i+1), func() bool { return srtRefused() == float64(i+1) })
+		testpeer.WaitFor(t, 5*time.Second, fmt.Sprintf("%d SRT refusals", i+1), func() bool { return srtRefused() == float64(i+1) })
 		if got, err := ffprobeCodecs(t, rtspURL(bad.rtsp)); err == nil {
 			t.Errorf("RTSP, %s: ffprobe read %q", bad.what, got)
 		}
-		waitFor(t, 5*time.Second, fmt.Sprintf("%d RTSP refusals", i+1), func() bool { return rtspRefused() == float64(i+1) })
+		testpeer.WaitFor(t, 5*time.Second, fmt.Sprintf("%d RTSP refusals", i+1), func() bool { return rtspRefused() == float64(i+1) })
 	}
 	bound := sign(t, kr, "live/x/", "127.0.0.1")
 	got, err = ffprobeCodecs(t, srtURL("#!::r=live/x,m=request,token="+bound))

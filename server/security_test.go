@@ -20,6 +20,7 @@ import (
 	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/auth/playback"
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 // Secrets of the security tests: distinctive, so that a leak into the logs
@@ -44,71 +45,42 @@ func writeSecret(t *testing.T, name, content string) string {
 	return p
 }
 
-// counter sums the samples of a metric whose labels include want.
-func counter(t *testing.T, s *testServer, name string, want map[string]string) float64 {
-	t.Helper()
-	mfs, err := s.Metrics().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	samples:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if got[k] != v {
-					continue samples
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
-}
-
 // refusals are the two counters a refused publish moves.
 type refusals struct{ ingest, auth float64 }
 
 func readRefusals(t *testing.T, s *testServer, protocol string, reason auth.Reason) refusals {
 	t.Helper()
 	return refusals{
-		ingest: counter(t, s, "headwater_ingest_errors_total", map[string]string{"protocol": protocol, "reason": "unauthorized"}),
-		auth:   counter(t, s, "headwater_auth_refusals_total", map[string]string{"protocol": protocol, "reason": string(reason)}),
+		ingest: testpeer.MetricSum(t, s.Metrics(), "headwater_ingest_errors_total", "protocol", protocol, "reason", "unauthorized"),
+		auth:   testpeer.MetricSum(t, s.Metrics(), "headwater_auth_refusals_total", "protocol", protocol, "reason", string(reason)),
 	}
 }
 
 // expectPublished publishes with p, which must get its stream live and end
 // without an error.
-func expectPublished(t *testing.T, s *testServer, name string, p *publisher) {
+func expectPublished(t *testing.T, s *testServer, name string, p *testpeer.Process) {
 	t.Helper()
-	waitFor(t, 10*time.Second, name+" live", func() bool {
+	testpeer.WaitFor(t, 10*time.Second, name+" live", func() bool {
 		_, live := s.Registry().Get(name)
 		return live
 	})
-	if err := p.wait(t, 15*time.Second); err != nil {
-		t.Fatalf("publisher of %s failed: %v\n%s", name, err, p.stderr.String())
+	if err := p.Wait(t, 15*time.Second); err != nil {
+		t.Fatalf("publisher of %s failed: %v\n%s", name, err, p.Stderr.String())
 	}
 }
 
 // expectRefused checks that p is refused: it exits with an error, the stream
 // never goes live, and both refusal counters moved by one.
-func expectRefused(t *testing.T, s *testServer, name, protocol string, reason auth.Reason, before refusals, p *publisher) {
+func expectRefused(t *testing.T, s *testServer, name, protocol string, reason auth.Reason, before refusals, p *testpeer.Process) {
 	t.Helper()
-	if err := p.wait(t, 15*time.Second); err == nil {
-		t.Errorf("publisher of %s was not refused:\n%s", name, p.stderr.String())
+	if err := p.Wait(t, 15*time.Second); err == nil {
+		t.Errorf("publisher of %s was not refused:\n%s", name, p.Stderr.String())
 	}
 	if _, live := s.Registry().Get(name); live {
 		t.Errorf("%s is live", name)
 	}
 	want := refusals{before.ingest + 1, before.auth + 1}
-	waitFor(t, 5*time.Second, fmt.Sprintf("refusal counters %+v", want), func() bool {
+	testpeer.WaitFor(t, 5*time.Second, fmt.Sprintf("refusal counters %+v", want), func() bool {
 		return readRefusals(t, s, protocol, reason) == want
 	})
 }
@@ -155,7 +127,7 @@ func TestPublishAuthStaticKeysAndJWT(t *testing.T) {
 
 	t.Run("right key", func(t *testing.T) {
 		before := readRefusals(t, s, "rtmp", auth.ReasonBadKey)
-		expectPublished(t, s, "live/studio1", publish(t, s.rtmpURL("studio1?key="+studioKey), dur, 30))
+		expectPublished(t, s, "live/studio1", testpeer.PublishRTMP(t, s.rtmpURL("studio1?key="+studioKey), dur, 30))
 		if got := readRefusals(t, s, "rtmp", auth.ReasonBadKey); got != before {
 			t.Errorf("refusals moved: %+v -> %+v", before, got)
 		}
@@ -178,8 +150,8 @@ func TestPublishAuthStaticKeysAndJWT(t *testing.T) {
 		}
 		before := readRefusals(t, s, "rtmp", auth.ReasonBadKey)
 		expectRefused(t, s, "live/reloaded", "rtmp", auth.ReasonBadKey, before,
-			publish(t, s.rtmpURL("reloaded?key="+studioKey), dur, 30))
-		expectPublished(t, s, "live/reloaded", publish(t, s.rtmpURL("reloaded?key="+newKey), dur, 30))
+			testpeer.PublishRTMP(t, s.rtmpURL("reloaded?key="+studioKey), dur, 30))
+		expectPublished(t, s, "live/reloaded", testpeer.PublishRTMP(t, s.rtmpURL("reloaded?key="+newKey), dur, 30))
 		back := config.Default()
 		settings(back)
 		if _, err := s.Reload(back); err != nil {
@@ -187,38 +159,38 @@ func TestPublishAuthStaticKeysAndJWT(t *testing.T) {
 		}
 	})
 	t.Run("prefix rule", func(t *testing.T) {
-		expectPublished(t, s, "live/team-blue", publish(t, s.rtmpURL("team-blue?key="+studioKey), dur, 30))
+		expectPublished(t, s, "live/team-blue", testpeer.PublishRTMP(t, s.rtmpURL("team-blue?key="+studioKey), dur, 30))
 	})
 	t.Run("wrong key", func(t *testing.T) {
 		before := readRefusals(t, s, "rtmp", auth.ReasonBadKey)
 		expectRefused(t, s, "live/studio1", "rtmp", auth.ReasonBadKey, before,
-			publish(t, s.rtmpURL("studio1?key=not-"+studioKey), dur, 30))
+			testpeer.PublishRTMP(t, s.rtmpURL("studio1?key=not-"+studioKey), dur, 30))
 	})
 	t.Run("key of another stream", func(t *testing.T) {
 		before := readRefusals(t, s, "rtmp", auth.ReasonBadKey)
 		expectRefused(t, s, "live/other", "rtmp", auth.ReasonBadKey, before,
-			publish(t, s.rtmpURL("other?key="+studioKey), dur, 30))
+			testpeer.PublishRTMP(t, s.rtmpURL("other?key="+studioKey), dur, 30))
 	})
 	t.Run("no key", func(t *testing.T) {
 		before := readRefusals(t, s, "rtmp", auth.ReasonMissingCredentials)
 		expectRefused(t, s, "live/studio1", "rtmp", auth.ReasonMissingCredentials, before,
-			publish(t, s.rtmpURL("studio1"), dur, 30))
+			testpeer.PublishRTMP(t, s.rtmpURL("studio1"), dur, 30))
 	})
 	t.Run("JWT", func(t *testing.T) {
 		tok := publishJWT(t, jwt.MapClaims{"stream": "live/jwtcam", "exp": time.Now().Add(time.Minute).Unix()})
-		expectPublished(t, s, "live/jwtcam", publish(t, s.rtmpURL("jwtcam?token="+tok), dur, 30))
+		expectPublished(t, s, "live/jwtcam", testpeer.PublishRTMP(t, s.rtmpURL("jwtcam?token="+tok), dur, 30))
 	})
 	t.Run("expired JWT", func(t *testing.T) {
 		tok := publishJWT(t, jwt.MapClaims{"stream": "live/jwtcam", "exp": time.Now().Add(-time.Minute).Unix()})
 		before := readRefusals(t, s, "rtmp", auth.ReasonExpired)
 		expectRefused(t, s, "live/jwtcam", "rtmp", auth.ReasonExpired, before,
-			publish(t, s.rtmpURL("jwtcam?token="+tok), dur, 30))
+			testpeer.PublishRTMP(t, s.rtmpURL("jwtcam?token="+tok), dur, 30))
 	})
 	t.Run("JWT for another stream", func(t *testing.T) {
 		tok := publishJWT(t, jwt.MapClaims{"stream": "live/jwtcam", "exp": time.Now().Add(time.Minute).Unix()})
 		before := readRefusals(t, s, "rtmp", auth.ReasonWrongStream)
 		expectRefused(t, s, "live/elsewhere", "rtmp", auth.ReasonWrongStream, before,
-			publish(t, s.rtmpURL("elsewhere?token="+tok), dur, 30))
+			testpeer.PublishRTMP(t, s.rtmpURL("elsewhere?token="+tok), dur, 30))
 	})
 	t.Run("SRT key", func(t *testing.T) {
 		expectPublished(t, s, "live/studio1", ffmpegSource(t, dur, x264, aac, "-f", "mpegts",
@@ -303,12 +275,12 @@ func TestPublishAuthWebhook(t *testing.T) {
 	const dur = 1500 * time.Millisecond
 
 	t.Run("allow", func(t *testing.T) {
-		expectPublished(t, s, "live/allow", publish(t, s.rtmpURL("allow?token=abc&room=7"), dur, 30))
+		expectPublished(t, s, "live/allow", testpeer.PublishRTMP(t, s.rtmpURL("allow?token=abc&room=7"), dur, 30))
 		ev := wr.seen(auth.ActionPublish, "live/allow")
 		if len(ev) != 1 || ev[0].Protocol != "rtmp" || ev[0].Params["room"] != "7" || ev[0].Params["token"] != "abc" || ev[0].RequestID == "" {
 			t.Fatalf("publish events %+v", ev)
 		}
-		waitFor(t, 5*time.Second, "the unpublish notification", func() bool {
+		testpeer.WaitFor(t, 5*time.Second, "the unpublish notification", func() bool {
 			un := wr.seen(auth.ActionUnpublish, "live/allow")
 			return len(un) == 1 && un[0].RequestID == ev[0].RequestID
 		})
@@ -323,7 +295,7 @@ func TestPublishAuthWebhook(t *testing.T) {
 	} {
 		t.Run(tc.stream, func(t *testing.T) {
 			before := readRefusals(t, s, "rtmp", tc.reason)
-			expectRefused(t, s, "live/"+tc.stream, "rtmp", tc.reason, before, publish(t, s.rtmpURL(tc.stream), dur, 30))
+			expectRefused(t, s, "live/"+tc.stream, "rtmp", tc.reason, before, testpeer.PublishRTMP(t, s.rtmpURL(tc.stream), dur, 30))
 			if n := len(wr.seen(auth.ActionPublish, "live/"+tc.stream)); n != 1 {
 				t.Errorf("%d webhook calls", n)
 			}
@@ -370,10 +342,10 @@ func tokenServer(t *testing.T, mutate func(*config.Config)) (*testServer, *playb
 
 func TestPlaybackTokens(t *testing.T) {
 	s, kr := tokenServer(t, nil)
-	expectPublished(t, s, "live/tok", publish(t, s.rtmpURL("tok"), 3*time.Second, 30))
+	expectPublished(t, s, "live/tok", testpeer.PublishRTMP(t, s.rtmpURL("tok"), 3*time.Second, 30))
 	base := s.originURL("")
 	refused := func(reason playback.Reason) float64 {
-		return counter(t, s, "headwater_playback_refusals_total", map[string]string{"reason": string(reason)})
+		return testpeer.MetricSum(t, s.Metrics(), "headwater_playback_refusals_total", "reason", string(reason))
 	}
 	expect403 := func(t *testing.T, url string, reason playback.Reason) {
 		t.Helper()
@@ -589,14 +561,14 @@ func TestNoSecretInLogs(t *testing.T) {
 	const dur = 1500 * time.Millisecond
 	jwtToken := publishJWT(t, jwt.MapClaims{"stream": "live/jwtcam", "exp": time.Now().Add(time.Minute).Unix()})
 
-	expectPublished(t, s, "live/studio1", publish(t, s.rtmpURL("studio1?key="+studioKey), 3*time.Second, 30))
-	expectPublished(t, s, "live/jwtcam", publish(t, s.rtmpURL("jwtcam?token="+jwtToken), dur, 30))
+	expectPublished(t, s, "live/studio1", testpeer.PublishRTMP(t, s.rtmpURL("studio1?key="+studioKey), 3*time.Second, 30))
+	expectPublished(t, s, "live/jwtcam", testpeer.PublishRTMP(t, s.rtmpURL("jwtcam?token="+jwtToken), dur, 30))
 	before := readRefusals(t, s, "rtmp", auth.ReasonBadKey)
-	expectRefused(t, s, "live/studio1", "rtmp", auth.ReasonBadKey, before, publish(t, s.rtmpURL("studio1?key=x"+studioKey), dur, 30))
+	expectRefused(t, s, "live/studio1", "rtmp", auth.ReasonBadKey, before, testpeer.PublishRTMP(t, s.rtmpURL("studio1?key=x"+studioKey), dur, 30))
 	expectPublished(t, s, "live/srtcam", ffmpegSource(t, dur, x264, aac, "-f", "mpegts", srtPublishURL(s, "live/srtcam", ",token="+
 		publishJWT(t, jwt.MapClaims{"stream": "live/srtcam", "exp": time.Now().Add(time.Minute).Unix()}))))
 	// A malformed streamid carrying a key is logged without it.
-	_ = ffmpegSource(t, dur, x264, aac, "-f", "mpegts", srtPublishURL(s, "live/srtcam", ",key="+studioKey+",m=bogus")).wait(t, 15*time.Second)
+	_ = ffmpegSource(t, dur, x264, aac, "-f", "mpegts", srtPublishURL(s, "live/srtcam", ",key="+studioKey+",m=bogus")).Wait(t, 15*time.Second)
 
 	kr, err := playback.LoadKeyring([]playback.KeySettings{{ID: "k1", SecretFile: keyFile}}, "k1")
 	if err != nil {
@@ -622,7 +594,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	if r := getWith(t, s.adminURL("/metrics"), map[string]string{"Authorization": "Bearer " + adminToken + "x"}); r.status != 401 {
 		t.Errorf("admin with a wrong token: %d", r.status)
 	}
-	waitFor(t, 5*time.Second, "the unpublish notifications", func() bool {
+	testpeer.WaitFor(t, 5*time.Second, "the unpublish notifications", func() bool {
 		return len(wr.seen(auth.ActionUnpublish, "live/studio1")) == 1 && len(wr.seen(auth.ActionUnpublish, "live/jwtcam")) == 1
 	})
 

@@ -9,6 +9,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/server"
 )
 
@@ -21,13 +22,13 @@ func TestTracing(t *testing.T) {
 	defer func() { _ = tp.Shutdown(t.Context()) }()
 	s := startServer(t, nil, server.WithTracerProvider(tp))
 
-	pub := publish(t, s.rtmpURL("traced"), 5*time.Second, 30)
+	pub := testpeer.PublishRTMP(t, s.rtmpURL("traced"), 5*time.Second, 30)
 	url := s.originURL("/live/traced/video/index.m3u8")
-	waitFor(t, 10*time.Second, "the playlist", func() bool { return get(t, url).status == http.StatusOK })
-	if err := pub.wait(t, 20*time.Second); err != nil {
+	testpeer.WaitFor(t, 10*time.Second, "the playlist", func() bool { return get(t, url).status == http.StatusOK })
+	if err := pub.Wait(t, 20*time.Second); err != nil {
 		t.Fatalf("publisher: %v", err)
 	}
-	waitFor(t, 5*time.Second, "the publish span", func() bool {
+	testpeer.WaitFor(t, 5*time.Second, "the publish span", func() bool {
 		for _, sp := range exp.GetSpans() {
 			if sp.Name == "publish live/traced" {
 				return true

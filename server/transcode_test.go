@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/server"
 	"github.com/headwater-live/headwater/store"
@@ -24,27 +25,9 @@ import (
 
 // publishSized is publish with a 1280x720 test pattern and a given duration
 // and GOP (frames at 30 fps).
-func publishSized(t *testing.T, url string, dur time.Duration, gop int) *publisher {
+func publishSized(t *testing.T, url string, dur time.Duration, gop int) *testpeer.Process {
 	t.Helper()
-	args := []string{"-hide_banner", "-loglevel", "error", "-re",
-		"-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-		"-t", strconv.FormatFloat(dur.Seconds(), 'f', 3, 64),
-		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
-		"-g", strconv.Itoa(gop), "-keyint_min", strconv.Itoa(gop), "-sc_threshold", "0", "-b:v", "1500k",
-		"-c:a", "aac", "-b:a", "96k", "-f", "flv", url}
-	p := &publisher{stderr: &lockedBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command("ffmpeg", args...)
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	})
-	return p
+	return testpeer.PublishPattern(t, url, "testsrc=size=1280x720:rate=30", "1500k", dur, gop)
 }
 
 // TestTranscodeABRLadder publishes 720p30 with 2s GOPs with the transcoder
@@ -77,7 +60,7 @@ func TestTranscodeABRLadder(t *testing.T) {
 			t.Errorf("%d transcode job spans under the publish span", jobs)
 		}
 	}()
-	waitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
+	testpeer.WaitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
 		return get(t, s.adminURL("/readyz")).status == http.StatusOK
 	})
 	pub := publishSized(t, s.rtmpURL("abr"), 12*time.Second, 60)
@@ -85,7 +68,7 @@ func TestTranscodeABRLadder(t *testing.T) {
 	mvURL := s.originURL("/live/abr/index.m3u8")
 	var multi *playlist.Multivariant
 	var mvBody []byte
-	waitFor(t, 20*time.Second, "a multivariant playlist with 3 variants", func() bool {
+	testpeer.WaitFor(t, 20*time.Second, "a multivariant playlist with 3 variants", func() bool {
 		r := get(t, mvURL)
 		if r.status != http.StatusOK {
 			return false
@@ -112,8 +95,8 @@ func TestTranscodeABRLadder(t *testing.T) {
 		t.Errorf("want one audio rendition (shared):\n%s", mvBody)
 	}
 
-	if err := pub.wait(t, 30*time.Second); err != nil {
-		t.Fatalf("publisher: %v\n%s", err, pub.stderr.String())
+	if err := pub.Wait(t, 30*time.Second); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, pub.Stderr.String())
 	}
 	st, ok := s.Store().Stream("live/abr")
 	if !ok {
@@ -121,7 +104,7 @@ func TestTranscodeABRLadder(t *testing.T) {
 	}
 	names := []string{"video", "480p", "360p"}
 	snaps := map[string]*store.Snapshot{}
-	waitFor(t, 20*time.Second, "every rendition ended", func() bool {
+	testpeer.WaitFor(t, 20*time.Second, "every rendition ended", func() bool {
 		for _, n := range names {
 			r, ok := st.Rendition(n)
 			if !ok || !r.Snapshot().Ended {
@@ -236,11 +219,11 @@ func TestTranscodeWorkerKilled(t *testing.T) {
 		c.Transcoder.Enabled = true
 		c.Segmenter.Window = 10
 	})
-	waitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
+	testpeer.WaitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
 		return get(t, s.adminURL("/readyz")).status == http.StatusOK
 	})
 	pub := publishSized(t, s.rtmpURL("kill"), 12*time.Second, 60)
-	waitFor(t, 20*time.Second, "two 360p segments", func() bool {
+	testpeer.WaitFor(t, 20*time.Second, "two 360p segments", func() bool {
 		st, ok := s.Store().Stream("live/kill")
 		if !ok {
 			return false
@@ -251,8 +234,8 @@ func TestTranscodeWorkerKilled(t *testing.T) {
 	// Kill a worker running a job (not blocked reading its GOP, as warm
 	// processes are: /proc/<pid>/syscall starts with read's number, 0).
 	var killed int
-	waitFor(t, 5*time.Second, "a busy ffmpeg worker", func() bool {
-		for _, pid := range ffmpegChildren(t, pub.cmd.Process.Pid) {
+	testpeer.WaitFor(t, 5*time.Second, "a busy ffmpeg worker", func() bool {
+		for _, pid := range ffmpegChildren(t, pub.Cmd.Process.Pid) {
 			b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "syscall"))
 			if err != nil || strings.HasPrefix(string(b), "0 ") {
 				continue
@@ -266,12 +249,12 @@ func TestTranscodeWorkerKilled(t *testing.T) {
 	})
 	t.Logf("killed busy ffmpeg worker %d", killed)
 
-	if err := pub.wait(t, 30*time.Second); err != nil {
-		t.Fatalf("publisher: %v\n%s", err, pub.stderr.String())
+	if err := pub.Wait(t, 30*time.Second); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, pub.Stderr.String())
 	}
 	st, _ := s.Store().Stream("live/kill")
 	snaps := map[string]*store.Snapshot{}
-	waitFor(t, 20*time.Second, "every rendition ended", func() bool {
+	testpeer.WaitFor(t, 20*time.Second, "every rendition ended", func() bool {
 		for _, n := range []string{"video", "480p", "360p"} {
 			r, ok := st.Rendition(n)
 			if !ok || !r.Snapshot().Ended {
@@ -306,7 +289,7 @@ func TestTranscodeWorkerKilled(t *testing.T) {
 	t.Logf("retried rendition-GOPs: 480p %v, 360p %v",
 		metricValue(t, s, `headwater_transcoder_jobs_total{outcome="retried",rendition="480p"}`),
 		metricValue(t, s, `headwater_transcoder_jobs_total{outcome="retried",rendition="360p"}`))
-	if len(ffmpegChildren(t, pub.cmd.Process.Pid)) == 0 {
+	if len(ffmpegChildren(t, pub.Cmd.Process.Pid)) == 0 {
 		t.Error("no warm ffmpeg process after the kill")
 	}
 }
@@ -324,7 +307,7 @@ func TestTranscodeOpusAudioToAAC(t *testing.T) {
 		c.Transcoder.Ladder = []string{"180p=180:200k"}
 		c.Segmenter.Window = 10
 	})
-	waitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
+	testpeer.WaitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
 		return get(t, s.adminURL("/readyz")).status == http.StatusOK
 	})
 	const dur = 10 * time.Second
@@ -334,7 +317,7 @@ func TestTranscodeOpusAudioToAAC(t *testing.T) {
 	mvURL := s.originURL("/live/opusabr/index.m3u8")
 	var multi *playlist.Multivariant
 	var mvBody []byte
-	waitFor(t, 20*time.Second, "a multivariant playlist with 2 variants", func() bool {
+	testpeer.WaitFor(t, 20*time.Second, "a multivariant playlist with 2 variants", func() bool {
 		r := get(t, mvURL)
 		if r.status != http.StatusOK {
 			return false
@@ -357,15 +340,15 @@ func TestTranscodeOpusAudioToAAC(t *testing.T) {
 		t.Errorf("want one AAC audio rendition, no Opus:\n%s", mvBody)
 	}
 
-	if err := pub.wait(t, 30*time.Second); err != nil {
-		t.Fatalf("publisher: %v\n%s", err, pub.stderr.String())
+	if err := pub.Wait(t, 30*time.Second); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, pub.Stderr.String())
 	}
 	st, ok := s.Store().Stream("live/opusabr")
 	if !ok {
 		t.Fatal("no stream in the store")
 	}
 	snaps := map[string]*store.Snapshot{}
-	waitFor(t, 20*time.Second, "every rendition ended", func() bool {
+	testpeer.WaitFor(t, 20*time.Second, "every rendition ended", func() bool {
 		for _, n := range []string{"video", "180p", "audio"} {
 			r, ok := st.Rendition(n)
 			if !ok || !r.Snapshot().Ended {
@@ -422,7 +405,7 @@ func TestTranscodeOpusAudioToAAC(t *testing.T) {
 	}
 	dec := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostats", "-i", s.originURL("/live/opusabr/audio/index.m3u8"),
 		"-map", "0:a:0", "-progress", "pipe:1", "-f", "null", "-")
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testpeer.LogBuffer
 	dec.Stdout, dec.Stderr = &stdout, &stderr
 	if err := dec.Run(); err != nil || strings.TrimSpace(stderr.String()) != "" {
 		t.Fatalf("ffmpeg decoding the audio: %v\n%s", err, stderr.String())
@@ -440,7 +423,7 @@ func TestReloadLadder(t *testing.T) {
 		c.Transcoder.Ladder = []string{"180p=180:200k"}
 	}
 	s := startServer(t, mutate)
-	waitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
+	testpeer.WaitFor(t, 15*time.Second, "/readyz with a warm pool", func() bool {
 		return get(t, s.adminURL("/readyz")).status == http.StatusOK
 	})
 	next := config.Default()
@@ -458,11 +441,11 @@ func TestReloadLadder(t *testing.T) {
 		t.Fatalf("ladder not applied: %+v", res)
 	}
 	pub := ffmpegSource(t, 5*time.Second, x264, aac, "-f", "flv", s.rtmpURL("reladder"))
-	if err := pub.wait(t, 30*time.Second); err != nil {
+	if err := pub.Wait(t, 30*time.Second); err != nil {
 		t.Fatalf("publisher: %v", err)
 	}
 	url := s.originURL("/live/reladder/index.m3u8")
-	waitFor(t, 15*time.Second, "the 120p rendition", func() bool {
+	testpeer.WaitFor(t, 15*time.Second, "the 120p rendition", func() bool {
 		r := get(t, url)
 		return r.status == http.StatusOK && strings.Contains(string(r.body), "120p/index.m3u8")
 	})

@@ -22,6 +22,7 @@ import (
 	mpegtscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -105,7 +106,7 @@ func TestRunAudio(t *testing.T) {
 			t.Fatalf("frame %d: DTS %d track %p", i, f.DTS, f.Track)
 		}
 	}
-	waitGoroutines(t, goroutines)
+	testpeer.WaitGoroutines(t, goroutines)
 }
 
 func TestRunAudioCancel(t *testing.T) {
@@ -129,7 +130,7 @@ func TestRunAudioCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("RunAudio did not return after cancel")
 	}
-	waitGoroutines(t, goroutines)
+	testpeer.WaitGoroutines(t, goroutines)
 	// No ffmpeg left: the process group is gone.
 	noFFmpegLeft(t)
 }
@@ -294,7 +295,7 @@ func TestRunAudioRestart(t *testing.T) {
 	}
 	t.Logf("%d AAC frames, a hole of %d samples before frame %d, ending at %d for a source ending at %d",
 		len(got), got[hole].DTS-got[hole-1].DTS-1024, hole, got[len(got)-1].DTS+1024, srcEnd)
-	waitGoroutines(t, goroutines)
+	testpeer.WaitGoroutines(t, goroutines)
 	noFFmpegLeft(t)
 }
 
@@ -364,7 +365,7 @@ func TestRunAudioGiveUp(t *testing.T) {
 	if warnings != 4 {
 		t.Fatalf("%d warnings, want 4", warnings)
 	}
-	waitGoroutines(t, goroutines)
+	testpeer.WaitGoroutines(t, goroutines)
 }
 
 // TestRunAudioNoBinary: a first process that cannot start fails RunAudio at
@@ -381,17 +382,5 @@ func TestRunAudioNoBinary(t *testing.T) {
 	err := RunAudio(context.Background(), cfg, in, make(chan *media.Frame))
 	if err == nil || started || testutil.ToFloat64(m.audioRestarts) != 0 {
 		t.Fatalf("error %v, started %v", err, started)
-	}
-}
-
-func waitGoroutines(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > n {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines left (had %d):\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

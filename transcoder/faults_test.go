@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -67,17 +68,6 @@ func childProcs() []int {
 	return out
 }
 
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func counter(t testing.TB, m *Metrics, rendition, outcome string) float64 {
 	t.Helper()
 	return testutil.ToFloat64(m.jobs.WithLabelValues(rendition, outcome))
@@ -106,7 +96,7 @@ func TestKillWorkerMidJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	waitFor(t, 30*time.Second, "pool ready", pool.Ready)
+	testpeer.WaitFor(t, 30*time.Second, "pool ready", pool.Ready)
 	tr, err := New(Config{Ladders: Ladders{"": lad}, Deadline: 30}, pool, m, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +127,7 @@ func TestKillWorkerMidJob(t *testing.T) {
 		t.Errorf("retried = %v, want 1", r)
 	}
 	// The pool recovers its warm processes.
-	waitFor(t, 30*time.Second, "warm processes back", func() bool {
+	testpeer.WaitFor(t, 30*time.Second, "warm processes back", func() bool {
 		ready, _ := pool.ff.WarmCounts()
 		return ready == 2
 	})
@@ -159,7 +149,7 @@ func TestOverloadShedsLowPriorityAndLeaksNothing(t *testing.T) {
 	if err := pool.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "pool ready", pool.Ready)
+	testpeer.WaitFor(t, 30*time.Second, "pool ready", pool.Ready)
 	tr, err := New(Config{Ladders: Ladders{"": lad}, Deadline: 30}, pool, m, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -204,8 +194,8 @@ func TestOverloadShedsLowPriorityAndLeaksNothing(t *testing.T) {
 		t.Errorf("%d gaps reported, %v shed counted", total, shedHigh+shedLow)
 	}
 	pool.Close()
-	waitFor(t, 10*time.Second, "child processes to exit", func() bool { return len(childProcs()) <= children })
-	waitFor(t, 10*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines+2 })
+	testpeer.WaitFor(t, 10*time.Second, "child processes to exit", func() bool { return len(childProcs()) <= children })
+	testpeer.WaitFor(t, 10*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines+2 })
 }
 
 func TestMissingEncoderFailsJobsStreamGoesOn(t *testing.T) {
@@ -219,7 +209,7 @@ func TestMissingEncoderFailsJobsStreamGoesOn(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"libnope264"`) || !strings.Contains(err.Error(), "120p") {
 		t.Fatalf("CheckEncoders = %v", err)
 	}
-	var logs syncBuffer
+	var logs testpeer.LogBuffer
 	pool := NewPool(PoolConfig{Size: 1, Warm: -1}, m, slogTo(&logs))
 	if err := pool.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -301,7 +291,7 @@ func TestHungWorkerKilledAtDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	waitFor(t, 30*time.Second, "pool ready", pool.Ready)
+	testpeer.WaitFor(t, 30*time.Second, "pool ready", pool.Ready)
 	tr, err := New(Config{Ladders: Ladders{"": lad}, Deadline: 2}, pool, m, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -318,7 +308,7 @@ func TestHungWorkerKilledAtDeadline(t *testing.T) {
 	if len(o.gaps) != 1 || o.gaps[0].Reason != "timeout" {
 		t.Fatalf("gaps %+v, frames %d", o.gaps, len(o.frames))
 	}
-	waitFor(t, 5*time.Second, "hung process gone", func() bool {
+	testpeer.WaitFor(t, 5*time.Second, "hung process gone", func() bool {
 		_, err := os.Stat("/proc/" + strconv.Itoa(pid))
 		return err != nil
 	})

@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 // needForkServer builds the fork server library into a test directory, or
@@ -128,7 +130,7 @@ func TestForkServerRunsFFmpeg(t *testing.T) {
 		t.Fatal("server did not survive a bad request")
 	}
 	fs.close()
-	waitFor(t, 10*time.Second, "fork server to exit", func() bool { return len(childProcs()) <= before })
+	testpeer.WaitFor(t, 10*time.Second, "fork server to exit", func() bool { return len(childProcs()) <= before })
 }
 
 func TestForkServerDeathEndsChildren(t *testing.T) {
@@ -161,7 +163,7 @@ func TestForkServerDeathEndsChildren(t *testing.T) {
 	if _, _, err := fs.spawn([]string{"-version"}, in, outW, outW); err == nil {
 		t.Error("spawn on a dead server succeeded")
 	}
-	waitFor(t, 10*time.Second, "children to die with the server", func() bool { return len(childProcs()) <= before })
+	testpeer.WaitFor(t, 10*time.Second, "children to die with the server", func() bool { return len(childProcs()) <= before })
 }
 
 func TestForkServerNotPreloadable(t *testing.T) {
@@ -200,7 +202,7 @@ func TestRunnerForksAndRecovers(t *testing.T) {
 	if !r.Forking() || testutil.ToFloat64(m.forkServer) != 1 {
 		t.Fatal("not forking")
 	}
-	waitFor(t, 20*time.Second, "warm process", r.Ready)
+	testpeer.WaitFor(t, 20*time.Second, "warm process", r.Ready)
 	gop := fx.gops()[0]
 	for i := 0; i < 3; i++ {
 		outs, st, err := r.Run(context.Background(), jobFor(gop, lad))
@@ -218,7 +220,7 @@ func TestRunnerForksAndRecovers(t *testing.T) {
 	<-old.done
 	// The warm process died with the server: the next job may start cold
 	// (or executed while the server restarts), and still succeeds.
-	waitFor(t, 20*time.Second, "fork server restarted", func() bool {
+	testpeer.WaitFor(t, 20*time.Second, "fork server restarted", func() bool {
 		_, _, err := r.Run(context.Background(), jobFor(gop, lad))
 		return err == nil && r.Forking()
 	})
@@ -229,8 +231,8 @@ func TestRunnerForksAndRecovers(t *testing.T) {
 	if r.Forking() {
 		t.Error("still forking after Close")
 	}
-	waitFor(t, 10*time.Second, "processes to exit", func() bool { return len(childProcs()) <= before })
-	waitFor(t, 10*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines+2 })
+	testpeer.WaitFor(t, 10*time.Second, "processes to exit", func() bool { return len(childProcs()) <= before })
+	testpeer.WaitFor(t, 10*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines+2 })
 }
 
 func TestRunnerForkServerModes(t *testing.T) {
@@ -272,5 +274,5 @@ func TestForkServerRefusesWrapperScript(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not ffmpeg") {
 		t.Fatalf("err = %v", err)
 	}
-	waitFor(t, 10*time.Second, "processes to exit", func() bool { return len(childProcs()) <= before })
+	testpeer.WaitFor(t, 10*time.Second, "processes to exit", func() bool { return len(childProcs()) <= before })
 }

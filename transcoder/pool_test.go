@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -101,7 +102,7 @@ func TestReservedWorkers(t *testing.T) {
 		t.Fatal("vip job not run by the reserved worker")
 	}
 	close(fr.block)
-	waitFor(t, 5*time.Second, "all jobs", func() bool { return len(results()) == 3 })
+	testpeer.WaitFor(t, 5*time.Second, "all jobs", func() bool { return len(results()) == 3 })
 }
 
 func TestRetryOnceThenFail(t *testing.T) {
@@ -121,7 +122,7 @@ func TestRetryOnceThenFail(t *testing.T) {
 		j.Done = done
 		pool.Submit(j)
 	}
-	waitFor(t, 5*time.Second, "results", func() bool { return len(results()) == 3 })
+	testpeer.WaitFor(t, 5*time.Second, "results", func() bool { return len(results()) == 3 })
 	got := map[uint64]string{}
 	for _, r := range results() {
 		got[r.Job.Seq] = r.Renditions[0].Outcome
@@ -140,7 +141,7 @@ func TestRetryOnceThenFail(t *testing.T) {
 	late.Deadline = time.Now().Add(-time.Second)
 	late.Done = done
 	pool.Submit(late)
-	waitFor(t, 5*time.Second, "late job", func() bool { return len(results()) == 4 })
+	testpeer.WaitFor(t, 5*time.Second, "late job", func() bool { return len(results()) == 4 })
 	if r := results()[3]; r.Renditions[0].Outcome != OutcomeShed || r.Renditions[0].Reason != "late" {
 		t.Errorf("late job: %+v", r.Renditions[0])
 	}
@@ -169,7 +170,7 @@ func TestLongWaitShedsLowPriorityRenditions(t *testing.T) {
 	submit(0)
 	submit(1500 * time.Millisecond) // one MaxWait: the tallest rung goes
 	submit(5 * time.Second)         // way behind: only the lowest rung is kept
-	waitFor(t, 5*time.Second, "results", func() bool { return len(results()) == 3 })
+	testpeer.WaitFor(t, 5*time.Second, "results", func() bool { return len(results()) == 3 })
 	for i, want := range []string{"720p=ok 480p=ok 360p=ok", "720p=shed 480p=ok 360p=ok", "720p=shed 480p=shed 360p=ok"} {
 		got := map[string]string{}
 		for _, rr := range results()[i].Renditions {

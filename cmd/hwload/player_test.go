@@ -2,12 +2,12 @@ package main
 
 import (
 	"os"
-	"regexp"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 func loadView(t *testing.T, name string) mediaView {
@@ -23,17 +23,10 @@ func loadView(t *testing.T, name string) mediaView {
 	return viewOf(&m)
 }
 
-var hintRE = regexp.MustCompile(`^part(\d+)\.(\d+)\.m4s$`)
-
 // hintKey reads the part named by Headwater's preload-hint URI.
 func hintKey(t *testing.T, uri string) partKey {
 	t.Helper()
-	m := hintRE.FindStringSubmatch(uri)
-	if m == nil {
-		t.Fatalf("hint %q is not partN.P.m4s", uri)
-	}
-	msn, _ := strconv.ParseUint(m[1], 10, 64)
-	p, _ := strconv.Atoi(m[2])
+	msn, p := testpeer.ParsePartURI(t, uri)
 	return partKey{MSN: msn, Part: p}
 }
 

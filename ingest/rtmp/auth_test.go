@@ -12,6 +12,7 @@ import (
 
 	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -66,7 +67,7 @@ func TestAuthRefusesPublish(t *testing.T) {
 		t.Fatalf("publish with a bad key: %s", code)
 	}
 	c.waitClosed(5 * time.Second)
-	e.waitErrors(ingest.ReasonUnauthorized, 1)
+	e.metrics.WaitErrors(ingest.ReasonUnauthorized, 1)
 	if _, live := e.reg.Get("live/cam"); live {
 		t.Fatal("refused stream is live")
 	}
@@ -179,7 +180,7 @@ func TestNameCheckerRefusesBeforeAuth(t *testing.T) {
 	if code := c.publish("x?key=k"); code != "NetStream.Publish.BadName" {
 		t.Fatalf("publish: %s", code)
 	}
-	e.waitErrors(ingest.ReasonInvalidName, 1)
+	e.metrics.WaitErrors(ingest.ReasonInvalidName, 1)
 	if a, _ := fa.requests(); len(a) != 0 {
 		t.Errorf("reserved name reached the authenticator: %v", a)
 	}
@@ -187,7 +188,7 @@ func TestNameCheckerRefusesBeforeAuth(t *testing.T) {
 
 // TestAuthFFmpeg publishes with ffmpeg through a real static key chain.
 func TestAuthFFmpeg(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	const key = "4l0ng-r4nd0m-k3y-f0r-th3-t3st-0nly"
 	sk, err := auth.NewStaticKeys([]auth.KeyRule{{Stream: "live/ff", Hashes: []string{auth.HashKey(key)}}})
@@ -199,17 +200,17 @@ func TestAuthFFmpeg(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	codecs := []string{"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "flv"}
-	out, err := ffmpeg(ctx, append(append(testsrcArgs("1"), codecs...), e.url("ff?key=wrong"+key))...)
+	out, err := testpeer.FFmpeg(ctx, append(append(testsrcArgs("1"), codecs...), e.url("ff?key=wrong"+key))...)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		t.Fatalf("ffmpeg with a wrong key: %v\n%s", err, out)
 	}
-	e.waitErrors(ingest.ReasonUnauthorized, 1)
+	e.metrics.WaitErrors(ingest.ReasonUnauthorized, 1)
 
-	if out, err := ffmpeg(ctx, append(append(testsrcArgs("1"), codecs...), e.url("ff?key="+key))...); err != nil {
+	if out, err := testpeer.FFmpeg(ctx, append(append(testsrcArgs("1"), codecs...), e.url("ff?key="+key))...); err != nil {
 		t.Fatalf("ffmpeg with the key: %v\n%s", err, out)
 	}
-	e.waitPublished("live/ff", 1, 5*time.Second).wait(t, 5*time.Second)
+	e.waitPublished("live/ff", 1, 5*time.Second).Wait(t, 5*time.Second)
 	if strings.Contains(e.logs.String(), key) {
 		t.Errorf("the key was logged:\n%s", e.logs.String())
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 	mpegtscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/segmenter"
 	"github.com/headwater-live/headwater/store"
@@ -292,7 +293,7 @@ func decodeRendition(t *testing.T, snap *store.Snapshot) (codec, tag string, fra
 		t.Fatalf("ffprobe said %q", out)
 	}
 	frames, _ = strconv.Atoi(fields[2])
-	if msg, err := ffmpeg(ctx, "-i", path, "-f", "null", "-"); err != nil || strings.TrimSpace(msg) != "" {
+	if msg, err := testpeer.FFmpeg(ctx, "-i", path, "-f", "null", "-"); err != nil || strings.TrimSpace(msg) != "" {
 		t.Fatalf("ffmpeg decoding the rendition: %v: %s", err, msg)
 	}
 	return fields[0], fields[1], frames

@@ -15,6 +15,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -75,8 +76,8 @@ func TestEnhancedHEVCFromGortmplib(t *testing.T) {
 	c.Close()
 
 	cp := e.waitPublished("live/hevc", 1, 5*time.Second)
-	cp.wait(t, 5*time.Second)
-	tracks := cp.stream.Tracks()
+	cp.Wait(t, 5*time.Second)
+	tracks := cp.Stream.Tracks()
 	if len(tracks) != 1 {
 		t.Fatalf("%d tracks announced", len(tracks))
 	}
@@ -114,7 +115,7 @@ func TestEnhancedHEVCFromGortmplib(t *testing.T) {
 		if f.Key {
 			keys++
 		}
-		checkAVCCPayload(t, f.Payload)
+		testpeer.CheckAVCC(t, f.Payload)
 		var got h264.AVCC
 		if err := got.Unmarshal(f.Payload); err != nil || len(got) != len(au.nalus) {
 			t.Fatalf("frame %d: %d NAL units (%v), want %d", i, len(got), err, len(au.nalus))
@@ -128,7 +129,7 @@ func TestEnhancedHEVCFromGortmplib(t *testing.T) {
 	if keys != 3 {
 		t.Fatalf("%d key frames, want 3", keys)
 	}
-	e.waitLog("codec=hvc1.1.6.L60.90", time.Second)
+	testpeer.WaitLog(e.t, e.logs, "codec=hvc1.1.6.L60.90", time.Second)
 
 	snap := segmentFrames(t, frames)
 	if len(snap.Segments) < 2 { // key frames 1 s apart, cut by decode time
@@ -158,14 +159,14 @@ func TestEnhancedAV1FromGortmplib(t *testing.T) {
 	c.Close()
 
 	cp := e.waitPublished("live/av1", 1, 5*time.Second)
-	cp.wait(t, 5*time.Second)
+	cp.Wait(t, 5*time.Second)
 	frames := cp.Frames()
 	checkAV1Frames(t, src, frames)
 	// The placeholder was announced at publish, the real one came with the first frame.
-	if ann := cp.stream.Tracks()[0]; ann == frames[0].Track {
+	if ann := cp.Stream.Tracks()[0]; ann == frames[0].Track {
 		t.Fatal("the announced track is the frames' track: the placeholder record was not recognised as different")
 	}
-	e.waitLog("from=\"in band\"", time.Second)
+	testpeer.WaitLog(e.t, e.logs, "from=\"in band\"", time.Second)
 	checkAV1Playable(t, src, frames)
 }
 
@@ -313,7 +314,7 @@ func TestEnhancedHEVCOBSStyle(t *testing.T) {
 	c.waitClosed(5 * time.Second)
 
 	cp := e.waitPublished("live/obs", 1, 5*time.Second)
-	cp.wait(t, 5*time.Second)
+	cp.Wait(t, 5*time.Second)
 	frames := cp.Frames()
 	if len(frames) != len(src.aus) {
 		t.Fatalf("%d frames, want %d", len(frames), len(src.aus))
@@ -322,7 +323,7 @@ func TestEnhancedHEVCOBSStyle(t *testing.T) {
 	for i, f := range frames {
 		au := src.aus[i]
 		if f.DTS != au.dts.Milliseconds()*90 || f.PTS != au.pts.Milliseconds()*90 || f.Key != au.key {
-			t.Fatalf("frame %d: %s, want dts %d pts %d key %v", i, fmtFrame(f), au.dts.Milliseconds()*90, au.pts.Milliseconds()*90, au.key)
+			t.Fatalf("frame %d: %s, want dts %d pts %d key %v", i, testpeer.FormatFrame(f), au.dts.Milliseconds()*90, au.pts.Milliseconds()*90, au.key)
 		}
 		if !bytes.Equal(f.Payload, lengthPrefixed(au.nalus, 4)) {
 			t.Fatalf("frame %d: payload not the NAL units with 4-byte lengths", i)
@@ -367,10 +368,10 @@ func TestEnhancedAV1ConfigRecord(t *testing.T) {
 	c.waitClosed(5 * time.Second)
 
 	cp := e.waitPublished("live/av1obs", 1, 5*time.Second)
-	cp.wait(t, 5*time.Second)
+	cp.Wait(t, 5*time.Second)
 	frames := cp.Frames()
 	checkAV1Frames(t, src, frames)
-	if cp.stream.Tracks()[0] != frames[0].Track {
+	if cp.Stream.Tracks()[0] != frames[0].Track {
 		t.Fatal("frames on another track than the one announced")
 	}
 	if strings.Contains(e.logs.String(), "changed=true") {
@@ -388,9 +389,9 @@ func TestEnhancedUnsupportedFourCC(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.waitClosed(5 * time.Second)
-		e.waitErrors(ingest.ReasonUnsupportedCodec, float64(i+1))
+		e.metrics.WaitErrors(ingest.ReasonUnsupportedCodec, float64(i+1))
 	}
-	e.waitLog(`unsupported video codec \"vp09\" (enhanced RTMP)`, time.Second) // quoted again by the log handler
+	testpeer.WaitLog(e.t, e.logs, `unsupported video codec \"vp09\" (enhanced RTMP)`, time.Second) // quoted again by the log handler
 }
 
 // TestEnhancedMalformed: broken enhanced messages end the session as
@@ -411,8 +412,8 @@ func TestEnhancedMalformed(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.waitClosed(5 * time.Second)
-		e.waitErrors(ingest.ReasonProtocol, 1)
-		if e.metric("headwater_ingest_errors_total", "reason", string(ingest.ReasonInternal)) != 0 {
+		e.metrics.WaitErrors(ingest.ReasonProtocol, 1)
+		if e.metrics.Value("headwater_ingest_errors_total", "reason", string(ingest.ReasonInternal)) != 0 {
 			t.Fatalf("case %d: internal error", i)
 		}
 	}

@@ -7,23 +7,22 @@ import (
 	"time"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if flvDir != "" {
-		os.RemoveAll(flvDir)
-	}
+	flvFiles.RemoveAll()
 	os.Exit(code)
 }
 
 // checkPublish checks the frames ffmpeg published with testsrcArgs for the
 // given duration: H.264 640x360 + AAC 48 kHz, a key frame every 60 frames,
 // monotonic DTS, audio DTS steps of exactly 1024, AVCC payloads.
-func checkPublish(t *testing.T, c *capture, seconds int, bframes bool) {
+func checkPublish(t *testing.T, c *testpeer.Capture, seconds int, bframes bool) {
 	t.Helper()
-	tracks := c.stream.Tracks()
+	tracks := c.Stream.Tracks()
 	if len(tracks) != 2 {
 		t.Fatalf("%d tracks, want 2", len(tracks))
 	}
@@ -68,7 +67,7 @@ func checkPublish(t *testing.T, c *capture, seconds int, bframes bool) {
 		if f.Track != vt {
 			t.Fatalf("video frame %d has another track", i)
 		}
-		checkAVCCPayload(t, f.Payload)
+		testpeer.CheckAVCC(t, f.Payload)
 		if f.Key {
 			keys = append(keys, i)
 			if !hasIDR(f.Payload) {
@@ -76,10 +75,10 @@ func checkPublish(t *testing.T, c *capture, seconds int, bframes bool) {
 			}
 		}
 		if i > 0 && f.DTS <= video[i-1].DTS {
-			t.Errorf("video DTS not increasing at %d: %s after %s", i, fmtFrame(f), fmtFrame(video[i-1]))
+			t.Errorf("video DTS not increasing at %d: %s after %s", i, testpeer.FormatFrame(f), testpeer.FormatFrame(video[i-1]))
 		}
 		if f.PTS < f.DTS {
-			t.Errorf("video frame %d: PTS < DTS: %s", i, fmtFrame(f))
+			t.Errorf("video frame %d: PTS < DTS: %s", i, testpeer.FormatFrame(f))
 		}
 		if f.PTS != f.DTS {
 			reordered++
@@ -106,7 +105,7 @@ func checkPublish(t *testing.T, c *capture, seconds int, bframes bool) {
 
 	for i, f := range audio {
 		if !f.Key || f.PTS != f.DTS || len(f.Payload) == 0 {
-			t.Errorf("audio frame %d: %s", i, fmtFrame(f))
+			t.Errorf("audio frame %d: %s", i, testpeer.FormatFrame(f))
 		}
 		if i > 0 && f.DTS-audio[i-1].DTS != 1024 {
 			t.Errorf("audio DTS step %d at frame %d, want 1024", f.DTS-audio[i-1].DTS, i)
@@ -119,7 +118,7 @@ func checkPublish(t *testing.T, c *capture, seconds int, bframes bool) {
 }
 
 func TestPublishFFmpeg(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnv(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -127,30 +126,19 @@ func TestPublishFFmpeg(t *testing.T) {
 
 	args := append(testsrcArgs("3"), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
 		"-g", "60", "-c:a", "aac", "-f", "flv", e.url("test"))
-	if out, err := ffmpeg(ctx, append([]string{"-re"}, args...)...); err != nil {
+	if out, err := testpeer.FFmpeg(ctx, append([]string{"-re"}, args...)...); err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, out)
 	}
 	c := e.waitPublished("live/test", 1, time.Second)
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 	checkPublish(t, c, 3, false)
 
 	if _, live := e.reg.Get("live/test"); live {
 		t.Error("stream still registered after the publisher left")
 	}
-	e.waitMetric(0, 2*time.Second, "headwater_ingest_sessions")
-	if got := e.metric("headwater_ingest_frames_total", "kind", "video"); got != 90 {
-		t.Errorf("video frames metric = %v, want 90", got)
-	}
-	if got := e.metric("headwater_ingest_bytes_total"); got < 10000 {
-		t.Errorf("bytes metric = %v", got)
-	}
-	if got := e.metric("headwater_ingest_connections_total"); got != 1 {
+	e.metrics.CheckEnded(90)
+	if got := e.metrics.Value("headwater_ingest_connections_total"); got != 1 {
 		t.Errorf("connections metric = %v, want 1", got)
-	}
-	for _, r := range ingest.Reasons {
-		if got := e.metric("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
-			t.Errorf("errors{reason=%s} = %v", r, got)
-		}
 	}
 }
 
@@ -158,7 +146,7 @@ func TestPublishFFmpeg(t *testing.T) {
 // live, tries a second publisher on the same key: it is refused and the
 // first one is not disturbed.
 func TestPublishFFmpegBFrames(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnv(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -168,7 +156,7 @@ func TestPublishFFmpegBFrames(t *testing.T) {
 	go func() {
 		args := append(testsrcArgs("4"), "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2",
 			"-g", "60", "-c:a", "aac", "-f", "flv", e.url("bframes"))
-		out, err := ffmpeg(ctx, append([]string{"-re"}, args...)...)
+		out, err := testpeer.FFmpeg(ctx, append([]string{"-re"}, args...)...)
 		if err != nil {
 			t.Logf("ffmpeg output:\n%s", out)
 		}
@@ -178,32 +166,32 @@ func TestPublishFFmpegBFrames(t *testing.T) {
 
 	second := append(testsrcArgs("1"), "-c:v", "libx264", "-preset", "ultrafast",
 		"-c:a", "aac", "-f", "flv", e.url("bframes"))
-	if out, err := ffmpeg(ctx, second...); err == nil {
+	if out, err := testpeer.FFmpeg(ctx, second...); err == nil {
 		t.Errorf("second publisher on a live key succeeded\n%s", out)
 	}
-	e.waitErrors(ingest.ReasonAlreadyPublishing, 1)
-	if n := e.publishes("live/bframes"); n != 1 {
+	e.metrics.WaitErrors(ingest.ReasonAlreadyPublishing, 1)
+	if n := e.caps.Publishes("live/bframes"); n != 1 {
 		t.Errorf("%d publishes of live/bframes", n)
 	}
 	select {
-	case <-c.done:
+	case <-c.Done():
 		t.Fatal("first publisher's stream ended when the second was refused")
 	default:
 	}
-	before := c.count()
+	before := c.Count()
 
 	if err := <-first; err != nil {
 		t.Fatalf("first publisher: %v", err)
 	}
-	c.wait(t, 5*time.Second)
-	if c.count() <= before {
+	c.Wait(t, 5*time.Second)
+	if c.Count() <= before {
 		t.Errorf("first publisher stopped at %d frames", before)
 	}
 	checkPublish(t, c, 4, true)
 }
 
 func TestUnsupportedCodecFFmpeg(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnv(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -219,14 +207,14 @@ func TestUnsupportedCodecFFmpeg(t *testing.T) {
 	}
 	for i, tc := range cases {
 		args := append(append(testsrcArgs("1"), tc.codec...), "-f", "flv", e.url(tc.key))
-		out, _ := ffmpeg(ctx, args...) // ffmpeg may or may not notice the drop
-		e.waitErrors(ingest.ReasonUnsupportedCodec, float64(i+1))
-		e.waitLog(tc.log, 2*time.Second)
-		if n := e.publishes("live/" + tc.key); n != 0 {
+		out, _ := testpeer.FFmpeg(ctx, args...) // ffmpeg may or may not notice the drop
+		e.metrics.WaitErrors(ingest.ReasonUnsupportedCodec, float64(i+1))
+		testpeer.WaitLog(e.t, e.logs, tc.log, 2*time.Second)
+		if n := e.caps.Publishes("live/" + tc.key); n != 0 {
 			t.Errorf("%s: published %d times\n%s", tc.key, n, out)
 		}
 	}
-	if got := e.metric("headwater_ingest_errors_total", "reason", "internal"); got != 0 {
+	if got := e.metrics.Value("headwater_ingest_errors_total", "reason", "internal"); got != 0 {
 		t.Errorf("internal errors = %v", got)
 	}
 }

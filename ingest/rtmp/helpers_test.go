@@ -3,89 +3,32 @@ package rtmp
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
 // --- test environment: a real server on loopback, a real registry ---
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// capture subscribes to a published stream and keeps every frame.
-type capture struct {
-	stream *media.Stream
-	sub    *media.Subscription
-	done   chan struct{}
-
-	mu     sync.Mutex
-	frames []*media.Frame
-}
-
-func (c *capture) Frames() []*media.Frame {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]*media.Frame(nil), c.frames...)
-}
-
-func (c *capture) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.frames)
-}
-
-// wait waits for the stream to end and its frames to be drained.
-func (c *capture) wait(t *testing.T, timeout time.Duration) {
-	t.Helper()
-	select {
-	case <-c.done:
-	case <-time.After(timeout):
-		t.Fatalf("stream %s still live after %s", c.stream.Name(), timeout)
-	}
-}
 
 type testEnv struct {
 	t    *testing.T
 	reg  *media.Registry
 	srv  *Server
 	prom *prometheus.Registry
-	logs *syncBuffer
-
-	mu       sync.Mutex
-	captures map[string][]*capture
-	notify   chan struct{}
+	logs *testpeer.LogBuffer
+	caps *testpeer.Captures
+	// metrics reads the rtmp series of e.prom.
+	metrics testpeer.IngestMetrics
 }
 
 type envOptions struct {
@@ -101,31 +44,14 @@ func newEnv(t *testing.T, cfg Config) *testEnv {
 func newEnvWith(t *testing.T, cfg Config, opts envOptions) *testEnv {
 	t.Helper()
 	e := &testEnv{
-		t:        t,
-		prom:     prometheus.NewRegistry(),
-		logs:     &syncBuffer{},
-		captures: make(map[string][]*capture),
-		notify:   make(chan struct{}, 1),
+		t:    t,
+		prom: prometheus.NewRegistry(),
+		logs: &testpeer.LogBuffer{},
+		caps: testpeer.NewCaptures(),
 	}
+	e.metrics = testpeer.IngestMetrics{T: t, Reg: e.prom, Protocol: Protocol}
 	rc := opts.registry
-	rc.OnPublish = func(st *media.Stream) {
-		c := &capture{stream: st, sub: st.Subscribe(100000), done: make(chan struct{})}
-		go func() {
-			defer close(c.done)
-			for f := range c.sub.Frames() {
-				c.mu.Lock()
-				c.frames = append(c.frames, f)
-				c.mu.Unlock()
-			}
-		}()
-		e.mu.Lock()
-		e.captures[st.Name()] = append(e.captures[st.Name()], c)
-		e.mu.Unlock()
-		select {
-		case e.notify <- struct{}{}:
-		default:
-		}
-	}
+	rc.OnPublish = e.caps.OnPublish
 	e.reg = media.NewRegistry(rc)
 	var pub Publisher = e.reg
 	if opts.publisher != nil {
@@ -140,14 +66,7 @@ func newEnvWith(t *testing.T, cfg Config, opts envOptions) *testEnv {
 	if err := e.srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := e.srv.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		if t.Failed() || os.Getenv("RTMP_TEST_LOG") != "" {
-			t.Logf("server log:\n%s", e.logs.String())
-		}
-	})
+	testpeer.CloseAtEnd(t, e.srv, e.logs, "RTMP_TEST_LOG")
 	return e
 }
 
@@ -156,133 +75,18 @@ func (e *testEnv) addr() string { return e.srv.Addr().String() }
 func (e *testEnv) url(key string) string { return "rtmp://" + e.addr() + "/live/" + key }
 
 // waitPublished waits for the n-th (1-based) publish of name.
-func (e *testEnv) waitPublished(name string, n int, timeout time.Duration) *capture {
+func (e *testEnv) waitPublished(name string, n int, timeout time.Duration) *testpeer.Capture {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		e.mu.Lock()
-		cs := e.captures[name]
-		e.mu.Unlock()
-		if len(cs) >= n {
-			return cs[n-1]
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s not published %d times after %s", name, n, timeout)
-		}
-		select {
-		case <-e.notify:
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func (e *testEnv) publishes(name string) int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.captures[name])
-}
-
-// metric returns the value of the rtmp series of a metric, 0 when absent.
-func (e *testEnv) metric(name string, labels ...string) float64 {
-	e.t.Helper()
-	want := map[string]string{"protocol": Protocol}
-	for i := 0; i+1 < len(labels); i += 2 {
-		want[labels[i]] = labels[i+1]
-	}
-	mfs, err := e.prom.Gather()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if got[k] != v {
-					continue metrics
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
-// waitMetric polls a metric until it reaches want.
-func (e *testEnv) waitMetric(want float64, timeout time.Duration, name string, labels ...string) {
-	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := e.metric(name, labels...)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s%v = %v, want %v", name, labels, got, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (e *testEnv) waitErrors(reason ingest.Reason, want float64) {
-	e.t.Helper()
-	e.waitMetric(want, 5*time.Second, "headwater_ingest_errors_total", "reason", string(reason))
-}
-
-// waitLog polls the server log for a substring.
-func (e *testEnv) waitLog(substr string, timeout time.Duration) {
-	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(e.logs.String(), substr) {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("log has no %q", substr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return e.caps.WaitPublished(e.t, name, n, timeout)
 }
 
 // --- ffmpeg ---
 
-func needFFmpeg(t testing.TB) {
-	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed")
-	}
-}
-
-// ffmpeg runs ffmpeg with the given arguments and returns its error and output.
-func ffmpeg(ctx context.Context, args ...string) (string, error) {
-	all := append([]string{"-hide_banner", "-loglevel", "error", "-nostdin"}, args...)
-	out, err := exec.CommandContext(ctx, "ffmpeg", all...).CombinedOutput()
-	return string(out), err
-}
-
 // testsrcArgs are the lavfi inputs of the test publishes.
-func testsrcArgs(seconds string) []string {
-	return []string{
-		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-		"-t", seconds,
-	}
-}
+func testsrcArgs(seconds string) []string { return testpeer.LavfiSource("640x360", seconds) }
 
-var (
-	flvOnce  sync.Once
-	flvDir   string
-	flvMu    sync.Mutex
-	flvFiles = map[string][]flvTag{}
-)
+// flvFiles are the FLV files of the tests, encoded once per test binary.
+var flvFiles = &testpeer.FFmpegFiles{Pattern: "rtmp-test-flv", Format: "flv", Timeout: 30 * time.Second}
 
 // flvTag is one tag of an FLV file.
 type flvTag struct {
@@ -294,33 +98,10 @@ type flvTag struct {
 // testFLV encodes (once per test binary) a short FLV with ffmpeg and returns its tags.
 func testFLV(t testing.TB, name string, args ...string) []flvTag {
 	t.Helper()
-	needFFmpeg(t)
-	flvMu.Lock()
-	defer flvMu.Unlock()
-	if tags, ok := flvFiles[name]; ok {
-		return tags
-	}
-	flvOnce.Do(func() {
-		var err error
-		if flvDir, err = os.MkdirTemp("", "rtmp-test-flv"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	path := filepath.Join(flvDir, name+".flv")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if out, err := ffmpeg(ctx, append(append([]string{"-y"}, args...), "-f", "flv", path)...); err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, out)
-	}
-	b, err := os.ReadFile(path)
+	tags, err := parseFLV(flvFiles.Get(t, name, args...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tags, err := parseFLV(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	flvFiles[name] = tags
 	return tags
 }
 
@@ -516,26 +297,6 @@ func (c *rawClient) waitClosed(timeout time.Duration) {
 
 // --- assertions ---
 
-// checkAVCCPayload checks that a payload is a sequence of 4-byte length-prefixed NAL units.
-func checkAVCCPayload(t *testing.T, p []byte) {
-	t.Helper()
-	sum := 0
-	for rest := p; len(rest) > 0; {
-		if len(rest) < 4 {
-			t.Fatalf("payload has %d trailing bytes", len(rest))
-		}
-		l := int(binary.BigEndian.Uint32(rest))
-		if l == 0 || l > len(rest)-4 {
-			t.Fatalf("bad NAL unit length %d with %d bytes left", l, len(rest)-4)
-		}
-		sum += 4 + l
-		rest = rest[4+l:]
-	}
-	if sum != len(p) {
-		t.Fatalf("NAL units sum to %d, payload is %d", sum, len(p))
-	}
-}
-
 // hasIDR reports whether an AVCC payload holds an IDR slice.
 func hasIDR(p []byte) bool {
 	for len(p) >= 5 {
@@ -546,26 +307,4 @@ func hasIDR(p []byte) bool {
 		p = p[min(len(p), 4+l):]
 	}
 	return false
-}
-
-// waitGoroutines waits for the number of goroutines to fall to at most n.
-func waitGoroutines(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := runtime.NumGoroutine()
-		if got <= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("%d goroutines, want at most %d:\n%s", got, n, buf)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func fmtFrame(f *media.Frame) string {
-	return fmt.Sprintf("track %d dts %d pts %d key %v size %d", f.Track.ID, f.DTS, f.PTS, f.Key, len(f.Payload))
 }

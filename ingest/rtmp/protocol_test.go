@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -92,7 +93,7 @@ func TestOBSSequence(t *testing.T) {
 		}
 	}
 	c.waitClosed(5 * time.Second)
-	cap.wait(t, 5*time.Second)
+	cap.Wait(t, 5*time.Second)
 
 	frames := cap.Frames()
 	if n := countKind(frames, 1); n != 60 {
@@ -109,9 +110,9 @@ func TestOBSSequence(t *testing.T) {
 	if strings.Contains(e.logs.String(), "s3cret") {
 		t.Error("the stream key's query string was logged")
 	}
-	e.waitMetric(0, 2*time.Second, "headwater_ingest_sessions")
+	e.metrics.Wait(0, 2*time.Second, "headwater_ingest_sessions")
 	for _, r := range ingest.Reasons {
-		if got := e.metric("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
+		if got := e.metrics.Value("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
 			t.Errorf("errors{reason=%s} = %v", r, got)
 		}
 	}
@@ -136,7 +137,7 @@ func TestSequenceHeaderChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.conn.Close()
-	cap.wait(t, 5*time.Second)
+	cap.Wait(t, 5*time.Second)
 
 	var tracks []*media.Track
 	var lastDTS int64 = -1
@@ -158,7 +159,7 @@ func TestSequenceHeaderChange(t *testing.T) {
 	if len(tracks) != 2 {
 		t.Fatalf("%d video tracks, want 2", len(tracks))
 	}
-	if cap.stream.Tracks()[0] != tracks[0] {
+	if cap.Stream.Tracks()[0] != tracks[0] {
 		t.Error("the published track is not the first one")
 	}
 	for i, want := range []int{640, 320} {
@@ -198,8 +199,8 @@ func TestSingleTrackPublishes(t *testing.T) {
 			t.Errorf("%s: published after %s", tc.key, d)
 		}
 		c.conn.Close()
-		cap.wait(t, 5*time.Second)
-		tracks := cap.stream.Tracks()
+		cap.Wait(t, 5*time.Second)
+		tracks := cap.Stream.Tracks()
 		if len(tracks) != 1 || tracks[0].ID != tc.id {
 			t.Errorf("%s: tracks %v", tc.key, tracks)
 		}
@@ -236,7 +237,7 @@ func TestLateAudioHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if e.publishes("live/late") != 0 {
+	if e.caps.Publishes("live/late") != 0 {
 		t.Fatal("published before the announced audio track's header")
 	}
 	if err := c.sendTags(append(audioHdr, rest[10:]...), 0); err != nil {
@@ -244,8 +245,8 @@ func TestLateAudioHeader(t *testing.T) {
 	}
 	cap := e.waitPublished("live/late", 1, 5*time.Second)
 	c.conn.Close()
-	cap.wait(t, 5*time.Second)
-	if n := len(cap.stream.Tracks()); n != 2 {
+	cap.Wait(t, 5*time.Second)
+	if n := len(cap.Stream.Tracks()); n != 2 {
 		t.Fatalf("%d tracks", n)
 	}
 	if n := countKind(cap.Frames(), 1); n != 60 {
@@ -278,7 +279,7 @@ func TestAggregate(t *testing.T) {
 	}
 	cap := e.waitPublished("live/agg", 1, 5*time.Second)
 	c.conn.Close()
-	cap.wait(t, 5*time.Second)
+	cap.Wait(t, 5*time.Second)
 	if n := countKind(cap.Frames(), 1); n != 60 {
 		t.Errorf("%d video frames, want 60", n)
 	}
@@ -302,7 +303,7 @@ func TestRandomBytes(t *testing.T) {
 	if _, err := io.Copy(io.Discard, conn); isTimeout(err) {
 		t.Fatal("connection not closed")
 	}
-	e.waitErrors(ingest.ReasonHandshake, 1)
+	e.metrics.WaitErrors(ingest.ReasonHandshake, 1)
 
 	// After a valid handshake: the chunk layer refuses the garbage (or times out on it).
 	for seed := int64(0); seed < 5; seed++ {
@@ -312,7 +313,7 @@ func TestRandomBytes(t *testing.T) {
 		_, _ = c.conn.Write(junk)
 		c.waitClosed(5 * time.Second)
 	}
-	if got := e.metric("headwater_ingest_errors_total", "reason", "internal"); got != 0 {
+	if got := e.metrics.Value("headwater_ingest_errors_total", "reason", "internal"); got != 0 {
 		t.Errorf("internal errors = %v", got)
 	}
 	// The server still works.
@@ -336,7 +337,7 @@ func TestTruncatedHandshake(t *testing.T) {
 		t.Fatal("connection not closed")
 	}
 	conn.Close()
-	e.waitErrors(ingest.ReasonHandshake, 1)
+	e.metrics.WaitErrors(ingest.ReasonHandshake, 1)
 
 	// C0C1, then silence: the handshake timeout drops it.
 	conn, err = net.Dial("tcp", e.addr())
@@ -353,7 +354,7 @@ func TestTruncatedHandshake(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("dropped after %s", d)
 	}
-	e.waitErrors(ingest.ReasonHandshake, 2)
+	e.metrics.WaitErrors(ingest.ReasonHandshake, 2)
 
 	// A connection closed without a byte (a TCP health check) is no error.
 	conn2, err := net.Dial("tcp", e.addr())
@@ -361,9 +362,9 @@ func TestTruncatedHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn2.Close()
-	e.waitMetric(3, 2*time.Second, "headwater_ingest_connections_total")
+	e.metrics.Wait(3, 2*time.Second, "headwater_ingest_connections_total")
 	time.Sleep(50 * time.Millisecond)
-	if got := e.metric("headwater_ingest_errors_total", "reason", "handshake"); got != 2 {
+	if got := e.metrics.Value("headwater_ingest_errors_total", "reason", "handshake"); got != 2 {
 		t.Errorf("handshake errors = %v, want 2", got)
 	}
 }
@@ -378,9 +379,9 @@ func TestChunkSizeLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.waitClosed(5 * time.Second)
-		e.waitErrors(ingest.ReasonProtocol, float64(i+1))
+		e.metrics.WaitErrors(ingest.ReasonProtocol, float64(i+1))
 	}
-	e.waitLog("peer chunk size 2147483647 outside 1..65536", time.Second)
+	testpeer.WaitLog(e.t, e.logs, "peer chunk size 2147483647 outside 1..65536", time.Second)
 
 	// The largest allowed size works, with a message spanning several chunks.
 	tags := avTags(t)
@@ -398,7 +399,7 @@ func TestChunkSizeLimits(t *testing.T) {
 	}
 	cap := e.waitPublished("live/bigchunks", 1, 5*time.Second)
 	c.conn.Close()
-	cap.wait(t, 5*time.Second)
+	cap.Wait(t, 5*time.Second)
 	if n := countKind(cap.Frames(), 1); n != 60 {
 		t.Errorf("%d video frames, want 60", n)
 	}
@@ -414,8 +415,8 @@ func TestWrongApp(t *testing.T) {
 	}
 	c.expect("_error", "NetConnection.Connect.Rejected")
 	c.waitClosed(5 * time.Second)
-	e.waitErrors(ingest.ReasonBadApp, 1)
-	e.waitLog(`application \"live\" refused`, time.Second)
+	e.metrics.WaitErrors(ingest.ReasonBadApp, 1)
+	testpeer.WaitLog(e.t, e.logs, `application \"live\" refused`, time.Second)
 
 	// The configured app, with a query string and a trailing slash, is accepted.
 	c = dialRaw(t, e.addr())
@@ -435,7 +436,7 @@ func TestInvalidName(t *testing.T) {
 			t.Errorf("publish %q: %s", key, code)
 		}
 		c.waitClosed(5 * time.Second)
-		e.waitErrors(ingest.ReasonInvalidName, float64(i+1))
+		e.metrics.WaitErrors(ingest.ReasonInvalidName, float64(i+1))
 	}
 }
 
@@ -448,7 +449,7 @@ func TestIdleTimeout(t *testing.T) {
 	c := dialRaw(t, e.addr())
 	c.handshake()
 	c.waitClosed(5 * time.Second)
-	e.waitErrors(ingest.ReasonTimeout, 1)
+	e.metrics.WaitErrors(ingest.ReasonTimeout, 1)
 
 	// Silent while publishing: dropped, stream closed.
 	c = dialRaw(t, e.addr())
@@ -465,9 +466,9 @@ func TestIdleTimeout(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("dropped after %s", d)
 	}
-	cap.wait(t, 5*time.Second)
-	e.waitErrors(ingest.ReasonTimeout, 2)
-	e.waitMetric(0, 2*time.Second, "headwater_ingest_sessions")
+	cap.Wait(t, 5*time.Second)
+	e.metrics.WaitErrors(ingest.ReasonTimeout, 2)
+	e.metrics.Wait(0, 2*time.Second, "headwater_ingest_sessions")
 }
 
 func TestMaxPublishers(t *testing.T) {
@@ -483,7 +484,7 @@ func TestMaxPublishers(t *testing.T) {
 		t.Fatal(err)
 	}
 	capA := e.waitPublished("live/a", 1, 5*time.Second)
-	e.waitMetric(1, 2*time.Second, "headwater_ingest_sessions")
+	e.metrics.Wait(1, 2*time.Second, "headwater_ingest_sessions")
 
 	b := dialRaw(t, e.addr())
 	b.connect("live")
@@ -491,11 +492,11 @@ func TestMaxPublishers(t *testing.T) {
 		t.Fatalf("publish b: %s", code)
 	}
 	b.waitClosed(5 * time.Second)
-	e.waitErrors(ingest.ReasonTooManyPublishers, 1)
+	e.metrics.WaitErrors(ingest.ReasonTooManyPublishers, 1)
 
 	a.conn.Close()
-	capA.wait(t, 5*time.Second)
-	e.waitMetric(0, 2*time.Second, "headwater_ingest_sessions")
+	capA.Wait(t, 5*time.Second)
+	e.metrics.Wait(0, 2*time.Second, "headwater_ingest_sessions")
 	// The slot is free again (the session may still be finishing: retry briefly).
 	deadline := time.Now().Add(2 * time.Second)
 	for {
@@ -525,13 +526,13 @@ func TestKick(t *testing.T) {
 		t.Fatal(err)
 	}
 	cap := e.waitPublished("live/kick", 1, 5*time.Second)
-	cap.stream.Kick()
+	cap.Stream.Kick()
 	c.waitClosed(5 * time.Second)
-	cap.wait(t, 5*time.Second)
-	e.waitLog("rtmp: publisher kicked", 2*time.Second)
-	e.waitMetric(0, 2*time.Second, "headwater_ingest_sessions")
+	cap.Wait(t, 5*time.Second)
+	testpeer.WaitLog(e.t, e.logs, "rtmp: publisher kicked", 2*time.Second)
+	e.metrics.Wait(0, 2*time.Second, "headwater_ingest_sessions")
 	for _, r := range ingest.Reasons {
-		if got := e.metric("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
+		if got := e.metrics.Value("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
 			t.Errorf("errors{reason=%s} = %v", r, got)
 		}
 	}
@@ -563,12 +564,12 @@ func TestPanicRecovered(t *testing.T) {
 	}
 	_ = c.sendTags(tags, 0)
 	c.waitClosed(5 * time.Second)
-	e.waitErrors(ingest.ReasonInternal, 1)
-	e.waitLog("rtmp: panic in session", time.Second)
+	e.metrics.WaitErrors(ingest.ReasonInternal, 1)
+	testpeer.WaitLog(e.t, e.logs, "rtmp: panic in session", time.Second)
 	if n := strings.Count(e.logs.String(), "panic in session"); n != 1 {
 		t.Errorf("panic logged %d times", n)
 	}
-	e.waitLog("session=", time.Second)
+	testpeer.WaitLog(e.t, e.logs, "session=", time.Second)
 
 	// Other sessions are unaffected and the publisher slot was released.
 	c = dialRaw(t, e.addr())
@@ -588,7 +589,7 @@ func TestCloseEndsSessions(t *testing.T) {
 	t.Parallel()
 	tags := avTags(t)
 	e := newEnv(t, Config{})
-	var caps []*capture
+	var caps []*testpeer.Capture
 	for _, key := range []string{"one", "two"} {
 		c := dialRaw(t, e.addr())
 		c.connect("live")
@@ -617,7 +618,7 @@ func TestCloseEndsSessions(t *testing.T) {
 		t.Fatal("Close did not return")
 	}
 	for _, c := range caps {
-		c.wait(t, time.Second)
+		c.Wait(t, time.Second)
 	}
 	if e.reg.Len() != 0 {
 		t.Errorf("%d streams left", e.reg.Len())
@@ -648,15 +649,15 @@ func TestNoGoroutineLeak(t *testing.T) {
 				_ = c.command(1, "deleteStream", nil, 1.0)
 			}
 			c.conn.Close()
-			cap.wait(t, 5*time.Second)
+			cap.Wait(t, 5*time.Second)
 			// The session, its kick watcher and the subscriber are gone.
-			waitGoroutines(t, running)
+			testpeer.WaitGoroutines(t, running)
 		}
 		if err := e.srv.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}()
-	waitGoroutines(t, base)
+	testpeer.WaitGoroutines(t, base)
 }
 
 // publishOnly hides the registry's Get: a duplicate publish is then only
@@ -692,19 +693,19 @@ func TestAlreadyPublishingRefusedByPublish(t *testing.T) {
 	}
 	b.expect("onStatus", "NetStream.Publish.BadName")
 	b.waitClosed(5 * time.Second)
-	e.waitErrors(ingest.ReasonAlreadyPublishing, 1)
+	e.metrics.WaitErrors(ingest.ReasonAlreadyPublishing, 1)
 
 	// The first publisher goes on.
-	before := capA.count()
+	before := capA.Count()
 	if err := a.sendTags(tags[20:], 0); err != nil {
 		t.Fatal(err)
 	}
 	a.conn.Close()
-	capA.wait(t, 5*time.Second)
-	if capA.count() <= before {
+	capA.Wait(t, 5*time.Second)
+	if capA.Count() <= before {
 		t.Error("first publisher disturbed")
 	}
-	if e.publishes("live/dup") != 1 {
-		t.Errorf("%d publishes", e.publishes("live/dup"))
+	if e.caps.Publishes("live/dup") != 1 {
+		t.Errorf("%d publishes", e.caps.Publishes("live/dup"))
 	}
 }

@@ -32,5 +32,5 @@ func TestConnectionRateLimit(t *testing.T) {
 	if line, err := options(); err == nil && strings.HasPrefix(line, "RTSP/1.0 200") {
 		t.Fatal("second connection in a minute was served")
 	}
-	e.waitErrors(ingest.ReasonRateLimited, 1)
+	e.metrics.WaitErrors(ingest.ReasonRateLimited, 1)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/ingest/rtmp"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -26,9 +27,9 @@ type publishCheck struct {
 // checkPublish checks the frames ffmpeg published: codec parameters, the
 // key frame cadence, monotonic DTS, AVCC payloads, audio frame counts and
 // steps.
-func checkPublish(t *testing.T, c *capture, pc publishCheck) {
+func checkPublish(t *testing.T, c *testpeer.Capture, pc publishCheck) {
 	t.Helper()
-	tracks := c.stream.Tracks()
+	tracks := c.Stream.Tracks()
 	if len(tracks) != 2 {
 		t.Fatalf("%d tracks, want 2", len(tracks))
 	}
@@ -84,7 +85,7 @@ func checkPublish(t *testing.T, c *capture, pc publishCheck) {
 			t.Fatalf("video frame %d has another track", i)
 		}
 		checkAVCCPayload(t, f.Payload)
-		types := naluTypes(f.Payload, pc.h265)
+		types := testpeer.NALUTypes(f.Payload, pc.h265)
 		for _, typ := range types {
 			if (!pc.h265 && typ == 9) || (pc.h265 && typ == 35) {
 				t.Errorf("frame %d carries an access unit delimiter", i)
@@ -97,10 +98,10 @@ func checkPublish(t *testing.T, c *capture, pc publishCheck) {
 			t.Errorf("the first video frame is not a key frame")
 		}
 		if i > 0 && f.DTS <= video[i-1].DTS {
-			t.Errorf("video DTS not increasing at %d: %s after %s", i, fmtFrame(f), fmtFrame(video[i-1]))
+			t.Errorf("video DTS not increasing at %d: %s after %s", i, testpeer.FormatFrame(f), testpeer.FormatFrame(video[i-1]))
 		}
 		if f.DTS < 0 || f.PTS < f.DTS {
-			t.Errorf("video frame %d: %s", i, fmtFrame(f))
+			t.Errorf("video frame %d: %s", i, testpeer.FormatFrame(f))
 		}
 		if f.PTS != f.DTS {
 			reordered++
@@ -146,7 +147,7 @@ func checkPublish(t *testing.T, c *capture, pc publishCheck) {
 	}
 	for i, f := range audio {
 		if !f.Key || f.PTS != f.DTS || len(f.Payload) == 0 || f.DTS < 0 {
-			t.Errorf("audio frame %d: %s", i, fmtFrame(f))
+			t.Errorf("audio frame %d: %s", i, testpeer.FormatFrame(f))
 		}
 		if i > 0 && !pc.lossy && f.DTS-audio[i-1].DTS != step {
 			t.Errorf("audio DTS step %d at frame %d, want %d", f.DTS-audio[i-1].DTS, i, step)
@@ -167,7 +168,7 @@ func checkPublish(t *testing.T, c *capture, pc publishCheck) {
 }
 
 func TestPublishFFmpegTCP(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnv(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -179,36 +180,25 @@ func TestPublishFFmpegTCP(t *testing.T) {
 	if err := waitDone(t, done, 20*time.Second); err != nil {
 		t.Fatalf("ffmpeg: %v", err)
 	}
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 	checkPublish(t, c, publishCheck{seconds: 3, width: 640, height: 360, keyEvery: 60})
 
-	if info := c.stream.Info(); info.Protocol != "rtsp" || info.SessionID == "" || info.RemoteAddr == "" {
+	if info := c.Stream.Info(); info.Protocol != "rtsp" || info.SessionID == "" || info.RemoteAddr == "" {
 		t.Errorf("publish info %+v", info)
 	}
 	if _, live := e.reg.Get("live/tcp"); live {
 		t.Error("stream still registered after the publisher left")
 	}
-	e.waitMetric(0, 2*time.Second, "headwater_ingest_sessions")
-	if got := e.metric("headwater_ingest_frames_total", "kind", "video"); got != 90 {
-		t.Errorf("video frames metric = %v, want 90", got)
-	}
-	if got := e.metric("headwater_ingest_bytes_total"); got < 10000 {
-		t.Errorf("bytes metric = %v", got)
-	}
-	if got := e.metric("headwater_ingest_connections_total"); got < 1 {
+	e.metrics.CheckEnded(90)
+	if got := e.metrics.Value("headwater_ingest_connections_total"); got < 1 {
 		t.Errorf("connections metric = %v", got)
 	}
-	for _, r := range ingest.Reasons {
-		if got := e.metric("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
-			t.Errorf("errors{reason=%s} = %v", r, got)
-		}
-	}
-	e.waitLog("rtsp: session ended", 2*time.Second)
+	testpeer.WaitLog(e.t, e.logs, "rtsp: session ended", 2*time.Second)
 }
 
 // TestPublishFFmpegUDP publishes H.264 with B-frames over UDP.
 func TestPublishFFmpegUDP(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnvWith(t, Config{}, envOptions{udp: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -220,7 +210,7 @@ func TestPublishFFmpegUDP(t *testing.T) {
 	if err := waitDone(t, done, 20*time.Second); err != nil {
 		t.Fatalf("ffmpeg: %v", err)
 	}
-	c.wait(t, 15*time.Second) // TEARDOWN, or the UDP read timeout
+	c.Wait(t, 15*time.Second) // TEARDOWN, or the UDP read timeout
 	checkPublish(t, c, publishCheck{seconds: 3, width: 640, height: 360, bframes: true, lossy: true, keyEvery: 60})
 	if !strings.Contains(e.logs.String(), "transport=UDP") {
 		t.Error("the session did not use UDP")
@@ -228,7 +218,7 @@ func TestPublishFFmpegUDP(t *testing.T) {
 }
 
 func TestPublishFFmpegH265(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnv(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -242,12 +232,12 @@ func TestPublishFFmpegH265(t *testing.T) {
 	if err := waitDone(t, done, 30*time.Second); err != nil {
 		t.Fatalf("ffmpeg: %v", err)
 	}
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 	checkPublish(t, c, publishCheck{seconds: 3, width: 320, height: 180, h265: true, bframes: true, keyEvery: 30})
 }
 
 func TestPublishFFmpegOpus(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnv(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -259,9 +249,9 @@ func TestPublishFFmpegOpus(t *testing.T) {
 	if err := waitDone(t, done, 20*time.Second); err != nil {
 		t.Fatalf("ffmpeg: %v", err)
 	}
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 	checkPublish(t, c, publishCheck{seconds: 3, width: 640, height: 360, opus: true, keyEvery: 60})
-	if o := c.stream.Tracks()[1].Codec.(*media.Opus); o.ChannelCount != 2 {
+	if o := c.Stream.Tracks()[1].Codec.(*media.Opus); o.ChannelCount != 2 {
 		t.Errorf("opus channels %d", o.ChannelCount)
 	}
 }
@@ -269,7 +259,7 @@ func TestPublishFFmpegOpus(t *testing.T) {
 // TestSecondPublisherRefused: while ffmpeg publishes, a second publisher
 // on the same name is refused and the first one is not disturbed.
 func TestSecondPublisherRefused(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnv(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -281,27 +271,27 @@ func TestSecondPublisherRefused(t *testing.T) {
 
 	second := append(append([]string{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "1"}, x264(60, 0)...),
 		"-f", "rtsp", "-rtsp_transport", "tcp", e.url("live/dup"))
-	out, err := ffmpeg(ctx, second...)
+	out, err := testpeer.FFmpeg(ctx, second...)
 	if err == nil {
 		t.Errorf("second publisher on a live name succeeded\n%s", out)
 	} else if !strings.Contains(out, "403") {
 		t.Errorf("second publisher: %s", out)
 	}
-	e.waitErrors(ingest.ReasonAlreadyPublishing, 1)
+	e.metrics.WaitErrors(ingest.ReasonAlreadyPublishing, 1)
 	select {
-	case <-c.done:
+	case <-c.Done():
 		t.Fatal("first publisher's stream ended when the second was refused")
 	default:
 	}
-	before := c.count()
+	before := c.Count()
 	if err := waitDone(t, first, 20*time.Second); err != nil {
 		t.Fatalf("first publisher: %v", err)
 	}
-	c.wait(t, 5*time.Second)
-	if c.count() <= before {
+	c.Wait(t, 5*time.Second)
+	if c.Count() <= before {
 		t.Errorf("first publisher stopped at %d frames", before)
 	}
-	if n := e.publishes("live/dup"); n != 1 {
+	if n := e.caps.Publishes("live/dup"); n != 1 {
 		t.Errorf("%d publishes", n)
 	}
 }
@@ -310,7 +300,7 @@ func TestSecondPublisherRefused(t *testing.T) {
 // (415, unsupported_codec); a supported track with an unsupported one is
 // published alone, with a warning.
 func TestUnsupportedCodecFFmpeg(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnv(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -318,12 +308,12 @@ func TestUnsupportedCodecFFmpeg(t *testing.T) {
 
 	args := []string{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=8000",
 		"-t", "1", "-c:v", "mpeg4", "-c:a", "pcm_mulaw", "-f", "rtsp", "-rtsp_transport", "tcp", e.url("live/mpeg4")}
-	out, err := ffmpeg(ctx, args...)
+	out, err := testpeer.FFmpeg(ctx, args...)
 	if err == nil || !strings.Contains(out, "415") {
 		t.Errorf("mpeg4 + G.711 publish: %v\n%s", err, out)
 	}
-	e.waitErrors(ingest.ReasonUnsupportedCodec, 1)
-	if n := e.publishes("live/mpeg4"); n != 0 {
+	e.metrics.WaitErrors(ingest.ReasonUnsupportedCodec, 1)
+	if n := e.caps.Publishes("live/mpeg4"); n != 0 {
 		t.Errorf("published %d times", n)
 	}
 
@@ -333,14 +323,14 @@ func TestUnsupportedCodecFFmpeg(t *testing.T) {
 	if err := waitDone(t, done, 20*time.Second); err != nil {
 		t.Fatalf("ffmpeg: %v", err)
 	}
-	c.wait(t, 5*time.Second)
-	if tr := c.stream.Tracks(); len(tr) != 1 || tr[0].ID != videoTrackID {
+	c.Wait(t, 5*time.Second)
+	if tr := c.Stream.Tracks(); len(tr) != 1 || tr[0].ID != videoTrackID {
 		t.Errorf("tracks %v", tr)
 	}
-	if n := c.count(); n != 60 {
+	if n := c.Count(); n != 60 {
 		t.Errorf("%d frames, want 60", n)
 	}
-	e.waitLog("rtsp: ignoring a track", time.Second)
+	testpeer.WaitLog(e.t, e.logs, "rtsp: ignoring a track", time.Second)
 	if n := e.logCount("rtsp: ignoring a track"); n != 1 {
 		t.Errorf("%d warnings about the ignored track", n)
 	}
@@ -350,7 +340,7 @@ func TestUnsupportedCodecFFmpeg(t *testing.T) {
 // (another protocol: any live stream can be read) and, over UDP, one
 // published over RTSP.
 func TestReadFFmpeg(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnvWith(t, Config{}, envOptions{udp: true})
 	rt := rtmp.New(rtmp.Config{Address: "127.0.0.1:0"}, e.reg, nil, nil)
@@ -366,7 +356,7 @@ func TestReadFFmpeg(t *testing.T) {
 	go func() {
 		args := append(append(testsrcArgs("640x360", "6"), x264(60, 0)...), "-c:a", "aac",
 			"-f", "flv", "rtmp://"+rt.Addr().String()+"/live/fromrtmp")
-		out, err := ffmpeg(ctx, args...)
+		out, err := testpeer.FFmpeg(ctx, args...)
 		if err != nil {
 			t.Logf("rtmp publisher: %v\n%s", err, out)
 		}
@@ -380,7 +370,7 @@ func TestReadFFmpeg(t *testing.T) {
 
 	read := func(name, transport string) {
 		start := time.Now()
-		out, err := ffmpeg(ctx, "-rtsp_transport", transport, "-i", e.url(name), "-t", "3", "-f", "null", "-")
+		out, err := testpeer.FFmpeg(ctx, "-rtsp_transport", transport, "-i", e.url(name), "-t", "3", "-f", "null", "-")
 		if err != nil || strings.TrimSpace(out) != "" {
 			t.Errorf("reading %s over %s: %v\n%s", name, transport, err, out)
 		}
@@ -393,11 +383,11 @@ func TestReadFFmpeg(t *testing.T) {
 	go func() { read("live/fromrtsp", "udp"); errs <- struct{}{} }()
 	<-errs
 	<-errs
-	e.waitMetric(0, 5*time.Second, "headwater_rtsp_readers")
-	e.waitLog("rtsp: reader disconnected", time.Second)
+	e.metrics.Wait(0, 5*time.Second, "headwater_rtsp_readers")
+	testpeer.WaitLog(e.t, e.logs, "rtsp: reader disconnected", time.Second)
 
 	// A stream that is not live: 404.
-	out, err := ffmpeg(ctx, "-rtsp_transport", "tcp", "-i", e.url("live/nothing"), "-t", "1", "-f", "null", "-")
+	out, err := testpeer.FFmpeg(ctx, "-rtsp_transport", "tcp", "-i", e.url("live/nothing"), "-t", "1", "-f", "null", "-")
 	if err == nil || !strings.Contains(out, "404") {
 		t.Errorf("reading a stream that is not live: %v\n%s", err, out)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtp"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -223,7 +224,7 @@ func FuzzAssembleAAC(f *testing.F) {
 		frames, _ := pushAll(a, decodeFuzz(data, 97))
 		for i, f := range frames {
 			if len(f.Payload) == 0 || !f.Key || f.PTS != f.DTS {
-				t.Fatalf("frame %d: %s", i, fmtFrame(f))
+				t.Fatalf("frame %d: %s", i, testpeer.FormatFrame(f))
 			}
 			if i > 0 && f.DTS <= frames[i-1].DTS {
 				t.Fatalf("frame %d: DTS %d after %d", i, f.DTS, frames[i-1].DTS)
@@ -290,7 +291,7 @@ func FuzzPublisher(f *testing.F) {
 		last := map[int]int64{}
 		for i, f := range out {
 			if f.DTS < 0 || f.PTS < f.DTS {
-				t.Fatalf("frame %d: %s", i, fmtFrame(f))
+				t.Fatalf("frame %d: %s", i, testpeer.FormatFrame(f))
 			}
 			if l, ok := last[f.Track.ID]; ok && f.DTS <= l {
 				t.Fatalf("frame %d: DTS %d after %d", i, f.DTS, l)

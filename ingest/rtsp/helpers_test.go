@@ -1,17 +1,13 @@
 package rtsp
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -39,78 +36,17 @@ func TestMain(m *testing.M) {
 
 // --- test environment: a real server on loopback, a real registry ---
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// capture subscribes to a published stream and keeps every frame.
-type capture struct {
-	stream *media.Stream
-	sub    *media.Subscription
-	done   chan struct{}
-
-	mu     sync.Mutex
-	frames []*media.Frame
-}
-
-func (c *capture) Frames() []*media.Frame {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]*media.Frame(nil), c.frames...)
-}
-
-func (c *capture) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.frames)
-}
-
-// wait waits for the stream to end and its frames to be drained.
-func (c *capture) wait(t testing.TB, timeout time.Duration) {
-	t.Helper()
-	select {
-	case <-c.done:
-	case <-time.After(timeout):
-		t.Fatalf("stream %s still live after %s", c.stream.Name(), timeout)
-	}
-}
-
-// waitFrames waits until at least n frames arrived.
-func (c *capture) waitFrames(t testing.TB, n int, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for c.count() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d frames after %s, want %d", c.stream.Name(), c.count(), timeout, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 type testEnv struct {
 	t    testing.TB
 	reg  *media.Registry
 	srv  *Server
 	prom *prometheus.Registry
-	logs *syncBuffer
+	logs *testpeer.LogBuffer
 	udp  [2]int // UDP RTP and RTCP ports, 0 without UDP
-
-	mu       sync.Mutex
-	captures map[string][]*capture
-	notify   chan struct{}
+	caps *testpeer.Captures
+	// metrics reads the rtsp series of e.prom (set once newEnvWith has
+	// settled on e.prom, which a UDP port retry replaces).
+	metrics testpeer.IngestMetrics
 }
 
 type envOptions struct {
@@ -127,31 +63,13 @@ func newEnv(t testing.TB, cfg Config) *testEnv {
 func newEnvWith(t testing.TB, cfg Config, opts envOptions) *testEnv {
 	t.Helper()
 	e := &testEnv{
-		t:        t,
-		prom:     prometheus.NewRegistry(),
-		logs:     &syncBuffer{},
-		captures: make(map[string][]*capture),
-		notify:   make(chan struct{}, 1),
+		t:    t,
+		prom: prometheus.NewRegistry(),
+		logs: &testpeer.LogBuffer{},
+		caps: testpeer.NewCaptures(),
 	}
 	rc := opts.registry
-	rc.OnPublish = func(st *media.Stream) {
-		c := &capture{stream: st, sub: st.Subscribe(100000), done: make(chan struct{})}
-		go func() {
-			defer close(c.done)
-			for f := range c.sub.Frames() {
-				c.mu.Lock()
-				c.frames = append(c.frames, f)
-				c.mu.Unlock()
-			}
-		}()
-		e.mu.Lock()
-		e.captures[st.Name()] = append(e.captures[st.Name()], c)
-		e.mu.Unlock()
-		select {
-		case e.notify <- struct{}{}:
-		default:
-		}
-	}
+	rc.OnPublish = e.caps.OnPublish
 	e.reg = media.NewRegistry(rc)
 	if cfg.Address == "" {
 		cfg.Address = "127.0.0.1:0"
@@ -180,14 +98,8 @@ func newEnvWith(t testing.TB, cfg Config, opts envOptions) *testEnv {
 		// Another test took the UDP ports meanwhile: try others.
 		e.prom = prometheus.NewRegistry()
 	}
-	t.Cleanup(func() {
-		if err := e.srv.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		if t.Failed() || os.Getenv("RTSP_TEST_LOG") != "" {
-			t.Logf("server log:\n%s", e.logs.String())
-		}
-	})
+	e.metrics = testpeer.IngestMetrics{T: t, Reg: e.prom, Protocol: Protocol}
+	testpeer.CloseAtEnd(t, e.srv, e.logs, "RTSP_TEST_LOG")
 	return e
 }
 
@@ -217,137 +129,18 @@ func (e *testEnv) addr() string { return e.srv.Addr().String() }
 func (e *testEnv) url(name string) string { return "rtsp://" + e.addr() + "/" + name }
 
 // waitPublished waits for the n-th (1-based) publish of name.
-func (e *testEnv) waitPublished(name string, n int, timeout time.Duration) *capture {
+func (e *testEnv) waitPublished(name string, n int, timeout time.Duration) *testpeer.Capture {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		e.mu.Lock()
-		cs := e.captures[name]
-		e.mu.Unlock()
-		if len(cs) >= n {
-			return cs[n-1]
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s not published %d times after %s", name, n, timeout)
-		}
-		select {
-		case <-e.notify:
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func (e *testEnv) publishes(name string) int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.captures[name])
-}
-
-// metric returns the value of a series (protocol="rtsp" for the ingest
-// metrics), 0 when absent.
-func (e *testEnv) metric(name string, labels ...string) float64 {
-	e.t.Helper()
-	want := map[string]string{}
-	if strings.HasPrefix(name, "headwater_ingest_") {
-		want["protocol"] = Protocol
-	}
-	for i := 0; i+1 < len(labels); i += 2 {
-		want[labels[i]] = labels[i+1]
-	}
-	mfs, err := e.prom.Gather()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if got[k] != v {
-					continue metrics
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
-// waitMetric polls a metric until cond holds.
-func (e *testEnv) waitMetricCond(timeout time.Duration, cond func(float64) bool, desc, name string, labels ...string) {
-	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := e.metric(name, labels...)
-		if cond(got) {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s%v = %v, want %s", name, labels, got, desc)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (e *testEnv) waitMetric(want float64, timeout time.Duration, name string, labels ...string) {
-	e.t.Helper()
-	e.waitMetricCond(timeout, func(v float64) bool { return v == want }, fmt.Sprint(want), name, labels...)
-}
-
-func (e *testEnv) waitErrors(reason ingest.Reason, want float64) {
-	e.t.Helper()
-	e.waitMetric(want, 5*time.Second, "headwater_ingest_errors_total", "reason", string(reason))
-}
-
-// waitLog polls the server log for a substring.
-func (e *testEnv) waitLog(substr string, timeout time.Duration) {
-	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(e.logs.String(), substr) {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("log has no %q", substr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return e.caps.WaitPublished(e.t, name, n, timeout)
 }
 
 func (e *testEnv) logCount(substr string) int { return strings.Count(e.logs.String(), substr) }
 
 // --- ffmpeg ---
 
-func needFFmpeg(t testing.TB) {
-	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed")
-	}
-}
-
-// ffmpeg runs ffmpeg with the given arguments and returns its error and output.
-func ffmpeg(ctx context.Context, args ...string) (string, error) {
-	all := append([]string{"-hide_banner", "-loglevel", "error", "-nostdin"}, args...)
-	out, err := exec.CommandContext(ctx, "ffmpeg", all...).CombinedOutput()
-	return string(out), err
-}
-
 // testsrcArgs are the lavfi inputs of the test publishes (30 fps, 48 kHz).
 func testsrcArgs(size, seconds string) []string {
-	return []string{
-		"-re",
-		"-f", "lavfi", "-i", "testsrc2=size=" + size + ":rate=30",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-		"-t", seconds,
-	}
+	return append([]string{"-re"}, testpeer.LavfiSource(size, seconds)...)
 }
 
 // x264 are the encoder arguments of H.264 with a key frame every gop frames
@@ -363,7 +156,7 @@ func publishFFmpeg(ctx context.Context, t testing.TB, url, transport string, arg
 	done := make(chan error, 1)
 	all := append(append([]string(nil), args...), "-f", "rtsp", "-rtsp_transport", transport, url)
 	go func() {
-		out, err := ffmpeg(ctx, all...)
+		out, err := testpeer.FFmpeg(ctx, all...)
 		if err != nil {
 			err = fmt.Errorf("%w\n%s", err, out)
 		}
@@ -404,7 +197,7 @@ type avMedia struct {
 
 func loadAV(t testing.TB) *avMedia {
 	t.Helper()
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	mediaOnce.Do(func() {
 		mediaDir, mediaErr = os.MkdirTemp("", "rtsp-test-media")
 		if mediaErr != nil {
@@ -414,14 +207,14 @@ func loadAV(t testing.TB) *avMedia {
 		defer cancel()
 		vpath := filepath.Join(mediaDir, "v.h264")
 		apath := filepath.Join(mediaDir, "a.aac")
-		out, err := ffmpeg(ctx, "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "4",
+		out, err := testpeer.FFmpeg(ctx, "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "4",
 			"-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-bf", "0", "-pix_fmt", "yuv420p",
 			"-x264-params", "aud=1", "-f", "h264", vpath)
 		if err != nil {
 			mediaErr = fmt.Errorf("ffmpeg video: %v\n%s", err, out)
 			return
 		}
-		out, err = ffmpeg(ctx, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "4",
+		out, err = testpeer.FFmpeg(ctx, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "4",
 			"-ac", "2", "-c:a", "aac", "-f", "adts", apath)
 		if err != nil {
 			mediaErr = fmt.Errorf("ffmpeg audio: %v\n%s", err, out)
@@ -587,59 +380,14 @@ func (p *clientPublisher) send(m *avMedia, from, to int, pace time.Duration, off
 
 // --- assertions ---
 
-// checkAVCCPayload checks that a payload is a sequence of 4-byte length-prefixed NAL units.
+// checkAVCCPayload checks that a payload is a non-empty sequence of 4-byte
+// length-prefixed NAL units.
 func checkAVCCPayload(t testing.TB, p []byte) {
 	t.Helper()
 	if len(p) == 0 {
 		t.Fatal("empty payload")
 	}
-	for rest := p; len(rest) > 0; {
-		if len(rest) < 4 {
-			t.Fatalf("payload has %d trailing bytes", len(rest))
-		}
-		l := int(binary.BigEndian.Uint32(rest))
-		if l == 0 || l > len(rest)-4 {
-			t.Fatalf("bad NAL unit length %d with %d bytes left", l, len(rest)-4)
-		}
-		rest = rest[4+l:]
-	}
-}
-
-// naluTypes lists the NAL unit types of an AVCC payload.
-func naluTypes(p []byte, h265 bool) []int {
-	var out []int
-	for len(p) >= 5 {
-		l := int(binary.BigEndian.Uint32(p))
-		if h265 {
-			out = append(out, int(p[4]>>1)&0x3f)
-		} else {
-			out = append(out, int(p[4]&0x1f))
-		}
-		p = p[min(len(p), 4+l):]
-	}
-	return out
-}
-
-// waitGoroutines waits for the number of goroutines to fall to at most n.
-func waitGoroutines(t testing.TB, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := runtime.NumGoroutine()
-		if got <= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("%d goroutines, want at most %d:\n%s", got, n, buf)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func fmtFrame(f *media.Frame) string {
-	return fmt.Sprintf("track %d dts %d pts %d key %v size %d", f.Track.ID, f.DTS, f.PTS, f.Key, len(f.Payload))
+	testpeer.CheckAVCC(t, p)
 }
 
 // splitFrames splits captured frames by track id.

@@ -20,6 +20,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -104,11 +105,11 @@ func TestBadSDP(t *testing.T) {
 		conn.Close()
 		counts[tc.reason]++
 		for r, n := range counts {
-			e.waitErrors(r, n)
+			e.metrics.WaitErrors(r, n)
 		}
 		_ = i
 	}
-	if n := e.publishes("live/bad"); n != 0 {
+	if n := e.caps.Publishes("live/bad"); n != 0 {
 		t.Errorf("published %d times", n)
 	}
 	// A request that is not RTSP at all.
@@ -121,7 +122,7 @@ func TestBadSDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitClosed(t, conn, bufio.NewReader(conn))
-	e.waitErrors(ingest.ReasonProtocol, counts[ingest.ReasonProtocol]+1)
+	e.metrics.WaitErrors(ingest.ReasonProtocol, counts[ingest.ReasonProtocol]+1)
 }
 
 func TestInvalidName(t *testing.T) {
@@ -135,7 +136,7 @@ func TestInvalidName(t *testing.T) {
 			t.Errorf("%s: %v", path, err)
 		}
 	}
-	e.waitErrors(ingest.ReasonInvalidName, 3)
+	e.metrics.WaitErrors(ingest.ReasonInvalidName, 3)
 }
 
 // TestPublishClient publishes with gortsplib's client, without sprop
@@ -154,23 +155,23 @@ func TestPublishClient(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := e.waitPublished(name, 1, 5*time.Second)
-		c.waitFrames(t, 90+130, 5*time.Second)
+		c.WaitFrames(t, 90+130, 5*time.Second)
 		p.c.Close()
-		c.wait(t, 15*time.Second)
+		c.Wait(t, 15*time.Second)
 		video, audio := splitFrames(t, c.Frames())
 		if len(video) != 90 {
 			t.Errorf("%s: %d video frames", tr, len(video))
 		}
-		h := c.stream.Tracks()[0].Codec.(*media.H264)
+		h := c.Stream.Tracks()[0].Codec.(*media.H264)
 		if string(h.SPS) != string(m.sps) || string(h.PPS) != string(m.pps) {
 			t.Errorf("%s: parameter sets differ from the stream's", tr)
 		}
 		for i, f := range video {
 			checkAVCCPayload(t, f.Payload)
 			if f.Key != (i%30 == 0) || f.DTS != int64(i)*3000 || f.PTS != f.DTS {
-				t.Fatalf("%s: video frame %d: %s", tr, i, fmtFrame(f))
+				t.Fatalf("%s: video frame %d: %s", tr, i, testpeer.FormatFrame(f))
 			}
-			if f.Key && naluTypes(f.Payload, false)[0] != 7 {
+			if f.Key && testpeer.NALUTypes(f.Payload, false)[0] != 7 {
 				t.Errorf("%s: key frame %d lost its in-band SPS", tr, i)
 			}
 		}
@@ -213,10 +214,10 @@ func TestVideoWithoutParams(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := e.waitPublished("live/noparams", 1, 5*time.Second)
-	if tr := c.stream.Tracks(); len(tr) != 1 || tr[0].ID != audioTrackID {
+	if tr := c.Stream.Tracks(); len(tr) != 1 || tr[0].ID != audioTrackID {
 		t.Fatalf("tracks %v", tr)
 	}
-	e.waitLog("why=\"no parameter sets\"", time.Second)
+	testpeer.WaitLog(e.t, e.logs, "why=\"no parameter sets\"", time.Second)
 }
 
 // TestKick: kicking the stream ends the publisher's session.
@@ -232,9 +233,9 @@ func TestKick(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := e.waitPublished("live/kick", 1, 5*time.Second)
-	c.stream.Kick()
-	c.wait(t, 5*time.Second)
-	e.waitLog("rtsp: publisher kicked", 2*time.Second)
+	c.Stream.Kick()
+	c.Wait(t, 5*time.Second)
+	testpeer.WaitLog(e.t, e.logs, "rtsp: publisher kicked", 2*time.Second)
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- p.c.Wait() }()
 	select {
@@ -242,7 +243,7 @@ func TestKick(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the kicked client is still connected")
 	}
-	e.waitMetric(0, 2*time.Second, "headwater_ingest_sessions")
+	e.metrics.Wait(0, 2*time.Second, "headwater_ingest_sessions")
 	// The name is free again.
 	p2, err := startClientPublisher(t, e.url("live/kick"), m, true, gortsplib.ProtocolTCP)
 	if err != nil {
@@ -272,7 +273,7 @@ func TestLimits(t *testing.T) {
 	if !errors.As(err, &bad) || bad.Code != base.StatusServiceUnavailable {
 		t.Errorf("second publisher: %v", err)
 	}
-	e.waitErrors(ingest.ReasonTooManyPublishers, 1)
+	e.metrics.WaitErrors(ingest.ReasonTooManyPublishers, 1)
 
 	read := func() error {
 		u, _ := base.ParseURL(e.url("live/one"))
@@ -298,7 +299,7 @@ func TestLimits(t *testing.T) {
 	if err := read(); !errors.As(err, &bad) || bad.Code != base.StatusServiceUnavailable {
 		t.Errorf("second reader: %v", err)
 	}
-	e.waitMetric(1, time.Second, "headwater_rtsp_readers")
+	e.metrics.Wait(1, time.Second, "headwater_rtsp_readers")
 }
 
 // TestPublisherTimeout: a publisher that stops sending is dropped after
@@ -317,9 +318,9 @@ func TestPublisherTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := e.waitPublished(name, 1, 5*time.Second)
-		c.wait(t, 5*time.Second)
+		c.Wait(t, 5*time.Second)
 	}
-	e.waitErrors(ingest.ReasonTimeout, 2)
+	e.metrics.WaitErrors(ingest.ReasonTimeout, 2)
 }
 
 // TestNoGoroutineLeak: nothing of a publish or a read keeps running once
@@ -359,9 +360,9 @@ func TestNoGoroutineLeak(t *testing.T) {
 		}
 		rc.Close()
 		p.c.Close()
-		c.wait(t, 5*time.Second)
-		e.waitMetric(0, 5*time.Second, "headwater_rtsp_readers")
-		waitGoroutines(t, running)
+		c.Wait(t, 5*time.Second)
+		e.metrics.Wait(0, 5*time.Second, "headwater_rtsp_readers")
+		testpeer.WaitGoroutines(t, running)
 	}
 }
 
@@ -400,7 +401,7 @@ func TestCloseEndsEverything(t *testing.T) {
 		if _, err := rc.Play(nil); err != nil {
 			t.Fatal(err)
 		}
-		e.waitMetric(1, 2*time.Second, "headwater_rtsp_readers")
+		e.metrics.Wait(1, 2*time.Second, "headwater_rtsp_readers")
 
 		done := make(chan error)
 		go func() { done <- e.srv.Close() }()
@@ -412,8 +413,8 @@ func TestCloseEndsEverything(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("Close did not return")
 		}
-		src.wait(t, time.Second)
-		pub.wait(t, time.Second)
+		src.Wait(t, time.Second)
+		pub.Wait(t, time.Second)
 		if n := e.reg.Len(); n != 0 {
 			t.Errorf("%d streams left", n)
 		}
@@ -423,7 +424,7 @@ func TestCloseEndsEverything(t *testing.T) {
 		if err := e.srv.Start(); err == nil {
 			t.Error("Start after Close succeeded")
 		}
-		if got := e.metric("headwater_rtsp_readers"); got != 0 {
+		if got := e.metrics.Value("headwater_rtsp_readers"); got != 0 {
 			t.Errorf("readers = %v after Close", got)
 		}
 		rc.Close()
@@ -434,7 +435,7 @@ func TestCloseEndsEverything(t *testing.T) {
 			t.Fatal(err)
 		}
 	}()
-	waitGoroutines(t, before)
+	testpeer.WaitGoroutines(t, before)
 }
 
 // TestSlowReader: a reader that stops reading never slows the publisher
@@ -493,23 +494,23 @@ func TestSlowReader(t *testing.T) {
 	if code, _ := rawRequest(t, conn, br, "PLAY", u, 3, map[string]string{"Session": session}, ""); code != 200 {
 		t.Fatalf("PLAY: %d", code)
 	}
-	e.waitMetric(1, time.Second, "headwater_rtsp_readers")
+	e.metrics.Wait(1, time.Second, "headwater_rtsp_readers")
 
 	// The reader is dropped; meanwhile the publisher went on at full speed.
-	start := c.count()
-	e.waitMetric(0, 15*time.Second, "headwater_rtsp_readers")
-	if c.count()-start < 100 {
-		t.Errorf("the publisher wrote %d frames while the reader stalled", c.count()-start)
+	start := c.Count()
+	e.metrics.Wait(0, 15*time.Second, "headwater_rtsp_readers")
+	if c.Count()-start < 100 {
+		t.Errorf("the publisher wrote %d frames while the reader stalled", c.Count()-start)
 	}
 	cancel()
 	n := <-sent
 	p.c.Close()
-	c.wait(t, 5*time.Second)
-	if got := c.count(); got < n*9/10 {
+	c.Wait(t, 5*time.Second)
+	if got := c.Count(); got < n*9/10 {
 		t.Errorf("%d frames captured of %d sent", got, n)
 	}
-	e.waitLog("rtsp: reader disconnected", time.Second)
-	t.Logf("overflows %v, frames sent %d", e.metric("headwater_rtsp_reader_overflows_total"), n)
+	testpeer.WaitLog(e.t, e.logs, "rtsp: reader disconnected", time.Second)
+	t.Logf("overflows %v, frames sent %d", e.metrics.Value("headwater_rtsp_reader_overflows_total"), n)
 }
 
 // smallSendBuffers gives accepted connections a small send buffer, so that

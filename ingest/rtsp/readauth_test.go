@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,49 +15,8 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
-
-// Tokens of the read authorisation tests: distinctive, so that a leak into
-// the logs cannot go unnoticed.
-const (
-	goodReadToken   = "GOODREADTOKEN-5e1b9c"
-	forgedReadToken = "FORGEDREADTOKEN-8d2a4f"
-)
-
-// readCall is one call of a test ReadAuthorizer.
-type readCall struct {
-	stream, token string
-	ip            netip.Addr
-}
-
-// testReadAuth accepts goodReadToken for one stream and records its calls.
-type testReadAuth struct {
-	stream string
-
-	mu    sync.Mutex
-	calls []readCall
-}
-
-func (a *testReadAuth) authorize(stream, token string, ip netip.Addr) error {
-	a.mu.Lock()
-	a.calls = append(a.calls, readCall{stream, token, ip})
-	a.mu.Unlock()
-	switch {
-	case token == "":
-		return &ingest.ReadRefusal{Reason: "missing_token", Err: errors.New("no playback token")}
-	case token != goodReadToken:
-		return &ingest.ReadRefusal{Reason: "bad_signature", Err: errors.New("playback token signature invalid")}
-	case stream != a.stream:
-		return &ingest.ReadRefusal{Reason: "wrong_path", Err: errors.New("playback token does not cover this path")}
-	}
-	return nil
-}
-
-func (a *testReadAuth) seen() []readCall {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]readCall(nil), a.calls...)
-}
 
 // describeStatus sends a DESCRIBE with gortsplib's client and returns the
 // response and the error.
@@ -88,8 +46,8 @@ func TestReadAuthorization(t *testing.T) {
 	t.Parallel()
 	m := loadAV(t)
 	const name = "live/guarded"
-	az := &testReadAuth{stream: name}
-	e := newEnv(t, Config{ReadAuthorizer: az.authorize})
+	az := &testpeer.ReadAuth{Stream: name}
+	e := newEnv(t, Config{ReadAuthorizer: az.Authorize})
 	host := e.addr()
 
 	p, err := startClientPublisher(t, e.url(name), m, true, gortsplib.ProtocolTCP)
@@ -115,7 +73,7 @@ func TestReadAuthorization(t *testing.T) {
 	refused := func() {
 		t.Helper()
 		refusals++
-		e.waitErrors(ingest.ReasonUnauthorized, float64(refusals))
+		e.metrics.WaitErrors(ingest.ReasonUnauthorized, float64(refusals))
 	}
 
 	for _, tc := range []struct {
@@ -125,9 +83,9 @@ func TestReadAuthorization(t *testing.T) {
 	}{
 		{"no token", e.url(name), base.StatusUnauthorized, "missing_token"},
 		{"no token, stream not live", e.url("live/nothing"), base.StatusUnauthorized, "missing_token"},
-		{"wrong token", e.url(name) + "?token=" + forgedReadToken, base.StatusForbidden, "bad_signature"},
-		{"wrong Basic password", "rtsp://viewer:" + forgedReadToken + "@" + host + "/" + name, base.StatusForbidden, "bad_signature"},
-		{"token of another stream", e.url("live/other") + "?token=" + goodReadToken, base.StatusForbidden, "wrong_path"},
+		{"wrong token", e.url(name) + "?token=" + testpeer.ForgedReadToken, base.StatusForbidden, "bad_signature"},
+		{"wrong Basic password", "rtsp://viewer:" + testpeer.ForgedReadToken + "@" + host + "/" + name, base.StatusForbidden, "bad_signature"},
+		{"token of another stream", e.url("live/other") + "?token=" + testpeer.GoodReadToken, base.StatusForbidden, "wrong_path"},
 	} {
 		res, err := describeStatus(t, tc.url)
 		var bad liberrors.ErrClientBadStatusCode
@@ -154,17 +112,17 @@ func TestReadAuthorization(t *testing.T) {
 	if code != 401 || h.Get("X-Headwater-Token") != "missing_token" || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic ") {
 		t.Errorf("SETUP without a token: %d %v", code, h)
 	}
-	code, h = rawRequest(t, conn, br, "SETUP", e.url(name)+"?token="+goodReadToken+"/trackID=0", 2, transport, "")
+	code, h = rawRequest(t, conn, br, "SETUP", e.url(name)+"?token="+testpeer.GoodReadToken+"/trackID=0", 2, transport, "")
 	if code != 200 {
 		t.Fatalf("SETUP with the token: %d %v", code, h)
 	}
 	session, _, _ := strings.Cut(h.Get("Session"), ";")
-	if code, _ := rawRequest(t, conn, br, "PLAY", e.url(name)+"?token="+goodReadToken, 3, map[string]string{"Session": session}, ""); code != 200 {
+	if code, _ := rawRequest(t, conn, br, "PLAY", e.url(name)+"?token="+testpeer.GoodReadToken, 3, map[string]string{"Session": session}, ""); code != 200 {
 		t.Errorf("PLAY: %d", code)
 	}
-	e.waitMetric(1, 5*time.Second, "headwater_rtsp_readers")
+	e.metrics.Wait(1, 5*time.Second, "headwater_rtsp_readers")
 	conn.Close()
-	e.waitMetric(0, 5*time.Second, "headwater_rtsp_readers")
+	e.metrics.Wait(0, 5*time.Second, "headwater_rtsp_readers")
 
 	// A client challenged that comes back without a credential is refused
 	// and the connection closed.
@@ -184,42 +142,42 @@ func TestReadAuthorization(t *testing.T) {
 	refused()
 
 	// ffmpeg: refused without the token, plays with it.
-	out, err := ffmpeg(ctx, "-rtsp_transport", "tcp", "-i", e.url(name), "-t", "1", "-f", "null", "-")
+	out, err := testpeer.FFmpeg(ctx, "-rtsp_transport", "tcp", "-i", e.url(name), "-t", "1", "-f", "null", "-")
 	if err == nil || !strings.Contains(out, "401") {
 		t.Errorf("ffmpeg without a token: %v\n%s", err, out)
 	}
 	refused()
 	for _, u := range []string{
-		e.url(name) + "?token=" + goodReadToken,
-		"rtsp://viewer:" + goodReadToken + "@" + host + "/" + name,
+		e.url(name) + "?token=" + testpeer.GoodReadToken,
+		"rtsp://viewer:" + testpeer.GoodReadToken + "@" + host + "/" + name,
 	} {
-		out, err := ffmpeg(ctx, "-rtsp_transport", "tcp", "-i", u, "-t", "2", "-f", "null", "-")
+		out, err := testpeer.FFmpeg(ctx, "-rtsp_transport", "tcp", "-i", u, "-t", "2", "-f", "null", "-")
 		if err != nil || strings.TrimSpace(out) != "" {
-			t.Errorf("ffmpeg with the token (%s): %v\n%s", strings.ReplaceAll(u, goodReadToken, "TOKEN"), err, out)
+			t.Errorf("ffmpeg with the token (%s): %v\n%s", strings.ReplaceAll(u, testpeer.GoodReadToken, "TOKEN"), err, out)
 		}
 	}
-	e.waitMetric(0, 5*time.Second, "headwater_rtsp_readers")
+	e.metrics.Wait(0, 5*time.Second, "headwater_rtsp_readers")
 
 	stopPub()
 	<-sent
 	p.c.Close()
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 
 	// Authorised readers were not counted as refused.
-	if got := e.metric("headwater_ingest_errors_total", "reason", string(ingest.ReasonUnauthorized)); got != float64(refusals) {
+	if got := e.metrics.Value("headwater_ingest_errors_total", "reason", string(ingest.ReasonUnauthorized)); got != float64(refusals) {
 		t.Errorf("%v unauthorized errors, want %d", got, refusals)
 	}
-	if n := e.metric("headwater_ingest_errors_total", "reason", string(ingest.ReasonProtocol)); n != 0 {
+	if n := e.metrics.Value("headwater_ingest_errors_total", "reason", string(ingest.ReasonProtocol)); n != 0 {
 		t.Errorf("%v protocol errors", n)
 	}
-	for _, call := range az.seen() {
-		if call.ip != netip.MustParseAddr("127.0.0.1") {
-			t.Errorf("authorizer called with address %v", call.ip)
+	for _, call := range az.Calls() {
+		if call.IP != netip.MustParseAddr("127.0.0.1") {
+			t.Errorf("authorizer called with address %v", call.IP)
 		}
 	}
 	// Refusals are logged once, with the stream and the address, never the token.
 	logs := e.logs.String()
-	if strings.Contains(logs, goodReadToken) || strings.Contains(logs, forgedReadToken) {
+	if strings.Contains(logs, testpeer.GoodReadToken) || strings.Contains(logs, testpeer.ForgedReadToken) {
 		t.Error("a token is in the logs")
 	}
 	n := 0

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -44,9 +45,9 @@ func feed(ctx context.Context, t *testing.T, url string, m *avMedia, transport g
 // checkSourceFrames checks the frames a source published: H.264 with the
 // upstream's parameter sets starting at a key frame, a key frame every 30
 // frames, DTS steps of 3000, AAC steps of 1024.
-func checkSourceFrames(t *testing.T, c *capture, m *avMedia) {
+func checkSourceFrames(t *testing.T, c *testpeer.Capture, m *avMedia) {
 	t.Helper()
-	tr := c.stream.Tracks()
+	tr := c.Stream.Tracks()
 	if len(tr) != 2 {
 		t.Fatalf("%d tracks", len(tr))
 	}
@@ -96,13 +97,13 @@ func TestPullSource(t *testing.T) {
 	e := newEnvWith(t, Config{Sources: sources}, envOptions{tweak: fastBackoff})
 	for _, s := range sources {
 		c := e.waitPublished(s.Name, 1, 10*time.Second)
-		c.waitFrames(t, 120, 10*time.Second)
-		e.waitMetric(1, time.Second, "headwater_rtsp_source_state", "source", s.Name)
-		if info := c.stream.Info(); info.Protocol != "rtsp" || info.RemoteAddr != up.addr() {
+		c.WaitFrames(t, 120, 10*time.Second)
+		e.metrics.Wait(1, time.Second, "headwater_rtsp_source_state", "source", s.Name)
+		if info := c.Stream.Info(); info.Protocol != "rtsp" || info.RemoteAddr != up.addr() {
 			t.Errorf("%s: publish info %+v", s.Name, info)
 		}
 	}
-	up.waitMetric(3, time.Second, "headwater_rtsp_readers")
+	up.metrics.Wait(3, time.Second, "headwater_rtsp_readers")
 
 	// The upstream publisher goes: every source loses its stream, retries,
 	// and comes back when it publishes again.
@@ -110,12 +111,12 @@ func TestPullSource(t *testing.T) {
 	p.c.Close()
 	for _, s := range sources {
 		c := e.waitPublished(s.Name, 1, time.Second)
-		c.wait(t, 10*time.Second)
+		c.Wait(t, 10*time.Second)
 		checkSourceFrames(t, c, m)
-		e.waitMetric(0, 2*time.Second, "headwater_rtsp_source_state", "source", s.Name)
+		e.metrics.Wait(0, 2*time.Second, "headwater_rtsp_source_state", "source", s.Name)
 	}
-	e.waitLog("rtsp: source lost", time.Second)
-	e.waitMetricCond(5*time.Second, func(v float64) bool { return v >= 2 }, ">= 2",
+	testpeer.WaitLog(e.t, e.logs, "rtsp: source lost", time.Second)
+	e.metrics.WaitCond(5*time.Second, func(v float64) bool { return v >= 2 }, ">= 2",
 		"headwater_rtsp_source_reconnects_total", "source", "live/cam-tcp")
 
 	ctx2, cancel2 := context.WithCancel(context.Background())
@@ -123,9 +124,9 @@ func TestPullSource(t *testing.T) {
 	feed(ctx2, t, up.url("live/up"), m, gortsplib.ProtocolTCP)
 	for _, s := range sources {
 		c := e.waitPublished(s.Name, 2, 10*time.Second)
-		c.waitFrames(t, 60, 10*time.Second)
+		c.WaitFrames(t, 60, 10*time.Second)
 	}
-	e.waitLog("rtsp: source live again", time.Second)
+	testpeer.WaitLog(e.t, e.logs, "rtsp: source live again", time.Second)
 	if n := e.logCount("rtsp: source lost"); n != 3 {
 		t.Errorf("%d 'source lost' lines for 3 sources", n)
 	}
@@ -154,13 +155,13 @@ func TestPullSourceUnreachable(t *testing.T) {
 	e := newEnvWith(t, Config{Sources: []Source{{Name: "live/cam", URL: "rtsp://user:secret@" + addr + "/live/up", Transport: TransportTCP}}},
 		envOptions{tweak: fastBackoff})
 	start := time.Now()
-	e.waitMetricCond(5*time.Second, func(v float64) bool { return v >= 4 }, ">= 4",
+	e.metrics.WaitCond(5*time.Second, func(v float64) bool { return v >= 4 }, ">= 4",
 		"headwater_rtsp_source_reconnects_total", "source", "live/cam")
 	// 100, 200, 400, 400 ms minus up to 25% jitter: at least 0.8 s for 4 retries.
 	if d := time.Since(start); d < 750*time.Millisecond {
 		t.Errorf("4 retries in %s: no backoff", d)
 	}
-	if got := e.metric("headwater_rtsp_source_state", "source", "live/cam"); got != 0 {
+	if got := e.metrics.Value("headwater_rtsp_source_state", "source", "live/cam"); got != 0 {
 		t.Errorf("state %v", got)
 	}
 	if n := e.logCount("rtsp: source unreachable"); n != 1 {
@@ -174,7 +175,7 @@ func TestPullSourceUnreachable(t *testing.T) {
 	if _, err := startClientPublisher(t, e.url("live/cam"), m, true, gortsplib.ProtocolTCP); err == nil {
 		t.Error("published under a source's name")
 	}
-	e.waitErrors(ingest.ReasonBadApp, 1)
+	e.metrics.WaitErrors(ingest.ReasonBadApp, 1)
 
 	// The server appears on that address.
 	up := newEnv(t, Config{Address: addr})
@@ -182,9 +183,9 @@ func TestPullSourceUnreachable(t *testing.T) {
 	defer cancel()
 	feed(ctx, t, up.url("live/up"), m, gortsplib.ProtocolTCP)
 	c := e.waitPublished("live/cam", 1, 10*time.Second)
-	c.waitFrames(t, 60, 10*time.Second)
-	e.waitMetric(1, time.Second, "headwater_rtsp_source_state", "source", "live/cam")
-	e.waitLog("rtsp: source live again", time.Second)
+	c.WaitFrames(t, 60, 10*time.Second)
+	e.metrics.Wait(1, time.Second, "headwater_rtsp_source_state", "source", "live/cam")
+	testpeer.WaitLog(e.t, e.logs, "rtsp: source live again", time.Second)
 }
 
 // TestOnDemandSource: an on-demand source connects on Server.Demand and on
@@ -203,7 +204,7 @@ func TestOnDemandSource(t *testing.T) {
 		Sources:        []Source{{Name: "live/od", URL: up.url("live/up"), Transport: TransportTCP, OnDemand: true}},
 	}, envOptions{tweak: fastBackoff})
 	time.Sleep(500 * time.Millisecond)
-	if e.publishes("live/od") != 0 || up.metric("headwater_rtsp_readers") != 0 {
+	if e.caps.Publishes("live/od") != 0 || up.metrics.Value("headwater_rtsp_readers") != 0 {
 		t.Fatal("an on-demand source connected without demand")
 	}
 	if e.srv.Demand("live/other") {
@@ -217,21 +218,21 @@ func TestOnDemandSource(t *testing.T) {
 	demanding := make(chan struct{})
 	go func() {
 		defer close(demanding)
-		for e.publishes("live/od") == 0 || e.waitPublished("live/od", 1, time.Second).count() < 30 {
+		for e.caps.Publishes("live/od") == 0 || e.waitPublished("live/od", 1, time.Second).Count() < 30 {
 			e.srv.Demand("live/od")
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
 	c := e.waitPublished("live/od", 1, 10*time.Second)
-	c.waitFrames(t, 30, 10*time.Second)
+	c.WaitFrames(t, 30, 10*time.Second)
 	<-demanding
-	up.waitMetric(1, time.Second, "headwater_rtsp_readers")
+	up.metrics.Wait(1, time.Second, "headwater_rtsp_readers")
 	// Nobody asks any more: disconnected after the linger.
-	c.wait(t, 5*time.Second)
-	up.waitMetric(0, 2*time.Second, "headwater_rtsp_readers")
-	e.waitLog("no readers", time.Second)
+	c.Wait(t, 5*time.Second)
+	up.metrics.Wait(0, 2*time.Second, "headwater_rtsp_readers")
+	testpeer.WaitLog(e.t, e.logs, "no readers", time.Second)
 	time.Sleep(300 * time.Millisecond)
-	if e.publishes("live/od") != 1 {
+	if e.caps.Publishes("live/od") != 1 {
 		t.Fatal("reconnected without demand")
 	}
 
@@ -272,10 +273,10 @@ func TestOnDemandSource(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	c2 := e.waitPublished("live/od", 2, time.Second)
 	select {
-	case <-c2.done:
+	case <-c2.Done():
 		t.Fatal("the source disconnected while read")
 	default:
 	}
 	rc.Close()
-	c2.wait(t, 5*time.Second)
+	c2.Wait(t, 5*time.Second)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtp"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -55,7 +56,7 @@ func TestAssembleSeeds(t *testing.T) {
 				if f.Key != isKeyAU(aus[j], tc.h265) {
 					t.Errorf("%s markers=%v: frame %d key %v", tc.name, markers, j, f.Key)
 				}
-				for _, typ := range naluTypes(f.Payload, tc.h265) {
+				for _, typ := range testpeer.NALUTypes(f.Payload, tc.h265) {
 					if (!tc.h265 && typ == 9) || (tc.h265 && typ == 35) {
 						t.Errorf("%s: frame %d kept an access unit delimiter", tc.name, j)
 					}

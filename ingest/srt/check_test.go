@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -38,9 +39,9 @@ func (w expect) irregular(gaps *int) bool {
 }
 
 // checkStream checks the frames of a captured publish.
-func checkStream(t *testing.T, c *capture, want expect) {
+func checkStream(t *testing.T, c *testpeer.Capture, want expect) {
 	t.Helper()
-	tracks := c.stream.Tracks()
+	tracks := c.Stream.Tracks()
 	var vt, at *media.Track
 	for i, tr := range tracks {
 		switch tr.Kind() {
@@ -115,7 +116,7 @@ func checkStream(t *testing.T, c *capture, want expect) {
 			t.Fatal("no video frames")
 		}
 		if !video[0].Key {
-			t.Errorf("first video frame is not a key frame: %s", fmtFrame(video[0]))
+			t.Errorf("first video frame is not a key frame: %s", testpeer.FormatFrame(video[0]))
 		}
 		var keys []int
 		reordered, gaps := 0, 0
@@ -127,8 +128,8 @@ func checkStream(t *testing.T, c *capture, want expect) {
 			if f.Track.ID != vt.ID || f.Track.Codec.Name() != want.video {
 				t.Fatalf("video frame %d has track %v", i, f.Track)
 			}
-			checkAVCCPayload(t, f.Payload)
-			types := naluTypes(f.Payload, hevc)
+			testpeer.CheckAVCC(t, f.Payload)
+			types := testpeer.NALUTypes(f.Payload, hevc)
 			if hasType(types, aud) {
 				t.Errorf("video frame %d has an AUD: %v", i, types)
 			}
@@ -146,10 +147,10 @@ func checkStream(t *testing.T, c *capture, want expect) {
 				t.Errorf("frame %d has an IDR but is not key: %v", i, types)
 			}
 			if i > 0 && f.DTS <= video[i-1].DTS {
-				t.Errorf("video DTS not increasing at %d: %s after %s", i, fmtFrame(f), fmtFrame(video[i-1]))
+				t.Errorf("video DTS not increasing at %d: %s after %s", i, testpeer.FormatFrame(f), testpeer.FormatFrame(video[i-1]))
 			}
 			if f.PTS < f.DTS {
-				t.Errorf("video frame %d: PTS < DTS: %s", i, fmtFrame(f))
+				t.Errorf("video frame %d: PTS < DTS: %s", i, testpeer.FormatFrame(f))
 			}
 			if f.PTS != f.DTS {
 				reordered++
@@ -194,7 +195,7 @@ func checkStream(t *testing.T, c *capture, want expect) {
 		gaps := 0
 		for i, f := range audio {
 			if !f.Key || f.PTS != f.DTS || len(f.Payload) == 0 || f.Track.ID != at.ID {
-				t.Errorf("audio frame %d: %s", i, fmtFrame(f))
+				t.Errorf("audio frame %d: %s", i, testpeer.FormatFrame(f))
 			}
 			if i > 0 && f.DTS-audio[i-1].DTS != step && want.irregular(&gaps) {
 				t.Errorf("audio DTS step %d at frame %d, want %d", f.DTS-audio[i-1].DTS, i, step)

@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
 // TestDemuxFiles runs TS files made by ffmpeg through the publisher
 // pipeline (no SRT): codecs, key frames, timestamps, payload formats.
 func TestDemuxFiles(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	cases := []struct {
 		name string
@@ -45,9 +46,9 @@ func TestDemuxFiles(t *testing.T) {
 				t.Fatalf("session ended with %v", err)
 			}
 			c := e.waitPublished("live/"+tc.name, 1, time.Second)
-			c.wait(t, 5*time.Second)
+			c.Wait(t, 5*time.Second)
 			checkStream(t, c, tc.want)
-			if got := e.metric("headwater_srt_demux_errors_total"); got != 0 {
+			if got := e.metrics.Value("headwater_srt_demux_errors_total"); got != 0 {
 				t.Errorf("demux errors = %v", got)
 			}
 			if _, live := e.reg.Get("live/" + tc.name); live {
@@ -60,7 +61,7 @@ func TestDemuxFiles(t *testing.T) {
 // TestDemuxWrap publishes a stream whose timestamps wrap around 2^33 in the
 // middle: the output goes on without a jump.
 func TestDemuxWrap(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	// 2^33 ticks of 90 kHz are 95443.717688 s: start 1.5 s before the wrap.
 	args := append(append(testsrcArgs("3"), x264Args...), "-c:a", "aac",
@@ -69,7 +70,7 @@ func TestDemuxWrap(t *testing.T) {
 	e := newEnv(t, Config{})
 	_ = e.publishBytes("live/wrap", ts)
 	c := e.waitPublished("live/wrap", 1, time.Second)
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 	checkStream(t, c, expect{video: "h264", audio: "aac", seconds: 3, exact: true, gop: 60})
 	if strings := e.logs.String(); bytes.Contains([]byte(strings), []byte("discontinuity")) {
 		t.Error("wrap-around taken for a discontinuity")
@@ -79,15 +80,15 @@ func TestDemuxWrap(t *testing.T) {
 // TestDemuxDiscontinuity publishes two encodes back to back, the second
 // one's timestamps 1000 s later: the output stays continuous.
 func TestDemuxDiscontinuity(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	a := testTS(t, "h264-aac-2s", append(append(testsrcArgs("2"), x264Args...), "-c:a", "aac")...)
 	b := testTS(t, "h264-aac-2s-late", append(append(testsrcArgs("2"), x264Args...), "-c:a", "aac", "-output_ts_offset", "1000")...)
 	e := newEnv(t, Config{})
 	_ = e.publishBytes("live/jump", append(append([]byte(nil), a...), b...))
 	c := e.waitPublished("live/jump", 1, time.Second)
-	c.wait(t, 5*time.Second)
-	e.waitLog("timestamp discontinuity", time.Second)
+	c.Wait(t, 5*time.Second)
+	testpeer.WaitLog(e.t, e.logs, "timestamp discontinuity", time.Second)
 
 	var last [3]int64
 	var seen [3]bool
@@ -126,27 +127,27 @@ func stripPCR(ts []byte) []byte {
 }
 
 func TestDemuxWithoutPCR(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	ts := stripPCR(testTS(t, "h264-bframes", append(append(testsrcArgs("3"), "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-bf", "2"), "-c:a", "aac")...))
 	e := newEnv(t, Config{})
 	_ = e.publishBytes("live/nopcr", ts)
 	c := e.waitPublished("live/nopcr", 1, time.Second)
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 	checkStream(t, c, expect{video: "h264", audio: "aac", seconds: 3, exact: true, bframes: true, gop: 60})
 }
 
 // TestDemuxCorrupt damages a TS file in the middle: the errors are counted
 // and the stream goes on to the end.
 func TestDemuxCorrupt(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	ts := corruptTS(testTS(t, "h264-aac-4s", append(append(testsrcArgs("4"), x264Args...), "-c:a", "aac")...))
 	e := newEnv(t, Config{})
 	_ = e.publishBytes("live/corrupt", ts)
 	c := e.waitPublished("live/corrupt", 1, time.Second)
-	c.wait(t, 5*time.Second)
-	if got := e.metric("headwater_srt_demux_errors_total"); got == 0 {
+	c.Wait(t, 5*time.Second)
+	if got := e.metrics.Value("headwater_srt_demux_errors_total"); got == 0 {
 		t.Error("no demux error counted")
 	}
 	checkCorruptStream(t, c)
@@ -180,7 +181,7 @@ func corruptTS(ts []byte) []byte {
 
 // checkCorruptStream checks a 4 s publish damaged in the middle: it went
 // on to the end with monotonic timestamps.
-func checkCorruptStream(t *testing.T, c *capture) {
+func checkCorruptStream(t *testing.T, c *testpeer.Capture) {
 	t.Helper()
 	checkLossyStream(t, c, 4)
 }
@@ -188,13 +189,13 @@ func checkCorruptStream(t *testing.T, c *capture) {
 // checkLossyStream checks a publish of seconds of H.264 and AAC that may
 // have lost data on the way (damage, or SRT drops on a loaded machine):
 // well-formed frames, monotonic timestamps, going on to the end.
-func checkLossyStream(t *testing.T, c *capture, seconds int) {
+func checkLossyStream(t *testing.T, c *testpeer.Capture, seconds int) {
 	t.Helper()
 	var video, audio []*media.Frame
 	for _, f := range c.Frames() {
 		if f.Track.Kind() == media.KindVideo {
 			video = append(video, f)
-			checkAVCCPayload(t, f.Payload)
+			testpeer.CheckAVCC(t, f.Payload)
 		} else {
 			audio = append(audio, f)
 		}
@@ -224,7 +225,7 @@ func checkLossyStream(t *testing.T, c *capture, seconds int) {
 // unsupported_codec, naming the codecs; one with a supported track left is
 // published with it alone.
 func TestDemuxUnsupported(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnv(t, Config{})
 
@@ -234,19 +235,19 @@ func TestDemuxUnsupported(t *testing.T) {
 	if !errors.As(err, &se) || se.reason != ingest.ReasonUnsupportedCodec {
 		t.Fatalf("session ended with %v, want unsupported_codec", err)
 	}
-	e.waitLog("MPEG-1/2 video", time.Second)
-	e.waitLog("MPEG-1/2 audio", time.Second)
-	if got := e.metric("headwater_ingest_errors_total", "reason", "unsupported_codec"); got != 1 {
+	testpeer.WaitLog(e.t, e.logs, "MPEG-1/2 video", time.Second)
+	testpeer.WaitLog(e.t, e.logs, "MPEG-1/2 audio", time.Second)
+	if got := e.metrics.Value("headwater_ingest_errors_total", "reason", "unsupported_codec"); got != 1 {
 		t.Errorf("unsupported_codec errors = %v", got)
 	}
 
 	ts = testTS(t, "mpeg2-aac", append(testsrcArgs("2"), "-c:v", "mpeg2video", "-c:a", "aac")...)
 	_ = e.publishBytes("live/mpeg2aac", ts)
 	c := e.waitPublished("live/mpeg2aac", 1, time.Second)
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 	checkStream(t, c, expect{audio: "aac", seconds: 2})
-	e.waitLog("ignoring tracks", time.Second)
-	if n := e.publishes("live/mpeg2"); n != 0 {
+	testpeer.WaitLog(e.t, e.logs, "ignoring tracks", time.Second)
+	if n := e.caps.Publishes("live/mpeg2"); n != 0 {
 		t.Errorf("mpeg2 published %d times", n)
 	}
 }
@@ -269,6 +270,6 @@ func TestDemuxTestdata(t *testing.T) {
 	e := newEnv(t, Config{})
 	_ = e.publishBytes("live/testdata", benchTS(t))
 	c := e.waitPublished("live/testdata", 1, time.Second)
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 	checkStream(t, c, expect{video: "h264", audio: "aac", seconds: 2, exact: true, gop: 60})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 const testPassphrase = "correct-horse-battery"
@@ -16,11 +17,11 @@ const testPassphrase = "correct-horse-battery"
 func (e *testEnv) publishFFmpeg(ctx context.Context, streamid, passphrase string, args ...string) (string, error) {
 	all := append([]string{"-re"}, args...)
 	all = append(all, "-f", "mpegts", e.url(streamid, passphrase))
-	return ffmpeg(ctx, all...)
+	return testpeer.FFmpeg(ctx, all...)
 }
 
 func TestPublishFFmpeg(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	cases := []struct {
 		name     string
@@ -48,10 +49,10 @@ func TestPublishFFmpeg(t *testing.T) {
 				t.Fatalf("ffmpeg: %v\n%s", err, out)
 			}
 			c := e.waitPublished("live/"+tc.name, 1, 5*time.Second)
-			c.wait(t, 10*time.Second)
+			c.Wait(t, 10*time.Second)
 			checkStream(t, c, tc.want)
-			if c.stream.Info().Protocol != Protocol || c.stream.Info().SessionID == "" {
-				t.Errorf("publish info %+v", c.stream.Info())
+			if c.Stream.Info().Protocol != Protocol || c.Stream.Info().SessionID == "" {
+				t.Errorf("publish info %+v", c.Stream.Info())
 			}
 		})
 	}
@@ -59,26 +60,26 @@ func TestPublishFFmpeg(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		e.waitMetric(0, 5*time.Second, "headwater_ingest_sessions")
-		if got := e.metric("headwater_ingest_frames_total", "kind", "video"); got < 4*(120-30) || got > 4*120 {
+		e.metrics.Wait(0, 5*time.Second, "headwater_ingest_sessions")
+		if got := e.metrics.Value("headwater_ingest_frames_total", "kind", "video"); got < 4*(120-30) || got > 4*120 {
 			t.Errorf("video frames metric = %v, want about 480", got)
 		}
-		if got := e.metric("headwater_ingest_bytes_total"); got < 100000 {
+		if got := e.metrics.Value("headwater_ingest_bytes_total"); got < 100000 {
 			t.Errorf("bytes metric = %v", got)
 		}
-		if got := e.metric("headwater_ingest_connections_total"); got != 4 {
+		if got := e.metrics.Value("headwater_ingest_connections_total"); got != 4 {
 			t.Errorf("connections metric = %v, want 4", got)
 		}
 		for _, r := range ingest.Reasons {
-			if got := e.metric("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
+			if got := e.metrics.Value("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
 				t.Errorf("errors{reason=%s} = %v", r, got)
 			}
 		}
-		if got := e.metric("headwater_srt_demux_errors_total"); got != 0 {
+		if got := e.metrics.Value("headwater_srt_demux_errors_total"); got != 0 {
 			t.Errorf("demux errors = %v", got)
 		}
 		// The per-stream series are gone with their streams.
-		if _, ok := e.metricOK("headwater_srt_packets_lost_total", "stream", "live/h264"); ok {
+		if _, ok := e.metrics.Lookup("headwater_srt_packets_lost_total", "stream", "live/h264"); ok {
 			t.Error("headwater_srt_packets_lost_total{stream=live/h264} still exported")
 		}
 		if strings.Contains(e.logs.String(), "level=ERROR") {
@@ -90,7 +91,7 @@ func TestPublishFFmpeg(t *testing.T) {
 // TestReadOutFFmpeg reads a live stream back with ffmpeg (m=request) while
 // ffmpeg publishes it: ffmpeg decodes it without an error.
 func TestReadOutFFmpeg(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	cases := []struct {
 		name   string
@@ -136,11 +137,11 @@ func TestReadOutFFmpeg(t *testing.T) {
 			if err := <-published; err != nil {
 				t.Errorf("publisher: %v", err)
 			}
-			c.wait(t, 5*time.Second)
+			c.Wait(t, 5*time.Second)
 		})
 	}
 	t.Cleanup(func() {
-		e.waitMetric(0, 5*time.Second, "headwater_srt_readers")
+		e.metrics.Wait(0, 5*time.Second, "headwater_srt_readers")
 		if strings.Contains(e.logs.String(), "srt: reader failed") {
 			t.Error("a reader failed")
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -49,7 +50,7 @@ func FuzzDemux(f *testing.F) {
 		for fr := range sub.Frames() {
 			id := fr.Track.ID
 			if fr.DTS < 0 || fr.PTS < fr.DTS || len(fr.Payload) == 0 {
-				t.Fatalf("bad frame %s", fmtFrame(fr))
+				t.Fatalf("bad frame %s", testpeer.FormatFrame(fr))
 			}
 			if seen[id] && (fr.DTS < last[id] || (id == videoTrackID && fr.DTS == last[id])) {
 				t.Fatalf("track %d DTS went from %d to %d", id, last[id], fr.DTS)
@@ -183,7 +184,7 @@ func TestGuardStandIn(t *testing.T) {
 		t.Fatalf("%d frames, want 3", len(frames))
 	}
 	for i, df := range frames {
-		types := naluTypes(df.f.Payload, false)
+		types := testpeer.NALUTypes(df.f.Payload, false)
 		if len(types) != 3 || types[0] != 7 || types[1] != 8 || types[2] != 5 {
 			t.Fatalf("frame %d: NAL units %v", i, types)
 		}
@@ -320,7 +321,7 @@ func TestParamsInOwnPES(t *testing.T) {
 		t.Fatalf("%d frames, want 4", len(frames))
 	}
 	for i, want := range [][]int{{7, 8, 5}, {1}, {7, 8, 5}, {1}} {
-		got := naluTypes(frames[i].f.Payload, false)
+		got := testpeer.NALUTypes(frames[i].f.Payload, false)
 		if len(got) != len(want) {
 			t.Fatalf("frame %d: NAL units %v, want %v", i, got, want)
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -37,11 +38,11 @@ func TestMuxRoundTrip(t *testing.T) {
 	e := newEnv(t, Config{})
 	_ = e.publishBytes("live/src", benchTS(t))
 	src := e.waitPublished("live/src", 1, time.Second)
-	src.wait(t, 5*time.Second)
+	src.Wait(t, 5*time.Second)
 
 	var out bytes.Buffer
 	w := &countingWriter{w: &out}
-	m, err := newTSMuxer(w, src.stream.Tracks())
+	m, err := newTSMuxer(w, src.Stream.Tracks())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestMuxRoundTrip(t *testing.T) {
 
 	_ = e.publishBytes("live/back", out.Bytes())
 	back := e.waitPublished("live/back", 1, time.Second)
-	back.wait(t, 5*time.Second)
+	back.Wait(t, 5*time.Second)
 	checkStream(t, back, expect{video: "h264", audio: "aac", seconds: 2, exact: true, gop: 60})
 	byTrack := func(fs []*media.Frame) map[int][]*media.Frame {
 		m := map[int][]*media.Frame{}
@@ -89,7 +90,7 @@ func TestMuxRoundTrip(t *testing.T) {
 		a, b := want[id][i], got[id][i]
 		if a.Track.ID != b.Track.ID || a.Key != b.Key || a.PTS-a.DTS != b.PTS-b.DTS ||
 			a.DTS-want[id][0].DTS != b.DTS-got[id][0].DTS {
-			t.Fatalf("frame %d: %s, back %s", i, fmtFrame(a), fmtFrame(b))
+			t.Fatalf("frame %d: %s, back %s", i, testpeer.FormatFrame(a), testpeer.FormatFrame(b))
 		}
 		if a.Track.Kind() == media.KindAudio && !bytes.Equal(a.Payload, b.Payload) {
 			t.Fatalf("audio frame %d payload changed", i)

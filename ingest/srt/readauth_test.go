@@ -2,59 +2,16 @@ package srt
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	gosrt "github.com/datarhei/gosrt"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
-
-// Tokens of the read authorisation tests: distinctive, so that a leak into
-// the logs cannot go unnoticed.
-const (
-	goodReadToken   = "GOODREADTOKEN-5e1b9c"
-	forgedReadToken = "FORGEDREADTOKEN-8d2a4f"
-)
-
-// readCall is one call of a test ReadAuthorizer.
-type readCall struct {
-	stream, token string
-	ip            netip.Addr
-}
-
-// testReadAuth accepts goodReadToken for one stream and records its calls.
-type testReadAuth struct {
-	stream string
-
-	mu    sync.Mutex
-	calls []readCall
-}
-
-func (a *testReadAuth) authorize(stream, token string, ip netip.Addr) error {
-	a.mu.Lock()
-	a.calls = append(a.calls, readCall{stream, token, ip})
-	a.mu.Unlock()
-	switch {
-	case token == "":
-		return &ingest.ReadRefusal{Reason: "missing_token", Err: errors.New("no playback token")}
-	case token != goodReadToken:
-		return &ingest.ReadRefusal{Reason: "bad_signature", Err: errors.New("playback token signature invalid")}
-	case stream != a.stream:
-		return &ingest.ReadRefusal{Reason: "wrong_path", Err: errors.New("playback token does not cover this path")}
-	}
-	return nil
-}
-
-func (a *testReadAuth) seen() []readCall {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]readCall(nil), a.calls...)
-}
 
 // TestReadAuthorization: with a ReadAuthorizer, readers without a token,
 // with a wrong one or with one for another stream are refused at the
@@ -62,18 +19,18 @@ func (a *testReadAuth) seen() []readCall {
 // reason "unauthorized", before a stream that is not live is found out);
 // ffmpeg reads with the right token; the publisher needs none.
 func TestReadAuthorization(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	const name = "live/guarded"
-	az := &testReadAuth{stream: name}
-	e := newEnv(t, Config{ReadAuthorizer: az.authorize}).start()
+	az := &testpeer.ReadAuth{Stream: name}
+	e := newEnv(t, Config{ReadAuthorizer: az.Authorize}).start()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	published := make(chan error, 1)
 	go func() {
 		args := append(append([]string{"-re"}, testsrcArgs("10")...), append(x264Args, "-c:a", "aac", "-f", "mpegts", e.url("#!::r="+name+",m=publish", ""))...)
-		out, err := ffmpeg(ctx, args...)
+		out, err := testpeer.FFmpeg(ctx, args...)
 		if err != nil {
 			t.Logf("publisher: %s", out)
 		}
@@ -85,14 +42,14 @@ func TestReadAuthorization(t *testing.T) {
 	refused := func(what string) {
 		t.Helper()
 		refusals++
-		e.waitMetric(float64(refusals), 5*time.Second, "headwater_srt_rejections_total", "reason", rejectAuth)
-		e.waitErrors(ingest.ReasonUnauthorized, float64(refusals))
+		e.metrics.Wait(float64(refusals), 5*time.Second, "headwater_srt_rejections_total", "reason", rejectAuth)
+		e.metrics.WaitErrors(ingest.ReasonUnauthorized, float64(refusals))
 	}
 	for _, tc := range []struct{ what, streamid string }{
 		{"no token", "#!::r=" + name + ",m=request"},
 		{"short form (no token)", "read:" + name},
-		{"wrong token", "#!::r=" + name + ",m=request,token=" + forgedReadToken},
-		{"token of another stream", "#!::r=live/other,m=request,token=" + goodReadToken},
+		{"wrong token", "#!::r=" + name + ",m=request,token=" + testpeer.ForgedReadToken},
+		{"token of another stream", "#!::r=live/other,m=request,token=" + testpeer.GoodReadToken},
 		{"stream not live, no token", "#!::r=live/nothing,m=request"},
 	} {
 		conn, err := e.dial(tc.streamid, "")
@@ -105,18 +62,18 @@ func TestReadAuthorization(t *testing.T) {
 		}
 		refused(tc.what)
 	}
-	if n := e.metric("headwater_srt_rejections_total", "reason", rejectNotFound); n != 0 {
+	if n := e.metrics.Value("headwater_srt_rejections_total", "reason", rejectNotFound); n != 0 {
 		t.Errorf("%v not_found rejections: an unauthorised reader learnt that a stream is not live", n)
 	}
 
 	// ffmpeg with a wrong token is refused too.
-	if _, errs, err := ffmpegOut(ctx, "-i", e.url("#!::r="+name+",m=request,token="+forgedReadToken, ""), "-t", "1", "-f", "null", "-"); err == nil {
+	if _, errs, err := ffmpegOut(ctx, "-i", e.url("#!::r="+name+",m=request,token="+testpeer.ForgedReadToken, ""), "-t", "1", "-f", "null", "-"); err == nil {
 		t.Errorf("ffmpeg read with a wrong token\n%s", errs)
 	}
 	refused("ffmpeg, wrong token")
 
 	// ffmpeg with the token reads and decodes the stream.
-	out, errs, err := ffmpegOut(ctx, "-i", e.url("#!::r="+name+",m=request,token="+goodReadToken, ""), "-t", "2", "-f", "framemd5", "-")
+	out, errs, err := ffmpegOut(ctx, "-i", e.url("#!::r="+name+",m=request,token="+testpeer.GoodReadToken, ""), "-t", "2", "-f", "framemd5", "-")
 	if err != nil || strings.TrimSpace(errs) != "" {
 		t.Errorf("reader with the token: %v\n%s", err, errs)
 	}
@@ -136,23 +93,23 @@ func TestReadAuthorization(t *testing.T) {
 	if err := <-published; err != nil {
 		t.Errorf("publisher: %v", err)
 	}
-	c.wait(t, 10*time.Second)
-	e.waitMetric(0, 5*time.Second, "headwater_srt_readers")
+	c.Wait(t, 10*time.Second)
+	e.metrics.Wait(0, 5*time.Second, "headwater_srt_readers")
 
 	// The authorizer saw every reader, never the publisher, with the
 	// caller's address.
-	calls := az.seen()
+	calls := az.Calls()
 	if len(calls) != refusals+1 {
 		t.Errorf("%d authorizer calls, want %d (the readers only): %v", len(calls), refusals+1, calls)
 	}
 	for _, call := range calls {
-		if call.ip != netip.MustParseAddr("127.0.0.1") {
-			t.Errorf("authorizer called with address %v", call.ip)
+		if call.IP != netip.MustParseAddr("127.0.0.1") {
+			t.Errorf("authorizer called with address %v", call.IP)
 		}
 	}
 	// Refusals are logged with the stream and the address, never the token.
 	logs := e.logs.String()
-	if strings.Contains(logs, goodReadToken) || strings.Contains(logs, forgedReadToken) {
+	if strings.Contains(logs, testpeer.GoodReadToken) || strings.Contains(logs, testpeer.ForgedReadToken) {
 		t.Error("a token is in the logs")
 	}
 	n := 0
@@ -189,7 +146,7 @@ func TestReadAuthorizerNil(t *testing.T) {
 		}
 		r.Close()
 	}
-	if n := e.metric("headwater_srt_rejections_total", "reason", rejectAuth); n != 0 {
+	if n := e.metrics.Value("headwater_srt_rejections_total", "reason", rejectAuth); n != 0 {
 		t.Errorf("%v unauthorized rejections", n)
 	}
 }

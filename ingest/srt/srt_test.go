@@ -14,6 +14,7 @@ import (
 	gosrt "github.com/datarhei/gosrt"
 
 	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 // rejectedWith tells whether a gosrt Dial error is a rejection with code
@@ -81,16 +82,16 @@ func TestRejections(t *testing.T) {
 		}
 		if tc.reason != "" {
 			counts[tc.reason]++
-			e.waitErrors(tc.reason, counts[tc.reason])
+			e.metrics.WaitErrors(tc.reason, counts[tc.reason])
 		}
 		srtCounts[tc.srtReason]++
-		e.waitMetric(srtCounts[tc.srtReason], 2*time.Second, "headwater_srt_rejections_total", "reason", tc.srtReason)
+		e.metrics.Wait(srtCounts[tc.srtReason], 2*time.Second, "headwater_srt_rejections_total", "reason", tc.srtReason)
 	}
 
 	// The prefix passphrases let their callers in (one at a time: the only
 	// publisher slot must be free first).
 	pub.Close()
-	e.waitPublished("live/busy", 1, time.Second).wait(t, 5*time.Second)
+	e.waitPublished("live/busy", 1, time.Second).Wait(t, 5*time.Second)
 	e.waitFreeSlots()
 	for _, c := range []struct{ streamid, passphrase string }{
 		{"team/ok", "team-passphrase-1"},
@@ -122,7 +123,7 @@ func TestRejections(t *testing.T) {
 	if _, err := e.dial("request:live/busy", testPassphrase); !rejectedWith(err, gosrt.REJX_OVERLOAD) {
 		t.Errorf("second reader: %v", err)
 	}
-	if n := e.publishes("live/busy"); n != 2 {
+	if n := e.caps.Publishes("live/busy"); n != 2 {
 		t.Errorf("live/busy published %d times", n)
 	}
 }
@@ -130,7 +131,7 @@ func TestRejections(t *testing.T) {
 // TestWrongPassphraseFFmpeg: ffmpeg with a wrong passphrase is refused at
 // the handshake and counted; with the right one it publishes.
 func TestWrongPassphraseFFmpeg(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnv(t, Config{Passphrase: testPassphrase}).start()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -139,21 +140,21 @@ func TestWrongPassphraseFFmpeg(t *testing.T) {
 	if out, err := e.publishFFmpeg(ctx, "#!::r=live/pw,m=publish", "not-the-passphrase", args...); err == nil {
 		t.Fatalf("ffmpeg with a wrong passphrase succeeded\n%s", out)
 	}
-	e.waitErrors(ingest.ReasonHandshake, 1)
-	e.waitMetric(1, time.Second, "headwater_srt_rejections_total", "reason", rejectPassphrase)
-	if n := e.publishes("live/pw"); n != 0 {
+	e.metrics.WaitErrors(ingest.ReasonHandshake, 1)
+	e.metrics.Wait(1, time.Second, "headwater_srt_rejections_total", "reason", rejectPassphrase)
+	if n := e.caps.Publishes("live/pw"); n != 0 {
 		t.Errorf("published %d times", n)
 	}
 	if out, err := e.publishFFmpeg(ctx, "#!::r=live/pw,m=publish", testPassphrase, args...); err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, out)
 	}
-	e.waitPublished("live/pw", 1, 5*time.Second).wait(t, 5*time.Second)
+	e.waitPublished("live/pw", 1, 5*time.Second).Wait(t, 5*time.Second)
 }
 
 // TestMalformedStreamIDFFmpeg: ffmpeg with a streamid that names no stream
 // is refused.
 func TestMalformedStreamIDFFmpeg(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	e := newEnv(t, Config{}).start()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -162,8 +163,8 @@ func TestMalformedStreamIDFFmpeg(t *testing.T) {
 	if out, err := e.publishFFmpeg(ctx, "#!::m=publish,u=bob", "", args...); err == nil {
 		t.Fatalf("ffmpeg with a malformed streamid succeeded\n%s", out)
 	}
-	e.waitErrors(ingest.ReasonProtocol, 1)
-	e.waitLog("no resource (r=)", time.Second)
+	e.metrics.WaitErrors(ingest.ReasonProtocol, 1)
+	testpeer.WaitLog(e.t, e.logs, "no resource (r=)", time.Second)
 }
 
 // TestGarbageDatagrams sends junk to the port, including handshake-looking
@@ -219,8 +220,8 @@ func TestGarbageDatagrams(t *testing.T) {
 	sendTS(t, conn, benchTS(t), fastRate)
 	c := e.waitPublished("live/after-garbage", 1, 5*time.Second)
 	closeDrained(t, conn, c)
-	c.wait(t, 5*time.Second)
-	if n := c.count(); n < 60 {
+	c.Wait(t, 5*time.Second)
+	if n := c.Count(); n < 60 {
 		t.Errorf("%d frames after the garbage", n)
 	}
 }
@@ -228,7 +229,7 @@ func TestGarbageDatagrams(t *testing.T) {
 // TestCorruptTSOverSRT sends a TS file damaged in the middle with a gosrt
 // caller: the stream goes on, the errors are counted.
 func TestCorruptTSOverSRT(t *testing.T) {
-	needFFmpeg(t)
+	testpeer.NeedFFmpeg(t)
 	t.Parallel()
 	ts := corruptTS(testTS(t, "h264-aac-4s", append(append(testsrcArgs("4"), x264Args...), "-c:a", "aac")...))
 	e := newEnv(t, Config{}).start()
@@ -240,13 +241,13 @@ func TestCorruptTSOverSRT(t *testing.T) {
 	sendTS(t, conn, ts, len(ts)/2) // in about two seconds
 	c := e.waitPublished("live/corrupt", 1, 5*time.Second)
 	closeDrained(t, conn, c)
-	c.wait(t, 5*time.Second)
-	if got := e.metric("headwater_srt_demux_errors_total"); got == 0 {
+	c.Wait(t, 5*time.Second)
+	if got := e.metrics.Value("headwater_srt_demux_errors_total"); got == 0 {
 		t.Error("no demux error counted")
 	}
 	checkCorruptStream(t, c)
 	for _, r := range ingest.Reasons {
-		if got := e.metric("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
+		if got := e.metrics.Value("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
 			t.Errorf("errors{reason=%s} = %v", r, got)
 		}
 	}
@@ -263,7 +264,7 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	e.waitErrors(ingest.ReasonTimeout, 1)
+	e.metrics.WaitErrors(ingest.ReasonTimeout, 1)
 
 	stalled, err := e.dial("live/stalled", "")
 	if err != nil {
@@ -274,12 +275,12 @@ func TestIdleTimeout(t *testing.T) {
 	sendTS(t, stalled, ts[:len(ts)/2], fastRate)
 	c := e.waitPublished("live/stalled", 1, 5*time.Second)
 	start := time.Now()
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 	if d := time.Since(start); d < time.Second {
 		t.Errorf("stalled publisher dropped after %s", d)
 	}
-	e.waitErrors(ingest.ReasonTimeout, 2)
-	e.waitMetric(0, 2*time.Second, "headwater_ingest_sessions")
+	e.metrics.WaitErrors(ingest.ReasonTimeout, 2)
+	e.metrics.Wait(0, 2*time.Second, "headwater_ingest_sessions")
 }
 
 // TestKick: kicking the stream drops the publisher.
@@ -294,9 +295,9 @@ func TestKick(t *testing.T) {
 	ts := benchTS(t)
 	sendTS(t, conn, ts[:len(ts)/2], fastRate)
 	c := e.waitPublished("live/kick", 1, 5*time.Second)
-	c.stream.Kick()
-	c.wait(t, 5*time.Second)
-	e.waitLog("srt: publisher kicked", 2*time.Second)
+	c.Stream.Kick()
+	c.Wait(t, 5*time.Second)
+	testpeer.WaitLog(e.t, e.logs, "srt: publisher kicked", 2*time.Second)
 	// The name is free again.
 	conn2, err := e.dial("live/kick", "")
 	if err != nil {
@@ -304,7 +305,7 @@ func TestKick(t *testing.T) {
 	}
 	conn2.Close()
 	for _, r := range ingest.Reasons {
-		if got := e.metric("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
+		if got := e.metrics.Value("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
 			t.Errorf("errors{reason=%s} = %v", r, got)
 		}
 	}
@@ -328,27 +329,27 @@ func TestStreamMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reader.Close()
-	e.waitMetric(1, 2*time.Second, "headwater_srt_readers")
+	e.metrics.Wait(1, 2*time.Second, "headwater_srt_readers")
 	for _, m := range []string{"headwater_srt_packets_lost_total", "headwater_srt_packets_retransmitted_total", "headwater_srt_packets_dropped_total"} {
 		for _, dir := range []string{dirReceive, dirSend} {
-			if _, ok := e.metricOK(m, "stream", "live/metrics", "direction", dir); !ok {
+			if _, ok := e.metrics.Lookup(m, "stream", "live/metrics", "direction", dir); !ok {
 				t.Errorf("%s{direction=%s} missing", m, dir)
 			}
 		}
 	}
-	if rtt, ok := e.metricOK("headwater_srt_rtt_seconds", "stream", "live/metrics"); !ok || rtt <= 0 || rtt > 1 {
+	if rtt, ok := e.metrics.Lookup("headwater_srt_rtt_seconds", "stream", "live/metrics"); !ok || rtt <= 0 || rtt > 1 {
 		t.Errorf("rtt = %v (present %v)", rtt, ok)
 	}
-	if _, ok := e.metricOK("headwater_srt_receive_buffer_seconds", "stream", "live/metrics"); !ok {
+	if _, ok := e.metrics.Lookup("headwater_srt_receive_buffer_seconds", "stream", "live/metrics"); !ok {
 		t.Error("receive buffer gauge missing")
 	}
 
 	conn.Close()
-	e.waitMetric(0, 5*time.Second, "headwater_srt_readers") // the stream ended: the reader is dropped
+	e.metrics.Wait(0, 5*time.Second, "headwater_srt_readers") // the stream ended: the reader is dropped
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, ok1 := e.metricOK("headwater_srt_packets_lost_total", "stream", "live/metrics")
-		_, ok2 := e.metricOK("headwater_srt_rtt_seconds", "stream", "live/metrics")
+		_, ok1 := e.metrics.Lookup("headwater_srt_packets_lost_total", "stream", "live/metrics")
+		_, ok2 := e.metrics.Lookup("headwater_srt_rtt_seconds", "stream", "live/metrics")
 		if !ok1 && !ok2 {
 			break
 		}
@@ -381,12 +382,12 @@ func TestNoGoroutineLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitMetric(1, 2*time.Second, "headwater_srt_readers")
+	e.metrics.Wait(1, 2*time.Second, "headwater_srt_readers")
 	rd.Close()
-	e.waitMetric(0, 5*time.Second, "headwater_srt_readers")
+	e.metrics.Wait(0, 5*time.Second, "headwater_srt_readers")
 	pub.Close()
-	c.wait(t, 5*time.Second)
-	waitGoroutines(t, base)
+	c.Wait(t, 5*time.Second)
+	testpeer.WaitGoroutinesCounted(t, base, 10*time.Second, serverGoroutines)
 
 	// Close with everything open.
 	var conns []gosrt.Conn
@@ -409,13 +410,13 @@ func TestNoGoroutineLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	conns = append(conns, silent)
-	e.waitMetric(1, 2*time.Second, "headwater_srt_readers")
+	e.metrics.Wait(1, 2*time.Second, "headwater_srt_readers")
 
 	if err := e.srv.Close(); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"live/a", "live/b"} {
-		e.waitPublished(name, 1, time.Second).wait(t, 2*time.Second)
+		e.waitPublished(name, 1, time.Second).Wait(t, 2*time.Second)
 	}
 	if n := e.reg.Len(); n != 0 {
 		t.Errorf("%d streams left", n)
@@ -426,9 +427,9 @@ func TestNoGoroutineLeft(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	waitGoroutines(t, before)
+	testpeer.WaitGoroutinesCounted(t, before, 10*time.Second, serverGoroutines)
 	for _, r := range ingest.Reasons {
-		if got := e.metric("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
+		if got := e.metrics.Value("headwater_ingest_errors_total", "reason", string(r)); got != 0 {
 			t.Errorf("errors{reason=%s} = %v", r, got)
 		}
 	}
@@ -462,7 +463,7 @@ func TestServeConcurrentPublishers(t *testing.T) {
 	wg.Wait()
 	for i := range 4 {
 		c := e.waitPublished("live/many"+strconv.Itoa(i), 1, time.Second)
-		c.wait(t, 5*time.Second)
+		c.Wait(t, 5*time.Second)
 		checkLossyStream(t, c, 2)
 	}
 }
@@ -550,10 +551,10 @@ func TestNoMedia(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
-	c.wait(t, 10*time.Second)
-	e.waitErrors(ingest.ReasonProtocol, 1)
-	e.waitLog("no decodable media", time.Second)
-	if got := e.metric("headwater_ingest_errors_total", "reason", "timeout"); got != 0 {
+	c.Wait(t, 10*time.Second)
+	e.metrics.WaitErrors(ingest.ReasonProtocol, 1)
+	testpeer.WaitLog(e.t, e.logs, "no decodable media", time.Second)
+	if got := e.metrics.Value("headwater_ingest_errors_total", "reason", "timeout"); got != 0 {
 		t.Errorf("timeout errors = %v", got)
 	}
 }
@@ -573,5 +574,5 @@ func TestConnectionRateLimit(t *testing.T) {
 	if _, err := e.dial("#!::r=live/rate3,m=publish", ""); !rejectedWith(err, gosrt.REJX_OVERLOAD) {
 		t.Fatalf("third connection in a minute: %v, want REJX_OVERLOAD", err)
 	}
-	e.waitErrors(ingest.ReasonRateLimited, 1)
+	e.metrics.WaitErrors(ingest.ReasonRateLimited, 1)
 }

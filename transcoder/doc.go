@@ -86,7 +86,8 @@
 // child per process the runner asks for; the child gets the job's command
 // line and pipes and runs ffmpeg's main unchanged. A one-frame job costs
 // 44 ms of CPU forked against 106 ms executed, which brings the pool to
-// 1.02× (720p) and 1.0–1.1× (1080p) a long-running ffmpeg. Each child is still a fresh ffmpeg run: nothing is
+// 1.02–1.06× (720p) and 1.03–1.10× (1080p) a long-running ffmpeg (medians
+// of two benchmark runs; 1.14–1.24× and 1.06–1.07× executed). Each child is still a fresh ffmpeg run: nothing is
 // shared between jobs but the read-only, already relocated libraries. The
 // server reports each child's exit status and CPU time; children die with
 // it (PDEATHSIG), and a dead server is restarted (processes are executed

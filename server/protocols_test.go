@@ -120,6 +120,9 @@ func TestProtocolsToLLHLS(t *testing.T) {
 			[]string{"avc1.", "mp4a.40.2"}, []string{"h264/avc1", "aac/mp4a"}},
 		{"live/rtspudp", ffmpegSource(t, dur, x264, aac, "-f", "rtsp", "-rtsp_transport", "udp", rtspURL(s, "live/rtspudp")),
 			[]string{"avc1.", "mp4a.40.2"}, []string{"h264/avc1", "aac/mp4a"}},
+		// AAC as MP4A-LATM, as IP cameras send it.
+		{"live/rtsplatm", ffmpegSource(t, dur, x264, aac, "-rtpflags", "latm", "-f", "rtsp", "-rtsp_transport", "tcp", rtspURL(s, "live/rtsplatm")),
+			[]string{"avc1.", "mp4a.40.2"}, []string{"h264/avc1", "aac/mp4a"}},
 	}
 	camPub := ffmpegSource(t, dur+2*time.Second, x264, aac, "-f", "rtsp", "-rtsp_transport", "tcp", rtspURL(camera, "live/cam"))
 

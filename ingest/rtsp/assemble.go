@@ -5,16 +5,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpfragmented"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpmpeg4audio"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpsimpleaudio"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtp"
 
 	"github.com/headwater-live/headwater/ingest"
@@ -37,22 +40,32 @@ type trackPlan struct {
 
 // planTracks picks what to ingest from a session description: the first
 // media with a supported video format (H.264, H.265) and the first with a
-// supported audio format (MPEG-4 audio, Opus). Everything else is described
-// in ignored, for one warning each.
+// supported audio format (MPEG-4 audio, generic or LATM, Opus); see
+// checkFormat. Everything else is described in ignored, for one warning
+// each, with the reason a format was refused when there is one.
 func planTracks(desc *description.Session) (plans []trackPlan, ignored []string) {
 	var video, audio *trackPlan
 	for i, m := range desc.Medias {
 		var chosen format.Format
-		var names []string
+		var names, whys []string
 		for _, f := range m.Formats {
 			names = append(names, f.Codec())
-			if chosen == nil && supported(f) {
+			if chosen != nil {
+				continue
+			}
+			if err := checkFormat(f); err == nil {
 				chosen = f
+			} else if !errors.Is(err, errUnsupported) {
+				whys = append(whys, err.Error())
 			}
 		}
 		switch {
 		case chosen == nil:
-			ignored = append(ignored, fmt.Sprintf("media %d (%s: %v): unsupported codec", i, m.Type, names))
+			msg := fmt.Sprintf("media %d (%s: %v): unsupported codec", i, m.Type, names)
+			if len(whys) > 0 {
+				msg += ": " + strings.Join(whys, "; ")
+			}
+			ignored = append(ignored, msg)
 		case isVideo(chosen) && video == nil:
 			video = &trackPlan{media: m, format: chosen, id: videoTrackID}
 		case !isVideo(chosen) && audio == nil:
@@ -77,21 +90,34 @@ func isVideo(f format.Format) bool {
 	return false
 }
 
-// supported tells whether a format can be ingested: H.264 in packetization
-// mode 0 or 1, H.265 without DON, MPEG-4 audio (RFC 3640, with its config)
-// and Opus.
-func supported(f format.Format) bool {
+// errUnsupported is checkFormat's answer for formats that need no more
+// explanation than "unsupported codec".
+var errUnsupported = errors.New("unsupported")
+
+// checkFormat tells whether a format can be ingested (nil): H.264 in
+// packetization mode 0 or 1, H.265 without DON, MPEG-4 audio (RFC 3640,
+// with its config; or LATM, RFC 6416, with its StreamMuxConfig in the SDP:
+// see latm.go) and Opus. Other formats get errUnsupported, or the reason
+// when there is more to say.
+func checkFormat(f format.Format) error {
+	ok := false
 	switch f := f.(type) {
 	case *format.H264:
-		return f.PacketizationMode < 2
+		ok = f.PacketizationMode < 2
 	case *format.H265:
-		return f.MaxDONDiff == 0
+		ok = f.MaxDONDiff == 0
 	case *format.MPEG4Audio:
-		return f.Config != nil && f.Config.SampleRate > 0 && f.SizeLength > 0
+		ok = f.Config != nil && f.Config.SampleRate > 0 && f.SizeLength > 0
+	case *format.MPEG4AudioLATM:
+		_, err := latmFormatConfig(f)
+		return err
 	case *format.Opus:
-		return true
+		ok = true
 	}
-	return false
+	if !ok {
+		return errUnsupported
+	}
+	return nil
 }
 
 // assembler turns the RTP packets of one track into frames. Timestamps are
@@ -111,7 +137,7 @@ type assembler interface {
 // errNeedMore is returned by decoders that wait for more packets.
 func needMore(err error) bool {
 	return errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph265.ErrMorePacketsNeeded) ||
-		errors.Is(err, rtpmpeg4audio.ErrMorePacketsNeeded)
+		errors.Is(err, rtpmpeg4audio.ErrMorePacketsNeeded) || errors.Is(err, rtpfragmented.ErrMorePacketsNeeded)
 }
 
 // harmless tells decode errors that are expected at the start of a
@@ -151,13 +177,17 @@ func newAssembler(p trackPlan, warn warnFunc) (assembler, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg := *f.Config
-		a := &aacAssembler{dec: dec, trk: &media.Track{ID: p.id, Codec: &media.AAC{Config: cfg}, ClockRate: uint32(cfg.SampleRate)}}
-		a.clock.FrameSamples = 1024
-		if cfg.FrameLengthFlag {
-			a.clock.FrameSamples = 960
+		return newAACAssembler(p.id, f.Config, dec), nil
+	case *format.MPEG4AudioLATM:
+		cfg, err := latmFormatConfig(f)
+		if err != nil {
+			return nil, err
 		}
-		return a, nil
+		dec, err := newLATMDecoder(f)
+		if err != nil {
+			return nil, err
+		}
+		return newAACAssembler(p.id, cfg, dec), nil
 	case *format.Opus:
 		dec, err := f.CreateDecoder()
 		if err != nil {
@@ -445,12 +475,30 @@ func (a *videoAssembler) withParams(nalus [][]byte, key bool) [][]byte {
 
 // --- audio ---
 
-// aacAssembler assembles MPEG-4 audio (RFC 3640, AAC-hbr): each access unit
-// of a packet is a frame, their timestamps regenerated from the sample count.
+// aacAssembler assembles MPEG-4 audio (RFC 3640, AAC-hbr; or LATM, RFC
+// 6416): each access unit of a packet is a frame, their timestamps
+// regenerated from the sample count.
 type aacAssembler struct {
-	dec   *rtpmpeg4audio.Decoder
+	dec   auDecoder
 	trk   *media.Track
 	clock ingest.SampleClock
+}
+
+// auDecoder returns the AAC access units of a packet: rtpmpeg4audio's
+// decoder, or latmDecoder.
+type auDecoder interface {
+	Decode(*rtp.Packet) ([][]byte, error)
+}
+
+// newAACAssembler makes the assembler of an AAC track of configuration
+// cfg, whose RTP clock is the sample rate.
+func newAACAssembler(id int, cfg *mpeg4audio.AudioSpecificConfig, dec auDecoder) *aacAssembler {
+	a := &aacAssembler{dec: dec, trk: &media.Track{ID: id, Codec: &media.AAC{Config: *cfg}, ClockRate: uint32(cfg.SampleRate)}}
+	a.clock.FrameSamples = 1024
+	if cfg.FrameLengthFlag {
+		a.clock.FrameSamples = 960
+	}
+	return a
 }
 
 func (a *aacAssembler) track() *media.Track { return a.trk }

@@ -2,9 +2,16 @@ package rtsp
 
 import (
 	"context"
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
 	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/ingest/rtmp"
@@ -254,6 +261,122 @@ func TestPublishFFmpegOpus(t *testing.T) {
 	if o := c.Stream.Tracks()[1].Codec.(*media.Opus); o.ChannelCount != 2 {
 		t.Errorf("opus channels %d", o.ChannelCount)
 	}
+}
+
+// TestPublishFFmpegLATM publishes AAC as MP4A-LATM (-rtpflags latm, as IP
+// cameras send it): the stream gets the AAC track MPEG4-GENERIC gives, and
+// ffmpeg decodes its frames, as captured (in ADTS) and through the RTSP
+// read-out.
+func TestPublishFFmpegLATM(t *testing.T) {
+	testpeer.NeedFFmpeg(t)
+	t.Parallel()
+	formats := make(chan []format.Format, 1)
+	e := newEnvWith(t, Config{}, envOptions{tweak: func(s *Server) {
+		s.testHookPublished = func(p *publisher) {
+			var fs []format.Format
+			for _, tr := range p.tracks {
+				fs = append(fs, tr.plan.format)
+			}
+			formats <- fs
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+
+	args := append(append(testsrcArgs("320x240", "6"), x264(60, 0)...), "-c:a", "aac", "-ac", "2", "-rtpflags", "latm")
+	done := publishFFmpeg(ctx, t, e.url("live/latm"), "tcp", args...)
+	c := e.waitPublished("live/latm", 1, 10*time.Second)
+	fs := <-formats
+	if latm, ok := fs[len(fs)-1].(*format.MPEG4AudioLATM); !ok || latm.CPresent {
+		t.Fatalf("ffmpeg's audio format: %#v", fs[len(fs)-1])
+	}
+
+	// The RTSP read-out, while ffmpeg publishes: 2 s of audio.
+	readOut := filepath.Join(dir, "read.pcm")
+	out, err := testpeer.FFmpeg(ctx, "-rtsp_transport", "tcp", "-i", e.url("live/latm"), "-map", "0:a", "-t", "2",
+		"-f", "s16le", "-ac", "2", "-ar", "48000", readOut)
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("reading live/latm: %v\n%s", err, out)
+	}
+	checkSine(t, "read-out", readOut, 1500*time.Millisecond)
+
+	if err := waitDone(t, done, 30*time.Second); err != nil {
+		t.Fatalf("ffmpeg: %v", err)
+	}
+	c.Wait(t, 5*time.Second)
+	checkPublish(t, c, publishCheck{seconds: 6, width: 320, height: 240, keyEvery: 60})
+	at := c.Stream.Tracks()[1]
+	aac := at.Codec.(*media.AAC)
+	if aac.Config.Type != mpeg4audio.ObjectTypeAACLC || aac.Config.ChannelConfig != 2 || aac.RFC6381() != "mp4a.40.2" {
+		t.Errorf("AAC config %+v", aac.Config)
+	}
+
+	// The captured frames, as ADTS: ffmpeg decodes all of them.
+	_, audio := splitFrames(t, c.Frames())
+	var pkts mpeg4audio.ADTSPackets
+	for _, f := range audio {
+		pkts = append(pkts, &mpeg4audio.ADTSPacket{Type: aac.Config.Type, SampleRate: aac.Config.SampleRate,
+			ChannelConfig: aac.Config.ChannelConfig, AU: f.Payload})
+	}
+	adts, err := pkts.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	adtsPath, pcmPath := filepath.Join(dir, "a.aac"), filepath.Join(dir, "a.pcm")
+	if err := os.WriteFile(adtsPath, adts, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = testpeer.FFmpeg(ctx, "-f", "aac", "-i", adtsPath, "-f", "s16le", "-ac", "2", pcmPath)
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("decoding the frames: %v\n%s", err, out)
+	}
+	d := checkSine(t, "frames", pcmPath, media.TicksToDuration(int64(len(audio)-1)*1024, 48000))
+	if want := media.TicksToDuration(int64(len(audio))*1024, 48000); d > want {
+		t.Errorf("decoded %s from %d frames", d, len(audio))
+	}
+}
+
+// checkSine checks 48 kHz stereo s16le PCM of ffmpeg's test sine: at least
+// min long, as loud as the sine and of its frequency (440 Hz: 880 zero
+// crossings a second). It returns the duration.
+func checkSine(t *testing.T, what, path string, min time.Duration) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Errorf("%s: %v", what, err)
+		return 0
+	}
+	n := len(b) / 4
+	d := time.Duration(n) * time.Second / 48000
+	var sum float64
+	crossings := 0
+	var prev int16
+	for i := 0; i+1 < len(b); i += 2 {
+		v := int16(binary.LittleEndian.Uint16(b[i:]))
+		sum += float64(v) * float64(v)
+		if i%4 == 0 { // left channel
+			if i > 0 && (v < 0) != (prev < 0) {
+				crossings++
+			}
+			prev = v
+		}
+	}
+	rms, hz := 0.0, 0.0
+	if n > 0 {
+		rms = math.Sqrt(sum / float64(2*n))
+		hz = float64(crossings) / 2 / d.Seconds()
+	}
+	t.Logf("%s: %s of audio, RMS %.0f, %.1f Hz", what, d, rms, hz)
+	if d < min {
+		t.Errorf("%s: %s of audio, want at least %s", what, d, min)
+	}
+	// The sine's amplitude is 1/8 of full scale, upmixed to stereo at
+	// -3 dB: an RMS of about 2050.
+	if rms < 1000 || rms > 4000 || hz < 430 || hz > 450 {
+		t.Errorf("%s: RMS %.0f at %.1f Hz: not ffmpeg's sine", what, rms, hz)
+	}
+	return d
 }
 
 // TestSecondPublisherRefused: while ffmpeg publishes, a second publisher

@@ -233,6 +233,45 @@ func FuzzAssembleAAC(f *testing.F) {
 	})
 }
 
+// FuzzAssembleLATM feeds MP4A-LATM packets to the assemblers of ffmpeg's
+// config (one AAC frame per audioMuxElement) and of the same with 3
+// subframes per element. Seeds: ffmpeg's packets (testdata/gen.sh), whole and in
+// fragments.
+func FuzzAssembleLATM(f *testing.F) {
+	var lf *format.MPEG4AudioLATM // the same config in both captures
+	for _, name := range []string{"testdata/seed.latm", "testdata/seed-frag.latm"} {
+		var pkts []*rtp.Packet
+		lf, pkts = latmSeed(f, name)
+		f.Add(encodeFuzz(pkts))
+		f.Add(encodeFuzz(pkts[1:]))
+	}
+	sub := *lf.StreamMuxConfig
+	sub.NumSubFrames = 2
+	formats := []*format.MPEG4AudioLATM{lf, {PayloadTyp: 97, StreamMuxConfig: &sub}}
+	f.Add([]byte{0x40, 0, 5, 2, 0xa1, 0xa2, 1, 0xb1})
+	f.Add([]byte{0, 0, 3, 0xff, 0xff, 0x10, 0x40, 0, 2, 0xaa, 0xbb})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, lf := range formats {
+			a, err := newAssembler(trackPlan{format: lf, id: audioTrackID}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			frames, _ := pushAll(a, decodeFuzz(data, 97))
+			for i, f := range frames {
+				if aac, ok := f.Track.Codec.(*media.AAC); !ok || f.Track != a.track() || f.Track.ClockRate != uint32(aac.Config.SampleRate) {
+					t.Fatalf("frame %d: track %+v", i, f.Track)
+				}
+				if len(f.Payload) == 0 || len(f.Payload) > mpeg4audio.MaxAccessUnitSize || !f.Key || f.PTS != f.DTS {
+					t.Fatalf("frame %d: %s", i, testpeer.FormatFrame(f))
+				}
+				if i > 0 && f.DTS <= frames[i-1].DTS {
+					t.Fatalf("frame %d: DTS %d after %d", i, f.DTS, frames[i-1].DTS)
+				}
+			}
+		}
+	})
+}
+
 // FuzzPublisher feeds interleaved H.264 and Opus packets to a publisher and
 // checks what reaches the stream.
 func FuzzPublisher(f *testing.F) {

@@ -89,6 +89,15 @@ func TestBadSDP(t *testing.T) {
 		{"no media", "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n", "application/sdp", 400, ingest.ReasonProtocol},
 		{"wrong content type", "v=0\r\n", "text/plain", 400, ingest.ReasonProtocol},
 		{"only unsupported", "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n", "application/sdp", 415, ingest.ReasonUnsupportedCodec},
+		// MP4A-LATM: gortsplib parses the config, refusing what it cannot
+		// (400); shapes it parses and this package does not ingest are
+		// unsupported (415, the reason logged).
+		{"latm in-band config", latmSDP("MP4A-LATM/90000/1", "cpresent=1"), "application/sdp", 415, ingest.ReasonUnsupportedCodec},
+		{"latm two layers", latmSDP("MP4A-LATM/48000/2", "cpresent=0;config=400223203fc23203fc"), "application/sdp", 415, ingest.ReasonUnsupportedCodec},
+		{"latm AAC Main", latmSDP("MP4A-LATM/48000/2", "cpresent=0;config=400013203fc0"), "application/sdp", 400, ingest.ReasonProtocol},
+		// gortsplib v5.5.0's parser panics on this one (a second layer
+		// reusing the first one's config); the server must survive it.
+		{"latm layer reusing the config", latmSDP("MP4A-LATM/48000/2", "cpresent=0;config=400223203fe3fc"), "application/sdp", 400, ingest.ReasonProtocol},
 	}
 	counts := map[ingest.Reason]float64{}
 	for i, tc := range cases {
@@ -112,6 +121,12 @@ func TestBadSDP(t *testing.T) {
 	if n := e.caps.Publishes("live/bad"); n != 0 {
 		t.Errorf("published %d times", n)
 	}
+	for _, want := range []string{"LATM with in-band StreamMuxConfig is not supported", "LATM with 1 programs and 2 layers",
+		"unsupported object type: 1", "rtsp: emptying an SDP that crashes gortsplib's parser"} {
+		if !strings.Contains(e.logs.String(), want) {
+			t.Errorf("no %q in the logs", want)
+		}
+	}
 	// A request that is not RTSP at all.
 	conn, err := net.Dial("tcp", e.addr())
 	if err != nil {
@@ -123,6 +138,12 @@ func TestBadSDP(t *testing.T) {
 	}
 	waitClosed(t, conn, bufio.NewReader(conn))
 	e.metrics.WaitErrors(ingest.ReasonProtocol, counts[ingest.ReasonProtocol]+1)
+}
+
+// latmSDP is an SDP of one MP4A-LATM audio media.
+func latmSDP(rtpmap, fmtp string) string {
+	return "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 0 RTP/AVP 97\r\n" +
+		"a=rtpmap:97 " + rtpmap + "\r\na=fmtp:97 profile-level-id=15;" + fmtp + "\r\n"
 }
 
 func TestInvalidName(t *testing.T) {

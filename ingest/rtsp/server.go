@@ -15,13 +15,20 @@
 //     Config.ReadAuthorizer, readers need a token (?token=, or the Basic
 //     password).
 //
-// H.264, H.265, MPEG-4 audio (AAC, RFC 3640) and Opus are ingested; the
+// H.264, H.265, AAC and Opus are ingested. AAC comes as MPEG4-GENERIC
+// (RFC 3640) or as MP4A-LATM (RFC 6416, as many IP cameras send it) with
+// its StreamMuxConfig in the SDP (cpresent=0): one program and layer of
+// AAC-LC or HE-AAC, published as the same AAC track (latm.go). LATM with
+// the config in-band (cpresent=1), several layers or fixed-length frames is
+// refused as an unsupported codec, with the reason in the warning. The
 // first video and the first audio media of the SDP are kept, any other
 // media is ignored with a warning, and an SDP without any supported one is
 // refused (415, reason unsupported_codec). A malformed SDP gets 400 (reason
-// protocol) from gortsplib. Video becomes AVCC with access unit delimiters
-// dropped; its DTS comes from mediacommon's DTSExtractor; AAC timestamps
-// are regenerated from the sample count.
+// protocol) from gortsplib, and so does an AAC config (either payload
+// format) that its parser refuses: object types other than AAC-LC and
+// HE-AAC, or LATM layers with different configs. Video becomes AVCC with
+// access unit delimiters dropped; its DTS comes from mediacommon's
+// DTSExtractor; AAC timestamps are regenerated from the sample count.
 //
 // Timestamps come from gortsplib's session timeline (PacketPTS), which
 // starts the tracks together on the arrival of their first packets; that is
@@ -62,6 +69,9 @@
 //     without spaces is read until the idle timeout.
 //   - A UDP RECORD session survives its RTSP connection: it ends with
 //     TEARDOWN or when no packet arrives for ReadTimeout.
+//   - Its SDP parser panics on some MP4A-LATM configs, on its own
+//     goroutines, before any handler: such bodies are emptied first
+//     (sdpPanics), which makes them malformed.
 //   - Without handlers, the client and server log through the standard
 //     log package (lost packets, decode errors): every callback is set.
 package rtsp
@@ -433,8 +443,13 @@ func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) 
 	}
 }
 
-// OnRequest logs requests at debug level.
+// OnRequest logs requests at debug level, and empties an ANNOUNCE's SDP
+// that would crash gortsplib's parser (sdpPanics).
 func (h *handler) OnRequest(c *gortsplib.ServerConn, req *base.Request) {
+	if req.Method == base.Announce && sdpPanics(req.Body) {
+		h.s.log.Warn("rtsp: emptying an SDP that crashes gortsplib's parser", "remote", remoteOf(c))
+		req.Body = nil
+	}
 	if h.s.log.Enabled(context.Background(), slog.LevelDebug) {
 		u := ""
 		if req.URL != nil {

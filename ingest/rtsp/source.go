@@ -251,6 +251,12 @@ func (src *source) connect(failures int) (res connResult) {
 			s.rm.DecodeErrors.Inc()
 			src.warnOnce("decode", "rtsp: undecodable packets from the source (logged once)", "err", err)
 		},
+		OnResponse: func(res *base.Response) {
+			if sdpPanics(res.Body) {
+				src.warnOnce("sdp-panic", "rtsp: emptying a source's SDP that crashes gortsplib's parser")
+				res.Body = nil
+			}
+		},
 	}
 	if err := c.Start(); err != nil {
 		return connResult{err: err}

@@ -10,6 +10,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtp"
 
 	"github.com/headwater-live/headwater/ingest"
@@ -279,4 +280,150 @@ func TestOnDemandSource(t *testing.T) {
 	}
 	rc.Close()
 	c2.Wait(t, 5*time.Second)
+}
+
+// latmCamera is an RTSP server (gortsplib's) serving streams by path, the
+// way an IP camera sending AAC as MP4A-LATM does.
+type latmCamera struct {
+	srv     *gortsplib.Server
+	streams map[string]*gortsplib.ServerStream
+}
+
+func (c *latmCamera) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if st := c.streams[ctx.Path]; st != nil {
+		return &base.Response{StatusCode: base.StatusOK}, st, nil
+	}
+	return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
+}
+
+func (c *latmCamera) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if st := c.streams[ctx.Path]; st != nil {
+		return &base.Response{StatusCode: base.StatusOK}, st, nil
+	}
+	return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
+}
+
+func (c *latmCamera) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// startLATMCamera serves descs (by path) on a loopback port; it returns the
+// camera and its address.
+func startLATMCamera(t *testing.T, descs map[string]*description.Session) (*latmCamera, string) {
+	t.Helper()
+	c := &latmCamera{streams: map[string]*gortsplib.ServerStream{}}
+	c.srv = &gortsplib.Server{Handler: c, RTSPAddress: "127.0.0.1:0"}
+	if err := c.srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.srv.Close)
+	for path, desc := range descs {
+		st := &gortsplib.ServerStream{Server: c.srv, Desc: desc}
+		if err := st.Initialize(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		c.streams[path] = st
+	}
+	return c, c.srv.NetListener().Addr().String()
+}
+
+// TestPullSourceLATM pulls H.264 and MP4A-LATM from a camera: the source
+// publishes the AAC frames the camera packetized, 1024 samples apart. A
+// camera whose SDP crashes gortsplib's parser is retried, and the server
+// survives it.
+func TestPullSourceLATM(t *testing.T) {
+	t.Parallel()
+	m := loadAV(t)
+	video := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: m.sps, PPS: m.pps}
+	smc := &mpeg4audio.StreamMuxConfig{Programs: []*mpeg4audio.StreamMuxConfigProgram{{
+		Layers: []*mpeg4audio.StreamMuxConfigLayer{{AudioSpecificConfig: &m.asc, LatmBufferFullness: 255}},
+	}}}
+	audio := &format.MPEG4AudioLATM{PayloadTyp: 97, ProfileLevelID: 30, StreamMuxConfig: smc}
+	good := &description.Session{Medias: []*description.Media{
+		{Type: description.MediaTypeVideo, Formats: []format.Format{video}},
+		{Type: description.MediaTypeAudio, Formats: []format.Format{audio}},
+	}}
+	// A second layer reusing the first one's config: gortsplib v5.5.0's
+	// SDP parser panics on it.
+	reuse := *smc
+	reuse.Programs = []*mpeg4audio.StreamMuxConfigProgram{{Layers: []*mpeg4audio.StreamMuxConfigLayer{
+		smc.Programs[0].Layers[0], {LatmBufferFullness: 255},
+	}}}
+	bad := &description.Session{Medias: []*description.Media{
+		{Type: description.MediaTypeAudio, Formats: []format.Format{&format.MPEG4AudioLATM{PayloadTyp: 97, ProfileLevelID: 30, StreamMuxConfig: &reuse}}},
+	}}
+	cam, addr := startLATMCamera(t, map[string]*description.Session{"/cam": good, "/bad": bad})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		st := cam.streams["/cam"]
+		venc, _ := video.CreateEncoder()
+		aenc, _ := audio.CreateEncoder()
+		ai := 0
+		for i := 0; ctx.Err() == nil; i++ {
+			vi := i % len(m.video)
+			pkts, _ := venc.Encode(m.video[vi])
+			for _, p := range pkts {
+				p.Timestamp = uint32(i * 3000)
+				_ = st.WritePacketRTP(good.Medias[0], p)
+			}
+			for ; int64(ai)*1024*90000/48000 < int64(i+1)*3000; ai++ {
+				el, _ := mpeg4audio.AudioMuxElement{StreamMuxConfig: smc, Payloads: [][][][]byte{{{m.audio[ai%len(m.audio)]}}}}.Marshal()
+				pkts, _ := aenc.Encode(el)
+				for _, p := range pkts {
+					p.Timestamp = uint32(ai * 1024)
+					_ = st.WritePacketRTP(good.Medias[1], p)
+				}
+			}
+			time.Sleep(time.Second / 30)
+		}
+	}()
+
+	e := newEnvWith(t, Config{Sources: []Source{
+		{Name: "live/latmcam", URL: "rtsp://" + addr + "/cam", Transport: TransportTCP},
+		{Name: "live/badcam", URL: "rtsp://" + addr + "/bad", Transport: TransportTCP},
+	}}, envOptions{tweak: fastBackoff})
+	c := e.waitPublished("live/latmcam", 1, 10*time.Second)
+	c.WaitFrames(t, 150, 15*time.Second)
+	tr := c.Stream.Tracks()
+	if len(tr) != 2 {
+		t.Fatalf("%d tracks", len(tr))
+	}
+	if aac, ok := tr[1].Codec.(*media.AAC); !ok || aac.Config.Type != m.asc.Type || aac.Config.SampleRate != m.asc.SampleRate ||
+		aac.Config.ChannelConfig != m.asc.ChannelConfig || tr[1].ClockRate != 48000 {
+		t.Fatalf("audio track %+v", tr[1])
+	}
+	_, frames := splitFrames(t, c.Frames())
+	if len(frames) < 40 {
+		t.Fatalf("%d audio frames", len(frames))
+	}
+	// The camera's frames, in order from wherever the source started.
+	start := -1
+	for j, au := range m.audio {
+		if string(au) == string(frames[0].Payload) {
+			start = j
+			break
+		}
+	}
+	if start < 0 {
+		t.Fatal("the first audio frame is none of the camera's")
+	}
+	for i, f := range frames {
+		if string(f.Payload) != string(m.audio[(start+i)%len(m.audio)]) {
+			t.Fatalf("audio frame %d is not the camera's %d", i, (start+i)%len(m.audio))
+		}
+		if i > 0 && f.DTS-frames[i-1].DTS != 1024 {
+			t.Fatalf("audio step %d at %d", f.DTS-frames[i-1].DTS, i)
+		}
+	}
+
+	// The camera with the crashing SDP: refused and retried.
+	e.metrics.WaitCond(10*time.Second, func(v float64) bool { return v >= 2 }, ">= 2",
+		"headwater_rtsp_source_reconnects_total", "source", "live/badcam")
+	testpeer.WaitLog(e.t, e.logs, "rtsp: emptying a source's SDP that crashes gortsplib's parser", time.Second)
+	if n := e.caps.Publishes("live/badcam"); n != 0 {
+		t.Errorf("live/badcam published %d times", n)
+	}
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"os"
@@ -177,17 +178,30 @@ func TestTranscodeABRLadder(t *testing.T) {
 			t.Errorf("ffprobe %s: %q (%v), want %s", n, got, err, wantRes[i].res)
 		}
 	}
+	// With a C compiler (the test command installs one) the renditions
+	// above came from ffmpeg processes forked by the fork server.
+	if _, err := exec.LookPath("cc"); err == nil {
+		if up := metricValue(t, s, "headwater_transcoder_fork_server_up"); up != 1 {
+			t.Errorf("headwater_transcoder_fork_server_up = %v with a C compiler", up)
+		}
+		if _, servers := ffmpegWorkers(t, pub.Cmd.Process.Pid); len(servers) != 1 {
+			t.Errorf("fork servers: %v", servers)
+		}
+	}
 }
 
-// ffmpegChildren lists the pids of this process's ffmpeg children but skip.
-func ffmpegChildren(t *testing.T, skip int) []int {
+// ffmpegWorkers lists the transcoder's ffmpeg worker processes: the
+// children of the fork server when it runs (an ffmpeg child of this process
+// started with HEADWATER_FORKSERVER_FD), and the other ffmpeg children of
+// this process but skip (the publisher). servers lists the fork servers.
+func ffmpegWorkers(t *testing.T, skip int) (workers, servers []int) {
 	t.Helper()
 	self := os.Getpid()
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Skipf("no /proc: %v", err)
 	}
-	var out []int
+	parent := map[int]int{} // ffmpeg processes by pid: their parent
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == skip {
@@ -203,17 +217,31 @@ func ffmpegChildren(t *testing.T, skip int) []int {
 		if i < 0 || !strings.Contains(s[:i], "(ffmpeg") {
 			continue
 		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(self) {
-			out = append(out, pid)
+		if f := strings.Fields(s[i+1:]); len(f) > 1 && f[0] != "Z" {
+			parent[pid], _ = strconv.Atoi(f[1])
 		}
 	}
-	return out
+	isServer := map[int]bool{}
+	for pid, pp := range parent {
+		if pp != self {
+			continue
+		}
+		// The fork server's environment is its exec's: it names the
+		// socket (the variable is unset for its children, not in /proc).
+		env, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+		if bytes.Contains(env, []byte("HEADWATER_FORKSERVER_FD=")) {
+			isServer[pid] = true
+			servers = append(servers, pid)
+		}
+	}
+	for pid, pp := range parent {
+		if (pp == self && !isServer[pid]) || isServer[pp] {
+			workers = append(workers, pid)
+		}
+	}
+	return workers, servers
 }
 
-// TestTranscodeWorkerKilled kills every ffmpeg worker mid-stream: the
-// source is untouched, each rendition loses at most one segment (listed as
-// a gap, or missing) and the pool recovers.
 func TestTranscodeWorkerKilled(t *testing.T) {
 	s := startServer(t, func(c *config.Config) {
 		c.Transcoder.Enabled = true
@@ -235,7 +263,8 @@ func TestTranscodeWorkerKilled(t *testing.T) {
 	// processes are: /proc/<pid>/syscall starts with read's number, 0).
 	var killed int
 	testpeer.WaitFor(t, 5*time.Second, "a busy ffmpeg worker", func() bool {
-		for _, pid := range ffmpegChildren(t, pub.Cmd.Process.Pid) {
+		workers, _ := ffmpegWorkers(t, pub.Cmd.Process.Pid)
+		for _, pid := range workers {
 			b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "syscall"))
 			if err != nil || strings.HasPrefix(string(b), "0 ") {
 				continue
@@ -289,8 +318,15 @@ func TestTranscodeWorkerKilled(t *testing.T) {
 	t.Logf("retried rendition-GOPs: 480p %v, 360p %v",
 		metricValue(t, s, `headwater_transcoder_jobs_total{outcome="retried",rendition="480p"}`),
 		metricValue(t, s, `headwater_transcoder_jobs_total{outcome="retried",rendition="360p"}`))
-	if len(ffmpegChildren(t, pub.Cmd.Process.Pid)) == 0 {
+	workers, servers := ffmpegWorkers(t, pub.Cmd.Process.Pid)
+	if len(workers) == 0 {
 		t.Error("no warm ffmpeg process after the kill")
+	}
+	// The worker died, not the fork server (when there is one).
+	if up := metricValue(t, s, "headwater_transcoder_fork_server_up"); up == 1 {
+		if restarts := metricValue(t, s, "headwater_transcoder_fork_server_restarts_total"); restarts != 0 || len(servers) != 1 {
+			t.Errorf("fork servers %v, %v restarts: the kill reached the fork server", servers, restarts)
+		}
 	}
 }
 

@@ -32,7 +32,6 @@ func tinyFixture(t testing.TB) *fixture {
 	return sourceFixture(t, 320, 180, 30, 30, 0, 6) // six 1 s GOPs
 }
 
-// childProcs lists this process's children.
 // childProcs lists this process's descendants (the fork server's children
 // are its grandchildren).
 func childProcs() []int {

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -320,7 +321,7 @@ func (s *forkServer) spawn(args []string, stdin, stdout, stderr *os.File) (int, 
 	req.WriteString("ffmpeg")
 	req.WriteByte(0)
 	for _, a := range args {
-		if bytes.IndexByte([]byte(a), 0) >= 0 {
+		if strings.IndexByte(a, 0) >= 0 {
 			return 0, nil, fmt.Errorf("fork server: argument %q holds a NUL", a)
 		}
 		req.WriteString(a)

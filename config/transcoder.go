@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -123,11 +122,11 @@ func ParseReservation(s string) (transcoder.Reservation, error) {
 	}
 	for name := range strings.SplitSeq(strings.ReplaceAll(names, ";", ","), ",") {
 		name = strings.TrimSpace(name)
-		switch {
-		case name == "":
+		if name == "" {
 			return transcoder.Reservation{}, fmt.Errorf("%q: empty rendition name", s)
-		case !renditionName.MatchString(name):
-			return transcoder.Reservation{}, fmt.Errorf("%q: rendition name %q: want 1-32 characters of [A-Za-z0-9_.-]", s, name)
+		}
+		if err := transcoder.CheckRenditionName(name); err != nil {
+			return transcoder.Reservation{}, fmt.Errorf("%q: %w", s, err)
 		}
 		if !slices.Contains(r.Renditions, name) {
 			r.Renditions = append(r.Renditions, name)
@@ -135,10 +134,6 @@ func ParseReservation(s string) (transcoder.Reservation, error) {
 	}
 	return r, nil
 }
-
-// renditionName is the transcoder's rule for rendition names (see
-// transcoder.Rendition.Validate; TestRenditionNameRule keeps them equal).
-var renditionName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}$`)
 
 // Ladders returns the transcoder's validated ladders by stream-name prefix
 // ("" is the default ladder).

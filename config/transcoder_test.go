@@ -115,19 +115,6 @@ func TestTranscoderReservations(t *testing.T) {
 	}
 }
 
-// TestRenditionNameRule keeps the rendition names transcoder.reserve
-// accepts equal to the names the transcoder's ladders accept.
-func TestRenditionNameRule(t *testing.T) {
-	for _, name := range []string{"", "a", "720p", "hd_1.5-x", strings.Repeat("r", 32), strings.Repeat("r", 33), "7 20p", "x/y", "x:y", "x,y", "x;y", "x=y", "ä"} {
-		r := transcoder.Rendition{Name: name, Height: 360, Bitrate: "800k"}
-		err := r.Validate()
-		ladderOK := err == nil || !strings.Contains(err.Error(), "want 1-32 characters")
-		if got := renditionName.MatchString(name); got != ladderOK {
-			t.Errorf("name %q: reserve accepts %v, ladder %v (%v)", name, got, ladderOK, err)
-		}
-	}
-}
-
 func TestTranscoderPoolKeys(t *testing.T) {
 	cpus := runtime.NumCPU()
 	for _, tc := range []struct {

@@ -102,10 +102,19 @@ func ParseBitrate(s string) (int64, error) {
 	return b, nil
 }
 
+// CheckRenditionName checks the syntax of a rendition name: 1-32
+// characters of [A-Za-z0-9_.-].
+func CheckRenditionName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("rendition name %q: want 1-32 characters of [A-Za-z0-9_.-]", name)
+	}
+	return nil
+}
+
 // Validate checks the rendition and fills its defaults.
 func (r *Rendition) Validate() error {
-	if !nameRE.MatchString(r.Name) {
-		return fmt.Errorf("rendition name %q: want 1-32 characters of [A-Za-z0-9_.-]", r.Name)
+	if err := CheckRenditionName(r.Name); err != nil {
+		return err
 	}
 	if reservedNames[r.Name] {
 		return fmt.Errorf("rendition name %q is reserved for the source", r.Name)

@@ -341,7 +341,7 @@ func (r *run) handle(f *media.Frame) {
 	if !t.mapped {
 		r.mapTrack(t, f)
 	}
-	tm := rescale(f.DTS, t.clockRate, t.timescale) + t.offset
+	tm := media.Rescale(f.DTS, t.clockRate, t.timescale) + t.offset
 	if t == r.master {
 		t.seenNs = media.TicksToDuration(tm, t.timescale)
 	}
@@ -357,9 +357,9 @@ func (r *run) handle(f *media.Frame) {
 // ended.
 func (r *run) mapTrack(t *track, f *media.Frame) {
 	t.mapped = true
-	start := rescaleCeil(r.start.ticks, r.start.rate, t.timescale)
-	t.offset = start - rescale(r.origin.ticks, r.origin.rate, t.timescale)
-	tm := rescale(f.DTS, t.clockRate, t.timescale) + t.offset
+	start := media.RescaleUp(r.start.ticks, r.start.rate, t.timescale)
+	t.offset = start - media.Rescale(r.origin.ticks, r.origin.rate, t.timescale)
+	tm := media.Rescale(f.DTS, t.clockRate, t.timescale) + t.offset
 	if tm < t.floor {
 		if t.floor-tm > 1 && t.segCount == 0 {
 			// Its first DTS is before the publish's first (other track's)
@@ -392,7 +392,7 @@ func (r *run) video(t *track, f *media.Frame, tm int64) {
 			"video frames with equal DTS; nudging them apart", "track", t.id)
 		tm = t.lastTime + 1
 	}
-	pts := rescale(f.PTS, t.clockRate, t.timescale) + t.offset
+	pts := media.Rescale(f.PTS, t.clockRate, t.timescale) + t.offset
 	if t.haveTime {
 		delta := tm - t.lastTime
 		if !t.gap { // a delta across dropped frames is no frame duration
@@ -647,34 +647,6 @@ func (r *run) finishSegment(t *track, durTicks int64) {
 		t.info.FrameRate = float64(int64(fps*1000+0.5)) / 1000
 		t.rend.SetInit(t.info, t.initData)
 	}
-}
-
-// rescale converts ticks of rate from into ticks of rate to, rounding down.
-func rescale(v int64, from, to uint32) int64 {
-	if from == to || from == 0 {
-		return v
-	}
-	f, t := int64(from), int64(to)
-	q, r := v/f, v%f
-	if r < 0 {
-		q--
-		r += f
-	}
-	return q*t + r*t/f
-}
-
-// rescaleCeil is rescale rounding up.
-func rescaleCeil(v int64, from, to uint32) int64 {
-	if from == to || from == 0 {
-		return v
-	}
-	f, t := int64(from), int64(to)
-	q, r := v/f, v%f
-	if r < 0 {
-		q--
-		r += f
-	}
-	return q*t + (r*t+f-1)/f
 }
 
 func clampInt32(v int64) int32 {

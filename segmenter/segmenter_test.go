@@ -764,12 +764,12 @@ func TestTimeConversions(t *testing.T) {
 		{33, 1000, 90000, 2970, 2970},
 		{1 << 40, 48000, 90000, (1<<40)/48000*90000 + (1<<40)%48000*90000/48000, 0},
 	} {
-		if got := rescale(c.v, c.from, c.to); got != c.down {
-			t.Errorf("rescale(%d, %d, %d) = %d, want %d", c.v, c.from, c.to, got, c.down)
+		if got := media.Rescale(c.v, c.from, c.to); got != c.down {
+			t.Errorf("media.Rescale(%d, %d, %d) = %d, want %d", c.v, c.from, c.to, got, c.down)
 		}
 		if c.up != 0 {
-			if got := rescaleCeil(c.v, c.from, c.to); got != c.up {
-				t.Errorf("rescaleCeil(%d, %d, %d) = %d, want %d", c.v, c.from, c.to, got, c.up)
+			if got := media.RescaleUp(c.v, c.from, c.to); got != c.up {
+				t.Errorf("media.RescaleUp(%d, %d, %d) = %d, want %d", c.v, c.from, c.to, got, c.up)
 			}
 		}
 	}

@@ -157,12 +157,12 @@ func (r *run) configure(t *track, tr *media.Track, f *media.Frame) {
 		}
 		// Never write before where an earlier publish left the rendition.
 		prev := t.rend.Snapshot().Info.Timescale
-		t.floor = rescaleCeil(int64(t.rend.NextBaseTime()), prev, p.timescale)
+		t.floor = media.RescaleUp(int64(t.rend.NextBaseTime()), prev, p.timescale)
 	} else {
 		if t.segOpen {
 			end := t.lastTime + t.lastDur
 			if t.kind == media.KindVideo && f != nil && !clockChanged {
-				if tm := rescale(f.DTS, t.clockRate, t.timescale) + t.offset; tm > t.lastTime {
+				if tm := media.Rescale(f.DTS, t.clockRate, t.timescale) + t.offset; tm > t.lastTime {
 					end = tm // the true distance to the next segment
 				}
 			}
@@ -195,9 +195,9 @@ func (r *run) configure(t *track, tr *media.Track, f *media.Frame) {
 // clock rate or timescale changed), after what it has written so far.
 func (r *run) remap(t *track, timescale uint32) {
 	if t.haveTime {
-		t.floor = rescaleCeil(t.lastTime+t.lastDur, t.timescale, timescale)
+		t.floor = media.RescaleUp(t.lastTime+t.lastDur, t.timescale, timescale)
 	} else {
-		t.floor = rescaleCeil(t.floor, t.timescale, timescale)
+		t.floor = media.RescaleUp(t.floor, t.timescale, timescale)
 	}
 	t.mapped = false
 	t.haveDTS = false
@@ -307,5 +307,5 @@ func aacChannels(c *media.AAC) int {
 
 // opusDuration is an Opus packet's duration from its TOC, in ticks.
 func opusDuration(pkt []byte, timescale uint32) int64 {
-	return rescale(opus.PacketDuration2(pkt), 48000, timescale)
+	return media.Rescale(opus.PacketDuration2(pkt), 48000, timescale)
 }

@@ -149,8 +149,8 @@ func (w *Writer) Gap(dts int64, clockRate uint32, duration int64, received time.
 		r.logOnce(logKey{"earlygap", -1}, slog.LevelInfo, "gap before the rendition's first frame; not listed")
 		return
 	}
-	tm := rescale(dts, clockRate, t.timescale) + t.offset
-	end := tm + rescale(duration, clockRate, t.timescale)
+	tm := media.Rescale(dts, clockRate, t.timescale) + t.offset
+	end := tm + media.Rescale(duration, clockRate, t.timescale)
 	if t.haveTime && tm < t.lastTime+1 {
 		tm = t.lastTime + 1
 	}

@@ -298,7 +298,7 @@ func (s *audioStream) process(ctx context.Context, first *media.Frame, in <-chan
 
 	// The first AAC frame is the encoder's priming: it starts 1024 samples
 	// before the source's first sample.
-	start := rescale(base, rate, audioSampleRate) - aacFrameLen
+	start := media.RescaleNearest(base, rate, audioSampleRate) - aacFrameLen
 	if !s.started {
 		s.started, s.grid, s.next = true, start, start
 	} else {
@@ -352,7 +352,7 @@ func (s *audioStream) process(ctx context.Context, first *media.Frame, in <-chan
 			return
 		}
 		write := func(f *media.Frame) error {
-			pts := rescale(f.DTS-base, rate, tsClock) + tsOffset
+			pts := media.RescaleNearest(f.DTS-base, rate, tsClock) + tsOffset
 			if err := w.WriteOpus(track, pts, [][]byte{f.Payload}); err != nil { //nolint:staticcheck
 				return err
 			}

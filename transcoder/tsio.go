@@ -55,8 +55,8 @@ func muxGOP(frames []*media.Frame, base int64) ([]byte, error) {
 			return nil, fmt.Errorf("frame at DTS %d: %w", f.DTS, err)
 		}
 		rate := f.Track.ClockRate
-		pts := rescale(f.PTS-base, rate, tsClock) + tsOffset
-		dts := rescale(f.DTS-base, rate, tsClock) + tsOffset
+		pts := media.RescaleNearest(f.PTS-base, rate, tsClock) + tsOffset
+		dts := media.RescaleNearest(f.DTS-base, rate, tsClock) + tsOffset
 		var err error
 		switch c := f.Track.Codec.(type) {
 		case *media.H264:
@@ -256,19 +256,4 @@ func checkParams(c media.Codec) error {
 		}
 	}
 	return nil
-}
-
-// rescale converts ticks of rate from into ticks of rate to, rounding to
-// nearest; exact when from == to.
-func rescale(v int64, from, to uint32) int64 {
-	if from == to || from == 0 {
-		return v
-	}
-	f, t := int64(from), int64(to)
-	q, r := v/f, v%f
-	if r < 0 {
-		q--
-		r += f
-	}
-	return q*t + (r*t+f/2)/f
 }

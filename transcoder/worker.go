@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/headwater-live/headwater/media"
 )
 
 // proc is one ffmpeg process started for a template, executed or forked
@@ -330,9 +332,9 @@ var errTimeout = errors.New("ffmpeg did not finish before the job's deadline")
 func timestampMapper(j *Job) func(pts, dts int64) (int64, int64) {
 	byTS := make(map[int64]int64, len(j.PTS))
 	for _, pts := range j.PTS {
-		byTS[rescale(pts-j.Base, j.ClockRate, tsClock)+tsOffset] = pts
+		byTS[media.RescaleNearest(pts-j.Base, j.ClockRate, tsClock)+tsOffset] = pts
 	}
-	back := func(ts int64) int64 { return rescale(ts-tsOffset, tsClock, j.ClockRate) + j.Base }
+	back := func(ts int64) int64 { return media.RescaleNearest(ts-tsOffset, tsClock, j.ClockRate) + j.Base }
 	return func(pts, dts int64) (int64, int64) {
 		if src, ok := byTS[pts]; ok {
 			pts = src

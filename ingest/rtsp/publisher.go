@@ -400,18 +400,8 @@ func (p *publisher) align() {
 	}
 }
 
-// rescale converts ticks between clock rates, rounding down.
-func rescale(ticks int64, from, to uint32) int64 {
-	if from == to {
-		return ticks
-	}
-	v := ticks * int64(to)
-	q := v / int64(from)
-	if v%int64(from) != 0 && v < 0 {
-		q--
-	}
-	return q
-}
+// rescale converts ticks between clock rates, rounding down: media.Rescale.
+func rescale(ticks int64, from, to uint32) int64 { return media.Rescale(ticks, from, to) }
 
 // write aligns a frame, re-bases it on the publish's start and writes it.
 func (p *publisher) write(t *inTrack, f *media.Frame) {

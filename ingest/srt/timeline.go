@@ -70,22 +70,8 @@ func ptsOffset(pts, dts int64) int64 {
 	return d
 }
 
-// floorDiv divides rounding towards minus infinity.
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if (a%b != 0) && ((a < 0) != (b < 0)) {
-		q--
-	}
-	return q
-}
-
-// rescale converts ticks between clock rates, rounding down.
-func rescale(ticks int64, from, to uint32) int64 {
-	if from == to {
-		return ticks
-	}
-	return floorDiv(ticks*int64(to), int64(from))
-}
+// rescale converts ticks between clock rates, rounding down: media.Rescale.
+func rescale(ticks int64, from, to uint32) int64 { return media.Rescale(ticks, from, to) }
 
 // retimer turns the demuxer's timeline timestamps into the publish's:
 // relative to the earliest frame buffered before the publish, never going

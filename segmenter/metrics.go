@@ -1,9 +1,9 @@
 package segmenter
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/metrics"
 )
 
 // Reasons for which the segmenter drops a frame (the reason label of
@@ -75,14 +75,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Frames the segmenter dropped, by reason.",
 		}, []string{"reason"}),
 	}
-	if reg != nil {
-		m.segments = register(reg, m.segments)
-		m.parts = register(reg, m.parts)
-		m.segmentDuration = register(reg, m.segmentDuration)
-		m.partLatency = register(reg, m.partLatency)
-		m.firstPartLatency = register(reg, m.firstPartLatency)
-		m.dropped = register(reg, m.dropped)
-	}
+	m.segments = metrics.Register(reg, m.segments)
+	m.parts = metrics.Register(reg, m.parts)
+	m.segmentDuration = metrics.Register(reg, m.segmentDuration)
+	m.partLatency = metrics.Register(reg, m.partLatency)
+	m.firstPartLatency = metrics.Register(reg, m.firstPartLatency)
+	m.dropped = metrics.Register(reg, m.dropped)
 	m.drops = make(map[string]prometheus.Counter, len(dropReasons))
 	for _, r := range dropReasons {
 		m.drops[r] = m.dropped.WithLabelValues(r)
@@ -90,19 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return c
-}
-
+// drop counts a frame dropped for reason.
 func (m *Metrics) drop(reason string) {
 	c, ok := m.drops[reason]
 	if !ok {

@@ -10,7 +10,7 @@ import (
 	"github.com/headwater-live/headwater/ingest"
 )
 
-// nameChecker is implemented by Publishers that refuse more names than
+// nameChecker is implemented by registries that refuse more names than
 // media.ValidateName does (reserved names): the publish command is then
 // refused at once, before authentication. Publish remains the authority.
 type nameChecker interface {
@@ -35,7 +35,7 @@ func (s *session) authorize() error {
 	if err := a.AuthorizePublish(s.srv.ctx, req); err != nil {
 		reason := auth.ReasonOf(err)
 		_ = s.sendStatus("error", "NetStream.Publish.Rejected", "publish refused: "+string(reason))
-		return &sessionError{reason: ingest.ReasonUnauthorized, err: fmt.Errorf("publish %s: %w", s.name, err)}
+		return &ingest.SessionError{Reason: ingest.ReasonUnauthorized, Err: fmt.Errorf("publish %s: %w", s.name, err)}
 	}
 	s.authReq = &req
 	return nil

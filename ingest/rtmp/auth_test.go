@@ -173,7 +173,7 @@ func TestNameCheckerRefusesBeforeAuth(t *testing.T) {
 	t.Parallel()
 	fa := &fakeAuth{allow: "k"}
 	e := newEnvWith(t, Config{App: "t", Auth: fa}, envOptions{
-		publisher: func(r *media.Registry) Publisher { return reservedPublisher{r} },
+		publisher: func(r *media.Registry) ingest.Registry { return reservedPublisher{r} },
 	})
 	c := dialRaw(t, e.addr())
 	c.connect("t")

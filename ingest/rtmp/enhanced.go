@@ -187,7 +187,7 @@ func printableFourCC(s string) string { return fmt.Sprintf("%q", s) }
 func (s *session) handleExVideo(ms int64, p []byte, received time.Time) error {
 	v, err := parseExVideo(p)
 	if err != nil {
-		return protocolErr("malformed enhanced RTMP video message: %v", err)
+		return ingest.ProtocolError("malformed enhanced RTMP video message: %v", err)
 	}
 	if v.command {
 		return nil
@@ -201,7 +201,7 @@ func (s *session) handleExVideo(ms int64, p []byte, received time.Time) error {
 	switch v.fourCC {
 	case fourCCAVC, fourCCHEVC, fourCCAV1:
 	default:
-		return fail(ingest.ReasonUnsupportedCodec,
+		return ingest.Fail(ingest.ReasonUnsupportedCodec,
 			"unsupported video codec %s (enhanced RTMP): H.264, H.265 (hvc1) and AV1 (av01) are ingested",
 			printableFourCC(v.fourCC))
 	}
@@ -254,11 +254,11 @@ func (s *session) setVideoTrack(codec media.Codec, vi media.VideoInfo, source st
 func (s *session) onHEVCConfig(b []byte) error {
 	cfg, err := parseHEVCConfig(b)
 	if err != nil {
-		return protocolErr("invalid HEVC sequence header: %v", err)
+		return ingest.ProtocolError("invalid HEVC sequence header: %v", err)
 	}
 	var sps h265.SPS
 	if err := sps.Unmarshal(cfg.sps); err != nil {
-		return protocolErr("invalid SPS in the HEVC sequence header: %v", err)
+		return ingest.ProtocolError("invalid SPS in the HEVC sequence header: %v", err)
 	}
 	if cur, ok := s.codecH265(); ok && bytes.Equal(cur.VPS, cfg.vps) && bytes.Equal(cur.SPS, cfg.sps) &&
 		bytes.Equal(cur.PPS, cfg.pps) && s.nalLengthSize == cfg.nalLengthSize {
@@ -299,12 +299,12 @@ func (s *session) onHEVCFrame(ms int64, cts int32, data []byte, received time.Ti
 	}
 	if s.nalLengthSize == 4 {
 		if err := checkAVCC(data); err != nil {
-			return protocolErr("malformed HEVC video frame: %v", err)
+			return ingest.ProtocolError("malformed HEVC video frame: %v", err)
 		}
 	} else {
 		var err error
 		if data, err = toAVCC4(data, s.nalLengthSize); err != nil {
-			return protocolErr("malformed HEVC video frame: %v", err)
+			return ingest.ProtocolError("malformed HEVC video frame: %v", err)
 		}
 	}
 	return s.emitVideo(ms, cts, hevcHasIRAP(data), data, received)
@@ -315,7 +315,7 @@ func (s *session) onHEVCFrame(ms int64, cts int32, data []byte, received time.Ti
 func (s *session) onAV1Config(b []byte) error {
 	seq, err := parseAV1Config(b)
 	if err != nil {
-		return protocolErr("invalid AV1 sequence header: %v", err)
+		return ingest.ProtocolError("invalid AV1 sequence header: %v", err)
 	}
 	if seq == nil {
 		s.log.Debug("rtmp: AV1 sequence start without a sequence header OBU; waiting for one in band")
@@ -335,7 +335,7 @@ func (s *session) setAV1SequenceHeader(seq []byte, source string, strict bool) e
 	vi, err := media.ParseVideoInfo(codec)
 	if err != nil {
 		if strict {
-			return protocolErr("invalid AV1 sequence header: %v", err)
+			return ingest.ProtocolError("invalid AV1 sequence header: %v", err)
 		}
 		s.warnOnce("av1-bad-inband-seqhdr", "rtmp: ignoring an AV1 sequence header that does not parse", "err", err)
 		return nil
@@ -356,7 +356,7 @@ func (s *session) onAV1Frame(ms int64, data []byte, received time.Time) error {
 	}
 	tu, err := scanTemporalUnit(data)
 	if err != nil {
-		return protocolErr("malformed AV1 temporal unit: %v", err)
+		return ingest.ProtocolError("malformed AV1 temporal unit: %v", err)
 	}
 	if tu.seqHdr != nil {
 		if err := s.setAV1SequenceHeader(tu.canonicalSeqHdr(), "in band", false); err != nil {

@@ -33,7 +33,7 @@ type testEnv struct {
 
 type envOptions struct {
 	registry  media.RegistryConfig
-	publisher func(*media.Registry) Publisher
+	publisher func(*media.Registry) ingest.Registry
 	published func(*session) // Server.testHookPublished
 }
 
@@ -53,7 +53,7 @@ func newEnvWith(t *testing.T, cfg Config, opts envOptions) *testEnv {
 	rc := opts.registry
 	rc.OnPublish = e.caps.OnPublish
 	e.reg = media.NewRegistry(rc)
-	var pub Publisher = e.reg
+	var pub ingest.Registry = e.reg
 	if opts.publisher != nil {
 		pub = opts.publisher(e.reg)
 	}
@@ -290,7 +290,7 @@ func (c *rawClient) waitClosed(timeout time.Duration) {
 	c.t.Helper()
 	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
 	_, err := io.Copy(io.Discard, c.br)
-	if isTimeout(err) {
+	if ingest.IsTimeout(err) {
 		c.t.Fatalf("connection still open after %s", timeout)
 	}
 }

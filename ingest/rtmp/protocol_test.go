@@ -300,7 +300,7 @@ func TestRandomBytes(t *testing.T) {
 	defer conn.Close()
 	_, _ = conn.Write(junk) // the server may close before reading it all
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.Copy(io.Discard, conn); isTimeout(err) {
+	if _, err := io.Copy(io.Discard, conn); ingest.IsTimeout(err) {
 		t.Fatal("connection not closed")
 	}
 	e.metrics.WaitErrors(ingest.ReasonHandshake, 1)
@@ -333,7 +333,7 @@ func TestTruncatedHandshake(t *testing.T) {
 	_, _ = conn.Write(append([]byte{3}, make([]byte, 700)...))
 	conn.(*net.TCPConn).CloseWrite()
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.Copy(io.Discard, conn); isTimeout(err) {
+	if _, err := io.Copy(io.Discard, conn); ingest.IsTimeout(err) {
 		t.Fatal("connection not closed")
 	}
 	conn.Close()
@@ -348,7 +348,7 @@ func TestTruncatedHandshake(t *testing.T) {
 	start := time.Now()
 	_, _ = conn.Write(append([]byte{3}, make([]byte, handshakeSize)...))
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.Copy(io.Discard, conn); isTimeout(err) {
+	if _, err := io.Copy(io.Discard, conn); ingest.IsTimeout(err) {
 		t.Fatal("connection not closed")
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -554,7 +554,7 @@ func (p panickingPublisher) Publish(name string, info media.PublishInfo, tracks 
 func TestPanicRecovered(t *testing.T) {
 	t.Parallel()
 	tags := avTags(t)
-	e := newEnvWith(t, Config{}, envOptions{publisher: func(r *media.Registry) Publisher {
+	e := newEnvWith(t, Config{}, envOptions{publisher: func(r *media.Registry) ingest.Registry {
 		return panickingPublisher{r}
 	}})
 	c := dialRaw(t, e.addr())
@@ -668,10 +668,13 @@ func (p publishOnly) Publish(name string, info media.PublishInfo, tracks []*medi
 	return p.r.Publish(name, info, tracks)
 }
 
+// Get finds no stream, so the publish command lets a live name through.
+func (p publishOnly) Get(string) (*media.Stream, bool) { return nil, false }
+
 func TestAlreadyPublishingRefusedByPublish(t *testing.T) {
 	t.Parallel()
 	tags := avTags(t)
-	e := newEnvWith(t, Config{}, envOptions{publisher: func(r *media.Registry) Publisher { return publishOnly{r} }})
+	e := newEnvWith(t, Config{}, envOptions{publisher: func(r *media.Registry) ingest.Registry { return publishOnly{r} }})
 	a := dialRaw(t, e.addr())
 	a.connect("live")
 	if code := a.publish("dup"); code != "NetStream.Publish.Start" {

@@ -1,7 +1,7 @@
 // Package rtmp is Headwater's RTMP ingest: it accepts publishers (OBS,
 // ffmpeg, hardware encoders) on rtmp://host/<app>/<key>, turns their FLV
 // audio/video messages into media.Frames and publishes them as the stream
-// "<app>/<key>" on a Publisher (a *media.Registry).
+// "<app>/<key>" on an ingest.Registry (a *media.Registry).
 //
 // Only H.264 video and AAC audio are ingested; any other codec ends the
 // session. Video payloads are handed over exactly as FLV carries them (AVCC,
@@ -31,29 +31,15 @@ import (
 	"time"
 
 	"github.com/headwater-live/headwater/ingest"
-	"github.com/headwater-live/headwater/media"
 )
 
 // Protocol is the protocol label and media.PublishInfo.Protocol of RTMP sessions.
 const Protocol = "rtmp"
 
-// Publisher creates live streams. *media.Registry satisfies it.
-type Publisher interface {
-	Publish(name string, info media.PublishInfo, tracks []*media.Track) (*media.Stream, error)
-}
-
-// streamGetter is implemented by Publishers that can tell whether a name is
-// live (*media.Registry can): a publish on a live name is then refused at
-// the publish command, before the encoder starts sending media. Publish
-// remains the authority.
-type streamGetter interface {
-	Get(name string) (*media.Stream, bool)
-}
-
 // Server is an RTMP ingest server.
 type Server struct {
 	cfg     Config
-	pub     Publisher
+	pub     ingest.Registry
 	metrics *ingest.ProtocolMetrics
 	log     *slog.Logger
 
@@ -79,7 +65,7 @@ type Server struct {
 // New returns a server publishing to pub. Zero fields of cfg take their
 // defaults; m may be nil (metrics are then kept but not registered), and so
 // may log.
-func New(cfg Config, pub Publisher, m *ingest.Metrics, log *slog.Logger) *Server {
+func New(cfg Config, pub ingest.Registry, m *ingest.Metrics, log *slog.Logger) *Server {
 	if m == nil {
 		m = ingest.NewMetrics(nil)
 	}

@@ -10,10 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
-	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -54,24 +51,6 @@ const (
 var (
 	errUnpublished = errors.New("publisher unpublished")
 )
-
-// sessionError is a session failure with its metric reason.
-type sessionError struct {
-	reason ingest.Reason
-	err    error
-	stack  string // of a recovered panic
-}
-
-func (e *sessionError) Error() string { return e.err.Error() }
-func (e *sessionError) Unwrap() error { return e.err }
-
-func fail(reason ingest.Reason, format string, args ...any) error {
-	return &sessionError{reason: reason, err: fmt.Errorf(format, args...)}
-}
-
-func protocolErr(format string, args ...any) error {
-	return fail(ingest.ReasonProtocol, format, args...)
-}
 
 // session is one RTMP connection.
 type session struct {
@@ -185,7 +164,7 @@ func (s *session) run() {
 func (s *session) serveSafe() (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = &sessionError{reason: ingest.ReasonInternal, err: fmt.Errorf("panic: %v", r), stack: string(debug.Stack())}
+			err = ingest.Recovered(r)
 		}
 	}()
 	return s.serve()
@@ -197,7 +176,7 @@ func (s *session) serve() error {
 		if errors.Is(err, errNoData) {
 			return err
 		}
-		return &sessionError{reason: ingest.ReasonHandshake, err: fmt.Errorf("handshake: %w", err)}
+		return &ingest.SessionError{Reason: ingest.ReasonHandshake, Err: fmt.Errorf("handshake: %w", err)}
 	}
 	_ = s.conn.SetDeadline(time.Time{})
 	s.rd.idle = s.cfg.IdleTimeout
@@ -240,9 +219,9 @@ func (s *session) report(err error) {
 		attrs = append(attrs, "duration", time.Since(s.publishStartedAt).Round(time.Millisecond),
 			"frames", s.framesWritten, "bytes", s.rd.n)
 	}
-	var se *sessionError
+	var se *ingest.SessionError
 	switch {
-	case errors.As(err, &se) && se.stack != "":
+	case errors.As(err, &se) && se.Stack != "":
 		// a recovered panic is reported whatever else happened
 	case errors.Is(err, errNoData):
 		s.log.Debug("rtmp: connection closed before the handshake")
@@ -258,31 +237,21 @@ func (s *session) report(err error) {
 	case err == nil, errors.Is(err, errUnpublished), errors.Is(err, io.EOF):
 		s.log.Info("rtmp: session ended", attrs...)
 		return
-	case isTimeout(err):
-		se = &sessionError{reason: ingest.ReasonTimeout, err: fmt.Errorf("nothing received for %s: %w", s.cfg.IdleTimeout, err)}
-	case isDisconnect(err):
+	case ingest.IsTimeout(err):
+		se = &ingest.SessionError{Reason: ingest.ReasonTimeout, Err: fmt.Errorf("nothing received for %s: %w", s.cfg.IdleTimeout, err)}
+	case ingest.IsDisconnect(err):
 		s.log.Info("rtmp: connection lost", append(attrs, "err", err)...)
 		return
 	default:
-		se = &sessionError{reason: ingest.ReasonProtocol, err: err}
+		se = &ingest.SessionError{Reason: ingest.ReasonProtocol, Err: err}
 	}
-	s.m.Error(se.reason)
-	attrs = append(attrs, "reason", string(se.reason), "err", fmt.Errorf("rtmp %s: %w", s.remote, se.err))
-	if se.stack != "" {
-		s.log.Error("rtmp: panic in session", append(attrs, "stack", se.stack)...)
+	s.m.Error(se.Reason)
+	attrs = append(attrs, "reason", string(se.Reason), "err", fmt.Errorf("rtmp %s: %w", s.remote, se.Err))
+	if se.Stack != "" {
+		s.log.Error("rtmp: panic in session", append(attrs, "stack", se.Stack)...)
 		return
 	}
 	s.log.Warn("rtmp: session failed", attrs...)
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
-
-func isDisconnect(err error) bool {
-	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrClosedPipe)
 }
 
 // warnOnce logs a warning the first time key is seen in this session.
@@ -339,11 +308,11 @@ func (s *session) handleMessage(msg *message) error {
 	switch msg.typeID {
 	case msgSetChunkSize:
 		if len(p) < 4 {
-			return protocolErr("Set Chunk Size of %d bytes", len(p))
+			return ingest.ProtocolError("Set Chunk Size of %d bytes", len(p))
 		}
 		size := binary.BigEndian.Uint32(p) & 0x7fffffff
 		if size < 1 || size > uint32(s.cfg.MaxChunkSize) {
-			return protocolErr("peer chunk size %d outside 1..%d", size, s.cfg.MaxChunkSize)
+			return ingest.ProtocolError("peer chunk size %d outside 1..%d", size, s.cfg.MaxChunkSize)
 		}
 		s.cr.chunkSize = size
 	case msgAbort:
@@ -396,13 +365,13 @@ func (s *session) handleAggregate(msg *message) error {
 	var base uint32
 	for len(p) > 0 {
 		if len(p) < 11 {
-			return protocolErr("truncated aggregate message")
+			return ingest.ProtocolError("truncated aggregate message")
 		}
 		typ := p[0] & 0x1f
 		size := int(p[1])<<16 | int(p[2])<<8 | int(p[3])
 		ts := uint32(p[4])<<16 | uint32(p[5])<<8 | uint32(p[6]) | uint32(p[7])<<24
 		if len(p)-11 < size {
-			return protocolErr("truncated aggregate message")
+			return ingest.ProtocolError("truncated aggregate message")
 		}
 		data := p[11 : 11+size]
 		if first {
@@ -427,14 +396,14 @@ func (s *session) handleAggregate(msg *message) error {
 func (s *session) handleCommand(msg *message, p []byte) error {
 	vals, err := amfDecodeAll(p)
 	if err != nil {
-		return protocolErr("malformed command: %v", err)
+		return ingest.ProtocolError("malformed command: %v", err)
 	}
 	if len(vals) == 0 {
-		return protocolErr("empty command")
+		return ingest.ProtocolError("empty command")
 	}
 	name, ok := vals[0].(string)
 	if !ok {
-		return protocolErr("command name is a %T", vals[0])
+		return ingest.ProtocolError("command name is a %T", vals[0])
 	}
 	var tid float64
 	if len(vals) > 1 {
@@ -454,7 +423,7 @@ func (s *session) handleCommand(msg *message, p []byte) error {
 		return s.onConnect(tid, obj)
 	case "createStream":
 		if !s.connected {
-			return protocolErr("createStream before connect")
+			return ingest.ProtocolError("createStream before connect")
 		}
 		if err := s.writeCommand(csidCommand, 0, "_result", tid, nil, 1.0); err != nil {
 			return err
@@ -471,7 +440,7 @@ func (s *session) handleCommand(msg *message, p []byte) error {
 			return errUnpublished
 		}
 	case "play", "play2":
-		return protocolErr("play is not supported: this is an ingest server")
+		return ingest.ProtocolError("play is not supported: this is an ingest server")
 	default:
 		s.log.Debug("rtmp: ignoring command", "command", name)
 	}
@@ -480,10 +449,10 @@ func (s *session) handleCommand(msg *message, p []byte) error {
 
 func (s *session) onConnect(tid float64, obj amfObj) error {
 	if s.connected {
-		return protocolErr("second connect")
+		return ingest.ProtocolError("second connect")
 	}
 	if obj == nil {
-		return protocolErr("connect without a command object")
+		return ingest.ProtocolError("connect without a command object")
 	}
 	app := obj.str("app")
 	app, s.appQuery, _ = strings.Cut(app, "?")
@@ -495,7 +464,7 @@ func (s *session) onConnect(tid float64, obj amfObj) error {
 			{"description", fmt.Sprintf("unknown application %q", s.app)},
 		})
 		_ = s.flush()
-		return fail(ingest.ReasonBadApp, "application %q refused (only %q is served)", s.app, s.cfg.App)
+		return ingest.Fail(ingest.ReasonBadApp, "application %q refused (only %q is served)", s.app, s.cfg.App)
 	}
 	s.connected = true
 	// The query of tcUrl may hold credentials (rtmp://host/live?key=…): never logged.
@@ -526,10 +495,10 @@ func (s *session) onConnect(tid float64, obj amfObj) error {
 
 func (s *session) onPublish(streamID uint32, key string) error {
 	if !s.connected {
-		return protocolErr("publish before connect")
+		return ingest.ProtocolError("publish before connect")
 	}
 	if s.publishing {
-		return protocolErr("second publish on one connection")
+		return ingest.ProtocolError("second publish on one connection")
 	}
 	s.publishSID = streamID
 	key, s.rawQuery, _ = strings.Cut(key, "?")
@@ -539,27 +508,25 @@ func (s *session) onPublish(streamID uint32, key string) error {
 
 	if err := media.ValidateName(s.name); err != nil {
 		_ = s.sendStatus("error", "NetStream.Publish.BadName", "invalid stream name")
-		return &sessionError{reason: ingest.ReasonInvalidName, err: err}
+		return &ingest.SessionError{Reason: ingest.ReasonInvalidName, Err: err}
 	}
 	if c, ok := s.srv.pub.(nameChecker); ok {
 		if err := c.CheckName(s.name); err != nil {
 			_ = s.sendStatus("error", "NetStream.Publish.BadName", "invalid stream name")
-			return &sessionError{reason: ingest.ReasonInvalidName, err: err}
+			return &ingest.SessionError{Reason: ingest.ReasonInvalidName, Err: err}
 		}
 	}
 	if err := s.authorize(); err != nil {
 		return err
 	}
-	if g, ok := s.srv.pub.(streamGetter); ok {
-		if _, live := g.Get(s.name); live {
-			_ = s.sendStatus("error", "NetStream.Publish.BadName", "stream is already being published")
-			return &sessionError{reason: ingest.ReasonAlreadyPublishing,
-				err: fmt.Errorf("publish %s: %w", s.name, media.ErrAlreadyPublishing)}
-		}
+	if _, live := s.srv.pub.Get(s.name); live {
+		_ = s.sendStatus("error", "NetStream.Publish.BadName", "stream is already being published")
+		return &ingest.SessionError{Reason: ingest.ReasonAlreadyPublishing,
+			Err: fmt.Errorf("publish %s: %w", s.name, media.ErrAlreadyPublishing)}
 	}
 	if !s.srv.acquirePublisher() {
 		_ = s.sendStatus("error", "NetStream.Publish.Rejected", "too many publishers")
-		return fail(ingest.ReasonTooManyPublishers, "publish %s: %d RTMP publishers already", s.name, s.cfg.MaxPublishers)
+		return ingest.Fail(ingest.ReasonTooManyPublishers, "publish %s: %d RTMP publishers already", s.name, s.cfg.MaxPublishers)
 	}
 	s.holdsSlot = true
 	s.publishing = true
@@ -657,7 +624,7 @@ func (s *session) handleMedia(typeID uint8, ts uint32, p []byte) error {
 			return s.publish()
 		}
 		if wait := time.Since(s.publishStartedAt); wait > maxHeaderWait {
-			return protocolErr("no usable sequence header %s after publish", wait.Round(time.Millisecond))
+			return ingest.ProtocolError("no usable sequence header %s after publish", wait.Round(time.Millisecond))
 		}
 	}
 	return nil
@@ -672,10 +639,10 @@ func (s *session) handleVideo(ms int64, p []byte, received time.Time) error {
 		return nil
 	}
 	if codecID != flvVideoAVC {
-		return fail(ingest.ReasonUnsupportedCodec, "unsupported video codec %d (%s): only H.264 is ingested", codecID, videoCodecName(codecID))
+		return ingest.Fail(ingest.ReasonUnsupportedCodec, "unsupported video codec %d (%s): only H.264 is ingested", codecID, videoCodecName(codecID))
 	}
 	if len(p) < 5 {
-		return protocolErr("AVC video message of %d bytes", len(p))
+		return ingest.ProtocolError("AVC video message of %d bytes", len(p))
 	}
 	if s.stream != nil && !s.announced[videoTrackID] {
 		s.warnOnce("late-video", "rtmp: ignoring video that started after the stream was published without it")
@@ -695,11 +662,11 @@ func (s *session) handleVideo(ms int64, p []byte, received time.Time) error {
 func (s *session) onAVCConfig(b []byte) error {
 	cfg, err := parseAVCConfig(b)
 	if err != nil {
-		return protocolErr("invalid AVC sequence header: %v", err)
+		return ingest.ProtocolError("invalid AVC sequence header: %v", err)
 	}
 	var sps h264.SPS
 	if err := sps.Unmarshal(cfg.sps); err != nil {
-		return protocolErr("invalid SPS in the AVC sequence header: %v", err)
+		return ingest.ProtocolError("invalid SPS in the AVC sequence header: %v", err)
 	}
 	if cur, ok := s.codecH264(); ok && string(cur.SPS) == string(cfg.sps) &&
 		string(cur.PPS) == string(cfg.pps) && s.nalLengthSize == cfg.nalLengthSize {
@@ -738,12 +705,12 @@ func (s *session) onVideoFrame(ms int64, cts int32, key bool, data []byte, recei
 		// payload is a sub-slice of the message buffer, which the chunk
 		// reader allocated for this message alone. No copy.
 		if err := checkAVCC(data); err != nil {
-			return protocolErr("malformed AVC video frame: %v", err)
+			return ingest.ProtocolError("malformed AVC video frame: %v", err)
 		}
 	} else {
 		var err error
 		if data, err = toAVCC4(data, s.nalLengthSize); err != nil {
-			return protocolErr("malformed AVC video frame: %v", err)
+			return ingest.ProtocolError("malformed AVC video frame: %v", err)
 		}
 	}
 	return s.emitVideo(ms, cts, key, data, received)
@@ -769,10 +736,10 @@ func (s *session) emitVideo(ms int64, cts int32, key bool, data []byte, received
 func (s *session) handleAudio(ms int64, p []byte, received time.Time) error {
 	format := p[0] >> 4
 	if format != flvAudioAAC {
-		return fail(ingest.ReasonUnsupportedCodec, "unsupported audio codec %d (%s): only AAC is ingested", format, audioCodecName(format))
+		return ingest.Fail(ingest.ReasonUnsupportedCodec, "unsupported audio codec %d (%s): only AAC is ingested", format, audioCodecName(format))
 	}
 	if len(p) < 2 {
-		return protocolErr("AAC audio message of %d bytes", len(p))
+		return ingest.ProtocolError("AAC audio message of %d bytes", len(p))
 	}
 	if s.stream != nil && !s.announced[audioTrackID] {
 		s.warnOnce("late-audio", "rtmp: ignoring audio that started after the stream was published without it")
@@ -790,10 +757,10 @@ func (s *session) handleAudio(ms int64, p []byte, received time.Time) error {
 func (s *session) onAACConfig(b []byte) error {
 	var asc mpeg4audio.AudioSpecificConfig
 	if err := asc.Unmarshal(b); err != nil {
-		return protocolErr("invalid AAC sequence header: %v", err)
+		return ingest.ProtocolError("invalid AAC sequence header: %v", err)
 	}
 	if asc.SampleRate <= 0 {
-		return protocolErr("invalid AAC sequence header: sample rate %d", asc.SampleRate)
+		return ingest.ProtocolError("invalid AAC sequence header: sample rate %d", asc.SampleRate)
 	}
 	if s.audio != nil && s.audio.Codec.(*media.AAC).Config == asc {
 		return nil // repeated sequence header
@@ -891,7 +858,7 @@ func (s *session) publish() error {
 			code = "NetStream.Publish.Rejected"
 		}
 		_ = s.sendStatus("error", code, err.Error())
-		return &sessionError{reason: reason, err: err}
+		return &ingest.SessionError{Reason: reason, Err: err}
 	}
 	s.stream = st
 	s.m.Sessions.Inc()

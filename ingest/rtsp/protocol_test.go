@@ -68,7 +68,7 @@ func rawRequest(t *testing.T, conn net.Conn, br *bufio.Reader, method, url strin
 func waitClosed(t *testing.T, conn net.Conn, br *bufio.Reader) {
 	t.Helper()
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.Copy(io.Discard, br); isTimeout(err) {
+	if _, err := io.Copy(io.Discard, br); ingest.IsTimeout(err) {
 		t.Fatal("connection still open")
 	}
 }

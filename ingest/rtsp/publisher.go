@@ -3,7 +3,6 @@ package rtsp
 import (
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -131,7 +130,7 @@ func newPublisher(srv *Server, name string, info media.PublishInfo, log *slog.Lo
 		p.tracks = append(p.tracks, &inTrack{plan: pl, asm: asm, video: isVideo(pl.format)})
 	}
 	if len(p.tracks) == 0 {
-		return nil, fail(ingest.ReasonUnsupportedCodec, "no supported track")
+		return nil, ingest.Fail(ingest.ReasonUnsupportedCodec, "no supported track")
 	}
 	return p, nil
 }
@@ -162,7 +161,7 @@ func (p *publisher) warnLocked(key, msg string, args ...any) {
 func (p *publisher) handle(t *inTrack, pkt *rtp.Packet, pts int64, ptsOK bool) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = p.fail(&sessionError{reason: ingest.ReasonInternal, err: fmt.Errorf("panic: %v", r), stack: string(debug.Stack())})
+			err = p.fail(ingest.Recovered(r))
 		}
 	}()
 	p.mu.Lock()
@@ -296,7 +295,7 @@ func (p *publisher) tryPublish(now time.Time) {
 		}
 	}
 	if len(tracks) == 0 {
-		p.failLocked(protocolErr("no usable track %s after the first packet", p.srv.headerWait))
+		p.failLocked(ingest.ProtocolError("no usable track %s after the first packet", p.srv.headerWait))
 		return
 	}
 	p.align()
@@ -326,7 +325,7 @@ func (p *publisher) tryPublish(now time.Time) {
 
 	st, err := p.srv.reg.Publish(p.name, p.info, tracks)
 	if err != nil {
-		p.failLocked(&sessionError{reason: ingest.PublishReason(err), err: err})
+		p.failLocked(&ingest.SessionError{Reason: ingest.PublishReason(err), Err: err})
 		return
 	}
 	p.stream = st

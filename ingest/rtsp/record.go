@@ -179,9 +179,9 @@ func (r *recordSession) finish(sessErr error) {
 	attrs := r.pub.stats()
 
 	err := r.pub.failure()
-	var se *sessionError
+	var se *ingest.SessionError
 	switch {
-	case errors.As(err, &se) && se.stack != "":
+	case errors.As(err, &se) && se.Stack != "":
 		// a recovered panic is reported whatever else happened
 	case r.kicked.Load():
 		r.log.Info("rtsp: publisher kicked", attrs...)
@@ -193,16 +193,16 @@ func (r *recordSession) finish(sessErr error) {
 	default:
 		var timedOut liberrors.ErrServerSessionTimedOut
 		if errors.As(sessErr, &timedOut) {
-			se = &sessionError{reason: ingest.ReasonTimeout, err: fmt.Errorf("nothing received for %s", s.cfg.ReadTimeout)}
+			se = &ingest.SessionError{Reason: ingest.ReasonTimeout, Err: fmt.Errorf("nothing received for %s", s.cfg.ReadTimeout)}
 			break
 		}
 		r.log.Info("rtsp: session ended", append(attrs, "why", fmt.Sprint(sessErr))...)
 		return
 	}
-	s.metrics.Error(se.reason)
-	attrs = append(attrs, "reason", string(se.reason), "err", fmt.Errorf("rtsp %s: %w", r.remote, se.err))
-	if se.stack != "" {
-		r.log.Error("rtsp: panic in session", append(attrs, "stack", se.stack)...)
+	s.metrics.Error(se.Reason)
+	attrs = append(attrs, "reason", string(se.Reason), "err", fmt.Errorf("rtsp %s: %w", r.remote, se.Err))
+	if se.Stack != "" {
+		r.log.Error("rtsp: panic in session", append(attrs, "stack", se.Stack)...)
 		return
 	}
 	r.log.Warn("rtsp: session failed", attrs...)

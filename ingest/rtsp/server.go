@@ -83,10 +83,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -94,35 +92,10 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 
 	"github.com/headwater-live/headwater/ingest"
-	"github.com/headwater-live/headwater/media"
 )
 
 // Protocol is the protocol label and media.PublishInfo.Protocol of RTSP sessions.
 const Protocol = "rtsp"
-
-// Registry creates and finds live streams. *media.Registry satisfies it.
-type Registry interface {
-	Publish(name string, info media.PublishInfo, tracks []*media.Track) (*media.Stream, error)
-	Get(name string) (*media.Stream, bool)
-}
-
-// sessionError is a session failure with its metric reason.
-type sessionError struct {
-	reason ingest.Reason
-	err    error
-	stack  string // of a recovered panic
-}
-
-func (e *sessionError) Error() string { return e.err.Error() }
-func (e *sessionError) Unwrap() error { return e.err }
-
-func fail(reason ingest.Reason, format string, args ...any) error {
-	return &sessionError{reason: reason, err: fmt.Errorf(format, args...)}
-}
-
-func protocolErr(format string, args ...any) error {
-	return fail(ingest.ReasonProtocol, format, args...)
-}
 
 // refusedError is returned to gortsplib with a refusal response: the
 // connection closes after the response. The refusal has been counted and
@@ -136,7 +109,7 @@ func (e *refusedError) Unwrap() error { return e.err }
 // configured pull sources.
 type Server struct {
 	cfg     Config
-	reg     Registry
+	reg     ingest.Registry
 	metrics *ingest.ProtocolMetrics
 	rm      *Metrics
 	log     *slog.Logger
@@ -170,7 +143,7 @@ type Server struct {
 // New returns a server publishing to reg. Zero fields of cfg take their
 // defaults; m and rm may be nil (metrics are then kept but not registered),
 // and so may log.
-func New(cfg Config, reg Registry, m *ingest.Metrics, rm *Metrics, log *slog.Logger) *Server {
+func New(cfg Config, reg ingest.Registry, m *ingest.Metrics, rm *Metrics, log *slog.Logger) *Server {
 	if m == nil {
 		m = ingest.NewMetrics(nil)
 	}
@@ -404,10 +377,9 @@ func classifyConnErr(err error, closing bool) (ingest.Reason, bool) {
 	switch {
 	case err == nil, closing, errors.As(err, &refused):
 		return "", false
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.EPIPE), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, io.EOF), ingest.IsDisconnect(err):
 		return "", false
-	case isTimeout(err):
+	case ingest.IsTimeout(err):
 		return ingest.ReasonTimeout, true
 	}
 	switch err.(type) {
@@ -421,11 +393,6 @@ func classifyConnErr(err error, closing bool) (ingest.Reason, bool) {
 		return "", false
 	}
 	return ingest.ReasonProtocol, true
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // OnSessionClose ends what a session held: a publish or a read.

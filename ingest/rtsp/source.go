@@ -199,11 +199,11 @@ func (src *source) report(res connResult, attempt int, delay time.Duration) {
 		return
 	}
 	src.down = true
-	var se *sessionError
+	var se *ingest.SessionError
 	switch {
 	case errors.As(res.err, &se):
-		src.srv.metrics.Error(se.reason)
-	case isTimeout(res.err) || isClientTimeout(res.err):
+		src.srv.metrics.Error(se.Reason)
+	case ingest.IsTimeout(res.err) || isClientTimeout(res.err):
 		src.srv.metrics.Error(ingest.ReasonTimeout)
 	}
 }
@@ -280,7 +280,7 @@ func (src *source) connect(failures int) (res connResult) {
 	}
 	plans, ignored := planTracks(desc)
 	if len(plans) == 0 {
-		return connResult{err: fail(ingest.ReasonUnsupportedCodec, "no supported track (H.264, H.265, MPEG-4 audio, Opus): %v", ignored)}
+		return connResult{err: ingest.Fail(ingest.ReasonUnsupportedCodec, "no supported track (H.264, H.265, MPEG-4 audio, Opus): %v", ignored)}
 	}
 	for _, ig := range ignored {
 		src.warnOnce("ignored "+ig, "rtsp: ignoring a track of the source", "track", ig)

@@ -102,7 +102,7 @@ func (d *demuxer) init(r io.Reader) (err error) {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return err
 		}
-		return protocolErr("reading the MPEG-TS program: %v", err)
+		return ingest.ProtocolError("reading the MPEG-TS program: %v", err)
 	}
 	d.reader.OnDecodeError(d.decodeError)
 
@@ -116,9 +116,9 @@ func (d *demuxer) init(r io.Reader) (err error) {
 	}
 	if d.video == nil && d.audio == nil {
 		if len(d.ignored) == 0 {
-			return protocolErr("the MPEG-TS program has no elementary stream")
+			return ingest.ProtocolError("the MPEG-TS program has no elementary stream")
 		}
-		return fail(ingest.ReasonUnsupportedCodec, "no supported track (H.264, H.265, AAC, Opus) in the program: %s",
+		return ingest.Fail(ingest.ReasonUnsupportedCodec, "no supported track (H.264, H.265, AAC, Opus) in the program: %s",
 			strings.Join(d.ignored, ", "))
 	}
 	// The guard drops the tracks not ingested from now on.
@@ -184,7 +184,7 @@ func (d *demuxer) step() (err error) {
 func (d *demuxer) recoverPanic(err *error) {
 	if r := recover(); r != nil {
 		d.log.Error("srt: panic while demuxing", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-		*err = protocolErr("MPEG-TS demuxer failed on the input: %v", r)
+		*err = ingest.ProtocolError("MPEG-TS demuxer failed on the input: %v", r)
 	}
 }
 

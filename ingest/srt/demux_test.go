@@ -231,8 +231,8 @@ func TestDemuxUnsupported(t *testing.T) {
 
 	ts := testTS(t, "mpeg2-mp2", append(testsrcArgs("1"), "-c:v", "mpeg2video", "-c:a", "mp2")...)
 	err := e.publishBytes("live/mpeg2", ts)
-	var se *sessionError
-	if !errors.As(err, &se) || se.reason != ingest.ReasonUnsupportedCodec {
+	var se *ingest.SessionError
+	if !errors.As(err, &se) || se.Reason != ingest.ReasonUnsupportedCodec {
 		t.Fatalf("session ended with %v, want unsupported_codec", err)
 	}
 	testpeer.WaitLog(e.t, e.logs, "MPEG-1/2 video", time.Second)

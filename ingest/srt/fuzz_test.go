@@ -10,6 +10,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 
+	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 )
@@ -39,7 +40,7 @@ func FuzzDemux(f *testing.F) {
 		if err == nil {
 			t.Fatal("session ended without an error")
 		}
-		if se, ok := err.(*sessionError); ok && se.reason == "internal" {
+		if se, ok := err.(*ingest.SessionError); ok && se.Reason == "internal" {
 			t.Fatalf("internal error: %v", err)
 		}
 		if sub == nil {

@@ -136,7 +136,7 @@ func (p *publisher) serveSafe() (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.log.Error("srt: panic in publisher session", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			err = &sessionError{reason: ingest.ReasonInternal, err: fmt.Errorf("internal error: %v", r)}
+			err = &ingest.SessionError{Reason: ingest.ReasonInternal, Err: fmt.Errorf("internal error: %v", r)}
 		}
 	}()
 	return p.serve()
@@ -145,7 +145,7 @@ func (p *publisher) serveSafe() (err error) {
 func (p *publisher) serve() error {
 	if err := p.dmx.init(p.r); err != nil {
 		if errors.Is(err, io.EOF) && p.bytes.Load() > 0 && p.idle.Load() == idleNone {
-			return protocolErr("the stream ended before an MPEG-TS program (PAT/PMT) was found")
+			return ingest.ProtocolError("the stream ended before an MPEG-TS program (PAT/PMT) was found")
 		}
 		return err
 	}
@@ -239,7 +239,7 @@ func (p *publisher) publish() error {
 	info := media.PublishInfo{Protocol: Protocol, RemoteAddr: p.remote, SessionID: p.id}
 	st, err := p.srv.pub.Publish(p.name, info, tracks)
 	if err != nil {
-		return &sessionError{reason: ingest.PublishReason(err), err: err}
+		return &ingest.SessionError{Reason: ingest.PublishReason(err), Err: err}
 	}
 	p.stream = st
 	p.publishedAt = time.Now()
@@ -319,7 +319,7 @@ func (p *publisher) report(err error) {
 	if p.stream != nil {
 		attrs = append(attrs, "duration", time.Since(p.publishedAt).Round(time.Millisecond), "frames", p.frames)
 	}
-	var se *sessionError
+	var se *ingest.SessionError
 	switch {
 	case p.kicked:
 		p.log.Info("srt: publisher kicked", attrs...)
@@ -330,21 +330,21 @@ func (p *publisher) report(err error) {
 	case errors.As(err, &se):
 		// classified below
 	case p.idle.Load() == idleNoData:
-		se = &sessionError{reason: ingest.ReasonTimeout, err: fmt.Errorf("nothing received for %s", p.srv.cfg.IdleTimeout)}
+		se = &ingest.SessionError{Reason: ingest.ReasonTimeout, Err: fmt.Errorf("nothing received for %s", p.srv.cfg.IdleTimeout)}
 	case p.idle.Load() == idleNoMedia:
-		se = &sessionError{reason: ingest.ReasonProtocol, err: fmt.Errorf("no decodable media for %s", p.srv.cfg.IdleTimeout)}
+		se = &ingest.SessionError{Reason: ingest.ReasonProtocol, Err: fmt.Errorf("no decodable media for %s", p.srv.cfg.IdleTimeout)}
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		if p.stream == nil && p.bytes.Load() > 0 {
-			se = &sessionError{reason: ingest.ReasonProtocol, err: errors.New("the publisher left before any media could be published")}
+			se = &ingest.SessionError{Reason: ingest.ReasonProtocol, Err: errors.New("the publisher left before any media could be published")}
 			break
 		}
 		p.log.Info("srt: publisher disconnected", attrs...)
 		return
 	default:
-		se = &sessionError{reason: ingest.ReasonProtocol, err: err}
+		se = &ingest.SessionError{Reason: ingest.ReasonProtocol, Err: err}
 	}
-	p.m.Error(se.reason)
-	p.log.Warn("srt: session failed", append(attrs, "reason", string(se.reason), "err", se.err)...)
+	p.m.Error(se.Reason)
+	p.log.Warn("srt: session failed", append(attrs, "reason", string(se.Reason), "err", se.Err)...)
 }
 
 // watchdog closes a publisher's connection when no data (or no media) came

@@ -1,6 +1,6 @@
 // Package srt is Headwater's SRT ingest: publishers (OBS, ffmpeg, hardware
 // encoders) send MPEG-TS over SRT, which is demuxed into media.Frames and
-// published on a Publisher (a *media.Registry). Live streams can also be
+// published on an ingest.Registry (a *media.Registry). Live streams can also be
 // read back as MPEG-TS over SRT (m=request), for relays and monitoring.
 //
 // The streamid names the stream and says what the caller wants (see
@@ -70,34 +70,10 @@ const Protocol = "srt"
 // the size every SRT implementation expects for MPEG-TS.
 const payloadSize = 7 * tsPacketSize
 
-// Publisher creates live streams and tells which are live. *media.Registry
-// satisfies it.
-type Publisher interface {
-	Publish(name string, info media.PublishInfo, tracks []*media.Track) (*media.Stream, error)
-	Get(name string) (*media.Stream, bool)
-}
-
-// sessionError is a session failure with its metric reason.
-type sessionError struct {
-	reason ingest.Reason
-	err    error
-}
-
-func (e *sessionError) Error() string { return e.err.Error() }
-func (e *sessionError) Unwrap() error { return e.err }
-
-func fail(reason ingest.Reason, format string, args ...any) error {
-	return &sessionError{reason: reason, err: fmt.Errorf(format, args...)}
-}
-
-func protocolErr(format string, args ...any) error {
-	return fail(ingest.ReasonProtocol, format, args...)
-}
-
 // Server is an SRT ingest server.
 type Server struct {
 	cfg     Config
-	pub     Publisher
+	pub     ingest.Registry
 	metrics *ingest.ProtocolMetrics
 	srtm    *Metrics
 	log     *slog.Logger
@@ -124,7 +100,7 @@ type Server struct {
 // New returns a server publishing to pub. Zero fields of cfg take their
 // defaults; m and sm may be nil (metrics are then kept but not registered),
 // and so may log.
-func New(cfg Config, pub Publisher, m *ingest.Metrics, sm *Metrics, log *slog.Logger) *Server {
+func New(cfg Config, pub ingest.Registry, m *ingest.Metrics, sm *Metrics, log *slog.Logger) *Server {
 	if m == nil {
 		m = ingest.NewMetrics(nil)
 	}

@@ -1,24 +1,24 @@
+//go:build eval
+
+// The evaluations behind two design decisions of the transcoder (one ffmpeg
+// run per GOP for all renditions; one decoder and one encoder thread per
+// job), recorded in docs/decisions.md and the package comment. They are not
+// tests: they assert nothing, take minutes of CPU and only log figures, so
+// they build only with the eval tag. Run them on an otherwise idle machine:
+//
+//	go test -tags eval -run Experiment -v -timeout 30m ./transcoder/
+
 package transcoder
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 )
 
-// The experiments behind two design decisions. They take minutes of CPU
-// and run only with HEADWATER_TRANSCODER_EXPERIMENTS=1 (use -v).
-
-func experiments(t *testing.T) {
-	if os.Getenv("HEADWATER_TRANSCODER_EXPERIMENTS") == "" {
-		t.Skip("set HEADWATER_TRANSCODER_EXPERIMENTS=1")
-	}
-	needFFmpeg(t)
-}
-
+// runFF runs ffmpeg with args on input in and returns its wall and CPU time.
 func runFF(t testing.TB, args []string, in []byte) (wall, cpu time.Duration) {
 	cmd := exec.Command("ffmpeg", args...)
 	cmd.Stdin = bytes.NewReader(in)
@@ -49,7 +49,7 @@ func withThreads(args []string, dec, enc string) []string {
 // One ffmpeg run per GOP producing every rendition (decode once, start
 // once) versus one run per rendition, in CPU per media second.
 func TestExperimentOneRunVersusRunPerRendition(t *testing.T) {
-	experiments(t)
+	needFFmpeg(t)
 	fx := sourceFixture(t, 1280, 720, 30, 60, 2, 20)
 	lad := DefaultLadder()
 	if err := lad.Validate(); err != nil {
@@ -77,7 +77,7 @@ func TestExperimentOneRunVersusRunPerRendition(t *testing.T) {
 // Decoder and encoder threads: CPU per job and job wall time, the
 // configurations interleaved GOP by GOP.
 func TestExperimentThreads(t *testing.T) {
-	experiments(t)
+	needFFmpeg(t)
 	fx := sourceFixture(t, 1280, 720, 30, 60, 2, 20)
 	lad := DefaultLadder()
 	if err := lad.Validate(); err != nil {

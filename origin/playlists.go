@@ -2,7 +2,6 @@ package origin
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/binary"
 	"hash/fnv"
 	"log/slog"
@@ -244,7 +243,7 @@ func (h *handler) servePlaylist(w *respWriter, r *http.Request, e *cacheEntry, c
 	t := append(tag[:0], '"')
 	t = strconv.AppendUint(t, e.hash, 36)
 	if h.cfg.Gzip && acceptsGzip(r) {
-		body = e.gzipped()
+		body = e.gzipped(&h.gzipWriters)
 		hdr["Content-Encoding"] = hvGzip
 		t = append(t, 'g')
 	}
@@ -301,27 +300,6 @@ func (e *cacheEntry) render(f func() []byte) { e.once.Do(func() { e.body = f() }
 func (e *cacheEntry) renderErr(f func() ([]byte, error)) error {
 	e.once.Do(func() { e.body, e.err = f() })
 	return e.err
-}
-
-var gzipWriters = sync.Pool{New: func() any {
-	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
-	return zw
-}}
-
-// gzipped returns the gzip encoding of body.
-func (e *cacheEntry) gzipped() []byte {
-	e.gzOnce.Do(func() {
-		var buf bytes.Buffer
-		buf.Grow(len(e.body)/3 + 64)
-		zw := gzipWriters.Get().(*gzip.Writer)
-		zw.Reset(&buf)
-		_, _ = zw.Write(e.body)
-		_ = zw.Close()
-		zw.Reset(nil)
-		gzipWriters.Put(zw)
-		e.gz = buf.Bytes()
-	})
-	return e.gz
 }
 
 // playlistCache keeps the latest rendering per key. It is bounded: when

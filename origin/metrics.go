@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/metrics"
 )
 
 // object labels, the values of the "object" metric label.
@@ -25,11 +27,13 @@ const (
 
 var objectNames = [numObjects]string{"other", "multivariant", "media_playlist", "init", "segment", "part", "health", "mpd", "time", "key"}
 
+// String is the label value of o.
 func (o object) String() string { return objectNames[o] }
 
 // commonStatuses get pre-resolved counters; others go through the vector.
 var commonStatuses = [...]int{200, 204, 206, 304, 400, 404, 405, 412, 416, 500, 503}
 
+// statusSlot is code's index in commonStatuses, or -1.
 func statusSlot(code int) int {
 	for i, c := range commonStatuses {
 		if c == code {
@@ -62,28 +66,31 @@ type Metrics struct {
 //
 // object is one of multivariant, media_playlist, mpd, time, init, segment,
 // part, key (HLS key files), health, other; status is the numeric HTTP
-// status.
+// status. When reg already holds these collectors (NewMetrics called twice
+// on one registry), those are reused.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headwater_origin_requests_total",
 			Help: "HTTP requests served by the origin, by object type and status code.",
-		}, []string{"object", "status"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		}, []string{"object", "status"})),
+		duration: metrics.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "headwater_origin_request_duration_seconds",
 			Help:    "Time to serve origin requests, blocking waits included, by object type.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"object"}),
-		blocking: prometheus.NewHistogram(prometheus.HistogramOpts{
+		}, []string{"object"})),
+		blocking: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "headwater_origin_blocking_wait_seconds",
 			Help:    "Time LL-HLS blocking playlist reloads and blocking part/segment requests waited for their object to appear.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2, 3, 4, 6, 10},
-		}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		})),
+		bytes: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headwater_origin_response_bytes_total",
 			Help: "Response body bytes written by the origin, by object type.",
-		}, []string{"object"}),
+		}, []string{"object"})),
 	}
+	// Resolved after registration, so that they belong to the collectors
+	// reg holds.
 	for o := object(0); o < numObjects; o++ {
 		for i, code := range commonStatuses {
 			m.reqByStatus[o][i] = m.requests.WithLabelValues(o.String(), strconv.Itoa(code))
@@ -91,12 +98,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.durBy[o] = m.duration.WithLabelValues(o.String())
 		m.bytesBy[o] = m.bytes.WithLabelValues(o.String())
 	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.blocking, m.bytes)
-	}
 	return m
 }
 
+// observe records one request: its object, status, duration and body bytes.
 func (m *Metrics) observe(o object, status int, seconds float64, n int64) {
 	if m == nil {
 		return
@@ -112,6 +117,7 @@ func (m *Metrics) observe(o object, status int, seconds float64, n int64) {
 	}
 }
 
+// observeWait records the time a blocking request waited.
 func (m *Metrics) observeWait(seconds float64) {
 	if m == nil {
 		return

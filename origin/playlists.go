@@ -158,7 +158,6 @@ func (h *handler) serveMediaPlaylist(w *respWriter, r *http.Request, st *store.S
 				siblings = append(siblings, playlist.Rendition{Name: x.Name(), Snap: snaps[i]})
 			}
 		}
-		opts.Now = time.Now()
 		if encrypted {
 			opts.Encryption = h.enc.playlistEncryption(st.Name(), keyNS)
 		}

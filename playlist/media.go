@@ -1,10 +1,8 @@
 package playlist
 
 import (
-	"strconv"
 	"time"
 
-	"github.com/headwater-live/headwater/hlsenc"
 	"github.com/headwater-live/headwater/store"
 )
 
@@ -27,71 +25,9 @@ type MediaOptions struct {
 	// rendition reports (LL-HLS). The zero value is plain HLS; see
 	// DefaultMediaOptions.
 	LowLatency bool
-	// Now is reserved: nothing in the output depends on the time, so that
-	// playlists are deterministic functions of the snapshots.
-	Now time.Time
 	// Encryption, when set, lists the segments and parts as encrypted with
 	// METHOD=AES-128 (EXT-X-KEY tags); nil lists them in the clear.
 	Encryption *Encryption
-}
-
-// Encryption describes the AES-128 encryption of a rendition's segments and
-// parts (see package hlsenc). Init sections stay in the clear.
-//
-// The playlist writes an EXT-X-KEY after the first EXT-X-MAP and again
-// whenever the key changes (keys change at segment boundaries, so the tag
-// precedes the EXTINF and the first EXT-X-PART of the segment it applies
-// to), including before the preload hint when the hinted part starts a key
-// period. A later EXT-X-MAP (an init change) is preceded by
-// "#EXT-X-KEY:METHOD=NONE", so that the init is read in the clear, and
-// followed by the EXT-X-KEY in force. A delta update repeats the key in
-// force after EXT-X-SKIP. Key URIs are relative (hlsenc.RelativeKeyURI),
-// so that a playback token in the playlist's path carries to the key
-// requests.
-type Encryption struct {
-	// Stream is the stream's name, from which key URIs are made.
-	Stream string
-	// KeyFor returns the key of segment msn, which its parts share. It
-	// must return the same key for the same msn for as long as the segment
-	// can be listed (hlsenc.KeyProvider.KeyFor does).
-	KeyFor func(msn uint64) (hlsenc.Key, error)
-}
-
-// keyWriter writes the EXT-X-KEY tags of an encrypted playlist. A nil
-// *keyWriter writes nothing.
-type keyWriter struct {
-	enc *Encryption
-	cur hlsenc.Key // key in force; zero before the first EXT-X-KEY and after METHOD=NONE
-	err error      // first KeyFor error
-}
-
-// beforeMap writes METHOD=NONE before an EXT-X-MAP that follows an
-// EXT-X-KEY, so that the init section is not taken for encrypted.
-func (k *keyWriter) beforeMap(b []byte) []byte {
-	if k == nil || k.cur.IsZero() {
-		return b
-	}
-	k.cur = hlsenc.Key{}
-	b = append(b, hlsenc.NoneKeyTag...)
-	return append(b, '\n')
-}
-
-// forSegment writes the EXT-X-KEY of segment msn unless it is in force.
-func (k *keyWriter) forSegment(b []byte, msn uint64) []byte {
-	if k == nil || k.err != nil {
-		return b
-	}
-	key, err := k.enc.KeyFor(msn)
-	if err != nil {
-		k.err = err
-		return b
-	}
-	if !k.cur.IsZero() && key.ID() == k.cur.ID() {
-		return b
-	}
-	k.cur = key
-	b = hlsenc.AppendKeyTag(b, key, hlsenc.RelativeKeyURI(k.enc.Stream, key.ID()))
-	return append(b, '\n')
 }
 
 // DefaultWindow is the number of complete segments a media playlist lists
@@ -153,188 +89,19 @@ func RenderMedia(r Rendition, siblings []Rendition, o MediaOptions) ([]byte, err
 	if s == nil {
 		return nil, nil
 	}
-	window := o.Window
-	if window <= 0 {
-		window = DefaultWindow
-	}
-	ll := o.LowLatency
-
-	segs := s.Segments
-	list := tail(segs, window)
-	open := s.Open
-	openListed := ll && open != nil && len(open.Parts) > 0
-	if openListed && len(list) > 0 && open.MSN != list[len(list)-1].MSN+1 {
-		// The open segment does not follow the last complete one (a number
-		// was used by a segment the store discarded): list it alone rather
-		// than give its parts the wrong sequence number.
-		list = nil
-	}
-
-	var openDur time.Duration
-	if openListed {
-		for _, p := range open.Parts {
-			openDur += p.Duration
-		}
-	}
-	td := targetDuration(s, list)
-	tdDur := time.Duration(td) * time.Second
-
-	// Delta update: skip the segments that end at least the Skip Boundary
-	// before the end of the playlist, keeping at least one.
-	skipped := 0
-	if ll && o.Skip && len(list) > 1 {
-		boundary := skipBoundaryTargets * tdDur
-		total := openDur
-		for _, seg := range list {
-			total += seg.Duration
-		}
-		var end time.Duration
-		for i, seg := range list[:len(list)-1] {
-			end += seg.Duration
-			if total-end < boundary {
-				break
-			}
-			skipped = i + 1
-		}
-	}
-
-	// Complete segments from index partsFrom of list on get their parts.
-	partsFrom := len(list)
-	if ll {
-		maxSegs := partsMaxSegments
-		if openListed {
-			maxSegs--
-		}
-		partsFrom = max(len(list)-maxSegs, skipped, 0)
-		dist := openDur // from the end of list[i] to the end of the playlist
-		for i := len(list) - 1; i >= partsFrom; i-- {
-			if dist >= partsTargetDurations*tdDur {
-				partsFrom = i + 1
-				break
-			}
-			dist += list[i].Duration
-		}
-	}
-
-	// Sequence numbers of the first entry (complete segment or open parts).
-	var first *store.Segment
-	var msn uint64
-	switch {
-	case len(list) > 0:
-		first, msn = list[0], list[0].MSN
-	case openListed:
-		first, msn = open, open.MSN
-	case open != nil:
-		msn = open.MSN
-	case len(segs) > 0:
-		msn = segs[len(segs)-1].MSN + 1
-	}
-	dseq := 0
-	if first != nil {
-		dseq = discontinuitySequence(first)
-	}
-
-	// Size the buffer once: header, segments, parts, reports.
-	size := 400 + 180*(len(list)-skipped) + 100*len(siblings)
-	if ll {
-		for _, seg := range list[partsFrom:] {
-			size += 72 * len(seg.Parts)
-		}
-		if openListed {
-			size += 140 + 72*len(open.Parts)
-		}
-	}
+	l := newMediaLayout(s, o)
 	var keys *keyWriter
 	if o.Encryption != nil {
 		keys = &keyWriter{enc: o.Encryption}
-		size += 2 * (120 + 3*len(o.Encryption.Stream)) // the first EXT-X-KEY and one change, usually
 	}
-	b := make([]byte, 0, size)
-
-	b = append(b, "#EXTM3U\n#EXT-X-VERSION:"...)
-	if ll {
-		b = strconv.AppendInt(b, versionLowLatency, 10)
-	} else {
-		b = strconv.AppendInt(b, versionPlain, 10)
-	}
-	b = append(b, "\n#EXT-X-TARGETDURATION:"...)
-	b = strconv.AppendInt(b, td, 10)
-	b = append(b, '\n')
-	if ll {
-		pt := partTarget(s)
-		b = append(b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK="...)
-		b = appendSecondsShort(b, partHoldBackParts*pt)
-		b = append(b, ",CAN-SKIP-UNTIL="...)
-		b = appendSecondsShort(b, skipBoundaryTargets*tdDur)
-		b = append(b, "\n#EXT-X-PART-INF:PART-TARGET="...)
-		b = appendSecondsShort(b, pt)
-		b = append(b, '\n')
-	}
-	b = append(b, "#EXT-X-MEDIA-SEQUENCE:"...)
-	b = strconv.AppendUint(b, msn, 10)
-	b = append(b, "\n#EXT-X-DISCONTINUITY-SEQUENCE:"...)
-	b = strconv.AppendInt(b, int64(dseq), 10)
-	// Every segment starts with a key frame (audio frames all are).
-	b = append(b, "\n#EXT-X-INDEPENDENT-SEGMENTS\n"...)
-	if skipped > 0 {
-		b = append(b, "#EXT-X-SKIP:SKIPPED-SEGMENTS="...)
-		b = strconv.AppendInt(b, int64(skipped), 10)
-		b = append(b, '\n')
-	}
-
-	curInit := "" // EXT-X-MAP in effect; written again before the first listed segment
-	for i, seg := range list[skipped:] {
-		i += skipped
-		b = appendSegmentTags(b, seg, &curInit, keys)
-		if i >= partsFrom {
-			b = appendParts(b, seg)
-		}
-		b = append(b, "#EXTINF:"...)
-		b = appendSeconds(b, seg.Duration)
-		b = append(b, ",\nseg"...)
-		b = strconv.AppendUint(b, seg.MSN, 10)
-		b = append(b, ".m4s\n"...)
-	}
-	if openListed {
-		b = appendSegmentTags(b, open, &curInit, keys)
-		b = appendParts(b, open)
-	}
-
-	if ll {
+	b := make([]byte, 0, l.size(len(siblings), o.Encryption))
+	b = l.appendHeader(b)
+	b = l.appendSegments(b, keys)
+	if l.ll {
 		if !s.Ended {
-			hintMSN, hintPart := msn, 0
-			switch {
-			case open != nil:
-				hintMSN, hintPart = open.MSN, len(open.Parts)
-			case len(segs) > 0:
-				hintMSN = segs[len(segs)-1].MSN + 1
-			}
-			// The hinted part may start the next key period.
-			b = keys.forSegment(b, hintMSN)
-			b = append(b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part"...)
-			b = strconv.AppendUint(b, hintMSN, 10)
-			b = append(b, '.')
-			b = strconv.AppendInt(b, int64(hintPart), 10)
-			b = append(b, ".m4s\"\n"...)
+			b = l.appendPreloadHint(b, keys)
 		}
-		for _, sib := range siblings {
-			if sib.Name == r.Name || sib.Snap == nil {
-				continue
-			}
-			lastMSN, lastPart, ok := lastPartOf(sib.Snap)
-			if !ok {
-				continue
-			}
-			b = append(b, "#EXT-X-RENDITION-REPORT:URI=\"../"...)
-			b = append(b, sib.Name...)
-			b = append(b, "/index.m3u8\",LAST-MSN="...)
-			b = strconv.AppendUint(b, lastMSN, 10)
-			if lastPart >= 0 {
-				b = append(b, ",LAST-PART="...)
-				b = strconv.AppendInt(b, int64(lastPart), 10)
-			}
-			b = append(b, '\n')
-		}
+		b = appendRenditionReports(b, r.Name, siblings)
 	}
 	if s.Ended {
 		b = append(b, "#EXT-X-ENDLIST\n"...)
@@ -356,48 +123,6 @@ func tail(segs []*store.Segment, window int) []*store.Segment {
 		}
 	}
 	return segs[start:]
-}
-
-// appendSegmentTags writes the tags that precede a segment's parts and URI
-// (keys is nil for a playlist in the clear).
-func appendSegmentTags(b []byte, seg *store.Segment, curInit *string, keys *keyWriter) []byte {
-	if seg.Discontinuity {
-		b = append(b, "#EXT-X-DISCONTINUITY\n"...)
-	}
-	if seg.InitName != "" && seg.InitName != *curInit {
-		*curInit = seg.InitName
-		b = keys.beforeMap(b)
-		b = append(b, "#EXT-X-MAP:URI=\""...)
-		b = append(b, seg.InitName...)
-		b = append(b, "\"\n"...)
-	}
-	b = keys.forSegment(b, seg.MSN)
-	if !seg.ProgramDateTime.IsZero() {
-		b = append(b, "#EXT-X-PROGRAM-DATE-TIME:"...)
-		b = appendDateTime(b, seg.ProgramDateTime)
-		b = append(b, '\n')
-	}
-	if seg.Gap {
-		b = append(b, "#EXT-X-GAP\n"...)
-	}
-	return b
-}
-
-func appendParts(b []byte, seg *store.Segment) []byte {
-	for _, p := range seg.Parts {
-		b = append(b, "#EXT-X-PART:DURATION="...)
-		b = appendSeconds(b, p.Duration)
-		b = append(b, ",URI=\"part"...)
-		b = strconv.AppendUint(b, seg.MSN, 10)
-		b = append(b, '.')
-		b = strconv.AppendInt(b, int64(p.Index), 10)
-		b = append(b, ".m4s\""...)
-		if p.Independent {
-			b = append(b, ",INDEPENDENT=YES"...)
-		}
-		b = append(b, '\n')
-	}
-	return b
 }
 
 // targetDuration is EXT-X-TARGETDURATION in seconds: the largest of the

@@ -121,7 +121,7 @@ func playLive(t *testing.T, chromium, player, js string, fm *ffmpegMedia, ll boo
 				off = down
 				if i == republish {
 					stream.End()
-					if !sleepUntil(ast.Add(off + ticksToDuration(fm.segs["0"][i].t, fm.info["0"].Timescale))) {
+					if !sleepUntil(ast.Add(off + store.TicksToDuration(fm.segs["0"][i].t, fm.info["0"].Timescale))) {
 						return
 					}
 					stream = st.Begin("live/test")
@@ -134,14 +134,14 @@ func playLive(t *testing.T, chromium, player, js string, fm *ffmpegMedia, ll boo
 			}
 			for j, n := range srv.names {
 				ts := fm.info[ids[n]].Timescale
-				if _, err := srv.rends[n].StartSegment(ast.Add(off+ticksToDuration(segs[j].t, ts)), segs[j].t); err != nil {
+				if _, err := srv.rends[n].StartSegment(ast.Add(off+store.TicksToDuration(segs[j].t, ts)), segs[j].t); err != nil {
 					t.Error(err)
 					return
 				}
 			}
 			nparts := len(segs[0].parts)
 			for k := range nparts {
-				end := ticksToDuration(segs[0].t+segs[0].d*uint64(k+1)/uint64(nparts), fm.info["0"].Timescale)
+				end := store.TicksToDuration(segs[0].t+segs[0].d*uint64(k+1)/uint64(nparts), fm.info["0"].Timescale)
 				if !sleepUntil(ast.Add(off + end)) {
 					return
 				}
@@ -151,7 +151,7 @@ func playLive(t *testing.T, chromium, player, js string, fm *ffmpegMedia, ll boo
 					// them out in proportion.
 					from, to := len(ps)*k/nparts, len(ps)*(k+1)/nparts
 					for _, p := range ps[from:to] {
-						d := ticksToDuration(segs[j].d, fm.info[ids[n]].Timescale) / time.Duration(len(ps))
+						d := store.TicksToDuration(segs[j].d, fm.info[ids[n]].Timescale) / time.Duration(len(ps))
 						if _, err := srv.rends[n].AppendPart(p, d, k == 0); err != nil {
 							t.Error(err)
 							return
@@ -237,7 +237,7 @@ func playLive(t *testing.T, chromium, player, js string, fm *ffmpegMedia, ll boo
 	}
 	if down > 0 {
 		// Past the republish: the second Period starts at the outage's end.
-		p1 := (ticksToDuration(fm.segs["0"][republish].t, fm.info["0"].Timescale) + down).Seconds()
+		p1 := (store.TicksToDuration(fm.segs["0"][republish].t, fm.info["0"].Timescale) + down).Seconds()
 		if last.Time < p1+2 {
 			t.Errorf("playback at %.1fs, not into the second period (from %.1fs)", last.Time, p1)
 		}

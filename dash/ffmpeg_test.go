@@ -345,10 +345,10 @@ func TestFFmpegDemuxer(t *testing.T) {
 						off = down
 					}
 					r := srv.rends[n]
-					if _, err := r.StartSegment(ast.Add(off+ticksToDuration(s.t, ts)), s.t); err != nil {
+					if _, err := r.StartSegment(ast.Add(off+store.TicksToDuration(s.t, ts)), s.t); err != nil {
 						t.Fatal(err)
 					}
-					if _, err := r.AppendPart(s.data, ticksToDuration(s.d, ts), true); err != nil {
+					if _, err := r.AppendPart(s.data, store.TicksToDuration(s.d, ts), true); err != nil {
 						t.Fatal(err)
 					}
 					if err := r.FinishSegment(s.d); err != nil {

@@ -106,8 +106,8 @@ func (f *fixture) span(i int, from, to time.Duration) (base, d uint64) {
 }
 
 func ceilTicks(d time.Duration, ts uint32) uint64 {
-	t := durationToTicks(d, ts)
-	if ticksToDuration(t, ts) < d {
+	t := store.DurationToTicks(d, ts)
+	if store.TicksToDuration(t, ts) < d {
 		t++
 	}
 	return t
@@ -117,7 +117,7 @@ func roundUp(v, m uint64) uint64 { return (v + m - 1) / m * m }
 
 // pdt is the wall clock at which rendition i's frame at base was received.
 func (f *fixture) pdt(i int, base uint64) time.Time {
-	at := f.ast.Add(f.offset + ticksToDuration(base, f.infos[i].Timescale))
+	at := f.ast.Add(f.offset + store.TicksToDuration(base, f.infos[i].Timescale))
 	if f.infos[i].Kind == media.KindAudio {
 		at = at.Add(7 * time.Millisecond)
 	}
@@ -186,7 +186,7 @@ func (f *fixture) republish(down time.Duration) {
 	f.st.End()
 	var end time.Duration
 	for _, r := range f.rends {
-		end = max(end, ticksToDuration(r.NextBaseTime(), r.Snapshot().Info.Timescale))
+		end = max(end, store.TicksToDuration(r.NextBaseTime(), r.Snapshot().Info.Timescale))
 	}
 	f.end = end
 	st := f.store.Begin("live/test")

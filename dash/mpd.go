@@ -152,7 +152,7 @@ func (a mediaTime) cmp(b mediaTime) int {
 }
 
 // duration converts to a duration (rounded down to the nanosecond).
-func (a mediaTime) duration() time.Duration { return ticksToDuration(a.ticks, a.ts) }
+func (a mediaTime) duration() time.Duration { return store.TicksToDuration(a.ticks, a.ts) }
 
 // in converts to ticks of timescale ts, rounding down.
 func (a mediaTime) in(ts uint32) uint64 {
@@ -293,7 +293,7 @@ func (b *builder) collect(renditions []Rendition) {
 					part = b.partTgt
 				}
 				it.open = true
-				it.d = durationToTicks(max(target, elapsed+part), it.ts)
+				it.d = store.DurationToTicks(max(target, elapsed+part), it.ts)
 				it.listed = b.o.LowLatency
 				rd.items = append(rd.items, it)
 				if peak == 0 && elapsed > 0 {
@@ -669,20 +669,4 @@ func ceilMillis(d time.Duration) time.Duration {
 		d += time.Millisecond - r
 	}
 	return d
-}
-
-func ticksToDuration(ticks uint64, ts uint32) time.Duration {
-	if ts == 0 {
-		return 0
-	}
-	t := uint64(ts)
-	return time.Duration(ticks/t)*time.Second + time.Duration(ticks%t)*time.Second/time.Duration(t)
-}
-
-func durationToTicks(d time.Duration, ts uint32) uint64 {
-	if d <= 0 {
-		return 0
-	}
-	t := uint64(ts)
-	return uint64(d/time.Second)*t + uint64(d%time.Second)*t/uint64(time.Second)
 }

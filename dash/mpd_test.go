@@ -187,7 +187,7 @@ func TestGoldenShapes(t *testing.T) {
 	// later than continuous media time says, and 7ms later still for audio.
 	p1 := m.Periods[1]
 	st := p1.AdaptationSets[0].Representations[0].SegmentTemplate
-	want := ticksToDuration(*st.PresentationTimeOffset, *st.Timescale) + 10*time.Second - 20*time.Millisecond + 7*time.Millisecond
+	want := store.TicksToDuration(*st.PresentationTimeOffset, *st.Timescale) + 10*time.Second - 20*time.Millisecond + 7*time.Millisecond
 	eq(t, "p1 start", durOf(p1.Start), want)
 	eq(t, "p1 startNumber", *st.StartNumber, uint32(4))
 
@@ -363,7 +363,7 @@ func check(t *testing.T, f *fixture, o Options, out []byte, want map[string][]ui
 							t.Errorf("period %s %s: segment %d t=%d, store BaseTime %d", p.Id, name, n, tc, seg.BaseTime)
 						case seg.Complete && e.D != seg.DurationTicks:
 							t.Errorf("period %s %s: segment %d d=%d, store %d", p.Id, name, n, e.D, seg.DurationTicks)
-						case !seg.Complete && (!o.LowLatency || e.D < durationToTicks(segTgt, ts)):
+						case !seg.Complete && (!o.LowLatency || e.D < store.DurationToTicks(segTgt, ts)):
 							t.Errorf("period %s %s: open segment %d listed with d=%d", p.Id, name, n, e.D)
 						case initURL != name+"/"+seg.InitName:
 							t.Errorf("period %s %s: segment %d needs %s, template says %s", p.Id, name, n, seg.InitName, initURL)
@@ -372,12 +372,12 @@ func check(t *testing.T, f *fixture, o Options, out []byte, want map[string][]ui
 						}
 						if ok {
 							// Wall-clock mapping: announced about when received.
-							at := start + ticksToDuration(tc-pto, ts)
+							at := start + store.TicksToDuration(tc-pto, ts)
 							recv := seg.ProgramDateTime.Sub(o.AvailabilityStart.Truncate(time.Millisecond))
 							if d := at - recv; d < -time.Millisecond-maxJitter || d > 30*time.Millisecond {
 								t.Errorf("period %s %s: segment %d announced at %v, received at %v", p.Id, name, n, at, recv)
 							}
-							e := start + ticksToDuration(tc+e.D-pto, ts)
+							e := start + store.TicksToDuration(tc+e.D-pto, ts)
 							if seg.Complete {
 								ends[name] = e
 								end = max(end, e)
@@ -767,19 +767,19 @@ func TestLowLatencyOpenSegment(t *testing.T) {
 	}
 	n, d := lastS()
 	eq(t, "open segment listed", n, 3)
-	eq(t, "expected duration", d, durationToTicks(segTgt, videoTS))
+	eq(t, "expected duration", d, store.DurationToTicks(segTgt, videoTS))
 
 	// Past the target, the expected duration runs one part ahead.
 	f.parts(0, 4*partTgt, 4)
 	_, d = lastS()
-	eq(t, "expected duration of a long segment", d, durationToTicks(5*partTgt+partTgt, videoTS))
+	eq(t, "expected duration of a long segment", d, store.DurationToTicks(5*partTgt+partTgt, videoTS))
 
-	if err := f.rends[0].FinishSegment(durationToTicks(2500*time.Millisecond, videoTS)); err != nil {
+	if err := f.rends[0].FinishSegment(store.DurationToTicks(2500*time.Millisecond, videoTS)); err != nil {
 		t.Fatal(err)
 	}
 	n, d = lastS()
 	eq(t, "complete segment", n, 3)
-	eq(t, "real duration", d, durationToTicks(2500*time.Millisecond, videoTS))
+	eq(t, "real duration", d, store.DurationToTicks(2500*time.Millisecond, videoTS))
 }
 
 func TestEndedLowLatency(t *testing.T) {

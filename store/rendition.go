@@ -149,7 +149,7 @@ func (r *Rendition) AlignWith(src *Rendition, at time.Duration) bool {
 		if s.Epoch != r.epoch {
 			continue
 		}
-		d := ticksToDuration(s.BaseTime, ts) - at
+		d := TicksToDuration(s.BaseTime, ts) - at
 		if d > -time.Millisecond && d < time.Millisecond {
 			match = s
 			break
@@ -256,7 +256,7 @@ func (r *Rendition) finishLocked(durationTicks uint64) error {
 	}
 	seg := *r.open
 	seg.DurationTicks = durationTicks
-	seg.Duration = ticksToDuration(durationTicks, r.info.Timescale)
+	seg.Duration = TicksToDuration(durationTicks, r.info.Timescale)
 	seg.Complete = true
 	seg.Data = r.buf[:len(r.buf):len(r.buf)]
 	r.buf = nil
@@ -311,7 +311,7 @@ func (r *Rendition) AddGap(programDateTime time.Time, baseTime, durationTicks ui
 		ProgramDateTime:       programDateTime,
 		BaseTime:              baseTime,
 		DurationTicks:         durationTicks,
-		Duration:              ticksToDuration(durationTicks, r.info.Timescale),
+		Duration:              TicksToDuration(durationTicks, r.info.Timescale),
 		Complete:              true,
 	}
 	r.nextMSN++
@@ -342,7 +342,7 @@ func (r *Rendition) finishOpenLocked() {
 	for _, p := range r.open.Parts {
 		d += p.Duration
 	}
-	_ = r.finishLocked(durationToTicks(d, r.info.Timescale))
+	_ = r.finishLocked(DurationToTicks(d, r.info.Timescale))
 }
 
 // NextBaseTime is where the timeline continues: the end of the last segment
@@ -431,17 +431,4 @@ func (r *Rendition) publishLocked() {
 	})
 	close(r.changed)
 	r.changed = make(chan struct{})
-}
-
-func ticksToDuration(ticks uint64, timescale uint32) time.Duration {
-	if timescale == 0 {
-		return 0
-	}
-	ts := uint64(timescale)
-	return time.Duration(ticks/ts)*time.Second + time.Duration(ticks%ts)*time.Second/time.Duration(ts)
-}
-
-func durationToTicks(d time.Duration, timescale uint32) uint64 {
-	ts := uint64(timescale)
-	return uint64(d/time.Second)*ts + uint64(d%time.Second)*ts/uint64(time.Second)
 }

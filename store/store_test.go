@@ -34,7 +34,7 @@ func newTestRendition(t testing.TB, cfg Config) (*Store, *Stream, *Rendition) {
 // addSegment writes a complete segment of parts parts, each 200 ms, at base.
 func addSegment(t testing.TB, r *Rendition, base uint64, parts int) uint64 {
 	t.Helper()
-	msn, err := r.StartSegment(t0.Add(ticksToDuration(base, 90000)), base)
+	msn, err := r.StartSegment(t0.Add(TicksToDuration(base, 90000)), base)
 	if err != nil {
 		t.Fatal(err)
 	}

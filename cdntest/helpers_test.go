@@ -199,10 +199,13 @@ func startNginx(t *testing.T, origin string) *edge {
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt) // fast shutdown of master and workers
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Logf("nginx exited: %v", err)
+			}
 		case <-time.After(5 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			_ = <-done // killed: its exit status says nothing more
 		}
 		if t.Failed() {
 			t.Logf("nginx log:\n%s", e.log.String())

@@ -24,7 +24,9 @@ func TestRunHTTP(t *testing.T) {
 	}))
 	defer srv.Close()
 	list := filepath.Join(t.TempDir(), "urls")
-	os.WriteFile(list, []byte("# segments\n"+srv.URL+"/a\n\n"+srv.URL+"/b\n"), 0o644)
+	if err := os.WriteFile(list, []byte("# segments\n"+srv.URL+"/a\n\n"+srv.URL+"/b\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	jsonFile := filepath.Join(t.TempDir(), "report.json")
 	var out, errOut bytes.Buffer

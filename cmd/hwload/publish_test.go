@@ -83,7 +83,7 @@ func TestPublishersStopWholeGroup(t *testing.T) {
 		}
 		if !gone(p) {
 			t.Errorf("grandchild %d still running", p)
-			syscall.Kill(p, syscall.SIGKILL)
+			_ = syscall.Kill(p, syscall.SIGKILL) // best effort: the test has already failed
 		}
 	}
 	if n := set.exitedEarly(); n != 0 {
@@ -120,8 +120,11 @@ func TestEnsureSampleRejectsBadBitrate(t *testing.T) {
 
 func TestTailBuffer(t *testing.T) {
 	tb := &tailBuffer{max: 5}
-	tb.Write([]byte("abc"))
-	tb.Write([]byte("defg"))
+	for _, s := range []string{"abc", "defg"} {
+		if n, err := tb.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", s, n, err)
+		}
+	}
 	if got := tb.String(); got != "cdefg" {
 		t.Fatalf("got %q", got)
 	}

@@ -31,7 +31,7 @@ func StartProcess(t testing.TB, name string, args ...string) *Process {
 	go func() { p.done <- p.Cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = p.Cmd.Process.Kill()
-		<-p.done
+		_ = <-p.done // killed: its exit status says nothing more
 		if t.Failed() {
 			t.Logf("%s stderr:\n%s", filepath.Base(name), p.Stderr.String())
 		}

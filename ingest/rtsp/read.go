@@ -19,8 +19,6 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpmpeg4audio"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpsimpleaudio"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/pion/rtp"
 
 	"github.com/headwater-live/headwater/ingest"
@@ -105,32 +103,23 @@ func describe(tracks []*media.Track, controls bool) (*description.Session, []*ou
 
 // packetize turns a frame into RTP packets (timestamps relative to 0).
 func (ot *outTrack) packetize(f *media.Frame) ([]*rtp.Packet, error) {
-	switch c := f.Track.Codec.(type) {
+	switch f.Track.Codec.(type) {
 	case *media.H264:
 		if ot.h264 == nil {
 			return nil, nil
 		}
-		au := splitAVCC(f.Payload, func(n []byte) bool { return h264.NALUType(n[0]&0x1f) == h264.NALUTypeAccessUnitDelimiter })
-		if len(au) == 0 {
-			return nil, nil
+		if au := media.VideoNALUs(f, media.DropDelimiters); au != nil {
+			return ot.h264.Encode(au)
 		}
-		if f.Key && !hasNALU(au, func(n []byte) bool { return h264.NALUType(n[0]&0x1f) == h264.NALUTypeSPS }) {
-			au = prependParams(au, c.SPS, c.PPS)
-		}
-		return ot.h264.Encode(au)
+		return nil, nil
 	case *media.H265:
 		if ot.h265 == nil {
 			return nil, nil
 		}
-		typ := func(n []byte) h265.NALUType { return h265.NALUType((n[0] >> 1) & 0x3f) }
-		au := splitAVCC(f.Payload, func(n []byte) bool { return typ(n) == h265.NALUType_AUD_NUT })
-		if len(au) == 0 {
-			return nil, nil
+		if au := media.VideoNALUs(f, media.DropDelimiters); au != nil {
+			return ot.h265.Encode(au)
 		}
-		if f.Key && !hasNALU(au, func(n []byte) bool { return typ(n) == h265.NALUType_SPS_NUT }) {
-			au = prependParams(au, c.VPS, c.SPS, c.PPS)
-		}
-		return ot.h265.Encode(au)
+		return nil, nil
 	case *media.AAC:
 		if ot.aac == nil || len(f.Payload) == 0 {
 			return nil, nil
@@ -147,44 +136,6 @@ func (ot *outTrack) packetize(f *media.Frame) ([]*rtp.Packet, error) {
 		return []*rtp.Packet{pkt}, nil
 	}
 	return nil, nil
-}
-
-// splitAVCC splits a 4-byte length-prefixed access unit into its NAL
-// units, skipping empty ones and those skip matches, and stopping at a
-// malformed length.
-func splitAVCC(p []byte, skip func([]byte) bool) [][]byte {
-	var au [][]byte
-	for len(p) >= 4 {
-		l := int(binary.BigEndian.Uint32(p))
-		if l < 0 || l > len(p)-4 {
-			break
-		}
-		if n := p[4 : 4+l]; l > 0 && !skip(n) {
-			au = append(au, n)
-		}
-		p = p[4+l:]
-	}
-	return au
-}
-
-// prependParams puts the (non-empty) parameter sets in front of an access unit.
-func prependParams(au [][]byte, params ...[]byte) [][]byte {
-	out := make([][]byte, 0, len(params)+len(au))
-	for _, p := range params {
-		if len(p) > 0 {
-			out = append(out, p)
-		}
-	}
-	return append(out, au...)
-}
-
-func hasNALU(au [][]byte, match func([]byte) bool) bool {
-	for _, n := range au {
-		if match(n) {
-			return true
-		}
-	}
-	return false
 }
 
 // lookup finds a live stream. For an on-demand source that is not live

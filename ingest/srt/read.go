@@ -1,7 +1,6 @@
 package srt
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +10,6 @@ import (
 
 	gosrt "github.com/datarhei/gosrt"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 
@@ -189,23 +186,17 @@ func (m *tsMuxer) write(f *media.Frame) error {
 		return (rescale(v, f.Track.ClockRate, tsClockRate) + m.offset) & tsMask
 	}
 	var err error
-	switch c := f.Track.Codec.(type) {
+	switch f.Track.Codec.(type) {
 	case *media.H264:
-		au := splitAVCC(f.Payload)
-		if len(au) == 0 {
+		au := media.VideoNALUs(f, media.KeepDelimiters)
+		if au == nil {
 			return nil
-		}
-		if f.Key && !hasNALU(au, func(n []byte) bool { return h264.NALUType(n[0]&0x1f) == h264.NALUTypeSPS }) {
-			au = prependParams(au, c.SPS, c.PPS)
 		}
 		err = m.w.WriteH264(t, ts(f.PTS), ts(f.DTS), au)
 	case *media.H265:
-		au := splitAVCC(f.Payload)
-		if len(au) == 0 {
+		au := media.VideoNALUs(f, media.KeepDelimiters)
+		if au == nil {
 			return nil
-		}
-		if f.Key && !hasNALU(au, func(n []byte) bool { return h265.NALUType((n[0]>>1)&0x3f) == h265.NALUType_SPS_NUT }) {
-			au = prependParams(au, c.VPS, c.SPS, c.PPS)
 		}
 		err = m.w.WriteH265(t, ts(f.PTS), ts(f.DTS), au)
 	case *media.AAC:
@@ -217,43 +208,6 @@ func (m *tsMuxer) write(f *media.Frame) error {
 		return err
 	}
 	return m.out.flush()
-}
-
-// splitAVCC splits a 4-byte length-prefixed access unit into its NAL units,
-// skipping empty ones and stopping at a malformed length.
-func splitAVCC(p []byte) [][]byte {
-	var au [][]byte
-	for len(p) >= 4 {
-		l := int(binary.BigEndian.Uint32(p))
-		if l > len(p)-4 {
-			break
-		}
-		if l > 0 {
-			au = append(au, p[4:4+l])
-		}
-		p = p[4+l:]
-	}
-	return au
-}
-
-// prependParams puts the (non-empty) parameter sets in front of an access unit.
-func prependParams(au [][]byte, params ...[]byte) [][]byte {
-	out := make([][]byte, 0, len(params)+len(au))
-	for _, p := range params {
-		if len(p) > 0 {
-			out = append(out, p)
-		}
-	}
-	return append(out, au...)
-}
-
-func hasNALU(au [][]byte, match func([]byte) bool) bool {
-	for _, n := range au {
-		if match(n) {
-			return true
-		}
-	}
-	return false
 }
 
 // chunkWriter buffers the muxer's output and writes it in SRT payloads of

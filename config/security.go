@@ -230,7 +230,7 @@ func (p PlaybackTokensConfig) KeySettings() ([]playback.KeySettings, string, err
 		if !ok || id == "" || file == "" {
 			return nil, "", fmt.Errorf("item %d: must be \"<key id>=<secret file>\"", i+1)
 		}
-		if !validKeyID(id) {
+		if !playback.ValidKeyID(id) {
 			return nil, "", fmt.Errorf("item %d: key id %q: 1 to %d characters from [A-Za-z0-9_-]", i+1, id, playback.MaxKeyIDLength)
 		}
 		if seen[id] {
@@ -253,18 +253,6 @@ func (p PlaybackTokensConfig) KeySettings() ([]playback.KeySettings, string, err
 		return nil, "", fmt.Errorf("active_key %q is not one of the keys", active)
 	}
 	return out, active, nil
-}
-
-func validKeyID(id string) bool {
-	if id == "" || len(id) > playback.MaxKeyIDLength {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // validHeaderName reports whether s is an HTTP header field name (a token).

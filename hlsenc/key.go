@@ -119,7 +119,9 @@ func newKey(id string, key, iv [KeySize]byte, sequenceIV bool) Key {
 }
 
 // ValidKeyID reports whether id can name a key: 1 to 64 characters from
-// [A-Za-z0-9_-].
+// [A-Za-z0-9_-]. It owns that alphabet for every key id in a URL: playback
+// token key ids (playback.ValidKeyID) are such ids of at most 16
+// characters.
 func ValidKeyID(id string) bool {
 	if id == "" || len(id) > 64 {
 		return false

@@ -41,6 +41,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/headwater-live/headwater/hlsenc"
 )
 
 // PathPrefix starts a tokenised path: /t/<token>/<path>.
@@ -98,7 +100,7 @@ func NewKeyring(keys map[string][]byte, active string) (*Keyring, error) {
 	}
 	k := &Keyring{keys: make(map[string][]byte, len(keys)), active: active, now: time.Now}
 	for id, secret := range keys {
-		if !validKeyID(id) {
+		if !ValidKeyID(id) {
 			return nil, fmt.Errorf("playback: key id %q: 1 to %d characters from [A-Za-z0-9_-]", id, MaxKeyIDLength)
 		}
 		if len(secret) < MinSecretLength {
@@ -134,17 +136,11 @@ func GenerateSecret() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func validKeyID(id string) bool {
-	if id == "" || len(id) > MaxKeyIDLength {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
+// ValidKeyID reports whether id can name a token key: 1 to MaxKeyIDLength
+// characters from [A-Za-z0-9_-], the alphabet of every key id Headwater
+// puts in a URL (hlsenc.ValidKeyID owns it).
+func ValidKeyID(id string) bool {
+	return len(id) <= MaxKeyIDLength && hlsenc.ValidKeyID(id)
 }
 
 func nameByte(c byte) bool {

@@ -9,6 +9,14 @@ import (
 // DefaultMaxAddresses bounds the addresses a FailureLimiter remembers.
 const DefaultMaxAddresses = 10000
 
+// Defaults of the failure limiter's allowance (config.Default's
+// auth.publish.rate_limit): DefaultRateLimitFailures failed attempts per
+// address, coming back over DefaultRateLimitWindow.
+const (
+	DefaultRateLimitFailures = 10
+	DefaultRateLimitWindow   = time.Minute
+)
+
 // FailureLimiter throttles clients that keep failing authentication: each
 // client (an IPv4 address or an IPv6 /64) has a bucket of Failures tokens
 // refilled at Failures per Window; a failed attempt takes a token, and a

@@ -13,9 +13,40 @@
 //
 // The doc struct tags on Config's fields are the single source of the per-key comments
 // printed by [DefaultYAML] and of the flag usage strings returned by [Flags].
+//
+// # Who owns a default, who checks a value
+//
+// A default has one owner. A setting a component has a default for (a
+// listen address, a timeout, a limit) is owned by that component, which
+// exports it as a Default* constant (rtmp.DefaultAddress,
+// segmenter.DefaultPartDuration, origin.DefaultBlockTimeout,
+// transcoder.DefaultLadder, auth.DefaultJWTLeeway, ...) and fills zero
+// fields with it when used as a library; [Default] references those
+// constants and never repeats their values. Settings no component has a
+// default for (server policy: log format, connection rates, the admin
+// listener, shutdown) are owned by this package, as unexported constants
+// beside [Default].
+//
+// User input is checked here, once: [Config.Validate] reports every problem
+// as "key: reason" ([FieldError]) before any component is built, using the
+// components' own parsers where they have one (ladders, reservations, fork
+// server mode, static keys, playback key ids). Components take what they
+// are given; their own checks only guard library use and what this package
+// cannot see (the content of secret files, such as an SRT passphrase's
+// length), and never refuse a value [Config.Validate] accepted.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/headwater-live/headwater/dash"
+	"github.com/headwater-live/headwater/ingest/rtmp"
+	"github.com/headwater-live/headwater/ingest/rtsp"
+	"github.com/headwater-live/headwater/ingest/srt"
+	"github.com/headwater-live/headwater/origin"
+	"github.com/headwater-live/headwater/segmenter"
+	"github.com/headwater-live/headwater/transcoder"
+)
 
 // Config is Headwater's complete configuration. Use [Default] or [Load] to
 // obtain one; the zero value is not valid.
@@ -391,8 +422,19 @@ type ShutdownConfig struct {
 	Timeout Duration `yaml:"timeout" doc:"Deadline for the whole shutdown (> drain)."`
 }
 
+// Defaults of keys no component has a default for: server policy rather
+// than a component's behaviour (see the package doc on who owns a default).
+const (
+	defaultMaxConnectionsPerMinute = 60    // rtmp, srt, rtsp: per address
+	defaultOriginMaxConnections    = 10000 // origin.max_connections
+	defaultAdminMaxConnections     = 64    // admin.max_connections
+	defaultRotateSegments          = 30    // hls.encryption.rotate_segments
+	defaultEndedGrace              = 60 * time.Second
+)
+
 // Default returns a new Config holding every default. Each call returns a
-// fresh value the caller may modify.
+// fresh value the caller may modify. Defaults of component settings are the
+// components' own exported Default* values.
 func Default() *Config {
 	return &Config{
 		Log: LogConfig{
@@ -400,95 +442,95 @@ func Default() *Config {
 			Format: "json",
 		},
 		RTMP: RTMPConfig{
-			Address:          ":1935",
-			App:              "live",
-			HandshakeTimeout: Duration(5 * time.Second),
-			IdleTimeout:      Duration(10 * time.Second),
-			MaxPublishers:    100,
-			MaxChunkSize:     65536,
+			Address:          rtmp.DefaultAddress,
+			App:              rtmp.DefaultApp,
+			HandshakeTimeout: Duration(rtmp.DefaultHandshakeTimeout),
+			IdleTimeout:      Duration(rtmp.DefaultIdleTimeout),
+			MaxPublishers:    rtmp.DefaultMaxPublishers,
+			MaxChunkSize:     rtmp.DefaultMaxChunkSize,
 
-			MaxConnectionsPerMinute: 60,
+			MaxConnectionsPerMinute: defaultMaxConnectionsPerMinute,
 		},
 		SRT: SRTConfig{
-			Address:                 ":8890",
-			Latency:                 Duration(120 * time.Millisecond),
-			PBKeyLen:                16,
-			MaxPublishers:           100,
-			MaxReaders:              100,
-			IdleTimeout:             Duration(10 * time.Second),
+			Address:                 srt.DefaultAddress,
+			Latency:                 Duration(srt.DefaultLatency),
+			PBKeyLen:                srt.DefaultPBKeyLen,
+			MaxPublishers:           srt.DefaultMaxPublishers,
+			MaxReaders:              srt.DefaultMaxReaders,
+			IdleTimeout:             Duration(srt.DefaultIdleTimeout),
 			PrefixPassphraseFiles:   []string{},
-			MaxConnectionsPerMinute: 60,
+			MaxConnectionsPerMinute: defaultMaxConnectionsPerMinute,
 		},
 		RTSP: RTSPConfig{
-			Address:                 ":8554",
-			UDPRTPAddress:           ":8000",
-			UDPRTCPAddress:          ":8001",
-			ReadTimeout:             Duration(10 * time.Second),
-			WriteTimeout:            Duration(10 * time.Second),
-			MaxPublishers:           100,
-			MaxReaders:              100,
+			Address:                 rtsp.DefaultAddress,
+			UDPRTPAddress:           rtsp.DefaultUDPRTPAddress,
+			UDPRTCPAddress:          rtsp.DefaultUDPRTCPAddress,
+			ReadTimeout:             Duration(rtsp.DefaultReadTimeout),
+			WriteTimeout:            Duration(rtsp.DefaultWriteTimeout),
+			MaxPublishers:           rtsp.DefaultMaxPublishers,
+			MaxReaders:              rtsp.DefaultMaxReaders,
 			Sources:                 []string{},
 			OnDemandSources:         []string{},
-			SourceTransport:         "auto",
-			OnDemandLinger:          Duration(10 * time.Second),
-			MaxConnectionsPerMinute: 60,
+			SourceTransport:         rtsp.DefaultSourceTransport,
+			OnDemandLinger:          Duration(rtsp.DefaultOnDemandLinger),
+			MaxConnectionsPerMinute: defaultMaxConnectionsPerMinute,
 		},
 		Streams: StreamsConfig{
 			MaxStreams: 0,
-			EndedGrace: Duration(60 * time.Second),
+			EndedGrace: Duration(defaultEndedGrace),
 		},
 		Segmenter: SegmenterConfig{
-			SegmentDuration:  Duration(2 * time.Second),
-			PartDuration:     Duration(200 * time.Millisecond),
-			Window:           6,
+			SegmentDuration:  Duration(segmenter.DefaultSegmentDuration),
+			PartDuration:     Duration(segmenter.DefaultPartDuration),
+			Window:           origin.DefaultWindow,
 			KeepExtra:        4,
 			SubscriberBuffer: 1024,
 		},
 		Origin: OriginConfig{
-			Address:           ":8080",
-			ReadHeaderTimeout: Duration(5 * time.Second),
-			ReadTimeout:       Duration(10 * time.Second),
-			WriteTimeout:      Duration(30 * time.Second),
-			IdleTimeout:       Duration(120 * time.Second),
-			MaxHeaderBytes:    16384,
-			MaxConnections:    10000,
-			BlockTimeout:      Duration(6 * time.Second),
+			Address:           origin.DefaultAddress,
+			ReadHeaderTimeout: Duration(origin.DefaultReadHeaderTimeout),
+			ReadTimeout:       Duration(origin.DefaultReadTimeout),
+			WriteTimeout:      Duration(origin.DefaultWriteTimeout),
+			IdleTimeout:       Duration(origin.DefaultIdleTimeout),
+			MaxHeaderBytes:    origin.DefaultMaxHeaderBytes,
+			MaxConnections:    defaultOriginMaxConnections,
+			BlockTimeout:      Duration(origin.DefaultBlockTimeout),
 			Gzip:              true,
 			DASH: DASHConfig{
 				LowLatency: true,
-				EndGrace:   Duration(10 * time.Second),
+				EndGrace:   Duration(dash.DefaultEndGrace),
 			},
 			CORS: CORSConfig{
 				AllowedOrigins: []string{"*"},
 			},
 			Cache: CacheConfig{
-				SegmentMaxAge:      Duration(86400 * time.Second),
-				PlaylistMaxAge:     Duration(1 * time.Second),
-				MultivariantMaxAge: Duration(2 * time.Second),
-				BlockingMaxAge:     Duration(6 * time.Second),
-				NotFoundMaxAge:     Duration(1 * time.Second),
-				EndedMaxAge:        Duration(60 * time.Second),
+				SegmentMaxAge:      Duration(origin.DefaultSegmentMaxAge),
+				PlaylistMaxAge:     Duration(origin.DefaultPlaylistMaxAge),
+				MultivariantMaxAge: Duration(origin.DefaultMultivariantMaxAge),
+				BlockingMaxAge:     Duration(origin.DefaultBlockingMaxAge),
+				NotFoundMaxAge:     Duration(origin.DefaultNotFoundMaxAge),
+				EndedMaxAge:        Duration(origin.DefaultEndedMaxAge),
 			},
 		},
 		HLS: HLSConfig{
 			Encryption: HLSEncryptionConfig{
 				Prefixes:       []string{},
-				RotateSegments: 30,
-				CacheBytes:     64 << 20,
+				RotateSegments: defaultRotateSegments,
+				CacheBytes:     origin.DefaultEncryptionCacheBytes,
 			},
 		},
 		Transcoder: TranscoderConfig{
-			FFmpeg:        "ffmpeg",
-			ForkServer:    "auto",
-			MaxWait:       1,
+			FFmpeg:        transcoder.DefaultFFmpeg,
+			ForkServer:    string(transcoder.ForkServerAuto),
+			MaxWait:       transcoder.DefaultMaxWait,
 			Reserve:       []string{},
-			Deadline:      3,
-			Ladder:        []string{"720p=720:3000k", "480p=480:1400k", "360p=360:800k"},
+			Deadline:      transcoder.DefaultDeadline,
+			Ladder:        formatLadder(transcoder.DefaultLadder()),
 			PrefixLadders: []string{},
 		},
 		Admin: AdminConfig{
 			Address:        ":9090",
-			MaxConnections: 64,
+			MaxConnections: defaultAdminMaxConnections,
 		},
 		Auth:     defaultAuth(),
 		Playback: defaultPlayback(),

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/auth/playback"
@@ -133,8 +132,8 @@ func defaultAuth() AuthConfig {
 			UnpublishInFlight: auth.DefaultUnpublishInFlight,
 		},
 		RateLimit: RateLimitAuthConfig{
-			Failures:     10,
-			Window:       Duration(time.Minute),
+			Failures:     auth.DefaultRateLimitFailures,
+			Window:       Duration(auth.DefaultRateLimitWindow),
 			MaxAddresses: auth.DefaultMaxAddresses,
 		},
 	}}

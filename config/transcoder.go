@@ -209,3 +209,21 @@ func parseRendition(s string) (transcoder.Rendition, error) {
 	}
 	return r, nil
 }
+
+// formatLadder writes a ladder as ladder items, the inverse of
+// [ParseLadder] (a preset without an encoder keeps an empty encoder
+// field).
+func formatLadder(l transcoder.Ladder) []string {
+	out := make([]string, 0, len(l))
+	for _, r := range l {
+		item := r.Name + "=" + strconv.Itoa(r.Height) + ":" + r.Bitrate
+		switch {
+		case r.Preset != "":
+			item += ":" + r.Encoder + ":" + r.Preset
+		case r.Encoder != "":
+			item += ":" + r.Encoder
+		}
+		out = append(out, item)
+	}
+	return out
+}

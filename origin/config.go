@@ -187,24 +187,42 @@ func DefaultConfig() Config {
 	return c.WithDefaults()
 }
 
+// Defaults of Config (and of config.Default's origin section).
+const (
+	DefaultAddress            = ":8080"
+	DefaultReadHeaderTimeout  = 5 * time.Second
+	DefaultReadTimeout        = 10 * time.Second
+	DefaultWriteTimeout       = 30 * time.Second
+	DefaultIdleTimeout        = 120 * time.Second
+	DefaultBlockTimeout       = 6 * time.Second
+	DefaultMaxHeaderBytes     = 16 << 10
+	DefaultWindow             = 6
+	DefaultSegmentMaxAge      = 24 * time.Hour
+	DefaultPlaylistMaxAge     = time.Second
+	DefaultMultivariantMaxAge = 2 * time.Second
+	DefaultBlockingMaxAge     = 6 * time.Second
+	DefaultNotFoundMaxAge     = time.Second
+	DefaultEndedMaxAge        = 60 * time.Second
+)
+
 // WithDefaults returns c with zero fields replaced by their defaults (Gzip
 // and DASHLowLatency are left as they are).
 func (c Config) WithDefaults() Config {
 	if c.Address == "" {
-		c.Address = ":8080"
+		c.Address = DefaultAddress
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
 		}
 	}
-	def(&c.ReadHeaderTimeout, 5*time.Second)
-	def(&c.ReadTimeout, 10*time.Second)
-	def(&c.WriteTimeout, 30*time.Second)
-	def(&c.IdleTimeout, 120*time.Second)
-	def(&c.BlockTimeout, 6*time.Second)
+	def(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	def(&c.ReadTimeout, DefaultReadTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	def(&c.IdleTimeout, DefaultIdleTimeout)
+	def(&c.BlockTimeout, DefaultBlockTimeout)
 	if c.MaxHeaderBytes <= 0 {
-		c.MaxHeaderBytes = 16 << 10
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if len(c.CORSAllowedOrigins) == 0 {
 		c.CORSAllowedOrigins = []string{"*"}
@@ -214,14 +232,14 @@ func (c Config) WithDefaults() Config {
 			*d = v
 		}
 	}
-	age(&c.Cache.SegmentMaxAge, 24*time.Hour)
-	age(&c.Cache.PlaylistMaxAge, time.Second)
-	age(&c.Cache.MultivariantMaxAge, 2*time.Second)
-	age(&c.Cache.BlockingMaxAge, 6*time.Second)
-	age(&c.Cache.NotFoundMaxAge, time.Second)
-	age(&c.Cache.EndedMaxAge, 60*time.Second)
+	age(&c.Cache.SegmentMaxAge, DefaultSegmentMaxAge)
+	age(&c.Cache.PlaylistMaxAge, DefaultPlaylistMaxAge)
+	age(&c.Cache.MultivariantMaxAge, DefaultMultivariantMaxAge)
+	age(&c.Cache.BlockingMaxAge, DefaultBlockingMaxAge)
+	age(&c.Cache.NotFoundMaxAge, DefaultNotFoundMaxAge)
+	age(&c.Cache.EndedMaxAge, DefaultEndedMaxAge)
 	if c.Window <= 0 {
-		c.Window = 6
+		c.Window = DefaultWindow
 	}
 	return c
 }

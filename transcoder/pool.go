@@ -91,6 +91,14 @@ type PoolConfig struct {
 	Runner Runner
 }
 
+// Defaults of PoolConfig (and config.Default's transcoder section).
+const (
+	// DefaultFFmpeg is the ffmpeg binary looked up in PATH.
+	DefaultFFmpeg = "ffmpeg"
+	// DefaultMaxWait is PoolConfig.MaxWait's default, in GOP durations.
+	DefaultMaxWait = 1
+)
+
 func (c PoolConfig) withDefaults() PoolConfig {
 	if c.Size <= 0 {
 		c.Size = runtime.NumCPU()
@@ -105,7 +113,7 @@ func (c PoolConfig) withDefaults() PoolConfig {
 		c.QueueSize = 16 * c.Size
 	}
 	if c.MaxWait <= 0 {
-		c.MaxWait = 1
+		c.MaxWait = DefaultMaxWait
 	}
 	if c.Prewarm == nil {
 		c.Prewarm = []Ladder{DefaultLadder()}
@@ -136,6 +144,8 @@ func (c PoolConfig) Validate() error {
 	}
 	return nil
 }
+
+var _ Executor = (*Pool)(nil)
 
 // Pool runs GOP jobs on Size workers. It implements Executor.
 type Pool struct {

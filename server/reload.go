@@ -7,15 +7,22 @@ import (
 	"github.com/headwater-live/headwater/config"
 )
 
-// reloadable are the keys a running server applies on Reload; every other
-// change is reported as needing a restart and left as it was.
-var reloadable = map[string]func(s *Server, c *config.Config){
-	"rtmp.max_publishers": func(s *Server, c *config.Config) {
+// applyInPlace applies the value of key in c when key is one a running
+// server changes in place, and reports whether it was; every other change
+// is reported as needing a restart and left as it was. (Publish auth and
+// the ladders are rebuilt as a whole by Reload.)
+func (s *Server) applyInPlace(key string, c *config.Config) bool {
+	switch key {
+	case "rtmp.max_publishers":
 		if s.rtmp != nil {
 			s.rtmp.SetMaxPublishers(c.RTMP.MaxPublishers)
 		}
-	},
-	"streams.max_streams": func(s *Server, c *config.Config) { s.registry.SetMaxStreams(c.Streams.MaxStreams) },
+	case "streams.max_streams":
+		s.registry.SetMaxStreams(c.Streams.MaxStreams)
+	default:
+		return false
+	}
+	return true
 }
 
 // ReloadResult says what a Reload did.
@@ -76,12 +83,10 @@ func (s *Server) Reload(next *config.Config) (ReloadResult, error) {
 			res.Applied = append(res.Applied, ch)
 			continue
 		}
-		apply, ok := reloadable[ch.Key]
-		if !ok {
+		if !s.applyInPlace(ch.Key, next) {
 			res.NeedRestart = append(res.NeedRestart, ch)
 			continue
 		}
-		apply(s, next)
 		if err := s.cfg.Set(ch.Key, ch.New); err != nil {
 			return res, fmt.Errorf("reload %s: %w", ch.Key, err)
 		}

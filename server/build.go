@@ -1,0 +1,120 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/headwater-live/headwater/ingest"
+	"github.com/headwater-live/headwater/ingest/rtmp"
+	"github.com/headwater-live/headwater/ingest/rtsp"
+	"github.com/headwater-live/headwater/ingest/srt"
+	"github.com/headwater-live/headwater/media"
+	"github.com/headwater-live/headwater/metrics"
+	"github.com/headwater-live/headwater/origin"
+	"github.com/headwater-live/headwater/segmenter"
+	"github.com/headwater-live/headwater/store"
+	"github.com/headwater-live/headwater/telemetry"
+)
+
+// The builders of New, one per component, in the order New calls them.
+// Each takes the validated configuration from s.cfg (mapped onto the
+// component's own configuration in configmap.go) and the collaborators
+// built before it.
+
+// newMetricsRegistry is the Prometheus registry every component registers
+// on, with the Go runtime's and the process's collectors.
+func newMetricsRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	metrics.Register(reg, collectors.NewGoCollector())
+	metrics.Register(reg, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// buildPackaging builds the store, the segmenter, the ABR ladder (when
+// transcoder.enabled) and the pipelines joining them.
+func (s *Server) buildPackaging() error {
+	s.store = store.New(storeConfig(s.cfg))
+	seg := segmenter.New(segmenterConfig(s.cfg.Segmenter), segmenter.NewMetrics(s.reg), s.log)
+	var err error
+	if s.abr, err = newABR(s.cfg.Transcoder, s.reg, s.log); err != nil {
+		return err
+	}
+	s.pipes = newPipelines(s.ctx, pipelineConfig{
+		store:     s.store,
+		segmenter: seg,
+		stages:    s.abr.stages(seg),
+		buffer:    s.cfg.Segmenter.SubscriberBuffer,
+		tp:        s.tp,
+		log:       s.log,
+	})
+	return nil
+}
+
+// newRegistry builds the stream registry, whose publishes start pipelines.
+func (s *Server) newRegistry() *media.Registry {
+	dropped := metrics.Register(s.reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "headwater_frames_dropped_total",
+		Help: "Frames lost by pipelines that did not keep up with their publisher.",
+	}))
+	r := media.NewRegistry(media.RegistryConfig{
+		MaxStreams:    s.cfg.Streams.MaxStreams,
+		OnPublish:     s.pipes.start,
+		FramesDropped: dropped,
+	})
+	metrics.Register(s.reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "headwater_streams_active",
+		Help: "Streams currently being published.",
+	}, func() float64 { return float64(r.Len()) }))
+	return r
+}
+
+// buildIngest builds the enabled ingest listeners (not listening yet),
+// each publishing through the security's guarded registry.
+func (s *Server) buildIngest() error {
+	cfg, m := s.cfg, ingest.NewMetrics(s.reg)
+	pub := s.sec.publisher(s.registry)
+	if cfg.SRT.Address != "" {
+		c, err := srtConfig(cfg.SRT)
+		if err != nil {
+			return err
+		}
+		c.Auth, c.ReadAuthorizer = s.sec.authenticator(), s.sec.readAuthorizer()
+		s.srt = srt.New(c, pub, m, srt.NewMetrics(s.reg), s.log)
+	}
+	if cfg.RTSP.Address != "" {
+		c := rtspConfig(cfg.RTSP)
+		c.Auth, c.AuthChallenge = s.sec.authenticator(), s.sec.credentialsRequired
+		c.ReadAuthorizer = s.sec.readAuthorizer()
+		s.rtsp = rtsp.New(c, pub, m, rtsp.NewMetrics(s.reg), s.log)
+	}
+	if cfg.RTMP.Address != "" {
+		c, err := rtmpConfig(cfg.RTMP)
+		if err != nil {
+			return err
+		}
+		c.Auth = s.sec.authenticator()
+		s.rtmp = rtmp.New(c, pub, m, s.log)
+	}
+	return nil
+}
+
+// buildOrigin builds the origin server (not listening yet) and the viewer
+// count it feeds: the origin handler, traced when tracing is on, behind
+// the playback security checks.
+func (s *Server) buildOrigin() {
+	oc := originConfig(s.cfg)
+	s.viewers = metrics.Register(s.reg, origin.NewViewers(origin.DefaultViewerWindow))
+	var h http.Handler = origin.NewHandler(oc, s.store, origin.NewMetrics(s.reg), s.log, origin.WithViewers(s.viewers))
+	if _, off := s.tp.(noop.TracerProvider); !off {
+		h = otelhttp.NewHandler(h, "origin",
+			otelhttp.WithTracerProvider(s.tp), otelhttp.WithPropagators(telemetry.Propagator()),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "origin " + r.Method }))
+	}
+	// Outermost, so that traces and the origin's logs see paths without tokens.
+	h = s.sec.wrapOrigin(h)
+	s.origin = origin.NewServer(oc, h, s.log)
+}

@@ -10,6 +10,8 @@ import (
 // ErrClosed is returned by Take after Close.
 var ErrClosed = errors.New("transcoder: queue closed")
 
+var _ Queue = (*localQueue)(nil)
+
 // localQueue is the in-process Queue: one FIFO per stream (oldest GOP
 // first), round robin between streams, bounded in rendition-GOPs.
 type localQueue struct {

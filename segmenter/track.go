@@ -2,18 +2,12 @@ package segmenter
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strconv"
 	"time"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/headwater-live/headwater/media"
@@ -23,6 +17,7 @@ import (
 // track is the state of one track (by Track.ID) within a run. Times are in
 // timescale ticks on the rendition's timeline (the tfdt axis).
 type track struct {
+	r         *run // the run it belongs to: store buffer, metrics, logs, video boundaries
 	id        int
 	kind      media.Kind
 	cur       *media.Track // current parameters
@@ -79,7 +74,7 @@ type track struct {
 
 // newTrack sets up the state of a track seen for the first time.
 func (r *run) newTrack(tr *media.Track) *track {
-	t := &track{id: tr.ID, kind: tr.Kind()}
+	t := &track{r: r, id: tr.ID, kind: tr.Kind()}
 	t.pts[0] = &t.pt
 	t.samples = make([]fmp4.Sample, 0, 64)
 	t.ptrs = make([]*fmp4.Sample, 0, 64)
@@ -94,42 +89,31 @@ func (r *run) newTrack(tr *media.Track) *track {
 	case r.master == nil:
 		r.master = t
 	}
-	r.configure(t, tr, nil)
+	t.configure(tr, nil)
 	return t
 }
 
 // changeParams handles a frame pointing to a new *Track for a known track ID.
-func (r *run) changeParams(t *track, f *media.Frame) {
+func (t *track) changeParams(f *media.Frame) {
+	r := t.r
 	if f.Track.Kind() != t.kind {
-		if t.segOpen {
-			r.finishSegment(t, t.lastTime+t.lastDur-t.segStart)
-		}
+		t.finishOpen()
 		t.cur, t.failed = f.Track, DropUnsupportedCodec
 		r.log.Error("track changed kind; ignoring it", "track", t.id,
 			"from", t.kind.String(), "to", f.Track.Kind().String())
 		return
 	}
-	r.configure(t, f.Track, f)
-}
-
-// params is what a track's codec configuration means for packaging.
-type params struct {
-	info       store.RenditionInfo
-	data       []byte
-	timescale  uint32
-	frameDur   int64
-	defaultDur int64
+	t.configure(f.Track, f)
 }
 
 // configure applies the codec configuration tr to t. f is the frame that
 // brought it (nil for the first). A real change of the init segment finishes
 // the open segment; the store names the new init and marks a discontinuity.
-func (r *run) configure(t *track, tr *media.Track, f *media.Frame) {
+func (t *track) configure(tr *media.Track, f *media.Frame) {
+	r := t.r
 	p, reason, err := buildParams(tr, r.cfg)
 	if err != nil {
-		if t.segOpen {
-			r.finishSegment(t, t.lastTime+t.lastDur-t.segStart)
-		}
+		t.finishOpen()
 		t.cur, t.failed = tr, reason
 		r.logOnce(logKey{"config/" + reason, t.id}, slog.LevelError,
 			"cannot package track", "track", t.id, "codec", tr.Codec.Name(), "error", err)
@@ -140,7 +124,7 @@ func (r *run) configure(t *track, tr *media.Track, f *media.Frame) {
 		// Same parameters in a new Track value.
 		t.cur = tr
 		if clockChanged {
-			r.remap(t, p.timescale)
+			t.remap(p.timescale)
 			t.clockRate = tr.ClockRate
 		}
 		return
@@ -162,14 +146,14 @@ func (r *run) configure(t *track, tr *media.Track, f *media.Frame) {
 		if t.segOpen {
 			end := t.lastTime + t.lastDur
 			if t.kind == media.KindVideo && f != nil && !clockChanged {
-				if tm := media.Rescale(f.DTS, t.clockRate, t.timescale) + t.offset; tm > t.lastTime {
+				if tm := t.timeOf(f.DTS); tm > t.lastTime {
 					end = tm // the true distance to the next segment
 				}
 			}
-			r.finishSegment(t, end-t.segStart)
+			t.finishSegment(end - t.segStart)
 		}
 		if clockChanged || p.timescale != t.timescale {
-			r.remap(t, p.timescale)
+			t.remap(p.timescale)
 		}
 		r.log.Info("codec parameters changed; new init segment", "track", t.id,
 			"rendition", t.name, "codec", tr.Codec.RFC6381())
@@ -193,7 +177,7 @@ func (r *run) configure(t *track, tr *media.Track, f *media.Frame) {
 
 // remap makes the track place its next frame afresh on the timeline (its
 // clock rate or timescale changed), after what it has written so far.
-func (r *run) remap(t *track, timescale uint32) {
+func (t *track) remap(timescale uint32) {
 	if t.haveTime {
 		t.floor = media.RescaleUp(t.lastTime+t.lastDur, t.timescale, timescale)
 	} else {
@@ -222,90 +206,4 @@ func (r *run) renditionName(tr *media.Track) string {
 	}
 	r.names[name] = tr.ID
 	return name
-}
-
-var errUnsupported = errors.New("unsupported codec")
-
-// buildParams derives the fMP4 init segment and the rendition description
-// from a track's codec.
-func buildParams(tr *media.Track, cfg Config) (params, string, error) {
-	p := params{info: store.RenditionInfo{
-		Kind:          tr.Kind(),
-		Codec:         tr.Codec,
-		SegmentTarget: cfg.SegmentDuration,
-		PartTarget:    cfg.PartDuration,
-	}}
-	var codec codecs.Codec
-	switch c := tr.Codec.(type) {
-	case *media.H264:
-		codec = &codecs.H264{SPS: c.SPS, PPS: c.PPS}
-	case *media.H265:
-		codec = &codecs.H265{VPS: c.VPS, SPS: c.SPS, PPS: c.PPS}
-	case *media.AV1:
-		// Frames already are ISOBMFF AV1 samples (sized OBUs, no temporal
-		// delimiters): they go to the mdat as they are, like AVCC.
-		codec = &codecs.AV1{SequenceHeader: c.SequenceHeader}
-	case *media.AAC:
-		codec = &codecs.MPEG4Audio{Config: c.Config}
-		p.timescale = uint32(c.Config.SampleRate)
-		if c.Config.SampleRate <= 0 {
-			p.timescale = tr.ClockRate
-		}
-		p.frameDur = 1024
-		if c.Config.FrameLengthFlag {
-			p.frameDur = 960
-		}
-		p.defaultDur = p.frameDur
-		p.info.SampleRate = int(p.timescale)
-		p.info.Channels = aacChannels(c)
-	case *media.Opus:
-		codec = &codecs.Opus{ChannelCount: c.ChannelCount}
-		p.timescale = 48000
-		p.defaultDur = 960
-		p.info.SampleRate = 48000
-		p.info.Channels = c.ChannelCount
-	default:
-		return p, DropUnsupportedCodec, fmt.Errorf("%w %q", errUnsupported, tr.Codec.Name())
-	}
-	if tr.Kind() == media.KindVideo {
-		vi, err := media.ParseVideoInfo(tr.Codec)
-		if err != nil {
-			return p, DropInitError, err
-		}
-		p.timescale = 90000
-		p.info.Width, p.info.Height, p.info.FrameRate = vi.Width, vi.Height, vi.FrameRate
-		p.defaultDur = 3000 // 1/30 s
-		if vi.FrameRate >= 1 && vi.FrameRate <= 1000 {
-			p.defaultDur = int64(math.Round(90000 / vi.FrameRate))
-		}
-	}
-	if p.timescale == 0 {
-		return p, DropInitError, errors.New("no sample rate")
-	}
-	p.info.Timescale = p.timescale
-	var buf seekablebuffer.Buffer
-	init := fmp4.Init{Tracks: []*fmp4.InitTrack{{ID: 1, TimeScale: p.timescale, Codec: codec}}}
-	if err := init.Marshal(&buf); err != nil {
-		return p, DropInitError, fmt.Errorf("init segment: %w", err)
-	}
-	p.data = buf.Bytes()
-	return p, "", nil
-}
-
-func aacChannels(c *media.AAC) int {
-	if c.Config.ChannelCount > 0 {
-		return c.Config.ChannelCount
-	}
-	switch n := int(c.Config.ChannelConfig); {
-	case n >= 1 && n <= 6:
-		return n
-	case n == 7:
-		return 8
-	}
-	return 0
-}
-
-// opusDuration is an Opus packet's duration from its TOC, in ticks.
-func opusDuration(pkt []byte, timescale uint32) int64 {
-	return media.Rescale(opus.PacketDuration2(pkt), 48000, timescale)
 }

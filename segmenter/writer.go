@@ -3,8 +3,6 @@ package segmenter
 import (
 	"context"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -12,54 +10,6 @@ import (
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/store"
 )
-
-// RunOptions are the options of Segmenter.RunWith.
-type RunOptions struct {
-	// Timeline, when not nil, is given the run's placement of the publish
-	// on the stream's timeline (its first DTS and where it starts) once its
-	// first video track is placed, so that Writers of renditions made from
-	// the same publish (transcoded renditions) put their frames, which
-	// carry the source's timestamps, on the same timeline: their segments
-	// then start at the same times as the source's.
-	Timeline *Timeline
-	// Skip, when not nil, leaves out the frames of the tracks it returns
-	// true for (a source track replaced by a transcoded one in Extra).
-	Skip func(*media.Track) bool
-	// Extra, when not nil, carries frames of further tracks of the same
-	// publish, on the source's clock (transcoded audio), packaged with the
-	// source's; their track IDs must differ from the source's. Once the
-	// source's subscription closes, the run keeps reading Extra until it
-	// closes (or ctx ends), so that the caller must close it.
-	Extra <-chan *media.Frame
-}
-
-// Timeline is a publish's placement on its stream's timeline, shared by the
-// run packaging the source (RunWith) and the Writers following it.
-type Timeline struct {
-	once          sync.Once
-	ready         chan struct{}
-	ok            bool
-	origin, start timePoint
-	// source is the leading run's video rendition, whose sequence numbers
-	// the Writers' renditions take (store.Rendition.AlignWith).
-	source atomic.Pointer[store.Rendition]
-}
-
-// NewTimeline returns a Timeline not placed yet.
-func NewTimeline() *Timeline { return &Timeline{ready: make(chan struct{})} }
-
-// Ready is closed once the leading run has placed the publish, or ended
-// without video.
-func (tl *Timeline) Ready() <-chan struct{} { return tl.ready }
-
-func (tl *Timeline) publish(origin, start timePoint) {
-	tl.once.Do(func() {
-		tl.origin, tl.start, tl.ok = origin, start, true
-		close(tl.ready)
-	})
-}
-
-func (tl *Timeline) abandon() { tl.once.Do(func() { close(tl.ready) }) }
 
 // WriterOptions configure a Writer.
 type WriterOptions struct {
@@ -150,19 +100,24 @@ func (w *Writer) Gap(dts int64, clockRate uint32, duration int64, received time.
 		return
 	}
 	tm := media.Rescale(dts, clockRate, t.timescale) + t.offset
-	end := tm + media.Rescale(duration, clockRate, t.timescale)
+	t.gapAt(tm, tm+media.Rescale(duration, clockRate, t.timescale), received)
+}
+
+// gapAt records that the (master) track has no media from tm to end,
+// timeline times, by the source's cut rule (see Writer.Gap).
+func (t *track) gapAt(tm, end int64, received time.Time) {
 	if t.haveTime && tm < t.lastTime+1 {
 		tm = t.lastTime + 1
 	}
 	if end <= tm {
 		return
 	}
-	g := &r.pending
+	g := &t.r.pending
 	switch {
 	case g.on:
 		if tm-g.start >= t.segTicks {
 			// The source cut at tm: the pending gap is a segment of its own.
-			r.listGap(t, tm)
+			t.listGap(tm)
 		}
 	case t.segOpen && tm-t.segStart < t.segTicks:
 		// The source's segment goes on through the gap: so does the open
@@ -170,25 +125,18 @@ func (w *Writer) Gap(dts int64, clockRate uint32, duration int64, received time.
 		// later key frame. Its last sample, when still in the open part,
 		// lasts until the gap's end (the segment's end if the rendition
 		// ends there), and until the next frame once it comes (video).
-		if n := len(t.samples); n > 0 {
-			d := end - t.lastTime
-			t.partDur += d - int64(t.samples[n-1].Duration)
-			t.samples[n-1].Duration = uint32(d)
-		}
+		t.setLastDuration(end - t.lastTime)
 		t.lastDur = end - t.lastTime
 		t.gap = true
 		t.waitKey = true
 		return
 	case t.segOpen:
 		// The source cut at tm: the segment ends there.
-		if n := len(t.samples); n > 0 {
-			if d := tm - t.lastTime; d > 0 {
-				t.partDur += d - int64(t.samples[n-1].Duration)
-				t.samples[n-1].Duration = uint32(d)
-				t.lastDur = d
-			}
+		if d := tm - t.lastTime; d > 0 && len(t.samples) > 0 {
+			t.setLastDuration(d)
+			t.lastDur = d
 		}
-		r.finishSegment(t, tm-t.segStart)
+		t.finishSegment(tm - t.segStart)
 	}
 	// The gap starts a segment (or extends the gap that does).
 	if g.on {
@@ -201,7 +149,7 @@ func (w *Writer) Gap(dts int64, clockRate uint32, duration int64, received time.
 	t.waitKey = true
 	if g.end-g.start >= t.segTicks {
 		// The next GOP's key frame, at the gap's end, is the source's cut.
-		r.listGap(t, g.end)
+		t.listGap(g.end)
 	}
 }
 
@@ -209,18 +157,15 @@ func (w *Writer) Gap(dts int64, clockRate uint32, duration int64, received time.
 // segment is pending: a key frame where the source cuts lists the gap and is
 // taken (true); any other frame belongs to the source's segment the gap
 // starts and is dropped.
-func (r *run) gapFrame(t *track, f *media.Frame, tm int64) bool {
+func (t *track) gapFrame(f *media.Frame, tm int64) bool {
+	r := t.r
 	g := &r.pending
 	if f.Key && tm-g.start >= t.segTicks {
-		r.listGap(t, tm)
+		t.listGap(tm)
 		return true
 	}
 	r.drop(t, DropGapSegment)
-	est := t.lastDelta
-	if est <= 0 {
-		est = t.defaultDur
-	}
-	if e := tm + est; e > g.end {
+	if e := tm + t.nextDur(); e > g.end {
 		g.end = e // listed this long if the rendition ends first
 		t.lastDur = g.end - g.start
 	}
@@ -230,7 +175,8 @@ func (r *run) gapFrame(t *track, f *media.Frame, tm int64) bool {
 }
 
 // listGap adds the pending gap as a segment ending at end.
-func (r *run) listGap(t *track, end int64) {
+func (t *track) listGap(end int64) {
+	r := t.r
 	g := &r.pending
 	g.on = false
 	if end <= g.start {
@@ -250,7 +196,7 @@ func (w *Writer) Close() {
 	}
 	w.closed = true
 	if w.r.pending.on {
-		w.r.listGap(w.r.master, w.r.pending.end)
+		w.r.master.listGap(w.r.pending.end)
 	}
 	w.r.close()
 }

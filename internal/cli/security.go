@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -22,11 +22,8 @@ import (
 // guessed from its hash.
 const minGoodKey = 20
 
+// newAuthCommand groups the publish authentication helpers ("auth hash-key").
 func newAuthCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "auth",
-		Short: "Publish authentication helpers (docs/security.md)",
-	}
 	var fromStdin bool
 	var stream string
 	hashKey := &cobra.Command{
@@ -76,24 +73,14 @@ never the key, in the configuration.`,
 	}
 	hashKey.Flags().BoolVar(&fromStdin, "stdin", false, "hash the key read from standard input instead of generating one")
 	hashKey.Flags().StringVar(&stream, "stream", "", `also print the static_keys entry for this stream ("live/studio1", or a prefix "live/team-*")`)
-	cmd.AddCommand(hashKey)
-	return cmd
+	return newGroup("auth", "Publish authentication helpers (docs/security.md)", hashKey)
 }
 
+// newTokenCommand groups the playback token helpers ("token secret",
+// "token issue").
 func newTokenCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "token",
-		Short: "Playback token helpers (docs/security.md)",
-	}
-	secret := &cobra.Command{
-		Use:   "secret",
-		Short: "Print a new random playback token secret (for a playback.tokens.keys secret file)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintln(cmd.OutOrStdout(), playback.GenerateSecret())
-			return err
-		},
-	}
+	secret := newPrintCommand("secret", "Print a new random playback token secret (for a playback.tokens.keys secret file)",
+		func() []byte { return []byte(playback.GenerateSecret() + "\n") })
 
 	var (
 		configPath, stream, ipFlag, base, keyID string
@@ -154,8 +141,7 @@ func newTokenCommand() *cobra.Command {
 	issue.Flags().StringVar(&keyID, "key", "", "key id to sign with (default: playback.tokens.active_key)")
 	issue.Flags().StringVarP(&configPath, "config", "c", "", "YAML configuration file (HEADWATER_* variables apply too)")
 	_ = issue.MarkFlagRequired("stream")
-	cmd.AddCommand(issue, secret)
-	return cmd
+	return newGroup("token", "Playback token helpers (docs/security.md)", issue, secret)
 }
 
 // originBase is the origin's URL as seen from this host.

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -33,7 +33,7 @@ func httpGet(url string) (int, string) {
 func TestSignals(t *testing.T) {
 	testpeer.RequireBinary(t, "install it (apt-get install -y ffmpeg)", "ffmpeg")
 	bin := filepath.Join(t.TempDir(), "headwater")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/headwater-live/headwater").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	rtmpAddr, originAddr, adminAddr := testpeer.FreeAddr(t), testpeer.FreeAddr(t), testpeer.FreeAddr(t)

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -11,10 +11,6 @@ import (
 
 // newTranscoderCommand groups the transcoder's helpers.
 func newTranscoderCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "transcoder",
-		Short: "ABR transcoder helpers",
-	}
 	var dir string
 	fork := &cobra.Command{
 		Use:   "build-fork-server",
@@ -36,6 +32,5 @@ func newTranscoderCommand() *cobra.Command {
 		},
 	}
 	fork.Flags().StringVar(&dir, "dir", "", "directory of the library (default: the user cache directory's headwater/, where the server looks)")
-	cmd.AddCommand(fork)
-	return cmd
+	return newGroup("transcoder", "ABR transcoder helpers", fork)
 }

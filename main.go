@@ -1,6 +1,8 @@
 // Command headwater is a live streaming ingest and packaging server: it
-// accepts RTMP publishers, cuts CMAF segments and parts, and serves LL-HLS
-// from an HTTP origin made to sit behind a CDN.
+// takes RTMP/RTMPS, SRT and RTSP publishers (and pulls RTSP cameras), cuts
+// CMAF segments and parts, optionally transcodes an ABR ladder, and serves
+// LL-HLS and LL-DASH from an HTTP origin made to sit behind a CDN. The
+// commands live in package internal/cli.
 package main
 
 import (

@@ -17,7 +17,7 @@ func NewRootCommand(stdout, stderr io.Writer, version string) *cobra.Command {
 	version = resolveVersion(version)
 	root := &cobra.Command{
 		Use:           "headwater",
-		Short:         "Live streaming ingest and packaging server (RTMP in, LL-HLS out)",
+		Short:         "Live streaming ingest and packaging server (RTMP/RTMPS, SRT, RTSP in; LL-HLS and LL-DASH out, with an ABR ladder)",
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}

@@ -32,7 +32,7 @@ func (s *session) authorize() error {
 		RequestID:  s.id,
 		Params:     s.authParams(),
 	}
-	if err := a.AuthorizePublish(s.srv.ctx, req); err != nil {
+	if err := a.AuthorizePublish(s.srv.life.Context(), req); err != nil {
 		reason := auth.ReasonOf(err)
 		_ = s.sendStatus("error", "NetStream.Publish.Rejected", "publish refused: "+string(reason))
 		return &ingest.SessionError{Reason: ingest.ReasonUnauthorized, Err: fmt.Errorf("publish %s: %w", s.name, err)}
@@ -46,7 +46,7 @@ func (s *session) unpublished() {
 	if s.authReq == nil {
 		return
 	}
-	s.cfg.Auth.Unpublished(context.WithoutCancel(s.srv.ctx), *s.authReq)
+	s.cfg.Auth.Unpublished(context.WithoutCancel(s.srv.life.Context()), *s.authReq)
 	s.authReq = nil
 }
 

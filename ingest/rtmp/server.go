@@ -21,7 +21,6 @@
 package rtmp
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -43,23 +42,18 @@ type Server struct {
 	metrics *ingest.ProtocolMetrics
 	log     *slog.Logger
 
-	done chan struct{} // closed by Close
-	// ctx ends on Close: it bounds publish authorisations in progress.
-	ctx       context.Context
-	cancelCtx context.CancelFunc
-	wg        sync.WaitGroup
+	// life ends on Close; its Context bounds publish authorisations in progress.
+	life       *ingest.Lifecycle
+	publishers *ingest.Slots // MaxPublishers
 
 	// testHookPublished, when set (tests only), sees each session that published.
 	testHookPublished func(*session)
 
 	connLimit *ingest.ConnLimiter // nil: no limit
 
-	mu         sync.Mutex
-	ln         net.Listener
-	tlsLn      net.Listener // RTMPS, nil when off
-	conns      map[net.Conn]struct{}
-	closed     bool
-	publishers int
+	mu    sync.Mutex
+	ln    net.Listener
+	tlsLn net.Listener // RTMPS, nil when off
 }
 
 // New returns a server publishing to pub. Zero fields of cfg take their
@@ -72,50 +66,43 @@ func New(cfg Config, pub ingest.Registry, m *ingest.Metrics, log *slog.Logger) *
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	full := cfg.withDefaults()
 	return &Server{
-		cfg:       cfg.withDefaults(),
-		pub:       pub,
-		metrics:   m.Protocol(Protocol),
-		log:       log,
-		done:      make(chan struct{}),
-		ctx:       ctx,
-		cancelCtx: cancel,
-		connLimit: ingest.NewConnLimiter(cfg.MaxConnectionsPerMinute),
-		conns:     make(map[net.Conn]struct{}),
+		cfg:        full,
+		pub:        pub,
+		metrics:    m.Protocol(Protocol),
+		log:        log,
+		life:       ingest.NewLifecycle(Protocol),
+		publishers: ingest.NewSlots(full.MaxPublishers),
+		connLimit:  ingest.NewConnLimiter(cfg.MaxConnectionsPerMinute),
 	}
 }
 
 // Start listens on Config.Address and serves connections in the background.
 func (s *Server) Start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("rtmp: server closed")
-	}
-	if s.ln != nil {
-		return errors.New("rtmp: server already started")
-	}
-	ln, err := net.Listen("tcp", s.cfg.Address)
-	if err != nil {
-		return fmt.Errorf("rtmp: listen: %w", err)
-	}
-	if s.cfg.TLSAddress != "" && s.cfg.TLSConfig != nil {
-		tl, err := net.Listen("tcp", s.cfg.TLSAddress)
+	return s.life.Start(func() error {
+		ln, err := net.Listen("tcp", s.cfg.Address)
 		if err != nil {
-			_ = ln.Close()
-			return fmt.Errorf("rtmps: listen: %w", err)
+			return fmt.Errorf("rtmp: listen: %w", err)
 		}
-		s.tlsLn = tls.NewListener(tl, s.cfg.TLSConfig)
-		s.wg.Add(1)
-		go s.acceptLoop(s.tlsLn)
-		s.log.Info("rtmps: listening", "address", tl.Addr().String(), "app", s.cfg.App)
-	}
-	s.ln = ln
-	s.wg.Add(1)
-	go s.acceptLoop(ln)
-	s.log.Info("rtmp: listening", "address", ln.Addr().String(), "app", s.cfg.App)
-	return nil
+		var tlsLn net.Listener
+		if s.cfg.TLSAddress != "" && s.cfg.TLSConfig != nil {
+			tl, err := net.Listen("tcp", s.cfg.TLSAddress)
+			if err != nil {
+				_ = ln.Close()
+				return fmt.Errorf("rtmps: listen: %w", err)
+			}
+			tlsLn = tls.NewListener(tl, s.cfg.TLSConfig)
+			s.life.Go(func() { s.acceptLoop(tlsLn) })
+			s.log.Info("rtmps: listening", "address", tl.Addr().String(), "app", s.cfg.App)
+		}
+		s.mu.Lock()
+		s.ln, s.tlsLn = ln, tlsLn
+		s.mu.Unlock()
+		s.life.Go(func() { s.acceptLoop(ln) })
+		s.log.Info("rtmp: listening", "address", ln.Addr().String(), "app", s.cfg.App)
+		return nil
+	})
 }
 
 // TLSAddr is the RTMPS listening address, nil when RTMPS is off or before Start.
@@ -141,40 +128,29 @@ func (s *Server) Addr() net.Addr {
 // Close stops listening, drops every connection (closing their streams) and
 // waits for all of the server's goroutines to end. It is idempotent.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
+	return s.life.Close(func() error {
+		s.mu.Lock()
+		ln, tlsLn := s.ln, s.tlsLn
 		s.mu.Unlock()
-		s.wg.Wait()
+		if tlsLn != nil {
+			_ = tlsLn.Close()
+		}
+		if ln == nil {
+			return nil
+		}
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("rtmp: close: %w", err)
+		}
 		return nil
-	}
-	s.closed = true
-	close(s.done)
-	s.cancelCtx()
-	var err error
-	if s.ln != nil {
-		err = s.ln.Close()
-	}
-	if s.tlsLn != nil {
-		_ = s.tlsLn.Close()
-	}
-	for c := range s.conns {
-		_ = c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("rtmp: close: %w", err)
-	}
-	return nil
+	})
 }
 
 func (s *Server) acceptLoop(ln net.Listener) {
-	defer s.wg.Done()
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if s.isClosed() || errors.Is(err, net.ErrClosed) {
+			if s.life.Closed() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			// Out of file descriptors and the like: wait, then retry.
@@ -182,7 +158,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			s.log.Warn("rtmp: accept failed", "err", err, "retry_in", backoff)
 			t := time.NewTimer(backoff)
 			select {
-			case <-s.done:
+			case <-s.life.Done():
 				t.Stop()
 				return
 			case <-t.C:
@@ -198,79 +174,24 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			_ = c.Close()
 			continue
 		}
-		if !s.track(c) {
-			_ = c.Close()
-			continue
-		}
-		go func() {
-			defer s.wg.Done()
-			s.serve(c)
-		}()
+		s.life.Serve(c, func() { newSession(s, c).run() })
 	}
-}
-
-// track registers a connection (and a goroutine on wg) unless the server is closed.
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Server) serve(c net.Conn) {
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
-	newSession(s, c).run()
 }
 
 // serveConn runs a session on an already established connection (tests and
 // fuzzing use net.Pipe) and returns when it ends.
 func (s *Server) serveConn(c net.Conn) {
-	if !s.track(c) {
-		_ = c.Close()
-		return
-	}
-	defer s.wg.Done()
-	s.serve(c)
-}
-
-func (s *Server) isClosed() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
+	done := make(chan struct{})
+	if s.life.Serve(c, func() {
+		defer close(done)
+		newSession(s, c).run()
+	}) {
+		<-done
 	}
 }
 
 // SetMaxPublishers changes the publisher limit (a configuration reload).
 // Sessions already publishing are kept even when they exceed the new limit.
 func (s *Server) SetMaxPublishers(n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cfg.MaxPublishers = n
-}
-
-// acquirePublisher takes one of the MaxPublishers slots.
-func (s *Server) acquirePublisher() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cfg.MaxPublishers > 0 && s.publishers >= s.cfg.MaxPublishers {
-		return false
-	}
-	s.publishers++
-	return true
-}
-
-func (s *Server) releasePublisher() {
-	s.mu.Lock()
-	s.publishers--
-	s.mu.Unlock()
+	s.publishers.SetLimit(n)
 }

@@ -206,7 +206,7 @@ func (s *session) finish() {
 		s.m.Sessions.Dec()
 	}
 	if s.holdsSlot {
-		s.srv.releasePublisher()
+		s.srv.publishers.Release()
 		s.holdsSlot = false
 	}
 	s.unpublished()
@@ -229,7 +229,7 @@ func (s *session) report(err error) {
 	case s.kicked:
 		s.log.Info("rtmp: publisher kicked", attrs...)
 		return
-	case s.srv.isClosed():
+	case s.srv.life.Closed():
 		s.log.Info("rtmp: session closed by server shutdown", attrs...)
 		return
 	case errors.As(err, &se):
@@ -524,9 +524,9 @@ func (s *session) onPublish(streamID uint32, key string) error {
 		return &ingest.SessionError{Reason: ingest.ReasonAlreadyPublishing,
 			Err: fmt.Errorf("publish %s: %w", s.name, media.ErrAlreadyPublishing)}
 	}
-	if !s.srv.acquirePublisher() {
+	if !s.srv.publishers.Acquire() {
 		_ = s.sendStatus("error", "NetStream.Publish.Rejected", "too many publishers")
-		return ingest.Fail(ingest.ReasonTooManyPublishers, "publish %s: %d RTMP publishers already", s.name, s.cfg.MaxPublishers)
+		return ingest.Fail(ingest.ReasonTooManyPublishers, "publish %s: %d RTMP publishers already", s.name, s.srv.publishers.Limit())
 	}
 	s.holdsSlot = true
 	s.publishing = true

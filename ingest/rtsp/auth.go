@@ -40,7 +40,7 @@ func (s *Server) authorize(r *recordSession, ctx *gortsplib.ServerHandlerOnAnnou
 		Params:     params,
 		Key:        password,
 	}
-	if err := s.cfg.Auth.AuthorizePublish(s.ctx, req); err != nil {
+	if err := s.cfg.Auth.AuthorizePublish(s.life.Context(), req); err != nil {
 		return s.refuse(r.log, r.remote, base.StatusForbidden, ingest.ReasonUnauthorized, fmt.Errorf("publish %s: %w", r.name, err))
 	}
 	r.authReq = &req
@@ -126,7 +126,7 @@ func readRefusal(code base.StatusCode, err error) *base.Response {
 // unpublished tells Config.Auth that a publish it allowed has ended.
 func (s *Server) unpublished(req *auth.PublishRequest) {
 	if req != nil {
-		s.cfg.Auth.Unpublished(context.WithoutCancel(s.ctx), *req)
+		s.cfg.Auth.Unpublished(context.WithoutCancel(s.life.Context()), *req)
 	}
 }
 

@@ -159,7 +159,7 @@ func (s *Server) lookup(name string) (*media.Stream, bool) {
 		select {
 		case <-t.C:
 			return nil, false
-		case <-s.ctx.Done():
+		case <-s.life.Done():
 			return nil, false
 		case <-tick.C:
 			if st, ok := s.reg.Get(name); ok {
@@ -290,8 +290,7 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	s.mu.Lock()
 	s.pendingPlay[ctx.Conn] = rd
 	s.mu.Unlock()
-	s.wg.Add(1)
-	go rd.relay()
+	s.life.Go(rd.relay)
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
@@ -302,7 +301,6 @@ func (rd *readSession) activate() {
 // relay writes the subscription's frames to the reader, from the first key
 // frame on.
 func (rd *readSession) relay() {
-	defer rd.srv.wg.Done()
 	defer close(rd.relayDone)
 	select {
 	case <-rd.active:

@@ -116,9 +116,9 @@ type Server struct {
 	// connLimit limits connections per address; nil: no limit.
 	connLimit *ingest.ConnLimiter
 
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // sources and reader relays
+	// life ends on Close; its goroutines are the sources and reader relays.
+	life                *ingest.Lifecycle
+	publishers, readers *ingest.Slots // MaxPublishers, MaxReaders
 
 	// testHookPublished, when set (tests only), sees each publisher that published.
 	testHookPublished func(*publisher)
@@ -129,15 +129,11 @@ type Server struct {
 
 	mu          sync.Mutex
 	rtsp        *gortsplib.Server
-	started     bool
-	closed      bool
 	sessions    map[*gortsplib.ServerSession]any // *recordSession or *readSession
 	pendingPlay map[*gortsplib.ServerConn]*readSession
 	challenged  map[*gortsplib.ServerConn]readChallenge // readers answered 401, until they come back
 	readersOf   map[string]int                          // reader sessions per stream name
 	sources     map[string]*source
-	publishers  int
-	readers     int
 }
 
 // New returns a server publishing to reg. Zero fields of cfg take their
@@ -153,16 +149,17 @@ func New(cfg Config, reg ingest.Registry, m *ingest.Metrics, rm *Metrics, log *s
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	full := cfg.withDefaults()
 	return &Server{
-		cfg:         cfg.withDefaults(),
+		cfg:         full,
 		reg:         reg,
 		metrics:     m.Protocol(Protocol),
 		rm:          rm,
 		log:         log,
 		connLimit:   ingest.NewConnLimiter(cfg.MaxConnectionsPerMinute),
-		ctx:         ctx,
-		cancel:      cancel,
+		life:        ingest.NewLifecycle(Protocol),
+		publishers:  ingest.NewSlots(full.MaxPublishers),
+		readers:     ingest.NewSlots(full.MaxReaders),
 		minBackoff:  minBackoff,
 		maxBackoff:  maxBackoff,
 		stableAfter: stableSession,
@@ -178,14 +175,14 @@ func New(cfg Config, reg ingest.Registry, m *ingest.Metrics, rm *Metrics, log *s
 // Start validates the configuration, listens, and starts the always-on
 // pull sources.
 func (s *Server) Start() error {
+	return s.life.Start(s.listen)
+}
+
+// listen validates the configuration, listens, and starts the always-on
+// pull sources.
+func (s *Server) listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("rtsp: server closed")
-	}
-	if s.started {
-		return errors.New("rtsp: server already started")
-	}
 	if err := s.cfg.Validate(); err != nil {
 		return fmt.Errorf("rtsp: %w", err)
 	}
@@ -204,7 +201,6 @@ func (s *Server) Start() error {
 		return fmt.Errorf("rtsp: listen: %w", err)
 	}
 	s.rtsp = srv
-	s.started = true
 	for _, sc := range s.cfg.Sources {
 		src, err := newSource(s, sc)
 		if err != nil { // Validate checked the URL
@@ -214,8 +210,7 @@ func (s *Server) Start() error {
 		s.sources[sc.Name] = src
 	}
 	for _, src := range s.sources {
-		s.wg.Add(1)
-		go src.run()
+		s.life.Go(src.run)
 	}
 	udp := "disabled"
 	if s.cfg.UDPRTPAddress != "" {
@@ -229,7 +224,7 @@ func (s *Server) Start() error {
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rtsp == nil || s.closed {
+	if s.rtsp == nil || s.life.Closed() {
 		return nil
 	}
 	return s.rtsp.NetListener().Addr()
@@ -239,24 +234,18 @@ func (s *Server) Addr() net.Addr {
 // publish) and every pull source, and waits for all of the server's
 // goroutines. It is idempotent.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
+	return s.life.Close(func() error {
+		s.mu.Lock()
+		srv := s.rtsp
 		s.mu.Unlock()
-		s.wg.Wait()
+		if srv != nil {
+			srv.Close() // runs OnSessionClose for every session, then returns
+		}
 		return nil
-	}
-	s.closed = true
-	srv := s.rtsp
-	s.mu.Unlock()
-	s.cancel()
-	if srv != nil {
-		srv.Close() // runs OnSessionClose for every session, then returns
-	}
-	s.wg.Wait()
-	return nil
+	})
 }
 
-func (s *Server) isClosed() bool { return s.ctx.Err() != nil }
+func (s *Server) isClosed() bool { return s.life.Closed() }
 
 // Demand tells the server that someone (the HLS origin) wants to read the
 // stream name. For an on-demand pull source it connects the source, or
@@ -274,33 +263,19 @@ func (s *Server) Demand(name string) bool {
 	return true
 }
 
-// acquire takes a publisher or reader slot.
-func (s *Server) acquire(reader bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// slots are the reader or publisher slots.
+func (s *Server) slots(reader bool) *ingest.Slots {
 	if reader {
-		if s.readers >= s.cfg.MaxReaders {
-			return false
-		}
-		s.readers++
-		return true
+		return s.readers
 	}
-	if s.publishers >= s.cfg.MaxPublishers {
-		return false
-	}
-	s.publishers++
-	return true
+	return s.publishers
 }
 
-func (s *Server) release(reader bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if reader {
-		s.readers--
-	} else {
-		s.publishers--
-	}
-}
+// acquire takes a publisher or reader slot.
+func (s *Server) acquire(reader bool) bool { return s.slots(reader).Acquire() }
+
+// release gives back a slot of acquire.
+func (s *Server) release(reader bool) { s.slots(reader).Release() }
 
 // readerCount is the number of reader sessions of a stream.
 func (s *Server) readerCount(name string) int {

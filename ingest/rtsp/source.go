@@ -125,13 +125,12 @@ func (src *source) sleep(d time.Duration) bool {
 	select {
 	case <-t.C:
 		return true
-	case <-src.srv.ctx.Done():
+	case <-src.srv.life.Done():
 		return false
 	}
 }
 
 func (src *source) run() {
-	defer src.srv.wg.Done()
 	defer src.state.Set(0)
 	mode := "always-on"
 	if src.cfg.OnDemand {
@@ -142,7 +141,7 @@ func (src *source) run() {
 	for {
 		if src.cfg.OnDemand && !src.wanted() {
 			select {
-			case <-src.srv.ctx.Done():
+			case <-src.srv.life.Done():
 				return
 			case <-src.wake:
 			}
@@ -263,7 +262,7 @@ func (src *source) connect(failures int) (res connResult) {
 	}
 	// Close the client when the server closes, even in the middle of a request.
 	closedBySrv := make(chan struct{})
-	stopWatch := context.AfterFunc(s.ctx, func() {
+	stopWatch := context.AfterFunc(s.life.Context(), func() {
 		c.Close()
 		close(closedBySrv)
 	})
@@ -370,8 +369,8 @@ func (src *source) connect(failures int) (res connResult) {
 			if !src.wanted() {
 				return connResult{err: errIdle}
 			}
-		case <-s.ctx.Done():
-			return connResult{err: s.ctx.Err()}
+		case <-s.life.Done():
+			return connResult{err: s.life.Context().Err()}
 		}
 	}
 }

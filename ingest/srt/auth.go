@@ -25,7 +25,7 @@ func (s *Server) authorize(id, remote string, sid StreamID) (*auth.PublishReques
 		RequestID:  id,
 		Params:     authParams(sid.Extra),
 	}
-	if err := s.cfg.Auth.AuthorizePublish(s.ctx, req); err != nil {
+	if err := s.cfg.Auth.AuthorizePublish(s.life.Context(), req); err != nil {
 		return nil, &rejection{code: gosrt.REJX_UNAUTHORIZED, reason: ingest.ReasonUnauthorized, metric: rejectAuth,
 			err: fmt.Errorf("publish %s: %w", sid.Name, err)}
 	}
@@ -51,7 +51,7 @@ func (s *Server) authorizeRead(req gosrt.ConnRequest, sid StreamID) *rejection {
 // unpublished tells Config.Auth that a publish it allowed has ended.
 func (s *Server) unpublished(req *auth.PublishRequest) {
 	if req != nil {
-		s.cfg.Auth.Unpublished(context.WithoutCancel(s.ctx), *req)
+		s.cfg.Auth.Unpublished(context.WithoutCancel(s.life.Context()), *req)
 	}
 }
 

@@ -99,9 +99,7 @@ func (e *testEnv) waitFreeSlots() {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		e.srv.mu.Lock()
-		n := e.srv.publishers + e.srv.readers
-		e.srv.mu.Unlock()
+		n := e.srv.publishers.Used() + e.srv.readers.Used()
 		if n == 0 {
 			return
 		}

@@ -324,7 +324,7 @@ func (p *publisher) report(err error) {
 	case p.kicked:
 		p.log.Info("srt: publisher kicked", attrs...)
 		return
-	case p.srv.isClosed():
+	case p.srv.life.Closed():
 		p.log.Info("srt: session closed by server shutdown", attrs...)
 		return
 	case errors.As(err, &se):

@@ -65,7 +65,7 @@ func (r *reader) run() {
 
 	attrs := []any{"duration", time.Since(r.start).Round(time.Millisecond), "frames", r.frames}
 	switch {
-	case err == nil, errors.Is(err, errStreamEnded), errors.Is(err, errReaderLeft), r.srv.isClosed():
+	case err == nil, errors.Is(err, errStreamEnded), errors.Is(err, errReaderLeft), r.srv.life.Closed():
 		r.log.Info("srt: reader disconnected", append(attrs, "why", fmt.Sprint(err))...)
 	default:
 		r.log.Warn("srt: reader failed", append(attrs, "err", err)...)
@@ -114,7 +114,7 @@ func (r *reader) serve(left <-chan struct{}) error {
 			r.frames++
 		case <-left:
 			return errReaderLeft
-		case <-r.srv.done:
+		case <-r.srv.life.Done():
 			return nil
 		}
 	}

@@ -48,7 +48,6 @@
 package srt
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,21 +79,15 @@ type Server struct {
 	// connLimit limits connection requests per address; nil: no limit.
 	connLimit *ingest.ConnLimiter
 
-	done chan struct{} // closed by Close
-	wg   sync.WaitGroup
-	// ctx ends on Close: it bounds publish authorisations in progress.
-	ctx       context.Context
-	cancelCtx context.CancelFunc
+	// life ends on Close; its Context bounds publish authorisations in progress.
+	life                *ingest.Lifecycle
+	publishers, readers *ingest.Slots // MaxPublishers, MaxReaders
 
 	// testHookPublished, when set (tests only), sees each publisher that published.
 	testHookPublished func(*publisher)
 
-	mu         sync.Mutex
-	ln         gosrt.Listener
-	conns      map[gosrt.Conn]struct{}
-	closed     bool
-	publishers int
-	readers    int
+	mu sync.Mutex
+	ln gosrt.Listener
 }
 
 // New returns a server publishing to pub. Zero fields of cfg take their
@@ -110,18 +103,17 @@ func New(cfg Config, pub ingest.Registry, m *ingest.Metrics, sm *Metrics, log *s
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	full := cfg.withDefaults()
 	return &Server{
-		cfg:       cfg.withDefaults(),
-		pub:       pub,
-		metrics:   m.Protocol(Protocol),
-		srtm:      sm,
-		log:       log,
-		connLimit: ingest.NewConnLimiter(cfg.MaxConnectionsPerMinute),
-		done:      make(chan struct{}),
-		ctx:       ctx,
-		cancelCtx: cancel,
-		conns:     make(map[gosrt.Conn]struct{}),
+		cfg:        full,
+		pub:        pub,
+		metrics:    m.Protocol(Protocol),
+		srtm:       sm,
+		log:        log,
+		connLimit:  ingest.NewConnLimiter(cfg.MaxConnectionsPerMinute),
+		life:       ingest.NewLifecycle(Protocol),
+		publishers: ingest.NewSlots(full.MaxPublishers),
+		readers:    ingest.NewSlots(full.MaxReaders),
 	}
 }
 
@@ -143,14 +135,11 @@ func (s *Server) Start() error {
 	if err := s.cfg.Validate(); err != nil {
 		return fmt.Errorf("srt: invalid configuration: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("srt: server closed")
-	}
-	if s.ln != nil {
-		return errors.New("srt: server already started")
-	}
+	return s.life.Start(s.listen)
+}
+
+// listen opens the listener and starts the accept loop.
+func (s *Server) listen() error {
 	// gosrt sets SO_REUSEADDR on its UDP socket, which lets a second
 	// listener bind the same port and silently take its traffic: probe
 	// the port with a plain socket first.
@@ -165,9 +154,10 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("srt: listen: %w", err)
 	}
+	s.mu.Lock()
 	s.ln = ln
-	s.wg.Add(1)
-	go s.acceptLoop(ln)
+	s.mu.Unlock()
+	s.life.Go(func() { s.acceptLoop(ln) })
 	s.log.Info("srt: listening", "address", ln.Addr().String(), "latency", s.cfg.Latency,
 		"encrypted", s.cfg.Passphrase != "", "prefix_passphrases", len(s.cfg.PrefixPassphrases))
 	return nil
@@ -186,46 +176,22 @@ func (s *Server) Addr() net.Addr {
 // Close stops listening, drops every connection (closing their streams) and
 // waits for all of the server's goroutines to end. It is idempotent.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
+	return s.life.Close(func() error {
+		s.mu.Lock()
+		ln := s.ln
 		s.mu.Unlock()
-		s.wg.Wait()
+		if ln != nil {
+			ln.Close() // also closes the connections it knows
+		}
 		return nil
-	}
-	s.closed = true
-	close(s.done)
-	s.cancelCtx()
-	ln := s.ln
-	conns := make([]gosrt.Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	if ln != nil {
-		ln.Close() // also closes the connections it knows
-	}
-	for _, c := range conns {
-		_ = c.Close()
-	}
-	s.wg.Wait()
-	return nil
-}
-
-func (s *Server) isClosed() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
+	})
 }
 
 func (s *Server) acceptLoop(ln gosrt.Listener) {
-	defer s.wg.Done()
 	for {
 		req, err := s.nextRequest(ln)
 		if err != nil {
-			if !s.isClosed() && !errors.Is(err, gosrt.ErrListenerClosed) {
+			if !s.life.Closed() && !errors.Is(err, gosrt.ErrListenerClosed) {
 				s.log.Error("srt: listener failed: no more connections are accepted", "err", err)
 			}
 			return
@@ -236,11 +202,7 @@ func (s *Server) acceptLoop(ln gosrt.Listener) {
 		if s.cfg.Auth != nil {
 			// Authorisation may wait for a webhook: other handshakes
 			// must not (gosrt drops the caller's repeated requests).
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.handleRequest(req)
-			}()
+			s.life.Go(func() { s.handleRequest(req) })
 			continue
 		}
 		s.handleRequest(req)
@@ -305,28 +267,18 @@ func (s *Server) handleRequest(req gosrt.ConnRequest) {
 			err: fmt.Errorf("accepting the connection: %w", err)})
 		return
 	}
-	if !s.trackConn(conn) {
-		_ = conn.Close()
-		s.release(sid.Mode)
-		s.unpublished(authReq)
-		return
-	}
+	var run func()
 	switch sid.Mode {
 	case ModePublish:
 		p := newPublisher(s, id, sid, remote, log, conn)
 		p.authReq = authReq
-		go func() {
-			defer s.wg.Done()
-			defer s.untrackConn(conn)
-			p.run()
-		}()
+		run = p.run
 	case ModeRequest:
-		r := newReader(s, id, sid, remote, log, conn)
-		go func() {
-			defer s.wg.Done()
-			defer s.untrackConn(conn)
-			r.run()
-		}()
+		run = newReader(s, id, sid, remote, log, conn).run
+	}
+	if !s.life.Serve(conn, run) {
+		s.release(sid.Mode)
+		s.unpublished(authReq)
 	}
 }
 
@@ -414,50 +366,16 @@ func (s *Server) refuse(req gosrt.ConnRequest, log *slog.Logger, r *rejection) {
 	log.Warn("srt: connection refused", append(attrs, "reason", string(r.reason))...)
 }
 
-// trackConn registers a connection (and a goroutine on wg) unless the server is closed.
-func (s *Server) trackConn(c gosrt.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
+// slots are the publisher or reader slots.
+func (s *Server) slots(mode Mode) *ingest.Slots {
+	if mode == ModeRequest {
+		return s.readers
 	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Server) untrackConn(c gosrt.Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+	return s.publishers
 }
 
 // acquire takes a publisher or reader slot.
-func (s *Server) acquire(mode Mode) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch mode {
-	case ModePublish:
-		if s.publishers >= s.cfg.MaxPublishers {
-			return false
-		}
-		s.publishers++
-	case ModeRequest:
-		if s.readers >= s.cfg.MaxReaders {
-			return false
-		}
-		s.readers++
-	}
-	return true
-}
+func (s *Server) acquire(mode Mode) bool { return s.slots(mode).Acquire() }
 
-func (s *Server) release(mode Mode) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch mode {
-	case ModePublish:
-		s.publishers--
-	case ModeRequest:
-		s.readers--
-	}
-}
+// release gives back a slot of acquire.
+func (s *Server) release(mode Mode) { s.slots(mode).Release() }

@@ -1,3 +1,14 @@
+//go:build eval
+
+// This file is an evaluation, not a test: it is compiled only with the eval
+// build tag, so that go test ./... runs tests only. Run it with
+//
+//	go test -tags eval -run 'TestGortmplibEval' -v ./ingest/rtmp/
+//	go test -tags eval -run '^$' -fuzz FuzzGortmplibServer -fuzztime 60s ./ingest/rtmp/
+//
+// Its conclusions are in docs/decisions.md ("Enhanced RTMP: gortmplib
+// evaluated, our message layer kept").
+
 package rtmp
 
 import (
@@ -27,17 +38,7 @@ import (
 // the hostile inputs our message layer is tested with, and FuzzSession's
 // seeds, fed to a gortmplib ServerConn + Reader (the way its server example
 // and MediaMTX use them) and to our session. Not a regression test of
-// gortmplib, so it only runs when asked:
-//
-//	HEADWATER_EVAL_GORTMPLIB=1 go test -run 'TestGortmplibEval' -v ./ingest/rtmp/
-//	HEADWATER_EVAL_GORTMPLIB=1 go test -run '^$' -fuzz FuzzGortmplibServer -fuzztime 60s ./ingest/rtmp/
-
-func needEval(tb testing.TB) {
-	tb.Helper()
-	if os.Getenv("HEADWATER_EVAL_GORTMPLIB") == "" {
-		tb.Skip("set HEADWATER_EVAL_GORTMPLIB=1 to evaluate gortmplib's server")
-	}
-}
+// gortmplib, so it only runs when asked (see the top of the file).
 
 // gortmplibSession serves one connection with gortmplib as a publish server
 // would: ServerConn (handshake, connect, publish), then Reader (tracks, then
@@ -154,7 +155,6 @@ func deepAMF(n int) []byte {
 }
 
 func TestGortmplibEval(t *testing.T) {
-	needEval(t)
 	ours, _ := ourSession()
 	modEx := append(append([]byte{exHeader(1, exModEx), 2, 1, 2, 3, exCodedFramesX}, "hvc1"...), 0, 0, 0, 1, 0x26)
 	cases := []struct {
@@ -202,7 +202,6 @@ func TestGortmplibEval(t *testing.T) {
 // deep against gortmplib in a child process (a stack overflow is fatal, not
 // a panic a recover can catch) and against our session in this one.
 func TestGortmplibEvalDeepAMF(t *testing.T) {
-	needEval(t)
 	body := deepAMF((10<<20 - 64) / 7)
 	input := newMessages().add(2, msgSetChunkSize, 0, 0, binary.BigEndian.AppendUint32(nil, 65536))
 	input.cw.chunkSize = 65536
@@ -233,7 +232,6 @@ func TestGortmplibEvalDeepAMF(t *testing.T) {
 // allocates a chunk's body before it arrives; ours caps the chunk size at
 // rtmp.max_chunk_size and grows a message as its bytes arrive.
 func TestGortmplibEvalMemory(t *testing.T) {
-	needEval(t)
 	const n = 20
 	for _, tc := range []struct {
 		name      string
@@ -280,7 +278,6 @@ func TestGortmplibEvalMemory(t *testing.T) {
 // FuzzGortmplibServer is FuzzSession's harness and seeds against gortmplib:
 // the session must end once the input does, without a panic.
 func FuzzGortmplibServer(f *testing.F) {
-	needEval(f)
 	for _, seed := range sessionSeeds(f) {
 		f.Add(seed)
 	}

@@ -445,12 +445,15 @@ func (s *audioStream) process(ctx context.Context, first *media.Frame, in <-chan
 		close(done)
 	}()
 	var ctxErr error
-	select {
-	case <-done:
-	case <-ctx.Done():
+	cancelled := func() {
 		ctxErr = ctx.Err()
 		halt()
 		kill()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		cancelled()
 	case <-exited:
 		// Finished or died: nothing more can be fed; give the reader the
 		// process's last frames.
@@ -458,9 +461,7 @@ func (s *audioStream) process(ctx context.Context, first *media.Frame, in <-chan
 		select {
 		case <-done:
 		case <-ctx.Done():
-			ctxErr = ctx.Err()
-			halt()
-			kill()
+			cancelled()
 		}
 	}
 	// A feeder blocked writing to the process is unblocked by its exit

@@ -3,10 +3,11 @@
 // audio/video messages into media.Frames and publishes them as the stream
 // "<app>/<key>" on an ingest.Registry (a *media.Registry).
 //
-// Only H.264 video and AAC audio are ingested; any other codec ends the
-// session. Video payloads are handed over exactly as FLV carries them (AVCC,
-// 4-byte NAL unit lengths) without conversion; AAC payloads are raw access
-// units whose timestamps are regenerated from the sample count.
+// Video is H.264 (classic FLV), or H.264, H.265 or AV1 with enhanced RTMP
+// FourCC tags (enhanced.go); audio is AAC. Any other codec ends the session.
+// H.264 and H.265 payloads are handed over as FLV carries them (AVCC, 4-byte
+// NAL unit lengths; other length sizes are rewritten); AAC payloads are raw
+// access units whose timestamps are regenerated from the sample count.
 //
 // # Protocol implementation
 //

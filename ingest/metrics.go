@@ -87,26 +87,16 @@ type Metrics struct {
 // of the same names (NewMetrics called twice on one registry), those are reused.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "headwater_ingest_bytes_total",
-			Help: "Bytes received from publishers, protocol overhead included.",
-		}, []string{"protocol"}),
-		frames: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "headwater_ingest_frames_total",
-			Help: "Frames (access units) written to live streams.",
-		}, []string{"protocol", "kind"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "headwater_ingest_errors_total",
-			Help: "Ingest connections or sessions that ended in an error, by reason.",
-		}, []string{"protocol", "reason"}),
-		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "headwater_ingest_sessions",
-			Help: "Publishing sessions currently live.",
-		}, []string{"protocol"}),
-		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "headwater_ingest_connections_total",
-			Help: "Ingest connections accepted.",
-		}, []string{"protocol"}),
+		bytes: NewCounterVec("headwater_ingest_bytes_total",
+			"Bytes received from publishers, protocol overhead included.", "protocol"),
+		frames: NewCounterVec("headwater_ingest_frames_total",
+			"Frames (access units) written to live streams.", "protocol", "kind"),
+		errors: NewCounterVec("headwater_ingest_errors_total",
+			"Ingest connections or sessions that ended in an error, by reason.", "protocol", "reason"),
+		sessions: NewGaugeVec("headwater_ingest_sessions",
+			"Publishing sessions currently live.", "protocol"),
+		connections: NewCounterVec("headwater_ingest_connections_total",
+			"Ingest connections accepted.", "protocol"),
 	}
 	if reg != nil {
 		m.bytes = metrics.Register(reg, m.bytes)

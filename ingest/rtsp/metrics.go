@@ -3,6 +3,7 @@ package rtsp
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/metrics"
 )
 
@@ -29,55 +30,36 @@ type Metrics struct {
 	PacketsLost prometheus.Counter
 	// DecodeErrors counts RTP packets that could not be decoded.
 	DecodeErrors prometheus.Counter
+
+	all ingest.Collectors // every metric above
 }
+
+var _ prometheus.Collector = (*Metrics)(nil)
 
 // NewMetrics creates the RTSP metrics and registers them on reg. A nil reg
 // leaves them unregistered. When reg already holds RTSP metrics (NewMetrics
 // called twice on one registry), those are returned.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		sourceState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "headwater_rtsp_source_state",
-			Help: "1 while an RTSP pull source is connected and publishing, 0 otherwise.",
-		}, []string{"source"}),
-		sourceReconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "headwater_rtsp_source_reconnects_total",
-			Help: "Reconnection attempts of an RTSP pull source.",
-		}, []string{"source"}),
-		Readers: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "headwater_rtsp_readers",
-			Help: "RTSP reader sessions currently open.",
-		}),
-		ReaderOverflows: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "headwater_rtsp_reader_overflows_total",
-			Help: "Times an RTSP reader's send queue overflowed; the reader then resumes at the next key frame.",
-		}),
-		PacketsLost: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "headwater_rtsp_packets_lost_total",
-			Help: "RTP packets lost by RTSP publishers and pull sources.",
-		}),
-		DecodeErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "headwater_rtsp_decode_errors_total",
-			Help: "RTP packets from RTSP publishers and pull sources that could not be decoded.",
-		}),
+		sourceState: ingest.NewGaugeVec("headwater_rtsp_source_state",
+			"1 while an RTSP pull source is connected and publishing, 0 otherwise.", "source"),
+		sourceReconnects: ingest.NewCounterVec("headwater_rtsp_source_reconnects_total",
+			"Reconnection attempts of an RTSP pull source.", "source"),
+		Readers: ingest.NewGauge("headwater_rtsp_readers",
+			"RTSP reader sessions currently open."),
+		ReaderOverflows: ingest.NewCounter("headwater_rtsp_reader_overflows_total",
+			"Times an RTSP reader's send queue overflowed; the reader then resumes at the next key frame."),
+		PacketsLost: ingest.NewCounter("headwater_rtsp_packets_lost_total",
+			"RTP packets lost by RTSP publishers and pull sources."),
+		DecodeErrors: ingest.NewCounter("headwater_rtsp_decode_errors_total",
+			"RTP packets from RTSP publishers and pull sources that could not be decoded."),
 	}
+	m.all = ingest.Collectors{m.sourceState, m.sourceReconnects, m.Readers, m.ReaderOverflows, m.PacketsLost, m.DecodeErrors}
 	return metrics.Register(reg, m)
 }
 
-func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.sourceState, m.sourceReconnects, m.Readers, m.ReaderOverflows, m.PacketsLost, m.DecodeErrors}
-}
-
 // Describe implements prometheus.Collector.
-func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range m.collectors() {
-		c.Describe(ch)
-	}
-}
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { m.all.Describe(ch) }
 
 // Collect implements prometheus.Collector.
-func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range m.collectors() {
-		c.Collect(ch)
-	}
-}
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) { m.all.Collect(ch) }

@@ -6,6 +6,7 @@ import (
 	gosrt "github.com/datarhei/gosrt"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/metrics"
 )
 
@@ -63,11 +64,14 @@ type Metrics struct {
 	// Readers is the number of open read-out connections (headwater_srt_readers).
 	Readers    prometheus.Gauge
 	rejections *prometheus.CounterVec
+	all        ingest.Collectors // every metric above
 
 	mu    sync.Mutex
 	conns map[*connStats]struct{}
 	refs  map[streamDir]int
 }
+
+var _ prometheus.Collector = (*Metrics)(nil)
 
 type streamDir struct{ stream, dir string }
 
@@ -92,65 +96,40 @@ type connStats struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	labels := []string{"stream", "direction"}
 	m := &Metrics{
-		rtt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "headwater_srt_rtt_seconds",
-			Help: "Round-trip time of the SRT link of a stream's publisher.",
-		}, []string{"stream"}),
-		recvBuffer: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "headwater_srt_receive_buffer_seconds",
-			Help: "Media time held in the SRT receive buffer of a stream's publisher.",
-		}, []string{"stream"}),
-		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "headwater_srt_packets_lost_total",
-			Help: "SRT data packets lost: detected missing (receive) or reported lost by readers (send).",
-		}, labels),
-		retrans: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "headwater_srt_packets_retransmitted_total",
-			Help: "SRT data packets retransmitted: received from publishers (receive) or sent to readers (send).",
-		}, labels),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "headwater_srt_packets_dropped_total",
-			Help: "SRT data packets dropped for arriving or leaving too late.",
-		}, labels),
-		DemuxErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "headwater_srt_demux_errors_total",
-			Help: "MPEG-TS decoding errors in SRT publishes (the stream goes on).",
-		}),
-		Readers: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "headwater_srt_readers",
-			Help: "SRT read-out connections currently open.",
-		}),
-		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "headwater_srt_rejections_total",
-			Help: "SRT connection requests refused at the handshake, by reason.",
-		}, []string{"reason"}),
+		rtt: ingest.NewGaugeVec("headwater_srt_rtt_seconds",
+			"Round-trip time of the SRT link of a stream's publisher.", "stream"),
+		recvBuffer: ingest.NewGaugeVec("headwater_srt_receive_buffer_seconds",
+			"Media time held in the SRT receive buffer of a stream's publisher.", "stream"),
+		lost: ingest.NewCounterVec("headwater_srt_packets_lost_total",
+			"SRT data packets lost: detected missing (receive) or reported lost by readers (send).", labels...),
+		retrans: ingest.NewCounterVec("headwater_srt_packets_retransmitted_total",
+			"SRT data packets retransmitted: received from publishers (receive) or sent to readers (send).", labels...),
+		dropped: ingest.NewCounterVec("headwater_srt_packets_dropped_total",
+			"SRT data packets dropped for arriving or leaving too late.", labels...),
+		DemuxErrors: ingest.NewCounter("headwater_srt_demux_errors_total",
+			"MPEG-TS decoding errors in SRT publishes (the stream goes on)."),
+		Readers: ingest.NewGauge("headwater_srt_readers",
+			"SRT read-out connections currently open."),
+		rejections: ingest.NewCounterVec("headwater_srt_rejections_total",
+			"SRT connection requests refused at the handshake, by reason.", "reason"),
 		conns: make(map[*connStats]struct{}),
 		refs:  make(map[streamDir]int),
 	}
 	for _, r := range rejectReasons {
 		m.rejections.WithLabelValues(r)
 	}
+	m.all = ingest.Collectors{m.rtt, m.recvBuffer, m.lost, m.retrans, m.dropped, m.DemuxErrors, m.Readers, m.rejections}
 	return metrics.Register(reg, m)
 }
 
-func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.rtt, m.recvBuffer, m.lost, m.retrans, m.dropped, m.DemuxErrors, m.Readers, m.rejections}
-}
-
 // Describe implements prometheus.Collector.
-func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range m.collectors() {
-		c.Describe(ch)
-	}
-}
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { m.all.Describe(ch) }
 
 // Collect implements prometheus.Collector: it refreshes the per-stream
 // series from the live connections first.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.Refresh()
-	for _, c := range m.collectors() {
-		c.Collect(ch)
-	}
+	m.all.Collect(ch)
 }
 
 // Refresh reads the statistics of every live connection into the series.

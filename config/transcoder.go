@@ -95,7 +95,8 @@ func (t TranscoderConfig) Reservations() ([]transcoder.Reservation, error) {
 
 // ParseReservation parses one transcoder.reserve item,
 // <stream prefix>=<workers>[:<rendition>,<rendition>...]: "live/vip/=1:720p,480p"
-// reserves one worker for the jobs of streams under live/vip/ that include
+// reserves one worker for the jobs of streams under live/vip/ (matched at a
+// '/'-element boundary, transcoder.UnderPrefix) that include
 // 720p or 480p, "=1:360p" one for 360p of any stream, "live/vip/=2" two for
 // any rendition of streams under live/vip/. Renditions may be separated by
 // ',' or ';' (the environment variable, a comma-separated list, needs ';').
@@ -107,6 +108,9 @@ func ParseReservation(s string) (transcoder.Reservation, error) {
 	}
 	if prefix != "" && !validPrefix(prefix) {
 		return transcoder.Reservation{}, fmt.Errorf("%q: stream prefix %q is not the start of a stream name (letters, digits, '_', '.', '-' and '/')", s, prefix)
+	}
+	if err := transcoder.CheckStreamPrefix(prefix); err != nil {
+		return transcoder.Reservation{}, fmt.Errorf("%q: %w", s, err)
 	}
 	workers, names, hasNames := strings.Cut(rest, ":")
 	n, err := strconv.Atoi(strings.TrimSpace(workers))

@@ -259,7 +259,8 @@ func (l Ladder) For(sourceHeight int) Ladder {
 }
 
 // Ladders maps stream-name prefixes to ladders; the longest matching
-// prefix wins and "" is the default.
+// prefix wins (matched at a '/'-element boundary, see UnderPrefix) and ""
+// is the default.
 type Ladders map[string]Ladder
 
 // Validate validates every ladder.
@@ -277,7 +278,12 @@ func (ls Ladders) Validate() error {
 func (ls Ladders) For(stream string) Ladder {
 	best, found := "", false
 	for p := range ls {
-		if strings.HasPrefix(stream, p) && (!found || len(p) > len(best)) {
+		if !UnderPrefix(p, stream) {
+			continue
+		}
+		// "live/vip" and "live/vip/" are the same prefix: the first in
+		// byte order wins, whatever the map's order.
+		if !found || prefixLen(p) > prefixLen(best) || prefixLen(p) == prefixLen(best) && p < best {
 			best, found = p, true
 		}
 	}

@@ -13,7 +13,8 @@ import (
 )
 
 // Reservation reserves workers for some jobs: reserved workers run only
-// jobs of streams under Streams (a name prefix; "" for any) that include
+// jobs of streams under Streams (a name prefix matched at a '/'-element
+// boundary, see UnderPrefix; "" for any) that include
 // one of Renditions (any when empty). Reserved renditions are also shed
 // last.
 type Reservation struct {
@@ -22,7 +23,7 @@ type Reservation struct {
 	Workers    int      `yaml:"workers" json:"workers"`
 }
 
-func (r Reservation) matchStream(s string) bool { return strings.HasPrefix(s, r.Streams) }
+func (r Reservation) matchStream(s string) bool { return UnderPrefix(r.Streams, s) }
 
 func (r Reservation) matchRendition(name string) bool {
 	if len(r.Renditions) == 0 {
@@ -131,6 +132,9 @@ func (c PoolConfig) Validate() error {
 	for i, r := range c.Reserve {
 		if r.Workers < 1 {
 			return fmt.Errorf("reserve[%d]: workers must be at least 1", i)
+		}
+		if err := CheckStreamPrefix(r.Streams); err != nil {
+			return fmt.Errorf("reserve[%d]: %w", i, err)
 		}
 		reserved += r.Workers
 	}

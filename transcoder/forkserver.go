@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -42,8 +43,13 @@ const (
 const fsMsgSize = 40
 
 // ForkServerLibrary returns the fork server's preload library, compiled
-// into dir (the user cache directory when empty) by the C compiler ($CC,
-// else cc) the first time, and reused while its source does not change.
+// into dir (the user cache directory's headwater/ when empty) by the C
+// compiler ($CC, else cc) the first time, and reused while its source does
+// not change. dir must be private to the user (owned by them, no group or
+// other permissions, not a symlink) and is created 0700 when missing. The
+// library's name carries the SHA-256 of its content, checked before it is
+// returned and before every start of a fork server: a library whose content
+// does not match is removed and rebuilt here, and never preloaded.
 func ForkServerLibrary(ctx context.Context, dir string) (string, error) {
 	if runtime.GOOS != "linux" {
 		return "", fmt.Errorf("fork server: needs Linux, not %s", runtime.GOOS)
@@ -51,42 +57,173 @@ func ForkServerLibrary(ctx context.Context, dir string) (string, error) {
 	if dir == "" {
 		d, err := os.UserCacheDir()
 		if err != nil {
-			d = filepath.Join(os.TempDir(), "headwater-"+strconv.Itoa(os.Getuid()))
+			d = filepath.Join(os.TempDir(), "headwater-"+strconv.Itoa(os.Geteuid()))
 		} else {
 			d = filepath.Join(d, "headwater")
 		}
 		dir = d
 	}
-	sum := sha256.Sum256(forkServerSource)
-	path := filepath.Join(dir, fmt.Sprintf("forkserver-%s-%s.so", runtime.GOARCH, hex.EncodeToString(sum[:8])))
-	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
-		return path, nil
+	if err := privateDir(dir); err != nil {
+		return "", fmt.Errorf("fork server: library directory %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	prefix := libraryPrefix()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
 		return "", fmt.Errorf("fork server: %w", err)
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), prefix) || !strings.HasSuffix(e.Name(), ".so") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		f, err := openLibrary(path)
+		if err == nil {
+			f.Close()
+			return path, nil
+		}
+		// Changed since it was built: rebuilt below.
+		if err := os.Remove(path); err != nil {
+			return "", fmt.Errorf("fork server: removing a library that failed its check: %w", err)
+		}
 	}
 	tmp, err := os.MkdirTemp(dir, ".build-")
 	if err != nil {
 		return "", fmt.Errorf("fork server: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	src := filepath.Join(tmp, "forkserver.c")
-	if err := os.WriteFile(src, forkServerSource, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, "forkserver.c"), forkServerSource, 0o600); err != nil {
 		return "", fmt.Errorf("fork server: %w", err)
 	}
 	cc := os.Getenv("CC")
 	if cc == "" {
 		cc = "cc"
 	}
-	out := filepath.Join(tmp, "forkserver.so")
-	cmd := exec.CommandContext(ctx, cc, "-O2", "-fPIC", "-shared", "-o", out, src, "-ldl")
+	cmd := exec.CommandContext(ctx, cc, "-O2", "-fPIC", "-shared", "-o", "forkserver.so", "forkserver.c", "-ldl")
+	cmd.Dir = tmp
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("fork server: compiling with %s: %w: %s", cc, err, bytes.TrimSpace(b))
 	}
+	out := filepath.Join(tmp, "forkserver.so")
+	sum, err := fileSHA256(out)
+	if err != nil {
+		return "", fmt.Errorf("fork server: %w", err)
+	}
+	path := filepath.Join(dir, prefix+sum+".so")
 	if err := os.Rename(out, path); err != nil {
 		return "", fmt.Errorf("fork server: %w", err)
 	}
 	return path, nil
+}
+
+// libraryPrefix starts the name of the library built from this source for
+// this architecture: forkserver-<arch>-<source hash>-<library hash>.so.
+func libraryPrefix() string {
+	sum := sha256.Sum256(forkServerSource)
+	return fmt.Sprintf("forkserver-%s-%s-", runtime.GOARCH, hex.EncodeToString(sum[:8]))
+}
+
+// privateDir checks that dir is a directory private to the user (not a
+// symlink, owned by the effective uid, no group or other permissions),
+// creating it (and missing parents) 0700 when it does not exist.
+func privateDir(dir string) error {
+	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return err
+		}
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		st, err = os.Lstat(dir)
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case st.Mode()&fs.ModeSymlink != 0:
+		return errors.New("is a symlink: want a directory of its own")
+	case !st.IsDir():
+		return errors.New("is not a directory")
+	}
+	if err := ownedByUs(st); err != nil {
+		return err
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("mode %#o gives group or other users access: want 0700 (chmod 0700 %s)", perm, dir)
+	}
+	return nil
+}
+
+// ownedByUs checks that a file belongs to the effective uid.
+func ownedByUs(st fs.FileInfo) error {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return errors.New("no owner information")
+	}
+	if uid := os.Geteuid(); int(sys.Uid) != uid {
+		return fmt.Errorf("owned by uid %d, not by uid %d", sys.Uid, uid)
+	}
+	return nil
+}
+
+// openLibrary opens a library built by ForkServerLibrary after checking it:
+// a regular file (not a symlink) of the user's that no one else may
+// write, whose SHA-256 is the one in its name. The open file is what gets
+// preloaded, so that the file checked is the file loaded.
+func openLibrary(path string) (*os.File, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("library %s is not a regular file (%v)", path, st.Mode().Type())
+	}
+	if err := ownedByUs(st); err != nil {
+		return nil, fmt.Errorf("library %s: %w", path, err)
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("library %s: mode %#o lets others write it", path, st.Mode().Perm())
+	}
+	base := strings.TrimSuffix(filepath.Base(path), ".so")
+	want := base[strings.LastIndexByte(base, '-')+1:]
+	if len(want) != sha256.Size*2 {
+		return nil, fmt.Errorf("library %s: no content hash in its name (not built by ForkServerLibrary)", path)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	fst, err := f.Stat()
+	if err == nil && !os.SameFile(st, fst) {
+		err = fmt.Errorf("library %s changed while checked", path)
+	}
+	if err == nil {
+		h := sha256.New()
+		if _, err = io.Copy(h, f); err == nil {
+			if got := hex.EncodeToString(h.Sum(nil)); got != want {
+				err = fmt.Errorf("library %s: content hash %s does not match its name: changed since it was built, not preloaded", path, got)
+			}
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// fileSHA256 is the hex SHA-256 of a file's content.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // forkServer is an ffmpeg process, preloaded with the fork server library,
@@ -140,8 +277,13 @@ func (e *forkExitError) Error() string {
 }
 
 // startForkServer starts ffmpeg as a fork server with the preload library
-// lib and waits for it to be ready.
+// lib (checked by openLibrary first) and waits for it to be ready.
 func startForkServer(ffmpeg, lib string, timeout time.Duration) (*forkServer, error) {
+	libFile, err := openLibrary(lib)
+	if err != nil {
+		return nil, fmt.Errorf("fork server: %w", err)
+	}
+	defer libFile.Close()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("fork server: socketpair: %w", err)
@@ -165,8 +307,11 @@ func startForkServer(ffmpeg, lib string, timeout time.Duration) (*forkServer, er
 		exited:   make(chan struct{}),
 	}
 	cmd := exec.Command(ffmpeg)
-	cmd.Env = append(os.Environ(), "LD_PRELOAD="+lib, "LD_BIND_NOW=1", "HEADWATER_FORKSERVER_FD=3")
-	cmd.ExtraFiles = []*os.File{theirs}
+	// The dynamic linker loads the checked file through its descriptor (4),
+	// not the path, which the library closes (HEADWATER_FORKSERVER_LIBFD).
+	cmd.Env = append(os.Environ(), "LD_PRELOAD=/proc/self/fd/4", "LD_BIND_NOW=1",
+		"HEADWATER_FORKSERVER_FD=3", "HEADWATER_FORKSERVER_LIBFD=4")
+	cmd.ExtraFiles = []*os.File{theirs, libFile}
 	cmd.Stderr = s.stderr
 	cmd.SysProcAttr = procAttr()
 	s.cmd = cmd

@@ -1,12 +1,18 @@
 package transcoder
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,24 +23,197 @@ import (
 	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
-// needForkServer builds the fork server library into a test directory, or
-// skips when there is no C compiler.
+// needForkServer builds the fork server library into the test binary's
+// private directory; a missing ffmpeg or C compiler fails the test.
 func needForkServer(t testing.TB) string {
 	t.Helper()
 	needFFmpeg(t)
+	requireCC(t)
 	lib, err := ForkServerLibrary(context.Background(), forkServerTestDir(t))
 	if err != nil {
-		t.Skipf("no fork server: %v", err)
+		t.Fatalf("fork server library: %v", err)
 	}
 	return lib
 }
 
-func forkServerTestDir(t testing.TB) string {
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return t.TempDir()
+// requireCC fails t unless the C compiler the fork server is built with
+// ($CC, else cc) is installed.
+func requireCC(t testing.TB) {
+	t.Helper()
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "cc"
 	}
-	return d + "/headwater-test"
+	testpeer.RequireBinary(t, "the fork server library is compiled with $CC or cc: apt-get install gcc", cc)
+}
+
+var (
+	forkServerDirMu sync.Mutex
+	forkServerDir   string // removed by TestMain
+)
+
+// forkServerTestDir is the test binary's private library directory (built
+// once per binary).
+func forkServerTestDir(t testing.TB) string {
+	t.Helper()
+	forkServerDirMu.Lock()
+	defer forkServerDirMu.Unlock()
+	if forkServerDir == "" {
+		d, err := os.MkdirTemp("", "transcoder-forkserver-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		forkServerDir = d
+	}
+	return forkServerDir
+}
+
+// TestForkServerLibraryRefusesUnsafeDir checks the library directory is
+// private before anything is built in it or loaded from it: owned by the
+// user, no group or other permissions, not a symlink; a missing one is
+// created 0700.
+func TestForkServerLibraryRefusesUnsafeDir(t *testing.T) {
+	requireCC(t)
+	ctx := context.Background()
+	base := t.TempDir()
+	mkdir := func(name string, perm os.FileMode) string {
+		d := filepath.Join(base, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, perm); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	real := mkdir("real", 0o700)
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	dirs := map[string]string{
+		"mode 0777": mkdir("open", 0o777),
+		"mode 0750": mkdir("group", 0o750),
+		"mode 0705": mkdir("other", 0o705),
+		"symlink":   link,
+	}
+	if os.Getuid() == 0 {
+		d := mkdir("someone-else", 0o700)
+		if err := os.Chown(d, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		dirs["owned by uid 65534"] = d
+	} else {
+		dirs["owned by root"] = "/"
+	}
+	// No HOME nor XDG_CACHE_HOME: the fallback in the temporary directory,
+	// created there beforehand by someone else.
+	tmp := t.TempDir()
+	t.Setenv("HOME", "")
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("TMPDIR", tmp)
+	shared := filepath.Join(tmp, "headwater-"+strconv.Itoa(os.Getuid()))
+	if err := os.Mkdir(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	dirs["default, shared temporary directory"] = ""
+	for what, dir := range dirs {
+		lib, err := ForkServerLibrary(ctx, dir)
+		if err == nil || !strings.Contains(err.Error(), "fork server: library directory") {
+			t.Errorf("%s: library %q, err %v; want it refused", what, lib, err)
+		}
+	}
+	for _, d := range []string{real, dirs["mode 0777"], dirs["mode 0750"], dirs["mode 0705"], shared} {
+		if ents, _ := os.ReadDir(d); len(ents) != 0 {
+			t.Errorf("%s: %d files written into a refused directory", d, len(ents))
+		}
+	}
+
+	// A missing directory is created private (its parents too).
+	missing := filepath.Join(t.TempDir(), "cache", "headwater")
+	if _, err := ForkServerLibrary(ctx, missing); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{missing, filepath.Dir(missing)} {
+		if st, err := os.Lstat(d); err != nil || st.Mode() != os.ModeDir|0o700 {
+			t.Errorf("%s: %v, %v; want a 0700 directory", d, st.Mode(), err)
+		}
+	}
+}
+
+// TestForkServerLibraryTampered replaces the built library with another
+// one: it is neither preloaded nor returned again, but rebuilt.
+func TestForkServerLibraryTampered(t *testing.T) {
+	needFFmpeg(t)
+	requireCC(t)
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "lib")
+	lib, err := ForkServerLibrary(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The replacement leaves a mark when it is loaded.
+	marker := filepath.Join(t.TempDir(), "loaded")
+	src := filepath.Join(t.TempDir(), "evil.c")
+	code := "#include <fcntl.h>\n#include <unistd.h>\n" +
+		"__attribute__((constructor)) static void evil(void) { close(open(" + strconv.Quote(marker) + ", O_CREAT | O_WRONLY, 0600)); }\n"
+	if err := os.WriteFile(src, []byte(code), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	evil := filepath.Join(t.TempDir(), "evil.so")
+	if out, err := exec.Command("cc", "-fPIC", "-shared", "-o", evil, src).CombinedOutput(); err != nil {
+		t.Fatalf("compiling the replacement: %v: %s", err, out)
+	}
+	evilBytes, err := os.ReadFile(evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lib, evilBytes, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if fs, err := startForkServer("ffmpeg", lib, 10*time.Second); err == nil {
+		fs.close()
+		t.Error("a fork server started with the replaced library")
+	} else if !strings.Contains(err.Error(), "fork server") {
+		t.Errorf("err = %v", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the replaced library was preloaded")
+	}
+
+	again, err := ForkServerLibrary(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(again); err != nil || bytes.Equal(b, evilBytes) {
+		t.Fatalf("%s: the replaced library returned again (%v)", again, err)
+	}
+	fs, err := startForkServer("ffmpeg", again, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.close()
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the replaced library was preloaded")
+	}
+
+	// A symlink in its place is refused too.
+	if err := os.Remove(again); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(evil, again); err != nil {
+		t.Fatal(err)
+	}
+	if fs, err := startForkServer("ffmpeg", again, 10*time.Second); err == nil {
+		fs.close()
+		t.Error("a fork server started with a symlinked library")
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the symlinked library was preloaded")
+	}
 }
 
 func TestForkServerLibraryIsBuiltOnce(t *testing.T) {
@@ -55,7 +234,7 @@ func TestForkServerLibraryIsBuiltOnce(t *testing.T) {
 
 func TestForkServerLibraryBadCompiler(t *testing.T) {
 	t.Setenv("CC", "/nonexistent/cc")
-	_, err := ForkServerLibrary(context.Background(), t.TempDir())
+	_, err := ForkServerLibrary(context.Background(), filepath.Join(t.TempDir(), "lib"))
 	if err == nil || !strings.Contains(err.Error(), "compiling with /nonexistent/cc") {
 		t.Fatalf("err = %v", err)
 	}
@@ -98,6 +277,13 @@ func TestForkServerRunsFFmpeg(t *testing.T) {
 	fs, err := startForkServer("ffmpeg", lib, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The descriptor the library was preloaded from is closed.
+	fds, _ := os.ReadDir("/proc/" + strconv.Itoa(fs.cmd.Process.Pid) + "/fd")
+	for _, fd := range fds {
+		if target, _ := os.Readlink("/proc/" + strconv.Itoa(fs.cmd.Process.Pid) + "/fd/" + fd.Name()); target == lib {
+			t.Errorf("the fork server keeps descriptor %s on its library", fd.Name())
+		}
 	}
 	out, _, c := forkRun(t, fs, "-hide_banner", "-version")
 	if !strings.HasPrefix(out, "ffmpeg version") || c.status != 0 || c.err != nil {
@@ -168,14 +354,27 @@ func TestForkServerDeathEndsChildren(t *testing.T) {
 
 func TestForkServerNotPreloadable(t *testing.T) {
 	needFFmpeg(t)
-	// A "library" that is not one: the dynamic linker ignores it, ffmpeg
-	// runs its usual main, and the start fails with a reason.
-	bogus := t.TempDir() + "/bogus.so"
-	if err := os.WriteFile(bogus, []byte("not an ELF file"), 0o644); err != nil {
+	// A "library" that is not one, under a name with its hash: the dynamic
+	// linker ignores it, ffmpeg runs its usual main, and the start fails
+	// with a reason.
+	dir := t.TempDir()
+	content := []byte("not an ELF file")
+	sum := sha256.Sum256(content)
+	bogus := filepath.Join(dir, "bogus-"+hex.EncodeToString(sum[:])+".so")
+	if err := os.WriteFile(bogus, content, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err := startForkServer("ffmpeg", bogus, 5*time.Second)
-	if err == nil || !strings.Contains(err.Error(), "fork server") {
+	if err == nil || !strings.Contains(err.Error(), "did not start as a fork server") {
+		t.Fatalf("err = %v", err)
+	}
+	// Without the hash in its name it is not even tried.
+	plain := filepath.Join(dir, "bogus.so")
+	if err := os.WriteFile(plain, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = startForkServer("ffmpeg", plain, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "no content hash in its name") {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -238,9 +437,9 @@ func TestRunnerForksAndRecovers(t *testing.T) {
 func TestRunnerForkServerModes(t *testing.T) {
 	needFFmpeg(t)
 	t.Setenv("CC", "/nonexistent/cc")
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "lib")
 	r := NewFFmpegRunner(FFmpegConfig{Warm: -1, ForkServer: ForkServerOn, ForkServerDir: dir}, nil, testLogger(t))
-	if err := r.Start(); err == nil || !strings.Contains(err.Error(), "fork server") {
+	if err := r.Start(); err == nil || !strings.Contains(err.Error(), "compiling with /nonexistent/cc") {
 		t.Fatalf("on without a compiler: %v", err)
 	}
 	r.Close()
@@ -261,7 +460,7 @@ func TestForkServerRefusesWrapperScript(t *testing.T) {
 	lib := needForkServer(t)
 	ff, err := exec.LookPath("ffmpeg")
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	// A wrapper script: the preload lands in the shell, which would fork
 	// shells. The start checks the forked program is ffmpeg.

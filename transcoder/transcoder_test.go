@@ -313,6 +313,9 @@ func TestMain(m *testing.M) {
 	if fixtureDir != "" {
 		os.RemoveAll(fixtureDir)
 	}
+	if forkServerDir != "" {
+		os.RemoveAll(forkServerDir)
+	}
 	os.Exit(code)
 }
 

@@ -261,7 +261,12 @@ int __libc_start_main(hw_main_fn main, int argc, char **argv, void (*init)(void)
 	if (fd == NULL || *fd == 0)
 		return real(main, argc, argv, init, fini, rtld_fini, stack_end);
 	int ctl = atoi(fd);
+	// The descriptor the library was preloaded from is no longer needed.
+	const char *libfd = getenv("HEADWATER_FORKSERVER_LIBFD");
+	if (libfd != NULL && *libfd != 0)
+		close(atoi(libfd));
 	// Children see a plain environment: no preload, no eager binding.
+	unsetenv("HEADWATER_FORKSERVER_LIBFD");
 	unsetenv("HEADWATER_FORKSERVER_FD");
 	unsetenv("LD_PRELOAD");
 	unsetenv("LD_BIND_NOW");

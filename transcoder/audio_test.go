@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -30,13 +31,9 @@ import (
 // their DTS at 48 kHz, starting at start.
 func opusFixture(t *testing.T, seconds float64, start int64) []*media.Frame {
 	t.Helper()
-	needFFmpeg(t)
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+	out := ffmpegOutput(t, "-f", "lavfi", "-i",
 		"sine=frequency=440:sample_rate=48000", "-t", strconv.FormatFloat(seconds, 'f', -1, 64),
-		"-ac", "2", "-c:a", "libopus", "-b:a", "64k", "-f", "mpegts", "pipe:1").Output()
-	if err != nil {
-		t.Skipf("ffmpeg cannot make Opus: %v", err)
-	}
+		"-ac", "2", "-c:a", "libopus", "-b:a", "64k", "-f", "mpegts", "pipe:1")
 	r := &mpegts.Reader{R: bytes.NewReader(out)}
 	if err := r.Initialize(); err != nil {
 		t.Fatal(err)
@@ -120,7 +117,10 @@ func TestRunAudioCancel(t *testing.T) {
 	for _, f := range src[:20] {
 		in <- f
 	}
-	time.Sleep(300 * time.Millisecond)
+	testpeer.WaitFor(t, 10*time.Second, "ffmpeg to start", func() bool {
+		out, _ := exec.Command("pgrep", "-P", strconv.Itoa(os.Getpid()), "ffmpeg").Output()
+		return len(bytes.TrimSpace(out)) > 0
+	})
 	cancel()
 	select {
 	case err := <-errc:
@@ -321,6 +321,7 @@ func TestRunAudioGiveUp(t *testing.T) {
 	go func() { errc <- RunAudio(context.Background(), cfg, in, make(chan *media.Frame)) }()
 	// A live source: a 20 ms frame every 5 ms.
 	stop, fed := make(chan struct{}), make(chan struct{})
+	var sent atomic.Int64
 	go func() {
 		defer close(fed)
 		defer close(in)
@@ -328,6 +329,7 @@ func TestRunAudioGiveUp(t *testing.T) {
 		for dts := int64(0); ; dts += 960 {
 			select {
 			case in <- &media.Frame{Track: tr, DTS: dts, PTS: dts, Key: true, Payload: []byte{0xfc, 0xff, 0xfe}}:
+				sent.Add(1)
 			case <-stop:
 				return
 			}
@@ -335,8 +337,10 @@ func TestRunAudioGiveUp(t *testing.T) {
 		}
 	}()
 	logs.wait(t, slog.LevelError, "giving up")
-	// RunAudio drops the rest of in until it is closed.
-	time.Sleep(100 * time.Millisecond)
+	// RunAudio drops the rest of in until it is closed: it takes frames
+	// without starting a process.
+	n := sent.Load()
+	testpeer.WaitFor(t, 10*time.Second, "frames taken after giving up", func() bool { return sent.Load() >= n+10 })
 	close(stop)
 	<-fed
 	err := <-errc

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,9 +36,27 @@ var (
 	fixtureDir   string
 )
 
+// needFFmpeg fails t (never skips it) unless ffmpeg and ffprobe are
+// installed.
 func needFFmpeg(t testing.TB) {
 	t.Helper()
-	testpeer.NeedBinary(t, "ffmpeg", "ffprobe")
+	testpeer.RequireBinary(t, "apt-get install ffmpeg (ffprobe comes with it)", "ffmpeg", "ffprobe")
+}
+
+// ffmpegOutput runs ffmpeg with args and returns its standard output; an
+// ffmpeg error fails t with ffmpeg's standard error (a missing encoder is
+// a failure, not a skip).
+func ffmpegOutput(t testing.TB, args ...string) []byte {
+	t.Helper()
+	needFFmpeg(t)
+	var stderr bytes.Buffer
+	cmd := exec.Command("ffmpeg", append([]string{"-nostdin", "-hide_banner", "-loglevel", "error"}, args...)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ffmpeg %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out
 }
 
 // sourceFixture returns (generating once per test binary) a 1280x720 30 fps

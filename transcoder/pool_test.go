@@ -66,7 +66,8 @@ func collect() (func(*Result), func() []*Result) {
 
 func TestReservedWorkers(t *testing.T) {
 	fr := &fakeRunner{block: make(chan struct{}), started: make(chan string, 16)}
-	pool := NewPool(PoolConfig{Size: 2, Runner: fr, Reserve: []Reservation{{Streams: "vip", Workers: 1}}}, nil, nil)
+	q := &watchedQueue{Queue: newLocalQueue(16, func(*Job, Rendition) bool { return false }, NewMetrics(nil)), refused: make(chan string, 16)}
+	pool := NewPool(PoolConfig{Size: 2, Runner: fr, Queue: q, Reserve: []Reservation{{Streams: "vip", Workers: 1}}}, nil, nil)
 	if err := pool.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -86,11 +87,17 @@ func TestReservedWorkers(t *testing.T) {
 	if s := <-fr.started; s != "slow" {
 		t.Fatalf("first job %s", s)
 	}
+	// It refuses it (an event, not a quiet interval).
 	submit("other", 0)
-	select {
-	case s := <-fr.started:
-		t.Fatalf("reserved worker ran %s", s)
-	case <-time.After(100 * time.Millisecond):
+	for refused := false; !refused; {
+		select {
+		case s := <-fr.started:
+			t.Fatalf("reserved worker ran %s", s)
+		case s := <-q.refused:
+			refused = s == "other" // it may have refused "slow" first
+		case <-time.After(5 * time.Second):
+			t.Fatal("the reserved worker neither ran nor refused the ordinary job")
+		}
 	}
 	submit("vip", 0)
 	select {
@@ -103,6 +110,28 @@ func TestReservedWorkers(t *testing.T) {
 	}
 	close(fr.block)
 	testpeer.WaitFor(t, 5*time.Second, "all jobs", func() bool { return len(results()) == 3 })
+}
+
+// watchedQueue reports the jobs the workers' accept functions refuse.
+type watchedQueue struct {
+	Queue
+	refused chan string
+}
+
+func (q *watchedQueue) Take(ctx context.Context, accept func(*Job) bool) (*Job, error) {
+	if accept == nil {
+		return q.Queue.Take(ctx, nil)
+	}
+	return q.Queue.Take(ctx, func(j *Job) bool {
+		ok := accept(j)
+		if !ok {
+			select {
+			case q.refused <- j.Stream:
+			default:
+			}
+		}
+		return ok
+	})
 }
 
 func TestRetryOnceThenFail(t *testing.T) {

@@ -126,17 +126,11 @@ type edge struct {
 
 func (e *edge) url(path string) string { return "http://" + e.addr + path }
 
-// nginxBinary returns the nginx executable, or skips the test.
+// nginxBinary returns the nginx executable (in PATH or /usr/sbin), or
+// fails the test.
 func nginxBinary(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{"/usr/sbin/nginx", "nginx"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	t.Skip("nginx not found: the CDN test needs Debian's nginx (apt-get install -y nginx-light); " +
-		"scripts/test.sh should install it next to ffmpeg")
-	return ""
+	return testpeer.Nginx(t)
 }
 
 // nginxConfig turns deploy/nginx/cdn.conf into a configuration that runs as
@@ -205,7 +199,7 @@ func startNginx(t *testing.T, origin string) *edge {
 			}
 		case <-time.After(5 * time.Second):
 			_ = cmd.Process.Kill()
-			_ = <-done // killed: its exit status says nothing more
+			t.Logf("nginx did not stop on SIGINT within 5s, killed: %v", <-done)
 		}
 		if t.Failed() {
 			t.Logf("nginx log:\n%s", e.log.String())

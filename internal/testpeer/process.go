@@ -31,8 +31,9 @@ func StartProcess(t testing.TB, name string, args ...string) *Process {
 	go func() { p.done <- p.Cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = p.Cmd.Process.Kill()
-		_ = <-p.done // killed: its exit status says nothing more
+		err := <-p.done
 		if t.Failed() {
+			t.Logf("%s ended: %v", filepath.Base(name), err)
 			t.Logf("%s stderr:\n%s", filepath.Base(name), p.Stderr.String())
 		}
 	})

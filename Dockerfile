@@ -47,7 +47,9 @@ RUN groupadd --system --gid 10001 headwater \
  && mkdir -p /etc/headwater
 
 COPY --from=build /out/headwater /usr/local/bin/headwater
-COPY --from=build /out/cache/headwater /var/cache/headwater
+# Owned by the runtime user: the transcoder preloads the library only from a
+# private directory (its uid, 0700) and checks the file's SHA-256 first.
+COPY --from=build --chown=10001:10001 /out/cache/headwater /var/cache/headwater
 ENV XDG_CACHE_HOME=/var/cache
 COPY --chmod=0755 deploy/docker/healthcheck.sh /usr/local/bin/headwater-healthcheck
 

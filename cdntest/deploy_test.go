@@ -231,6 +231,18 @@ func TestDockerfile(t *testing.T) {
 		if !installed {
 			t.Error("the health check script is not copied to /usr/local/bin/headwater-healthcheck (mode 0755)")
 		}
+		// The transcoder preloads its fork server library only from a
+		// directory owned by the user it runs as.
+		forkLib := false
+		for _, c := range copies {
+			if strings.Contains(c.args, "/out/cache/headwater /var/cache/headwater") &&
+				strings.Contains(c.args, "--chown=10001:10001") {
+				forkLib = true
+			}
+		}
+		if !forkLib {
+			t.Error("the fork server library is not copied to /var/cache/headwater owned by 10001:10001")
+		}
 		if len(entrypoints) != 1 || entrypoints[0].args != `["headwater"]` {
 			t.Errorf("ENTRYPOINT %+v, want [\"headwater\"]", entrypoints)
 		}

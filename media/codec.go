@@ -191,6 +191,19 @@ func (c *AAC) RFC6381() string {
 	return fmt.Sprintf("mp4a.40.%d", int(c.Config.Type))
 }
 
+// Channels is the channel count of the config's channel configuration
+// (ISO/IEC 14496-3 1.6.3.5: 1–6 are that many channels, 7 is 7.1), or 0
+// when the configuration is 0 (defined in the stream's PCE) or reserved.
+func (c *AAC) Channels() int {
+	switch n := int(c.Config.ChannelConfig); {
+	case n >= 1 && n <= 6:
+		return n
+	case n == 7:
+		return 8
+	}
+	return 0
+}
+
 // Opus is an Opus audio codec. Frames carry raw Opus packets.
 type Opus struct {
 	ChannelCount int

@@ -15,7 +15,7 @@ func (c *countingCounter) Inc() { c.n++ }
 
 func testTracks() (*Track, *Track) {
 	v := &Track{ID: 1, Codec: &H264{SPS: []byte{0x67, 0x64, 0x00, 0x1f}, PPS: []byte{0x68}}, ClockRate: 90000}
-	a := &Track{ID: 2, Codec: &AAC{Config: mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelCount: 2}}, ClockRate: 48000}
+	a := &Track{ID: 2, Codec: &AAC{Config: mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelConfig: 2}}, ClockRate: 48000}
 	return v, a
 }
 
@@ -209,5 +209,17 @@ func TestTicks(t *testing.T) {
 	}
 	if got := DurationToTicks(2*time.Second, 48000); got != 96000 {
 		t.Errorf("DurationToTicks = %d", got)
+	}
+}
+
+func TestAACChannels(t *testing.T) {
+	for _, tc := range []struct {
+		config uint8
+		want   int
+	}{{0, 0}, {1, 1}, {2, 2}, {6, 6}, {7, 8}, {8, 0}, {15, 0}} {
+		c := &AAC{Config: mpeg4audio.AudioSpecificConfig{ChannelConfig: tc.config}}
+		if got := c.Channels(); got != tc.want {
+			t.Errorf("channel configuration %d: %d channels, want %d", tc.config, got, tc.want)
+		}
 	}
 }

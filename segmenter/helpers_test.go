@@ -145,7 +145,7 @@ func smallTrack(t testing.TB, id int) *media.Track {
 
 func aacTrack(id int, rate int) *media.Track {
 	return &media.Track{ID: id, ClockRate: uint32(rate), Codec: &media.AAC{Config: mpeg4audio.AudioSpecificConfig{
-		Type: mpeg4audio.ObjectTypeAACLC, SampleRate: rate, ChannelConfig: 2, ChannelCount: 2,
+		Type: mpeg4audio.ObjectTypeAACLC, SampleRate: rate, ChannelConfig: 2,
 	}}}
 }
 
@@ -284,7 +284,9 @@ func newHarness(t testing.TB, st *store.Store, cfg Config, tracks ...*media.Trac
 		cancel()
 		if !h.ended {
 			h.hub.Close()
-			<-h.done
+			if err := <-h.done; err != nil {
+				t.Logf("segmenter run: %v", err)
+			}
 		}
 	})
 	return h

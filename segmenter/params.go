@@ -56,7 +56,7 @@ func buildParams(tr *media.Track, cfg Config) (params, string, error) {
 		}
 		p.defaultDur = p.frameDur
 		p.info.SampleRate = int(p.timescale)
-		p.info.Channels = aacChannels(c)
+		p.info.Channels = c.Channels()
 	case *media.Opus:
 		codec = &codecs.Opus{ChannelCount: c.ChannelCount}
 		p.timescale = 48000
@@ -89,19 +89,6 @@ func buildParams(tr *media.Track, cfg Config) (params, string, error) {
 	}
 	p.data = buf.Bytes()
 	return p, "", nil
-}
-
-func aacChannels(c *media.AAC) int {
-	if c.Config.ChannelCount > 0 {
-		return c.Config.ChannelCount
-	}
-	switch n := int(c.Config.ChannelConfig); {
-	case n >= 1 && n <= 6:
-		return n
-	case n == 7:
-		return 8
-	}
-	return 0
 }
 
 // opusDuration is an Opus packet's duration from its TOC, in ticks.

@@ -17,6 +17,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 	mpegtscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/substructs"
 
 	"github.com/headwater-live/headwater/media"
 )
@@ -346,14 +347,14 @@ func (s *audioStream) process(ctx context.Context, first *media.Frame, in <-chan
 		defer wg.Done()
 		defer stdinW.Close()
 		bw := bufio.NewWriterSize(stdinW, 64<<10)
-		track := &mpegts.Track{Codec: &mpegtscodecs.Opus{ChannelCount: channels}}
+		track := &mpegts.Track{Codec: &mpegtscodecs.Opus{Desc: &substructs.OpusAudioDescriptor{ChannelConfigCode: uint8(channels)}}}
 		w := &mpegts.Writer{W: bw, Tracks: []*mpegts.Track{track}}
 		if feedErr = w.Initialize(); feedErr != nil {
 			return
 		}
 		write := func(f *media.Frame) error {
 			pts := media.RescaleNearest(f.DTS-base, rate, tsClock) + tsOffset
-			if err := w.WriteOpus(track, pts, [][]byte{f.Payload}); err != nil { //nolint:staticcheck
+			if err := w.WriteOpus(track, pts, [][]byte{f.Payload}); err != nil {
 				return err
 			}
 			return bw.Flush()
@@ -420,13 +421,12 @@ func (s *audioStream) process(ctx context.Context, first *media.Frame, in <-chan
 			}
 			p := pkts[0]
 			if c, ok := trackAAC(s.track); !ok || c.Type != p.Type || c.SampleRate != p.SampleRate ||
-				c.ChannelConfig != p.ChannelConfig || c.ChannelCount != p.ChannelCount { //nolint:staticcheck
+				c.ChannelConfig != p.ChannelConfig {
 				// The first frame (a restarted process keeps the track).
 				s.track = &media.Track{ID: s.id, ClockRate: uint32(p.SampleRate), Codec: &media.AAC{Config: mpeg4audio.AudioSpecificConfig{
 					Type:          p.Type,
 					SampleRate:    p.SampleRate,
 					ChannelConfig: p.ChannelConfig,
-					ChannelCount:  p.ChannelCount, //nolint:staticcheck
 				}}}
 			}
 			f := &media.Frame{Track: s.track, DTS: s.next, PTS: s.next, Key: true, Received: time.Now(), Payload: p.AU}

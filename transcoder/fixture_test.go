@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
@@ -170,20 +169,6 @@ func (fx *fixture) gops() [][]*media.Frame {
 			out = append(out, nil)
 		}
 		out[len(out)-1] = append(out[len(out)-1], f)
-	}
-	return out
-}
-
-// shifted returns the fixture's frames with timestamps moved by d ticks and
-// Received set as if published in real time from start.
-func (fx *fixture) shifted(d int64, start time.Time) []*media.Frame {
-	out := make([]*media.Frame, len(fx.frames))
-	for i, f := range fx.frames {
-		c := *f
-		c.DTS += d
-		c.PTS += d
-		c.Received = start.Add(media.TicksToDuration(c.DTS, 90000))
-		out[i] = &c
 	}
 	return out
 }

@@ -180,7 +180,9 @@ func probe(t testing.TB, frames []*media.Frame) (w, h, n int) {
 	if err := json.Unmarshal(out, &v); err != nil || len(v.Streams) != 1 {
 		t.Fatalf("ffprobe output %s: %v", out, err)
 	}
-	fmt.Sscan(v.Streams[0].NbReadFrames, &n)
+	if _, err := fmt.Sscan(v.Streams[0].NbReadFrames, &n); err != nil {
+		t.Fatalf("ffprobe nb_read_frames %q: %v", v.Streams[0].NbReadFrames, err)
+	}
 	return v.Streams[0].Width, v.Streams[0].Height, n
 }
 

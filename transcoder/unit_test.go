@@ -58,7 +58,7 @@ func TestLadderSelection(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Shedding order: the tallest rung first, the lowest last.
-	if !(d[0].Priority < d[1].Priority && d[1].Priority < d[2].Priority) {
+	if d[0].Priority >= d[1].Priority || d[1].Priority >= d[2].Priority {
 		t.Errorf("default priorities %d %d %d", d[0].Priority, d[1].Priority, d[2].Priority)
 	}
 	if d[0].Profile != "high" || d[2].Profile != "main" || d[1].Preset != "veryfast" || d[1].maxrate != 1540000 || d[1].bufsize != 1540000 {

@@ -23,7 +23,8 @@ const (
 	// ReasonProtocol: the peer violated the protocol after the handshake
 	// (malformed messages, limits exceeded, unexpected commands).
 	ReasonProtocol Reason = "protocol"
-	// ReasonTimeout: the peer went silent for longer than the idle timeout.
+	// ReasonTimeout: the peer went silent for longer than the idle timeout,
+	// or did not start publishing (or reading) by the publish deadline.
 	ReasonTimeout Reason = "timeout"
 	// ReasonUnsupportedCodec: the peer sent a codec Headwater does not ingest.
 	ReasonUnsupportedCodec Reason = "unsupported_codec"
@@ -42,6 +43,14 @@ const (
 	// ReasonRateLimited: the address opened more connections than the
 	// per-address limit allows.
 	ReasonRateLimited Reason = "rate_limited"
+	// ReasonTooManyConnections: a limit of concurrent connections (in all
+	// or per address) was reached: the connection was refused at accept or
+	// at the handshake.
+	ReasonTooManyConnections Reason = "too_many_connections"
+	// ReasonResourceLimit: the peer exceeded a per-connection resource
+	// limit (bytes of partial messages, chunk streams, buffered media
+	// before the publish started).
+	ReasonResourceLimit Reason = "resource_limit"
 	// ReasonInternal: a bug (recovered panic) or an unexpected server-side error.
 	ReasonInternal Reason = "internal"
 )
@@ -50,7 +59,8 @@ const (
 var Reasons = []Reason{
 	ReasonHandshake, ReasonProtocol, ReasonTimeout, ReasonUnsupportedCodec,
 	ReasonAlreadyPublishing, ReasonTooManyPublishers, ReasonInvalidName,
-	ReasonBadApp, ReasonUnauthorized, ReasonRateLimited, ReasonInternal,
+	ReasonBadApp, ReasonUnauthorized, ReasonRateLimited, ReasonTooManyConnections,
+	ReasonResourceLimit, ReasonInternal,
 }
 
 // PublishReason maps an error of media.Registry.Publish to a Reason.

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	"github.com/headwater-live/headwater/ingest"
 )
 
 // RTMP message type ids.
@@ -36,18 +38,13 @@ const (
 const (
 	// defaultChunkSize is the chunk size of both directions until a Set Chunk Size.
 	defaultChunkSize = 128
-	// maxChunkStreams bounds the chunk stream ids a peer may use on one
-	// connection (encoders use 3 to 8 of them).
-	maxChunkStreams = 64
-	// maxIncompleteBytes bounds the sum of the announced lengths of the
-	// messages being reassembled at once on one connection.
-	maxIncompleteBytes = 32 << 20
-	// initialMessageCap bounds the buffer allocated when a message starts: a
-	// message up to that size (nearly every frame up to 1080p) gets its exact
-	// buffer at once; a larger one grows by doubling as its bytes actually
-	// arrive, so that a peer cannot make us allocate 16 MiB per message
-	// without sending it.
-	initialMessageCap = 256 << 10
+	// preallocBudget bounds, once the publish is authorised, the buffer
+	// capacity a connection may hold ahead of the bytes received: a message
+	// then gets its exact buffer at once when it fits (nearly every frame up
+	// to 1080p), so that the media path allocates once per message. Before
+	// the publish is authorised the budget is 0: buffers grow with the
+	// bytes received, whatever length a message announces.
+	preallocBudget = 256 << 10
 )
 
 // message is one reassembled RTMP message. Its payload is a buffer allocated
@@ -74,17 +71,38 @@ type chunkStream struct {
 // chunkReader reassembles RTMP messages from chunks (RTMP spec 5.3). It is
 // written for untrusted input: every length is bounded and each message
 // consumes at least one byte of input, so malformed streams end in an error,
-// never a panic or a loop.
+// never a panic or a loop. What it holds is bounded by the bytes received:
+// a message's buffer grows as its chunks arrive (by doubling, never past the
+// announced length), plus at most prealloc bytes ahead of them for the whole
+// connection; maxStreams bounds the chunk stream ids and maxUnassembled the
+// bytes received of messages not yet complete.
 type chunkReader struct {
-	r          *bufio.Reader
-	chunkSize  uint32
-	streams    map[uint32]*chunkStream
-	incomplete int // sum of the lengths of messages being reassembled
-	hdr        [11]byte
+	r              *bufio.Reader
+	chunkSize      uint32
+	maxStreams     int // chunk stream ids a connection may use
+	maxUnassembled int // bytes of partial messages a connection may hold
+	prealloc       int // buffer capacity allowed ahead of the bytes received
+	streams        map[uint32]*chunkStream
+	buffered       int // bytes received of the messages being reassembled
+	reserved       int // capacity of their buffers (>= buffered)
+	hdr            [11]byte
 }
 
-func newChunkReader(r *bufio.Reader) *chunkReader {
-	return &chunkReader{r: r, chunkSize: defaultChunkSize, streams: make(map[uint32]*chunkStream)}
+func newChunkReader(r *bufio.Reader, maxStreams, maxUnassembled int) *chunkReader {
+	return &chunkReader{r: r, chunkSize: defaultChunkSize, maxStreams: maxStreams, maxUnassembled: maxUnassembled,
+		streams: make(map[uint32]*chunkStream)}
+}
+
+// errLimit is the error of a peer exceeding a limit of the chunk reader.
+func errLimit(format string, args ...any) error {
+	return ingest.Fail(ingest.ReasonResourceLimit, format, args...)
+}
+
+// drop forgets the buffer of a chunk stream's partial message.
+func (cr *chunkReader) drop(cs *chunkStream) {
+	cr.buffered -= len(cs.buf)
+	cr.reserved -= cap(cs.buf)
+	cs.buf = nil
 }
 
 // readMessage reads chunks until one message is complete.
@@ -100,8 +118,7 @@ func (cr *chunkReader) readMessage() (*message, error) {
 // abort discards the partial message of a chunk stream (Abort Message).
 func (cr *chunkReader) abort(csid uint32) {
 	if cs, ok := cr.streams[csid]; ok && cs.buf != nil {
-		cr.incomplete -= int(cs.length)
-		cs.buf = nil
+		cr.drop(cs)
 	}
 }
 
@@ -128,8 +145,8 @@ func (cr *chunkReader) readChunk() (*message, error) {
 
 	cs, ok := cr.streams[csid]
 	if !ok {
-		if len(cr.streams) >= maxChunkStreams {
-			return nil, fmt.Errorf("more than %d chunk streams", maxChunkStreams)
+		if len(cr.streams) >= cr.maxStreams {
+			return nil, errLimit("more than %d chunk streams (rtmp.max_chunk_streams)", cr.maxStreams)
 		}
 		// A new chunk stream starts from an all-zero previous header, which
 		// is what ffmpeg assumes when it opens one with a type-1 header.
@@ -182,24 +199,27 @@ func (cr *chunkReader) readChunk() (*message, error) {
 		}
 	}
 
-	if !continuing {
-		if cr.incomplete+int(cs.length) > maxIncompleteBytes {
-			return nil, fmt.Errorf("messages being reassembled exceed %d bytes", maxIncompleteBytes)
-		}
-		cr.incomplete += int(cs.length)
-		cs.buf = make([]byte, 0, min(int(cs.length), initialMessageCap))
-	}
-
 	n := min(int(cs.length)-len(cs.buf), int(cr.chunkSize))
+	if cr.buffered+n > cr.maxUnassembled {
+		return nil, errLimit("partial messages exceed %d bytes (rtmp.max_unassembled_bytes)", cr.maxUnassembled)
+	}
+	if !continuing {
+		// The chunk's bytes, and what the budget allows ahead of them.
+		size := n + max(0, min(int(cs.length)-n, cr.prealloc-(cr.reserved-cr.buffered)))
+		cs.buf = make([]byte, 0, size)
+		cr.reserved += size
+	}
 	if n > 0 {
 		if len(cs.buf)+n > cap(cs.buf) {
 			// Grow once per doubling, never past the announced length.
 			grown := make([]byte, len(cs.buf), min(int(cs.length), max(2*cap(cs.buf), len(cs.buf)+n)))
 			copy(grown, cs.buf)
+			cr.reserved += cap(grown) - cap(cs.buf)
 			cs.buf = grown
 		}
 		start := len(cs.buf)
 		cs.buf = cs.buf[:start+n]
+		cr.buffered += n
 		if _, err := io.ReadFull(cr.r, cs.buf[start:]); err != nil {
 			return nil, unexpectedEOF(err)
 		}
@@ -208,8 +228,7 @@ func (cr *chunkReader) readChunk() (*message, error) {
 		return nil, nil
 	}
 	msg := &message{typeID: cs.typeID, streamID: cs.streamID, timestamp: cs.timestamp, payload: cs.buf}
-	cr.incomplete -= int(cs.length)
-	cs.buf = nil
+	cr.drop(cs)
 	return msg, nil
 }
 

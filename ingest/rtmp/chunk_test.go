@@ -8,11 +8,19 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/headwater-live/headwater/ingest"
 )
 
 func readAll(t *testing.T, chunkSize uint32, in []byte) ([]*message, error) {
 	t.Helper()
-	cr := newChunkReader(bufio.NewReader(bytes.NewReader(in)))
+	return readAllLimited(t, chunkSize, DefaultMaxUnassembledBytes, in)
+}
+
+// readAllLimited is readAll with a limit on the bytes of partial messages.
+func readAllLimited(t *testing.T, chunkSize uint32, maxUnassembled int, in []byte) ([]*message, error) {
+	t.Helper()
+	cr := newChunkReader(bufio.NewReader(bytes.NewReader(in)), DefaultMaxChunkStreams, maxUnassembled)
 	cr.chunkSize = chunkSize
 	var out []*message
 	for {
@@ -73,7 +81,7 @@ func TestChunkReaderInterleavedAndAbort(t *testing.T) {
 		0xc4, 'e', 'f', // csid 4 continues
 		0x04, 0, 0, 0, 0, 0, 6, 8, 1, 0, 0, 0, 'a', 'b', 'c', 'd', // csid 4: partial again
 	}
-	cr := newChunkReader(bufio.NewReader(bytes.NewReader(in)))
+	cr := newChunkReader(bufio.NewReader(bytes.NewReader(in)), DefaultMaxChunkStreams, DefaultMaxUnassembledBytes)
 	cr.chunkSize = 4
 	var got []string
 	for {
@@ -86,11 +94,11 @@ func TestChunkReaderInterleavedAndAbort(t *testing.T) {
 	if !reflect.DeepEqual(got, []string{"xy", "abcdef"}) {
 		t.Errorf("got %q", got)
 	}
-	if cr.incomplete != 6 {
-		t.Errorf("incomplete = %d", cr.incomplete)
+	if cr.buffered != 4 || cr.reserved != 4 {
+		t.Errorf("buffered %d, reserved %d; want 4, 4", cr.buffered, cr.reserved)
 	}
 	cr.abort(4)
-	if cr.incomplete != 0 || cr.streams[4].buf != nil {
+	if cr.buffered != 0 || cr.reserved != 0 || cr.streams[4].buf != nil {
 		t.Error("abort kept the partial message")
 	}
 }
@@ -103,19 +111,26 @@ func TestChunkReaderLimits(t *testing.T) {
 	}
 	// Too many chunk streams.
 	var many []byte
-	for i := 0; i < maxChunkStreams+1; i++ {
+	for i := 0; i < DefaultMaxChunkStreams+1; i++ {
 		many = append(many, 0x00, byte(i), 0, 0, 0, 0, 0, 1, 8, 0, 0, 0, 0, 'z')
 	}
-	if _, err := readAll(t, 128, many); err == nil || !strings.Contains(err.Error(), "chunk streams") {
+	if _, err := readAll(t, 128, many); !errors.As(err, new(*ingest.SessionError)) || !strings.Contains(err.Error(), "chunk streams") {
 		t.Errorf("err = %v", err)
 	}
-	// Too many bytes announced at once: 3 partial 16 MiB messages.
+	// Announcing 3 messages of 16 MiB costs nothing; receiving more bytes
+	// of partial messages than the limit ends the session.
 	var big []byte
 	for i := byte(3); i < 6; i++ {
-		big = append(big, i, 0, 0, 0, 0xff, 0xff, 0xff, 9, 0, 0, 0, 0, 'z')
+		big = append(big, i, 0, 0, 0, 0xff, 0xff, 0xff, 9, 0, 0, 0, 0, 'z', 'z')
 	}
-	if _, err := readAll(t, 1, big); err == nil || !strings.Contains(err.Error(), "reassembled") {
-		t.Errorf("err = %v", err)
+	if _, err := readAllLimited(t, 2, 6, big); err != nil {
+		t.Errorf("6 bytes of 3 partial messages: %v", err)
+	}
+	big = append(big, 0xc3, 'z')
+	_, err := readAllLimited(t, 2, 6, big)
+	var se *ingest.SessionError
+	if !errors.As(err, &se) || se.Reason != ingest.ReasonResourceLimit || !strings.Contains(err.Error(), "max_unassembled_bytes") {
+		t.Errorf("7 bytes of 3 partial messages, limit 6: %v", err)
 	}
 	// Truncated header: unexpected EOF, not EOF.
 	if _, err := readAll(t, 128, []byte{0x04, 0, 0}); !errors.Is(err, io.ErrUnexpectedEOF) {

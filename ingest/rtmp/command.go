@@ -291,6 +291,10 @@ func (s *session) onPublish(streamID uint32, key string) error {
 	s.holdsSlot = true
 	s.publishing = true
 	s.publishStartedAt = time.Now()
+	// Authorised: no more publish deadline, and messages get their buffer
+	// at once (within preallocBudget) instead of growing with their bytes.
+	s.rd.deadline = time.Time{}
+	s.cr.prealloc = preallocBudget
 
 	begin := binary.BigEndian.AppendUint16(nil, ucStreamBegin)
 	begin = binary.BigEndian.AppendUint32(begin, streamID)

@@ -15,6 +15,12 @@ const (
 	DefaultIdleTimeout      = 10 * time.Second
 	DefaultMaxPublishers    = 100
 	DefaultMaxChunkSize     = 65536
+	// DefaultPublishDeadline is the default of Config.PublishDeadline.
+	DefaultPublishDeadline = 30 * time.Second
+	// DefaultMaxChunkStreams is the default of Config.MaxChunkStreams.
+	DefaultMaxChunkStreams = 64
+	// DefaultMaxUnassembledBytes is the default of Config.MaxUnassembledBytes.
+	DefaultMaxUnassembledBytes = 8 << 20
 )
 
 // Config configures the RTMP ingest server. Zero fields take their defaults.
@@ -49,6 +55,28 @@ type Config struct {
 	// /64) may open per minute, in bursts of as many, on both listeners;
 	// others are closed at once. 0 means no limit.
 	MaxConnectionsPerMinute int
+	// MaxConnections limits the concurrent connections of both listeners,
+	// publishing or not; a connection beyond it is closed at accept
+	// (ingest reason "too_many_connections"). 0 means no limit.
+	MaxConnections int
+	// MaxConnectionsPerAddress limits the concurrent connections of one
+	// address (an IPv6 /64) on both listeners, like MaxConnections. 0 means
+	// no limit.
+	MaxConnectionsPerAddress int
+	// PublishDeadline is the time from accept by which a connection must
+	// have been granted its publish; a connection still not publishing then
+	// is closed (ingest reason "timeout"), however little it keeps sending.
+	// Default 30s.
+	PublishDeadline time.Duration
+	// MaxChunkStreams limits the chunk stream ids a peer may use on one
+	// connection (encoders use 3 to 8); one more ends the session (ingest
+	// reason "resource_limit"). Default 64.
+	MaxChunkStreams int
+	// MaxUnassembledBytes limits the bytes one connection may have received
+	// of messages not yet complete, summed over its chunk streams; beyond,
+	// the session ends (ingest reason "resource_limit"). It bounds the
+	// largest message (a key frame) too. Default 8 MiB.
+	MaxUnassembledBytes int
 	// TLSAddress, when set with TLSConfig, is the address of a second
 	// listener serving RTMPS (RTMP over TLS) with the same sessions.
 	TLSAddress string
@@ -75,6 +103,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxChunkSize <= 0 {
 		c.MaxChunkSize = DefaultMaxChunkSize
+	}
+	if c.PublishDeadline <= 0 {
+		c.PublishDeadline = DefaultPublishDeadline
+	}
+	if c.MaxChunkStreams <= 0 {
+		c.MaxChunkStreams = DefaultMaxChunkStreams
+	}
+	if c.MaxUnassembledBytes <= 0 {
+		c.MaxUnassembledBytes = DefaultMaxUnassembledBytes
 	}
 	return c
 }

@@ -269,9 +269,7 @@ func segmentFrames(t *testing.T, frames []*media.Frame) *store.Snapshot {
 // number of frames decoded. ffmpeg decodes the file too, and must say nothing.
 func decodeRendition(t *testing.T, snap *store.Snapshot) (codec, tag string, frames int) {
 	t.Helper()
-	if _, err := exec.LookPath("ffprobe"); err != nil {
-		t.Skip("ffprobe not installed")
-	}
+	testpeer.NeedFFmpeg(t)
 	var file bytes.Buffer
 	file.Write(snap.Inits[0].Data)
 	for _, seg := range snap.Segments {

@@ -89,7 +89,7 @@ func TestComplexHandshake(t *testing.T) {
 		c := &rawClient{t: t, conn: conn}
 		c.br, c.bw = newClientIO(conn)
 		c.cw = chunkWriter{w: c.bw, chunkSize: defaultChunkSize}
-		c.cr = newChunkReader(c.br)
+		c.cr = newChunkReader(c.br, DefaultMaxChunkStreams, DefaultMaxUnassembledBytes)
 		if err := c.command(0, "connect", amfObj{{"app", "live"}}); err != nil {
 			t.Fatal(err)
 		}

@@ -146,7 +146,7 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 	c := &rawClient{t: t, conn: conn, tid: 1}
 	c.br, c.bw = newClientIO(conn)
 	c.cw = chunkWriter{w: c.bw, chunkSize: defaultChunkSize}
-	c.cr = newChunkReader(c.br)
+	c.cr = newChunkReader(c.br, DefaultMaxChunkStreams, DefaultMaxUnassembledBytes)
 	return c
 }
 

@@ -51,6 +51,7 @@ type Server struct {
 	testHookPublished func(*session)
 
 	connLimit *ingest.ConnLimiter // nil: no limit
+	conns     *ingest.ConnCap     // concurrent connections of both listeners; nil: no limit
 
 	mu    sync.Mutex
 	ln    net.Listener
@@ -76,6 +77,7 @@ func New(cfg Config, pub ingest.Registry, m *ingest.Metrics, log *slog.Logger) *
 		life:       ingest.NewLifecycle(Protocol),
 		publishers: ingest.NewSlots(full.MaxPublishers),
 		connLimit:  ingest.NewConnLimiter(cfg.MaxConnectionsPerMinute),
+		conns:      ingest.NewConnCap(cfg.MaxConnections, cfg.MaxConnectionsPerAddress),
 	}
 }
 
@@ -175,7 +177,20 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			_ = c.Close()
 			continue
 		}
-		s.life.Serve(c, func() { newSession(s, c).run() })
+		release, err := s.conns.Acquire(c.RemoteAddr())
+		if err != nil {
+			s.metrics.Error(ingest.ReasonTooManyConnections)
+			s.log.Debug("rtmp: connection refused", "remote", c.RemoteAddr().String(),
+				"reason", string(ingest.ReasonTooManyConnections), "err", err)
+			_ = c.Close()
+			continue
+		}
+		if !s.life.Serve(c, func() {
+			defer release()
+			newSession(s, c).run()
+		}) {
+			release()
+		}
 	}
 }
 

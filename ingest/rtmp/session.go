@@ -95,23 +95,28 @@ func newSession(srv *Server, conn net.Conn) *session {
 	s.rd = &connReader{conn: conn, m: srv.metrics}
 	s.br = bufio.NewReaderSize(s.rd, 64<<10)
 	s.bw = bufio.NewWriterSize(conn, 8<<10)
-	s.cr = newChunkReader(s.br)
+	s.cr = newChunkReader(s.br, srv.cfg.MaxChunkStreams, srv.cfg.MaxUnassembledBytes)
 	s.cw = chunkWriter{w: s.bw, chunkSize: defaultChunkSize}
 	return s
 }
 
 // connReader counts the bytes read and, once armed, renews the idle deadline
-// before every read.
+// before every read, never past the publish deadline while there is one.
 type connReader struct {
-	conn net.Conn
-	m    *ingest.ProtocolMetrics
-	idle time.Duration
-	n    uint64
+	conn     net.Conn
+	m        *ingest.ProtocolMetrics
+	idle     time.Duration
+	deadline time.Time // the publish deadline; zero once publishing
+	n        uint64
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
 	if r.idle > 0 {
-		_ = r.conn.SetReadDeadline(time.Now().Add(r.idle))
+		d := time.Now().Add(r.idle)
+		if !r.deadline.IsZero() && r.deadline.Before(d) {
+			d = r.deadline
+		}
+		_ = r.conn.SetReadDeadline(d)
 	}
 	n, err := r.conn.Read(p)
 	if n > 0 {
@@ -139,6 +144,9 @@ func (s *session) serveSafe() (err error) {
 }
 
 func (s *session) serve() error {
+	// However little it sends, a connection that does not publish in time
+	// is dropped (slow loris).
+	s.rd.deadline = time.Now().Add(s.cfg.PublishDeadline)
 	_ = s.conn.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	if err := s.handshake(); err != nil {
 		if errors.Is(err, errNoData) {
@@ -205,6 +213,8 @@ func (s *session) report(err error) {
 	case err == nil, errors.Is(err, errUnpublished), errors.Is(err, io.EOF):
 		s.log.Info("rtmp: session ended", attrs...)
 		return
+	case ingest.IsTimeout(err) && !s.publishing && !time.Now().Before(s.rd.deadline):
+		se = &ingest.SessionError{Reason: ingest.ReasonTimeout, Err: fmt.Errorf("not publishing %s after connecting (publish_deadline): %w", s.cfg.PublishDeadline, err)}
 	case ingest.IsTimeout(err):
 		se = &ingest.SessionError{Reason: ingest.ReasonTimeout, Err: fmt.Errorf("nothing received for %s: %w", s.cfg.IdleTimeout, err)}
 	case ingest.IsDisconnect(err):

@@ -18,18 +18,20 @@ import (
 // Config itself ("" disables it); DefaultUDPRTPAddress and
 // DefaultUDPRTCPAddress are what a configuration file should default to.
 const (
-	DefaultAddress          = ":8554"
-	DefaultUDPRTPAddress    = ":8000"
-	DefaultUDPRTCPAddress   = ":8001"
-	DefaultReadTimeout      = 10 * time.Second
-	DefaultWriteTimeout     = 10 * time.Second
-	DefaultIdleTimeout      = 60 * time.Second
-	DefaultMaxPublishers    = 100
-	DefaultMaxReaders       = 100
-	DefaultReadBuffer       = 512
-	DefaultOnDemandLinger   = 10 * time.Second
-	DefaultOnDemandTimeout  = 10 * time.Second
-	DefaultSourceTransport  = TransportAuto
+	DefaultAddress         = ":8554"
+	DefaultUDPRTPAddress   = ":8000"
+	DefaultUDPRTCPAddress  = ":8001"
+	DefaultReadTimeout     = 10 * time.Second
+	DefaultWriteTimeout    = 10 * time.Second
+	DefaultIdleTimeout     = 60 * time.Second
+	DefaultMaxPublishers   = 100
+	DefaultMaxReaders      = 100
+	DefaultReadBuffer      = 512
+	DefaultOnDemandLinger  = 10 * time.Second
+	DefaultOnDemandTimeout = 10 * time.Second
+	DefaultSourceTransport = TransportAuto
+	// DefaultPublishDeadline is the default of Config.PublishDeadline.
+	DefaultPublishDeadline  = 30 * time.Second
 	writeQueueSize          = 1024 // packets per reader session (a power of two)
 	minBackoff              = time.Second
 	maxBackoff              = 30 * time.Second
@@ -114,6 +116,19 @@ type Config struct {
 	// address or an IPv6 /64) may open a minute; more are closed at once.
 	// 0 means no limit.
 	MaxConnectionsPerMinute int
+	// MaxConnections limits the concurrent RTSP connections, publishers,
+	// readers and connections that are neither yet; one beyond it is
+	// closed when it opens (ingest reason "too_many_connections"). 0 means
+	// no limit.
+	MaxConnections int
+	// MaxConnectionsPerAddress limits the concurrent connections of one
+	// address (an IPv6 /64), like MaxConnections. 0 means no limit.
+	MaxConnectionsPerAddress int
+	// PublishDeadline is the time from its opening by which a connection
+	// must have started to RECORD or PLAY; one that has not is closed
+	// (ingest reason "timeout"), however many requests it keeps sending.
+	// Default 30s.
+	PublishDeadline time.Duration
 }
 
 // Source is a stream pulled from an RTSP server and published under Name.
@@ -158,6 +173,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.OnDemandTimeout <= 0 {
 		c.OnDemandTimeout = DefaultOnDemandTimeout
+	}
+	if c.PublishDeadline <= 0 {
+		c.PublishDeadline = DefaultPublishDeadline
 	}
 	c.Sources = append([]Source(nil), c.Sources...)
 	for i := range c.Sources {

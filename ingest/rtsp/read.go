@@ -283,6 +283,7 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 		return &base.Response{StatusCode: base.StatusBadRequest}, liberrors.ErrServerInvalidState{}
 	}
 	if rd.sub != nil { // a second PLAY
+		s.started(ctx.Conn)
 		return &base.Response{StatusCode: base.StatusOK}, nil
 	}
 	rd.sub = rd.st.Subscribe(s.cfg.ReadBuffer)
@@ -290,6 +291,7 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	s.mu.Lock()
 	s.pendingPlay[ctx.Conn] = rd
 	s.mu.Unlock()
+	s.started(ctx.Conn)
 	s.life.Go(rd.relay)
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }

@@ -141,6 +141,7 @@ func (h *handler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respo
 		transport = tr.Protocol.String()
 	}
 	r.log.Info("rtsp: record", "transport", transport)
+	h.s.started(ctx.Conn)
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 

@@ -115,6 +115,8 @@ type Server struct {
 	log     *slog.Logger
 	// connLimit limits connections per address; nil: no limit.
 	connLimit *ingest.ConnLimiter
+	// connCap limits concurrent connections; nil: no limit.
+	connCap *ingest.ConnCap
 
 	// life ends on Close; its goroutines are the sources and reader relays.
 	life                *ingest.Lifecycle
@@ -132,6 +134,7 @@ type Server struct {
 	sessions    map[*gortsplib.ServerSession]any // *recordSession or *readSession
 	pendingPlay map[*gortsplib.ServerConn]*readSession
 	challenged  map[*gortsplib.ServerConn]readChallenge // readers answered 401, until they come back
+	conns       map[*gortsplib.ServerConn]*connState    // open connections
 	readersOf   map[string]int                          // reader sessions per stream name
 	sources     map[string]*source
 }
@@ -157,6 +160,8 @@ func New(cfg Config, reg ingest.Registry, m *ingest.Metrics, rm *Metrics, log *s
 		rm:          rm,
 		log:         log,
 		connLimit:   ingest.NewConnLimiter(cfg.MaxConnectionsPerMinute),
+		connCap:     ingest.NewConnCap(cfg.MaxConnections, cfg.MaxConnectionsPerAddress),
+		conns:       make(map[*gortsplib.ServerConn]*connState),
 		life:        ingest.NewLifecycle(Protocol),
 		publishers:  ingest.NewSlots(full.MaxPublishers),
 		readers:     ingest.NewSlots(full.MaxReaders),
@@ -306,17 +311,65 @@ func remoteOf(c *gortsplib.ServerConn) string {
 // handler implements gortsplib's ServerHandler interfaces.
 type handler struct{ s *Server }
 
-// OnConnOpen counts connections.
+// connState is what the server keeps of an open connection.
+type connState struct {
+	release  func()      // gives back its place under Config.MaxConnections
+	deadline *time.Timer // the publish deadline, until it RECORDs or PLAYs
+}
+
+// OnConnOpen counts connections, refuses those beyond the limits and arms
+// the publish deadline of the others.
 func (h *handler) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
-	h.s.metrics.Connections.Inc()
-	if !h.s.connLimit.Allow(ctx.Conn.NetConn().RemoteAddr()) {
-		h.s.metrics.Error(ingest.ReasonRateLimited)
-		h.s.log.Warn("rtsp: connection refused: too many connections from the address",
-			"remote", remoteOf(ctx.Conn), "per_minute", h.s.cfg.MaxConnectionsPerMinute)
+	s := h.s
+	s.metrics.Connections.Inc()
+	remote := ctx.Conn.NetConn().RemoteAddr()
+	if !s.connLimit.Allow(remote) {
+		s.metrics.Error(ingest.ReasonRateLimited)
+		s.log.Warn("rtsp: connection refused: too many connections from the address",
+			"remote", remoteOf(ctx.Conn), "per_minute", s.cfg.MaxConnectionsPerMinute)
 		ctx.Conn.Close()
 		return
 	}
-	h.s.log.Debug("rtsp: connection opened", "remote", remoteOf(ctx.Conn))
+	release, err := s.connCap.Acquire(remote)
+	if err != nil {
+		s.metrics.Error(ingest.ReasonTooManyConnections)
+		s.log.Debug("rtsp: connection refused", "remote", remoteOf(ctx.Conn),
+			"reason", string(ingest.ReasonTooManyConnections), "err", err)
+		ctx.Conn.Close()
+		return
+	}
+	c := ctx.Conn
+	st := &connState{release: release}
+	st.deadline = time.AfterFunc(s.cfg.PublishDeadline, func() { h.publishDeadline(c) })
+	s.mu.Lock()
+	s.conns[c] = st
+	s.mu.Unlock()
+	s.log.Debug("rtsp: connection opened", "remote", remoteOf(ctx.Conn))
+}
+
+// started disarms the publish deadline of a connection that RECORDs or PLAYs.
+func (s *Server) started(c *gortsplib.ServerConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.conns[c]; st != nil {
+		st.deadline.Stop()
+	}
+}
+
+// publishDeadline closes a connection that neither RECORDs nor PLAYs by
+// the publish deadline (slow loris).
+func (h *handler) publishDeadline(c *gortsplib.ServerConn) {
+	s := h.s
+	s.mu.Lock()
+	_, open := s.conns[c]
+	s.mu.Unlock()
+	if !open || s.isClosed() {
+		return
+	}
+	s.metrics.Error(ingest.ReasonTimeout)
+	s.log.Warn("rtsp: connection failed", "remote", remoteOf(c), "reason", string(ingest.ReasonTimeout),
+		"err", fmt.Errorf("rtsp %s: neither RECORD nor PLAY %s after connecting (publish_deadline)", remoteOf(c), s.cfg.PublishDeadline))
+	c.Close()
 }
 
 // OnConnClose counts and logs connections that failed on gortsplib's side
@@ -330,7 +383,13 @@ func (h *handler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 	delete(s.pendingPlay, ctx.Conn)
 	ch, challenged := s.challenged[ctx.Conn]
 	delete(s.challenged, ctx.Conn)
+	st := s.conns[ctx.Conn]
+	delete(s.conns, ctx.Conn)
 	s.mu.Unlock()
+	if st != nil {
+		st.deadline.Stop()
+		st.release()
+	}
 	if challenged && !s.isClosed() {
 		// A reader challenged for credentials that never came back with one.
 		s.readRefused(ch.name, remote, base.StatusUnauthorized, ch.err)

@@ -19,6 +19,8 @@ const (
 	DefaultMaxReaders    = 100
 	DefaultIdleTimeout   = 10 * time.Second
 	DefaultReadBuffer    = 1024
+	// DefaultPublishDeadline is the default of Config.PublishDeadline.
+	DefaultPublishDeadline = 30 * time.Second
 )
 
 // Passphrase length limits of the SRT specification (SRTO_PASSPHRASE).
@@ -58,6 +60,19 @@ type Config struct {
 	// IdleTimeout ends a publisher from which no data has arrived for that
 	// long (SRT keep-alives do not count). Default 10s.
 	IdleTimeout time.Duration
+	// PublishDeadline is the time from the handshake by which a publisher
+	// must have published its stream (a program, and a key frame with its
+	// parameter sets, or the tracks it has); one that has not is closed
+	// (ingest reason "timeout"), however much it keeps sending. Default 30s.
+	PublishDeadline time.Duration
+	// MaxConnections limits the concurrent SRT connections, publishers and
+	// readers; a connection request beyond it is rejected at the handshake
+	// with REJX_OVERLOAD (ingest reason "too_many_connections"). 0 means no
+	// limit.
+	MaxConnections int
+	// MaxConnectionsPerAddress limits the concurrent connections of one
+	// address (an IPv6 /64), like MaxConnections. 0 means no limit.
+	MaxConnectionsPerAddress int
 	// ReadBuffer is the number of frames a read-out connection may fall
 	// behind before it loses frames (counted by the registry). Default 1024.
 	ReadBuffer int
@@ -98,6 +113,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.PublishDeadline <= 0 {
+		c.PublishDeadline = DefaultPublishDeadline
 	}
 	if c.ReadBuffer <= 0 {
 		c.ReadBuffer = DefaultReadBuffer

@@ -33,6 +33,7 @@ const (
 	idleNone int32 = iota
 	idleNoData
 	idleNoMedia
+	idleNoPublish // the publish deadline passed before the stream was published
 )
 
 // publisher is one publishing SRT connection.
@@ -70,6 +71,7 @@ type publisher struct {
 	lastData    atomic.Int64 // unix nanoseconds
 	lastFrame   atomic.Int64
 	idle        atomic.Int32
+	published   atomic.Bool // the stream is published (the publish deadline is met)
 	bytes       atomic.Uint64
 	frames      uint64
 	demuxErrors uint64
@@ -125,7 +127,15 @@ func (p *publisher) run() {
 		p.untrack = p.srv.srtm.track(p.stats, p.name, dirReceive)
 	}
 	wd := p.startWatchdog()
+	// However much it sends, a publisher that does not get its stream
+	// published in time is dropped: nothing is buffered for it for longer.
+	deadline := time.AfterFunc(p.srv.cfg.PublishDeadline, func() {
+		if !p.published.Load() && p.idle.CompareAndSwap(idleNone, idleNoPublish) {
+			p.closeConn()
+		}
+	})
 	err := p.serveSafe()
+	deadline.Stop()
 	wd.stop()
 	p.finish()
 	p.report(err)
@@ -242,6 +252,7 @@ func (p *publisher) publish() error {
 		return &ingest.SessionError{Reason: ingest.PublishReason(err), Err: err}
 	}
 	p.stream = st
+	p.published.Store(true)
 	p.publishedAt = time.Now()
 	p.m.Sessions.Inc()
 	p.kickDone = make(chan struct{})
@@ -331,6 +342,9 @@ func (p *publisher) report(err error) {
 		// classified below
 	case p.idle.Load() == idleNoData:
 		se = &ingest.SessionError{Reason: ingest.ReasonTimeout, Err: fmt.Errorf("nothing received for %s", p.srv.cfg.IdleTimeout)}
+	case p.idle.Load() == idleNoPublish:
+		se = &ingest.SessionError{Reason: ingest.ReasonTimeout,
+			Err: fmt.Errorf("not publishing %s after connecting (publish_deadline)", p.srv.cfg.PublishDeadline)}
 	case p.idle.Load() == idleNoMedia:
 		se = &ingest.SessionError{Reason: ingest.ReasonProtocol, Err: fmt.Errorf("no decodable media for %s", p.srv.cfg.IdleTimeout)}
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):

@@ -78,6 +78,8 @@ type Server struct {
 	log     *slog.Logger
 	// connLimit limits connection requests per address; nil: no limit.
 	connLimit *ingest.ConnLimiter
+	// connCap limits concurrent connections; nil: no limit.
+	connCap *ingest.ConnCap
 
 	// life ends on Close; its Context bounds publish authorisations in progress.
 	life                *ingest.Lifecycle
@@ -111,6 +113,7 @@ func New(cfg Config, pub ingest.Registry, m *ingest.Metrics, sm *Metrics, log *s
 		srtm:       sm,
 		log:        log,
 		connLimit:  ingest.NewConnLimiter(cfg.MaxConnectionsPerMinute),
+		connCap:    ingest.NewConnCap(cfg.MaxConnections, cfg.MaxConnectionsPerAddress),
 		life:       ingest.NewLifecycle(Protocol),
 		publishers: ingest.NewSlots(full.MaxPublishers),
 		readers:    ingest.NewSlots(full.MaxReaders),
@@ -243,6 +246,17 @@ func (s *Server) handleRequest(req gosrt.ConnRequest) {
 			err: fmt.Errorf("more than %d connections a minute from this address", s.cfg.MaxConnectionsPerMinute)})
 		return
 	}
+	release, err := s.connCap.Acquire(req.RemoteAddr())
+	if err != nil {
+		s.refuse(req, log, &rejection{code: gosrt.REJX_OVERLOAD, reason: ingest.ReasonTooManyConnections, metric: rejectLimit, err: err})
+		return
+	}
+	serving := false
+	defer func() {
+		if !serving {
+			release()
+		}
+	}()
 	var sid StreamID
 	rej := s.decide(req, &sid)
 	if sid.Name != "" {
@@ -276,7 +290,11 @@ func (s *Server) handleRequest(req gosrt.ConnRequest) {
 	case ModeRequest:
 		run = newReader(s, id, sid, remote, log, conn).run
 	}
-	if !s.life.Serve(conn, run) {
+	serving = s.life.Serve(conn, func() {
+		defer release()
+		run()
+	})
+	if !serving {
 		s.release(sid.Mode)
 		s.unpublished(authReq)
 	}

@@ -114,6 +114,21 @@ type RTMPConfig struct {
 	// /64) may open per minute on the RTMP and RTMPS ports; 0 means no
 	// limit. It defaults to 60.
 	MaxConnectionsPerMinute int `yaml:"max_connections_per_minute" doc:"Connections one address (IPv6: one /64) may open per minute on the RTMP(S) ports; 0 = unlimited."`
+	// MaxConnections caps concurrent RTMP and RTMPS connections, publishing
+	// or not; 0 means unlimited. It defaults to 1000.
+	MaxConnections int `yaml:"max_connections" doc:"Concurrent RTMP(S) connections, publishing or not; 0 = unlimited."`
+	// MaxConnectionsPerAddress caps the concurrent RTMP(S) connections of one
+	// address (an IPv6 /64); 0 means unlimited. It defaults to 50.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address" doc:"Concurrent RTMP(S) connections of one address (IPv6: one /64); 0 = unlimited."`
+	// PublishDeadline is the time a connection has from accept to be
+	// publishing. It defaults to 30s.
+	PublishDeadline Duration `yaml:"publish_deadline" doc:"Time from accept by which an RTMP connection must be publishing."`
+	// MaxChunkStreams caps the chunk stream ids of one connection. It
+	// defaults to 64.
+	MaxChunkStreams int `yaml:"max_chunk_streams" doc:"Chunk stream ids one RTMP connection may use."`
+	// MaxUnassembledBytes caps the bytes one connection holds of messages
+	// not yet complete (and so the largest message). It defaults to 8 MiB.
+	MaxUnassembledBytes int `yaml:"max_unassembled_bytes" doc:"Bytes one RTMP connection may hold of incomplete messages; also the largest message."`
 	// TLSAddress is the host:port of the RTMPS listener (RTMP over TLS,
 	// same sessions); "" disables RTMPS. It defaults to "".
 	TLSAddress string `yaml:"tls_address" doc:"RTMPS listen address, host:port (needs tls_cert and tls_key); \"\" disables RTMPS."`
@@ -147,6 +162,15 @@ type SRTConfig struct {
 	// MaxConnectionsPerMinute limits the connection requests one address
 	// (an IPv6 /64) may make a minute. It defaults to 60; 0 = unlimited.
 	MaxConnectionsPerMinute int `yaml:"max_connections_per_minute" doc:"Connection requests one address (IPv6: one /64) may make per minute; 0 = unlimited."`
+	// MaxConnections caps concurrent SRT connections (publishers and
+	// readers); 0 means unlimited. It defaults to 1000.
+	MaxConnections int `yaml:"max_connections" doc:"Concurrent SRT connections; 0 = unlimited."`
+	// MaxConnectionsPerAddress caps the concurrent SRT connections of one
+	// address (an IPv6 /64); 0 means unlimited. It defaults to 50.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address" doc:"Concurrent SRT connections of one address (IPv6: one /64); 0 = unlimited."`
+	// PublishDeadline is the time an SRT publisher has from the handshake
+	// to get its stream published. It defaults to 30s.
+	PublishDeadline Duration `yaml:"publish_deadline" doc:"Time from the handshake by which an SRT publisher's stream must be published."`
 }
 
 // RTSPConfig configures the RTSP server.
@@ -182,6 +206,15 @@ type RTSPConfig struct {
 	// MaxConnectionsPerMinute limits the connections one address (an IPv6
 	// /64) may open a minute. It defaults to 60; 0 = unlimited.
 	MaxConnectionsPerMinute int `yaml:"max_connections_per_minute" doc:"Connections one address (IPv6: one /64) may open per minute; 0 = unlimited."`
+	// MaxConnections caps concurrent RTSP connections; 0 means unlimited.
+	// It defaults to 1000.
+	MaxConnections int `yaml:"max_connections" doc:"Concurrent RTSP connections; 0 = unlimited."`
+	// MaxConnectionsPerAddress caps the concurrent RTSP connections of one
+	// address (an IPv6 /64); 0 means unlimited. It defaults to 50.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address" doc:"Concurrent RTSP connections of one address (IPv6: one /64); 0 = unlimited."`
+	// PublishDeadline is the time an RTSP connection has from its opening
+	// to RECORD or PLAY. It defaults to 30s.
+	PublishDeadline Duration `yaml:"publish_deadline" doc:"Time from its opening by which an RTSP connection must RECORD or PLAY."`
 }
 
 // StreamsConfig holds limits shared by every ingest protocol.
@@ -393,9 +426,15 @@ type AdminConfig struct {
 	// Bearer <token>", or as the password of HTTP Basic). It defaults to ""
 	// (the admin listener is open).
 	BearerTokenFile string `yaml:"bearer_token_file" doc:"File holding the token required on every admin path except /healthz and /readyz (Authorization: Bearer); \"\" = open."`
+	// InsecureRemoteMutations lets clients other than loopback use the
+	// admin API's mutating requests (DELETE /api/v1/streams/..., any
+	// method but GET, HEAD and OPTIONS) without a token when
+	// BearerTokenFile is "". It defaults to false: without a token only
+	// loopback clients may mutate.
+	InsecureRemoteMutations bool `yaml:"insecure_remote_mutations" doc:"Without bearer_token_file, let non-loopback clients use mutating admin requests (DELETE ...) with no credential; false = loopback only."`
 	// MaxConnections caps the concurrent connections of the admin
 	// listener; 0 means no limit. It defaults to 64.
-	MaxConnections int `yaml:"max_connections" doc:"Concurrent connections of the admin listener; 0 = unlimited."`
+	MaxConnections int `yaml:"max_connections" doc:"Concurrent connections of the admin listener (health probes have a small reserve beyond it); 0 = unlimited."`
 	// TLSCert is a PEM certificate file; with TLSKey set too the admin
 	// listener serves HTTPS. It defaults to "".
 	TLSCert string `yaml:"tls_cert" doc:"PEM certificate file; with tls_key set, the admin listener serves HTTPS."`
@@ -426,6 +465,8 @@ type ShutdownConfig struct {
 // than a component's behaviour (see the package doc on who owns a default).
 const (
 	defaultMaxConnectionsPerMinute = 60    // rtmp, srt, rtsp: per address
+	defaultIngestMaxConnections    = 1000  // rtmp, srt, rtsp: max_connections
+	defaultIngestMaxConnsPerAddr   = 50    // rtmp, srt, rtsp: max_connections_per_address
 	defaultOriginMaxConnections    = 10000 // origin.max_connections
 	defaultAdminMaxConnections     = 64    // admin.max_connections
 	defaultRotateSegments          = 30    // hls.encryption.rotate_segments
@@ -449,7 +490,12 @@ func Default() *Config {
 			MaxPublishers:    rtmp.DefaultMaxPublishers,
 			MaxChunkSize:     rtmp.DefaultMaxChunkSize,
 
-			MaxConnectionsPerMinute: defaultMaxConnectionsPerMinute,
+			MaxConnectionsPerMinute:  defaultMaxConnectionsPerMinute,
+			MaxConnections:           defaultIngestMaxConnections,
+			MaxConnectionsPerAddress: defaultIngestMaxConnsPerAddr,
+			PublishDeadline:          Duration(rtmp.DefaultPublishDeadline),
+			MaxChunkStreams:          rtmp.DefaultMaxChunkStreams,
+			MaxUnassembledBytes:      rtmp.DefaultMaxUnassembledBytes,
 		},
 		SRT: SRTConfig{
 			Address:                 srt.DefaultAddress,
@@ -460,6 +506,10 @@ func Default() *Config {
 			IdleTimeout:             Duration(srt.DefaultIdleTimeout),
 			PrefixPassphraseFiles:   []string{},
 			MaxConnectionsPerMinute: defaultMaxConnectionsPerMinute,
+			MaxConnections:          defaultIngestMaxConnections,
+			PublishDeadline:         Duration(srt.DefaultPublishDeadline),
+
+			MaxConnectionsPerAddress: defaultIngestMaxConnsPerAddr,
 		},
 		RTSP: RTSPConfig{
 			Address:                 rtsp.DefaultAddress,
@@ -474,6 +524,10 @@ func Default() *Config {
 			SourceTransport:         rtsp.DefaultSourceTransport,
 			OnDemandLinger:          Duration(rtsp.DefaultOnDemandLinger),
 			MaxConnectionsPerMinute: defaultMaxConnectionsPerMinute,
+			MaxConnections:          defaultIngestMaxConnections,
+			PublishDeadline:         Duration(rtsp.DefaultPublishDeadline),
+
+			MaxConnectionsPerAddress: defaultIngestMaxConnsPerAddr,
 		},
 		Streams: StreamsConfig{
 			MaxStreams: 0,

@@ -53,6 +53,11 @@ rtmp:
   idle_timeout: 15s
   max_publishers: 10
   max_chunk_size: 4096
+  max_connections: 200
+  max_connections_per_address: 4
+  publish_deadline: 20s
+  max_chunk_streams: 16
+  max_unassembled_bytes: 4194304
 srt:
   address: "127.0.0.1:8891"
   latency: 200ms
@@ -63,6 +68,9 @@ srt:
   max_readers: 6
   idle_timeout: 7s
   max_connections_per_minute: 9
+  max_connections: 300
+  max_connections_per_address: 5
+  publish_deadline: 25s
 rtsp:
   address: "127.0.0.1:8555"
   udp_rtp_address: "127.0.0.1:8002"
@@ -76,6 +84,9 @@ rtsp:
   source_transport: tcp
   on_demand_linger: 20s
   max_connections_per_minute: 11
+  max_connections: 400
+  max_connections_per_address: 6
+  publish_deadline: 35s
 streams:
   max_streams: 50
   ended_grace: 30s
@@ -173,11 +184,14 @@ func fullConfig() *Config {
 			MaxChunkSize:     4096,
 			// Security keys are not in fullFile: see security_test.go.
 			MaxConnectionsPerMinute: 60,
+			MaxConnections:          200, MaxConnectionsPerAddress: 4, PublishDeadline: Duration(20 * time.Second),
+			MaxChunkStreams: 16, MaxUnassembledBytes: 4 << 20,
 		},
 		SRT: SRTConfig{
 			Address: "127.0.0.1:8891", Latency: Duration(200 * time.Millisecond), PassphraseFile: "key.pem", PBKeyLen: 32,
 			PrefixPassphraseFiles: []string{"live/open=", "live/team-=cert.pem"},
 			MaxPublishers:         5, MaxReaders: 6, IdleTimeout: Duration(7 * time.Second), MaxConnectionsPerMinute: 9,
+			MaxConnections: 300, MaxConnectionsPerAddress: 5, PublishDeadline: Duration(25 * time.Second),
 		},
 		RTSP: RTSPConfig{
 			Address: "127.0.0.1:8555", UDPRTPAddress: "127.0.0.1:8002", UDPRTCPAddress: "127.0.0.1:8003",
@@ -186,6 +200,7 @@ func fullConfig() *Config {
 			Sources:         []string{"live/cam1=rtsp://cam1.example/stream1"},
 			OnDemandSources: []string{"live/cam2=rtsp://user:pw@cam2.example:554/s"},
 			SourceTransport: "tcp", OnDemandLinger: Duration(20 * time.Second), MaxConnectionsPerMinute: 11,
+			MaxConnections: 400, MaxConnectionsPerAddress: 6, PublishDeadline: Duration(35 * time.Second),
 		},
 		Streams: StreamsConfig{MaxStreams: 50, EndedGrace: Duration(30 * time.Second)},
 		Segmenter: SegmenterConfig{
@@ -288,11 +303,11 @@ func TestLoadFullFile(t *testing.T) {
 	c, err := loadIn(t, fullFile, nil)
 	withTLSFiles(t) // created after Load: the files must exist, so Load must fail (key.pem is the CDN secret too)
 	want := []string{
-		`headwater.yaml:46: origin.tls_cert: file "cert.pem" does not exist`,
-		`headwater.yaml:47: origin.tls_key: file "key.pem" does not exist`,
-		`headwater.yaml:111: playback.cdn.secret_file: file "key.pem" does not exist`,
-		`headwater.yaml:15: srt.passphrase_file: file "key.pem" does not exist`,
-		`headwater.yaml:17: srt.prefix_passphrase_files: file "cert.pem" does not exist`,
+		`headwater.yaml:57: origin.tls_cert: file "cert.pem" does not exist`,
+		`headwater.yaml:58: origin.tls_key: file "key.pem" does not exist`,
+		`headwater.yaml:122: playback.cdn.secret_file: file "key.pem" does not exist`,
+		`headwater.yaml:20: srt.passphrase_file: file "key.pem" does not exist`,
+		`headwater.yaml:22: srt.prefix_passphrase_files: file "cert.pem" does not exist`,
 	}
 	if got := errorTexts(err); !slices.Equal(got, want) {
 		t.Fatalf("Load with missing TLS files: %v, want %v", got, want)
@@ -563,6 +578,16 @@ func TestValidate(t *testing.T) {
 		{"chunk smallest", func(c *Config) { c.RTMP.MaxChunkSize = 128 }, ""},
 		{"chunk largest", func(c *Config) { c.RTMP.MaxChunkSize = 16777215 }, ""},
 		{"chunk too large", func(c *Config) { c.RTMP.MaxChunkSize = 1 << 24 }, `rtmp.max_chunk_size: must be between 128 and 16777215 bytes, got 16777216`},
+		{"chunk streams 1", func(c *Config) { c.RTMP.MaxChunkStreams = 1 }, `rtmp.max_chunk_streams: must be at least 2, got 1`},
+		{"unassembled too small", func(c *Config) { c.RTMP.MaxUnassembledBytes = 1000 }, `rtmp.max_unassembled_bytes: must be at least 65536, got 1000`},
+		{"unassembled smallest", func(c *Config) { c.RTMP.MaxUnassembledBytes = 65536 }, ""},
+		{"rtmp connections unlimited", func(c *Config) { c.RTMP.MaxConnections, c.RTMP.MaxConnectionsPerAddress = 0, 0 }, ""},
+		{"rtmp connections negative", func(c *Config) { c.RTMP.MaxConnections = -1 }, `rtmp.max_connections: must be at least 0, got -1`},
+		{"srt connections per address negative", func(c *Config) { c.SRT.MaxConnectionsPerAddress = -1 }, `srt.max_connections_per_address: must be at least 0, got -1`},
+		{"rtsp connections negative", func(c *Config) { c.RTSP.MaxConnections = -3 }, `rtsp.max_connections: must be at least 0, got -3`},
+		{"rtmp publish deadline zero", func(c *Config) { c.RTMP.PublishDeadline = 0 }, `rtmp.publish_deadline: must be greater than 0, got 0s`},
+		{"srt publish deadline negative", func(c *Config) { c.SRT.PublishDeadline = Duration(-time.Second) }, `srt.publish_deadline: must be greater than 0, got -1s`},
+		{"rtsp publish deadline zero", func(c *Config) { c.RTSP.PublishDeadline = 0 }, `rtsp.publish_deadline: must be greater than 0, got 0s`},
 		{"streams negative", func(c *Config) { c.Streams.MaxStreams = -2 }, `streams.max_streams: must be at least 0, got -2`},
 		{"grace zero", func(c *Config) { c.Streams.EndedGrace = 0 }, ""},
 		{"grace negative", func(c *Config) { c.Streams.EndedGrace = Duration(-time.Second) }, `streams.ended_grace: must not be negative, got -1s`},
@@ -866,6 +891,9 @@ func TestSet(t *testing.T) {
 		{path: "log.format", value: "text", check: func(c *Config) bool { return c.Log.Format == "text" }},
 		{path: "origin.cache.segment_max_age", value: " 1h ", check: func(c *Config) bool { return c.Origin.Cache.SegmentMaxAge.Duration() == time.Hour }},
 		{path: "rtmp.max_chunk_size", value: "4096", check: func(c *Config) bool { return c.RTMP.MaxChunkSize == 4096 }},
+		{path: "rtmp.max_connections_per_address", value: "7", check: func(c *Config) bool { return c.RTMP.MaxConnectionsPerAddress == 7 }},
+		{path: "srt.publish_deadline", value: "45s", check: func(c *Config) bool { return c.SRT.PublishDeadline == Duration(45*time.Second) }},
+		{path: "rtsp.max_connections", value: "12", check: func(c *Config) bool { return c.RTSP.MaxConnections == 12 }},
 		{path: "origin.gzip", value: "0", check: func(c *Config) bool { return !c.Origin.Gzip }},
 		{path: "rtmp.adress", value: ":1", want: `rtmp.adress: unknown key (did you mean rtmp.address?)`},
 		{path: "origin.cors", value: "*", want: `origin.cors: is a section, not a key; set one of its keys instead`},

@@ -27,6 +27,8 @@ const (
 	MinChunkSize = 128
 	// MaxChunkSize is the largest rtmp.max_chunk_size, the RTMP limit 2^24-1.
 	MaxChunkSize = 1<<24 - 1
+	// MinUnassembledBytes is the smallest rtmp.max_unassembled_bytes.
+	MinUnassembledBytes = 64 << 10
 	// MinHeaderBytes is the smallest origin.max_header_bytes.
 	MinHeaderBytes = 1024
 	// MinEncryptionCacheBytes is the smallest hls.encryption.cache_bytes.
@@ -49,6 +51,21 @@ func (c *Config) Validate() error {
 	v.atLeast("rtmp.max_publishers", c.RTMP.MaxPublishers, 0)
 	if n := c.RTMP.MaxChunkSize; n < MinChunkSize || n > MaxChunkSize {
 		v.add("rtmp.max_chunk_size", "must be between %d and %d bytes, got %d", MinChunkSize, MaxChunkSize, n)
+	}
+	v.atLeast("rtmp.max_chunk_streams", c.RTMP.MaxChunkStreams, 2)
+	v.atLeast("rtmp.max_unassembled_bytes", c.RTMP.MaxUnassembledBytes, MinUnassembledBytes)
+	for _, p := range []struct {
+		name                     string
+		maxConns, maxConnsPerAdr int
+		deadline                 Duration
+	}{
+		{"rtmp", c.RTMP.MaxConnections, c.RTMP.MaxConnectionsPerAddress, c.RTMP.PublishDeadline},
+		{"srt", c.SRT.MaxConnections, c.SRT.MaxConnectionsPerAddress, c.SRT.PublishDeadline},
+		{"rtsp", c.RTSP.MaxConnections, c.RTSP.MaxConnectionsPerAddress, c.RTSP.PublishDeadline},
+	} {
+		v.atLeast(p.name+".max_connections", p.maxConns, 0)
+		v.atLeast(p.name+".max_connections_per_address", p.maxConnsPerAdr, 0)
+		v.positive(p.name+".publish_deadline", p.deadline)
 	}
 
 	v.atLeast("streams.max_streams", c.Streams.MaxStreams, 0)

@@ -312,7 +312,7 @@ func (p *publisher) tryPublish(now time.Time) {
 			if t == video && f.Key {
 				p.baseTicks, p.baseClock, found = dts, f.Track.ClockRate, true
 			}
-		case !found || rescale(dts, f.Track.ClockRate, p.baseClock) < p.baseTicks:
+		case !found || media.Rescale(dts, f.Track.ClockRate, p.baseClock) < p.baseTicks:
 			p.baseTicks, p.baseClock, found = dts, f.Track.ClockRate, true
 		}
 		if found && video != nil {
@@ -399,12 +399,9 @@ func (p *publisher) align() {
 	}
 }
 
-// rescale converts ticks between clock rates, rounding down: media.Rescale.
-func rescale(ticks int64, from, to uint32) int64 { return media.Rescale(ticks, from, to) }
-
 // write aligns a frame, re-bases it on the publish's start and writes it.
 func (p *publisher) write(t *inTrack, f *media.Frame) {
-	off := rescale(p.baseTicks, p.baseClock, f.Track.ClockRate) - t.shift
+	off := media.Rescale(p.baseTicks, p.baseClock, f.Track.ClockRate) - t.shift
 	f.DTS -= off
 	f.PTS -= off
 	if f.DTS < 0 {

@@ -433,8 +433,8 @@ func (d *demuxer) onAAC(pts int64, aus [][]byte) error {
 	a := d.audio
 	received := d.now()
 	ts := d.unwrap(pts, a.lastDuration, a.pid)
-	src := rescale(ts, tsClockRate, a.track.ClockRate)
-	a.lastDuration = rescale(int64(len(aus))*a.frameSamples, a.track.ClockRate, tsClockRate)
+	src := media.Rescale(ts, tsClockRate, a.track.ClockRate)
+	a.lastDuration = media.Rescale(int64(len(aus))*a.frameSamples, a.track.ClockRate, tsClockRate)
 	for _, au := range aus {
 		if len(au) == 0 {
 			continue
@@ -455,7 +455,7 @@ func (d *demuxer) onOpus(pts int64, packets [][]byte) error {
 	a := d.audio
 	received := d.now()
 	ts := d.unwrap(pts, a.lastDuration, a.pid)
-	src := rescale(ts, tsClockRate, a.track.ClockRate)
+	src := media.Rescale(ts, tsClockRate, a.track.ClockRate)
 	start := src
 	for _, pkt := range packets {
 		dur := opus.PacketDuration2(pkt)
@@ -472,7 +472,7 @@ func (d *demuxer) onOpus(pts int64, packets [][]byte) error {
 		}
 		src += dur
 	}
-	a.lastDuration = rescale(src-start, a.track.ClockRate, tsClockRate)
+	a.lastDuration = media.Rescale(src-start, a.track.ClockRate, tsClockRate)
 	return nil
 }
 

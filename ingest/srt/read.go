@@ -180,10 +180,10 @@ func (m *tsMuxer) write(f *media.Frame) error {
 			return nil
 		}
 		m.started = true
-		m.offset = tsClockRate - rescale(f.DTS, f.Track.ClockRate, tsClockRate) // start at 1s
+		m.offset = tsClockRate - media.Rescale(f.DTS, f.Track.ClockRate, tsClockRate) // start at 1s
 	}
 	ts := func(v int64) int64 {
-		return (rescale(v, f.Track.ClockRate, tsClockRate) + m.offset) & tsMask
+		return (media.Rescale(v, f.Track.ClockRate, tsClockRate) + m.offset) & tsMask
 	}
 	var err error
 	switch f.Track.Codec.(type) {

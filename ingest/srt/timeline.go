@@ -70,9 +70,6 @@ func ptsOffset(pts, dts int64) int64 {
 	return d
 }
 
-// rescale converts ticks between clock rates, rounding down: media.Rescale.
-func rescale(ticks int64, from, to uint32) int64 { return media.Rescale(ticks, from, to) }
-
 // retimer turns the demuxer's timeline timestamps into the publish's:
 // relative to the earliest frame buffered before the publish, never going
 // backwards within a track (video DTS strictly increasing), audio
@@ -92,7 +89,7 @@ type retimer struct {
 func newRetimer(frames []demuxFrame) *retimer {
 	r := &retimer{}
 	for i, df := range frames {
-		ts := rescale(df.f.DTS, df.f.Track.ClockRate, tsClockRate)
+		ts := media.Rescale(df.f.DTS, df.f.Track.ClockRate, tsClockRate)
 		if i == 0 || ts < r.base {
 			r.base = ts
 		}
@@ -115,7 +112,7 @@ func (r *retimer) apply(df demuxFrame) {
 		f.DTS, f.PTS = dts, dts+off
 		return
 	}
-	src := max(f.DTS-rescale(r.base, tsClockRate, f.Track.ClockRate), 0)
+	src := max(f.DTS-media.Rescale(r.base, tsClockRate, f.Track.ClockRate), 0)
 	r.audio.FrameSamples = df.samples
 	ts, _, _ := r.audio.Next(src)
 	f.DTS, f.PTS = ts, ts

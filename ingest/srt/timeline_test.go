@@ -49,24 +49,6 @@ func TestPTSOffset(t *testing.T) {
 	}
 }
 
-func TestRescale(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct {
-		ticks    int64
-		from, to uint32
-		want     int64
-	}{
-		{90000, 90000, 48000, 48000},
-		{-1, 90000, 48000, -1}, // rounds down
-		{1, 90000, 48000, 0},
-		{-90000, 90000, 44100, -44100},
-	} {
-		if got := rescale(c.ticks, c.from, c.to); got != c.want {
-			t.Errorf("rescale(%d, %d, %d) = %d, want %d", c.ticks, c.from, c.to, got, c.want)
-		}
-	}
-}
-
 // TestRetimer: the publish starts at its earliest buffered frame, video DTS
 // strictly increase, AAC steps are exactly 1024 samples whatever the source
 // jitter.

@@ -1,12 +1,9 @@
 package auth
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -191,19 +188,23 @@ func Build(s Settings, reg prometheus.Registerer, log *slog.Logger, protocols ..
 		jc := JWTConfig{Issuer: j.Issuer, Audience: j.Audience, Leeway: j.Leeway}
 		var err error
 		if j.HMACSecretFile != "" {
-			if jc.HMACSecret, err = ReadSecretFile(j.HMACSecretFile); err != nil {
+			if jc.HMACSecret, err = ReadSecret(j.HMACSecretFile); err != nil {
 				return nil, fmt.Errorf("jwt: %w", err)
 			}
 		}
 		if j.PublicKeyFile != "" {
-			if jc.PublicKeysPEM, err = os.ReadFile(j.PublicKeyFile); err != nil {
+			f, err := ReadSecretFile(j.PublicKeyFile)
+			if err != nil {
 				return nil, fmt.Errorf("jwt: %w", err)
 			}
+			jc.PublicKeysPEM = f.Content
 		}
 		if j.JWKSFile != "" {
-			if jc.JWKS, err = os.ReadFile(j.JWKSFile); err != nil {
+			f, err := ReadSecretFile(j.JWKSFile)
+			if err != nil {
 				return nil, fmt.Errorf("jwt: %w", err)
 			}
+			jc.JWKS = f.Content
 		}
 		if cfg.JWT, err = NewJWTVerifier(jc); err != nil {
 			return nil, err
@@ -214,7 +215,7 @@ func Build(s Settings, reg prometheus.Registerer, log *slog.Logger, protocols ..
 			UnpublishInFlight: w.UnpublishInFlight, Logger: log, Traceparent: TraceparentFromContext}
 		if w.SecretFile != "" {
 			var err error
-			if wc.Secret, err = ReadSecretFile(w.SecretFile); err != nil {
+			if wc.Secret, err = ReadSecret(w.SecretFile); err != nil {
 				return nil, fmt.Errorf("webhook: %w", err)
 			}
 		}
@@ -228,18 +229,4 @@ func Build(s Settings, reg prometheus.Registerer, log *slog.Logger, protocols ..
 		cfg.Limiter = NewFailureLimiter(r.Failures, r.Window, r.MaxAddresses)
 	}
 	return New(cfg), nil
-}
-
-// ReadSecretFile reads a secret from a file, without surrounding
-// whitespace (a trailing newline, typically). An empty secret is an error.
-func ReadSecretFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
-		return nil, errors.New("secret file " + path + " is empty")
-	}
-	return b, nil
 }

@@ -254,6 +254,50 @@ func (p PlaybackTokensConfig) KeySettings() ([]playback.KeySettings, string, err
 	return out, active, nil
 }
 
+// SecretFile is a file named by the configuration whose content is a
+// secret (Public false) or key material a reload must notice a change of
+// (Public true: JWT public keys, JWKS, TLS certificates).
+type SecretFile struct {
+	Key    string // the configuration key naming it
+	Path   string
+	Public bool // public key material: readable by others on purpose
+}
+
+// SecretFiles lists the files c names that hold secrets or key material,
+// section by section; "" paths are left out. The server checks their
+// permissions at start and compares their contents on reload.
+func (c *Config) SecretFiles() []SecretFile {
+	var out []SecretFile
+	add := func(key, path string, public bool) {
+		if path != "" {
+			out = append(out, SecretFile{Key: key, Path: path, Public: public})
+		}
+	}
+	add("rtmp.tls_cert", c.RTMP.TLSCert, true)
+	add("rtmp.tls_key", c.RTMP.TLSKey, false)
+	add("srt.passphrase_file", c.SRT.PassphraseFile, false)
+	for _, e := range c.SRT.PrefixPassphraseFiles {
+		_, file, _ := strings.Cut(e, "=")
+		add("srt.prefix_passphrase_files", file, false)
+	}
+	add("origin.tls_cert", c.Origin.TLSCert, true)
+	add("origin.tls_key", c.Origin.TLSKey, false)
+	p := c.Auth.Publish
+	add("auth.publish.jwt.hmac_secret_file", p.JWT.HMACSecretFile, false)
+	add("auth.publish.jwt.public_key_file", p.JWT.PublicKeyFile, true)
+	add("auth.publish.jwt.jwks_file", p.JWT.JWKSFile, true)
+	add("auth.publish.webhook.secret_file", p.Webhook.SecretFile, false)
+	for _, e := range c.Playback.Tokens.Keys {
+		_, file, _ := strings.Cut(e, "=")
+		add("playback.tokens.keys", strings.TrimSpace(file), false)
+	}
+	add("playback.cdn.secret_file", c.Playback.CDN.SecretFile, false)
+	add("admin.bearer_token_file", c.Admin.BearerTokenFile, false)
+	add("admin.tls_cert", c.Admin.TLSCert, true)
+	add("admin.tls_key", c.Admin.TLSKey, false)
+	return out
+}
+
 // validHeaderName reports whether s is an HTTP header field name (a token).
 func validHeaderName(s string) bool {
 	if s == "" {

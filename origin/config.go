@@ -152,7 +152,8 @@ type Config struct {
 	// is a valid choice).
 	Gzip bool
 	// CORSAllowedOrigins lists the origins allowed to read responses from a
-	// browser; "*" allows any. Default ["*"].
+	// browser; "*" allows any. Default (nil) ["*"]; an empty, non-nil list
+	// sends no CORS headers.
 	CORSAllowedOrigins []string
 	// Cache sets Cache-Control max-ages.
 	Cache CacheConfig
@@ -224,7 +225,7 @@ func (c Config) WithDefaults() Config {
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	if len(c.CORSAllowedOrigins) == 0 {
+	if c.CORSAllowedOrigins == nil {
 		c.CORSAllowedOrigins = []string{"*"}
 	}
 	age := func(d *time.Duration, v time.Duration) {

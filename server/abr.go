@@ -40,9 +40,18 @@ type jobExecutor interface {
 
 var _ jobExecutor = (*transcoder.Pool)(nil)
 
-// newABR checks the ladders and ffmpeg's encoders and builds the local
-// worker pool (not started) as the job executor.
-func newABR(cfg config.TranscoderConfig, reg prometheus.Registerer, log *slog.Logger) (*abr, error) {
+// newExecutor builds a job executor (not started) from the pool's
+// configuration.
+type newExecutor func(transcoder.PoolConfig, *transcoder.Metrics, *slog.Logger) jobExecutor
+
+// newLocalPool is the default newExecutor: the local ffmpeg worker pool.
+func newLocalPool(pc transcoder.PoolConfig, m *transcoder.Metrics, log *slog.Logger) jobExecutor {
+	return transcoder.NewPool(pc, m, log)
+}
+
+// newABR checks the ladders and ffmpeg's encoders and builds the job
+// executor (not started) with newExec, the local worker pool when nil.
+func newABR(cfg config.TranscoderConfig, reg prometheus.Registerer, log *slog.Logger, newExec newExecutor) (*abr, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
@@ -56,7 +65,10 @@ func newABR(cfg config.TranscoderConfig, reg prometheus.Registerer, log *slog.Lo
 	}
 	log = log.With("component", "transcoder")
 	m := transcoder.NewMetrics(reg)
-	a := &abr{exec: transcoder.NewPool(pc, m, log), ffmpeg: cfg.FFmpeg, m: m, log: log}
+	if newExec == nil {
+		newExec = newLocalPool
+	}
+	a := &abr{exec: newExec(pc, m, log), ffmpeg: cfg.FFmpeg, m: m, log: log}
 	if err := a.useLadders(cfg, ladders); err != nil {
 		a.exec.Close()
 		return nil, err
@@ -84,23 +96,34 @@ func checkedLadders(cfg config.TranscoderConfig, ffmpeg string) (transcoder.Ladd
 // useLadders builds a transcoder for ladders on the executor and makes it
 // the one publishes starting from now on use.
 func (a *abr) useLadders(cfg config.TranscoderConfig, ladders transcoder.Ladders) error {
-	tc, err := transcoder.New(transcoderConfig(cfg, ladders), a.exec, a.m, a.log)
+	tc, err := a.newTranscoder(cfg, ladders)
 	if err != nil {
-		return fmt.Errorf("transcoder: %w", err)
+		return err
 	}
 	a.tc.Store(tc)
 	return nil
 }
 
-// reloadLadders builds a transcoder for new ladders on the same executor
-// and swaps it in: publishes that start afterwards use them, live ones keep
-// theirs (their renditions must not change mid-stream).
-func (a *abr) reloadLadders(cfg config.TranscoderConfig) error {
+// newTranscoder builds a transcoder for ladders on the executor.
+func (a *abr) newTranscoder(cfg config.TranscoderConfig, ladders transcoder.Ladders) (*transcoder.Transcoder, error) {
+	tc, err := transcoder.New(transcoderConfig(cfg, ladders), a.exec, a.m, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("transcoder: %w", err)
+	}
+	return tc, nil
+}
+
+// buildLadders checks new ladders and builds their transcoder on the same
+// executor, without using it: Reload swaps it in (a.tc.Store) once every
+// component of the reload is built. Publishes that start afterwards use
+// the new ladders, live ones keep theirs (their renditions must not change
+// mid-stream).
+func (a *abr) buildLadders(cfg config.TranscoderConfig) (*transcoder.Transcoder, error) {
 	ladders, err := checkedLadders(cfg, a.ffmpeg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return a.useLadders(cfg, ladders)
+	return a.newTranscoder(cfg, ladders)
 }
 
 // start starts the executor's workers.

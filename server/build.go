@@ -40,7 +40,7 @@ func (s *Server) buildPackaging() error {
 	s.store = store.New(storeConfig(s.cfg))
 	seg := segmenter.New(segmenterConfig(s.cfg.Segmenter), segmenter.NewMetrics(s.reg), s.log)
 	var err error
-	if s.abr, err = newABR(s.cfg.Transcoder, s.reg, s.log); err != nil {
+	if s.abr, err = newABR(s.cfg.Transcoder, s.reg, s.log, s.newExec); err != nil {
 		return err
 	}
 	s.pipes = newPipelines(s.ctx, pipelineConfig{

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -11,7 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"os"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -70,6 +69,7 @@ func newSecurity(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger
 		log.Info("security: publish authentication on", "static_key_rules", len(settings.StaticKeys),
 			"jwt", p.JWT.Enabled(), "webhook", p.Webhook.URL != "", "rate_limit_failures", p.RateLimit.Failures)
 	}
+	warnPlainWebhook(cfg, log)
 
 	pm := playback.NewMetrics(reg)
 	var wraps []func(http.Handler) http.Handler // outermost first
@@ -100,7 +100,11 @@ func newSecurity(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger
 			pc.ClientIP = playback.HeaderIP(tokens.ClientIPHeader)
 		}
 		wraps = append(wraps, playback.Middleware(pc))
-		log.Info("security: playback tokens on", "required", tokens.Required, "keys", strings.Join(s.keyring.KeyIDs(), ","),
+		msg := "security: playback tokens: required; playlists, media and SRT/RTSP reads need a valid token"
+		if !tokens.Required {
+			msg = "security: playback tokens: accepted but not required; playlists and media are public (a token, when given, must be valid)"
+		}
+		log.Info(msg, "required", tokens.Required, "keys", strings.Join(s.keyring.KeyIDs(), ","),
 			"active_key", active, "client_ip_header", tokens.ClientIPHeader)
 	}
 	s.reserved = tokens.Enabled() || cdn.Enabled()
@@ -115,7 +119,7 @@ func newSecurity(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger
 	}
 
 	if f := cfg.Admin.BearerTokenFile; f != "" {
-		token, err := auth.ReadSecretFile(f)
+		token, err := auth.ReadSecret(f)
 		if err != nil {
 			return nil, fmt.Errorf("admin.bearer_token_file: %w", err)
 		}
@@ -127,6 +131,29 @@ func newSecurity(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger
 		log.Info("security: admin listener requires the bearer token (except /healthz and /readyz)")
 	}
 	return s, nil
+}
+
+// warnPlainWebhook warns when the publish webhook is a plain http:// URL
+// to a host other than loopback: every publish's key or token, and its
+// parameters, then cross the network in clear.
+func warnPlainWebhook(cfg *config.Config, log *slog.Logger) {
+	raw := cfg.Auth.Publish.Webhook.URL
+	u, err := url.Parse(raw)
+	if raw == "" || err != nil || u.Scheme != "http" || loopbackHost(u.Hostname()) {
+		return
+	}
+	log.Warn("security: the publish webhook is plain http:// to a non-loopback host: publishers' keys and tokens cross the network in clear; use https://",
+		"key", "auth.publish.webhook.url", "url", raw)
+}
+
+// loopbackHost reports whether host (a URL's, without port) is "localhost"
+// or a loopback address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // ingestProtocols are the protocols whose refusal series are created at zero.
@@ -179,21 +206,27 @@ func (p *publishAuth) Unpublished(ctx context.Context, req auth.PublishRequest) 
 	p.chain.Load().Unpublished(ctx, req)
 }
 
-// reloadPublishAuth builds the chain of a new configuration and swaps it in;
-// publishes already authorised are not affected.
-func (s *security) reloadPublishAuth(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) error {
+// buildPublishAuth builds the chain of a new configuration (reading its
+// secret files) without using it: Reload swaps it in with swapPublishAuth
+// once every other component of the reload is built too, or closes it.
+func buildPublishAuth(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*auth.Chain, error) {
 	settings, err := cfg.Auth.PublishSettings()
 	if err != nil {
-		return fmt.Errorf("auth.publish: %w", err)
+		return nil, fmt.Errorf("auth.publish: %w", err)
 	}
 	chain, err := auth.Build(settings, reg, log, ingestProtocols(cfg)...)
 	if err != nil {
-		return fmt.Errorf("auth.publish: %w", err)
+		return nil, fmt.Errorf("auth.publish: %w", err)
 	}
+	return chain, nil
+}
+
+// swapPublishAuth makes chain the one publishes are checked with from now
+// on; publishes already authorised are not affected.
+func (s *security) swapPublishAuth(chain *auth.Chain) {
 	old := s.publish.chain.Swap(chain)
 	s.chain = chain
 	old.Close()
-	return nil
 }
 
 // readAuthorizer is the check of SRT (m=request) and RTSP (DESCRIBE,
@@ -321,26 +354,23 @@ func refusalCORS(allowed []string) func(http.Handler) http.Handler {
 	}
 }
 
-// readSecretLines reads the non-empty lines of a secret file, each one
-// secret of at least minSharedSecret bytes.
+// readSecretLines reads the non-empty lines of a secret file
+// (auth.ReadSecretFile), each one secret of at least minSharedSecret bytes.
 func readSecretLines(file string) ([]string, error) {
-	b, err := os.ReadFile(file)
+	f, err := auth.ReadSecretFile(file)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for line := range bytes.SplitSeq(b, []byte("\n")) {
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 {
-			continue
-		}
+	lines, err := f.Lines()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(lines))
+	for i, line := range lines {
 		if len(line) < minSharedSecret {
-			return nil, fmt.Errorf("line %d of %s: a secret needs at least %d bytes", len(out)+1, file, minSharedSecret)
+			return nil, fmt.Errorf("secret %d of %s: a secret needs at least %d bytes", i+1, file, minSharedSecret)
 		}
 		out = append(out, string(line))
-	}
-	if len(out) == 0 {
-		return nil, errors.New("secret file " + file + " is empty")
 	}
 	return out, nil
 }

@@ -57,6 +57,9 @@ type Server struct {
 	ready  atomic.Bool
 
 	reloadMu sync.Mutex // serialises Reload
+	secrets  secretSums // of the secret files in use, for Reload
+
+	newExec newExecutor // builds the ABR's job executor; nil: the local pool
 }
 
 // Option adds an optional collaborator to a Server.
@@ -88,6 +91,11 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	for _, o := range opts {
 		o(s)
 	}
+	var err error
+	if s.secrets, err = readSecretFiles(cfg, nil, log); err != nil {
+		cancel()
+		return nil, err
+	}
 	if err := s.build(); err != nil {
 		cancel()
 		return nil, err
@@ -95,9 +103,18 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	return s, nil
 }
 
-// build builds the components in dependency order (see build.go).
-func (s *Server) build() error {
-	var err error
+// build builds the components in dependency order (see build.go). On
+// error it closes what it built that holds resources before Start: the
+// ABR's executor and the publish auth chain (webhook notifications).
+func (s *Server) build() (err error) {
+	defer func() {
+		if err != nil {
+			s.abr.close()
+			if s.sec != nil {
+				s.sec.close()
+			}
+		}
+	}()
 	if s.sec, err = newSecurity(s.cfg, s.reg, s.log, s.tp); err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package server
 import (
 	"crypto/tls"
 	"fmt"
+
+	"github.com/headwater-live/headwater/auth"
 )
 
 // loadTLS loads the certificate of a listener (section names it in
@@ -12,7 +14,15 @@ func loadTLS(section, cert, key string) (*tls.Config, error) {
 	if cert == "" && key == "" {
 		return nil, nil
 	}
-	pair, err := tls.LoadX509KeyPair(cert, key)
+	certFile, err := auth.ReadSecretFile(cert)
+	if err != nil {
+		return nil, fmt.Errorf("%s: load TLS key pair: %w", section, err)
+	}
+	keyFile, err := auth.ReadSecretFile(key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: load TLS key pair: %w", section, err)
+	}
+	pair, err := tls.X509KeyPair(certFile.Content, keyFile.Content)
 	if err != nil {
 		return nil, fmt.Errorf("%s: load TLS key pair: %w", section, err)
 	}

@@ -27,7 +27,6 @@
 package playback
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -37,11 +36,11 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"os"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/hlsenc"
 )
 
@@ -364,19 +363,19 @@ type KeySettings struct {
 	SecretFile string `yaml:"secret_file"`
 }
 
-// LoadKeyring reads the secret files of keys (surrounding whitespace
-// trimmed) and returns their keyring, signing with active.
+// LoadKeyring reads the secret files of keys with [auth.ReadSecret]
+// (surrounding whitespace trimmed) and returns their keyring, signing with active.
 func LoadKeyring(keys []KeySettings, active string) (*Keyring, error) {
 	m := make(map[string][]byte, len(keys))
 	for _, ks := range keys {
-		b, err := os.ReadFile(ks.SecretFile)
+		b, err := auth.ReadSecret(ks.SecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("playback: key %q: %w", ks.ID, err)
 		}
 		if _, dup := m[ks.ID]; dup {
 			return nil, fmt.Errorf("playback: key %q listed twice", ks.ID)
 		}
-		m[ks.ID] = bytes.TrimSpace(b)
+		m[ks.ID] = b
 	}
 	return NewKeyring(m, active)
 }

@@ -36,8 +36,9 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 RUN XDG_CACHE_HOME=/out/cache /out/headwater transcoder build-fork-server
 
 FROM debian:bookworm-slim
-# ffmpeg for the transcoder; ca-certificates for outgoing HTTPS (webhooks,
-# JWKS). No curl or wget: the health check below needs only bash.
+# ffmpeg for the transcoder; ca-certificates for outgoing HTTPS (the publish
+# webhook; JWT keys and JWKS are read from files). No curl or wget: the
+# health check below needs only bash.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg ca-certificates \
  && rm -rf /var/lib/apt/lists/*

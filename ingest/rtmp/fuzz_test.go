@@ -157,6 +157,13 @@ func sessionSeeds(tb testing.TB) [][]byte {
 		add(append([]byte{0}, m.bytes()...))
 	}
 	add(append([]byte{0}, publishPrefix().add(6, msgVideo, 1, 0, append([]byte{exHeader(1, exSequenceStart)}, "vp09"...)).bytes()...))
+	// Issue 12: 64 chunk streams after Set Chunk Size 1, each opening a
+	// message announcing 256 KiB with one byte (832 bytes); one chunk
+	// stream more than allowed; a connect nested past amfMaxDepth.
+	setChunkSize, opens := chunkAttack()
+	add(append(append([]byte{0}, setChunkSize...), opens...))
+	add(append(append(append([]byte{0}, setChunkSize...), opens...), 0x01, 0xff, 0xff, 0, 0, 0, 0, 0, 1, msgAck, 0, 0, 0, 0, 'x'))
+	add(append([]byte{0}, newMessages().add(3, msgCommandAMF0, 0, 0, append(amfEncode(nil, "connect", 1.0), deepAMF0(amfMaxDepth+2)...)).bytes()...))
 	return seeds
 }
 

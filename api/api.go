@@ -209,7 +209,7 @@ func (h *Handler) describe(name string, now time.Time) (Stream, bool) {
 			tr := Track{ID: t.ID, Kind: t.Kind().String(), Codec: t.Codec.Name(), Codecs: t.Codec.RFC6381()}
 			switch c := t.Codec.(type) {
 			case *media.AAC:
-				tr.SampleRate, tr.Channels = c.Config.SampleRate, c.Config.ChannelCount
+				tr.SampleRate, tr.Channels = c.Config.SampleRate, c.Channels()
 			case *media.Opus:
 				tr.SampleRate, tr.Channels = 48000, c.ChannelCount
 			default:

@@ -45,7 +45,7 @@ func do(t *testing.T, h http.Handler, method, path string) (*httptest.ResponseRe
 func TestStreams(t *testing.T) {
 	h, reg, st := newTestAPI(t)
 	video := &media.Track{ID: 1, Codec: &media.H264{SPS: sps640x360, PPS: []byte{0x68, 0xeb}}, ClockRate: 90000}
-	audio := &media.Track{ID: 2, Codec: &media.AAC{Config: mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelCount: 2}}, ClockRate: 48000}
+	audio := &media.Track{ID: 2, Codec: &media.AAC{Config: mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelConfig: 2}}, ClockRate: 48000}
 	ms, err := reg.Publish("live/a", media.PublishInfo{Protocol: "rtmp", RemoteAddr: "127.0.0.1:5000", SessionID: "abcd"}, []*media.Track{video, audio})
 	if err != nil {
 		t.Fatal(err)

@@ -300,7 +300,7 @@ func TestDefaultsValid(t *testing.T) {
 }
 
 func TestLoadFullFile(t *testing.T) {
-	c, err := loadIn(t, fullFile, nil)
+	_, err := loadIn(t, fullFile, nil)
 	withTLSFiles(t) // created after Load: the files must exist, so Load must fail (key.pem is the CDN secret too)
 	want := []string{
 		`headwater.yaml:57: origin.tls_cert: file "cert.pem" does not exist`,
@@ -312,7 +312,7 @@ func TestLoadFullFile(t *testing.T) {
 	if got := errorTexts(err); !slices.Equal(got, want) {
 		t.Fatalf("Load with missing TLS files: %v, want %v", got, want)
 	}
-	c, err = Load("headwater.yaml", nil)
+	c, err := Load("headwater.yaml", nil)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}

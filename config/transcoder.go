@@ -179,7 +179,7 @@ func ParseLadder(items []string) (transcoder.Ladder, error) {
 func ParsePrefixLadder(s string) (string, transcoder.Ladder, error) {
 	prefix, rest, ok := strings.Cut(s, "=")
 	if !ok || prefix == "" || rest == "" {
-		return "", nil, fmt.Errorf("%q: want prefix=name=height:bitrate;...", s)
+		return "", nil, fmt.Errorf("%q: want prefix=name=height:bitrate[;name=height:bitrate]", s)
 	}
 	if !validPrefix(prefix) {
 		return "", nil, fmt.Errorf("%q is not the start of a stream name (letters, digits, '_', '.', '-' and '/')", prefix)

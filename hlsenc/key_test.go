@@ -26,7 +26,7 @@ func leak(key Key, s string) string {
 		hex.EncodeToString(m[:]),
 		strings.ToUpper(hex.EncodeToString(m[:])),
 		string(m[:]),
-		fmt.Sprint(m[:]),     // [1 2 3 ...]
+		fmt.Sprint(m[:]),     //nolint:staticcheck // QF1010: the decimal form [1 2 3 ...] is the case under test
 		fmt.Sprintf("%v", m), // array form
 		fmt.Sprintf("%#v", m[:]),
 	} {

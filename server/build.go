@@ -63,6 +63,7 @@ func (s *Server) newRegistry() *media.Registry {
 	r := media.NewRegistry(media.RegistryConfig{
 		MaxStreams:    s.cfg.Streams.MaxStreams,
 		OnPublish:     s.pipes.start,
+		OnUnpublish:   s.streamEnded,
 		FramesDropped: dropped,
 	})
 	metrics.Register(s.reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -70,6 +71,14 @@ func (s *Server) newRegistry() *media.Registry {
 		Help: "Streams currently being published.",
 	}, func() float64 { return float64(r.Len()) }))
 	return r
+}
+
+// streamEnded frees what the origin keeps of a stream while it is
+// published: its viewer count (a republish counts from zero).
+func (s *Server) streamEnded(ms *media.Stream) {
+	if s.viewers != nil {
+		s.viewers.Forget(ms.Name())
+	}
 }
 
 // buildIngest builds the enabled ingest listeners (not listening yet),
@@ -108,7 +117,7 @@ func (s *Server) buildIngest() error {
 func (s *Server) buildOrigin() {
 	oc := originConfig(s.cfg)
 	s.viewers = metrics.Register(s.reg, origin.NewViewers(origin.DefaultViewerWindow))
-	var h http.Handler = origin.NewHandler(oc, s.store, origin.NewMetrics(s.reg), s.log, origin.WithViewers(s.viewers))
+	h := http.Handler(origin.NewHandler(oc, s.store, origin.NewMetrics(s.reg), s.log, origin.WithViewers(s.viewers)))
 	if _, off := s.tp.(noop.TracerProvider); !off {
 		h = otelhttp.NewHandler(h, "origin",
 			otelhttp.WithTracerProvider(s.tp), otelhttp.WithPropagators(telemetry.Propagator()),

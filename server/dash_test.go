@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,7 +164,7 @@ func TestLiveRTMPToDASH(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		body := append(head, rest...)
+		body := slices.Concat(head, rest)
 		seg, ok = video.Snapshot().Segment(msn)
 		if !ok || !seg.Complete || !bytes.Equal(body, seg.Data) {
 			t.Fatalf("streamed %d bytes; the store's segment %d: complete %v, %d bytes", len(body), msn, ok && seg.Complete, len(seg.Data))

@@ -140,20 +140,26 @@ func (s *Server) Store() *store.Store { return s.store }
 func (s *Server) Metrics() *prometheus.Registry { return s.reg }
 
 // Start opens every listener; on error, whatever was started is closed again.
-func (s *Server) Start() error {
+func (s *Server) Start() (err error) {
+	defer func() {
+		if err == nil {
+			return
+		}
+		if serr := s.Shutdown(context.Background()); serr != nil {
+			s.log.Error("start failed; shutting down what was started", "error", serr)
+		}
+	}()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.store.Run(s.ctx)
 	}()
 	if err := s.origin.Start(); err != nil {
-		s.Shutdown(context.Background())
 		return fmt.Errorf("origin: %w", err)
 	}
 	if s.admin != nil {
 		ln, err := net.Listen("tcp", s.cfg.Admin.Address)
 		if err != nil {
-			s.Shutdown(context.Background())
 			return fmt.Errorf("admin: listen: %w", err)
 		}
 		ln = limitListener(ln, s.cfg.Admin.MaxConnections)
@@ -168,12 +174,10 @@ func (s *Server) Start() error {
 		s.log.Info("admin: listening", "address", ln.Addr().String())
 	}
 	if err := s.abr.start(s.ctx); err != nil {
-		s.Shutdown(context.Background())
 		return err
 	}
 	for _, in := range s.ingesters() {
 		if err := in.Start(); err != nil {
-			s.Shutdown(context.Background())
 			return err
 		}
 	}

@@ -182,7 +182,7 @@ type capWriter struct {
 func (w *capWriter) WriteHeader(code int) {
 	if !w.wroteHd && code >= 200 {
 		w.wroteHd = true
-		capCacheControl(w.ResponseWriter.Header(), w.maxAge)
+		capCacheControl(w.Header(), w.maxAge)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

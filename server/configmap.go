@@ -2,9 +2,9 @@ package server
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
+	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/ingest/rtmp"
 	"github.com/headwater-live/headwater/ingest/rtsp"
@@ -87,7 +87,14 @@ func rtmpConfig(c config.RTMPConfig) (rtmp.Config, error) {
 
 		MaxConnectionsPerMinute: c.MaxConnectionsPerMinute,
 		TLSAddress:              c.TLSAddress,
-		TLSConfig:               tc,
+
+		MaxConnections:           c.MaxConnections,
+		MaxConnectionsPerAddress: c.MaxConnectionsPerAddress,
+		PublishDeadline:          c.PublishDeadline.Duration(),
+		MaxChunkStreams:          c.MaxChunkStreams,
+		MaxUnassembledBytes:      c.MaxUnassembledBytes,
+
+		TLSConfig: tc,
 	}, nil
 }
 
@@ -102,7 +109,10 @@ func srtConfig(c config.SRTConfig) (srt.Config, error) {
 		MaxReaders:    c.MaxReaders,
 		IdleTimeout:   c.IdleTimeout.Duration(),
 
-		MaxConnectionsPerMinute: c.MaxConnectionsPerMinute,
+		MaxConnectionsPerMinute:  c.MaxConnectionsPerMinute,
+		MaxConnections:           c.MaxConnections,
+		MaxConnectionsPerAddress: c.MaxConnectionsPerAddress,
+		PublishDeadline:          c.PublishDeadline.Duration(),
 	}
 	var err error
 	if out.Passphrase, err = readSecret("srt.passphrase_file", c.PassphraseFile); err != nil {
@@ -122,17 +132,18 @@ func srtConfig(c config.SRTConfig) (srt.Config, error) {
 	return out, nil
 }
 
-// readSecret reads a secret from a file, trimming surrounding white space;
-// "" names no file and gives "". Errors never contain the content.
+// readSecret reads a secret from a file with auth.ReadSecret (surrounding
+// white space trimmed; an empty file is an error, not "no secret"); ""
+// names no file and gives "". Errors never contain the content.
 func readSecret(key, file string) (string, error) {
 	if file == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(file)
+	b, err := auth.ReadSecret(file)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", key, err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	return string(b), nil
 }
 
 // rtspConfig maps the rtsp section onto the RTSP server's configuration.
@@ -147,7 +158,10 @@ func rtspConfig(c config.RTSPConfig) rtsp.Config {
 		MaxReaders:     c.MaxReaders,
 		OnDemandLinger: c.OnDemandLinger.Duration(),
 
-		MaxConnectionsPerMinute: c.MaxConnectionsPerMinute,
+		MaxConnectionsPerMinute:  c.MaxConnectionsPerMinute,
+		MaxConnections:           c.MaxConnections,
+		MaxConnectionsPerAddress: c.MaxConnectionsPerAddress,
+		PublishDeadline:          c.PublishDeadline.Duration(),
 	}
 	for _, list := range []struct {
 		items    []string
@@ -176,7 +190,7 @@ func originConfig(cfg *config.Config) origin.Config {
 		MaxHeaderBytes:     oc.MaxHeaderBytes,
 		BlockTimeout:       oc.BlockTimeout.Duration(),
 		Gzip:               oc.Gzip,
-		CORSAllowedOrigins: oc.CORS.AllowedOrigins,
+		CORSAllowedOrigins: corsOrigins(oc.CORS.AllowedOrigins),
 		Window:             cfg.Segmenter.Window,
 		DASHLowLatency:     oc.DASH.LowLatency,
 		DASHTargetLatency:  oc.DASH.TargetLatency.Duration(),
@@ -198,4 +212,14 @@ func originConfig(cfg *config.Config) origin.Config {
 			EndedMaxAge:        oc.Cache.EndedMaxAge.Duration(),
 		},
 	}
+}
+
+// corsOrigins is origin.cors.allowed_origins for the origin: never nil, as
+// the origin takes nil for its default ["*"], while the configuration's []
+// means no CORS headers at all.
+func corsOrigins(allowed []string) []string {
+	if allowed == nil {
+		return []string{}
+	}
+	return allowed
 }

@@ -3,6 +3,7 @@ package origin
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -145,4 +146,48 @@ func BenchmarkServeMediaPlaylistEncrypted(b *testing.B) {
 func BenchmarkServePartEncryptedCold(b *testing.B) {
 	h := benchHandlerConfig(b, Config{Gzip: true, Encryption: EncryptionConfig{Enabled: true, RotateSegments: 30, CacheBytes: 1}}, false)
 	benchServeHandler(b, h, "/live/key/video/part3.2.m4s", hlsenc.EncryptedSize(90<<10))
+}
+
+// BenchmarkViewersFlood measures Observe on one stream while another is
+// flooded with distinct clients (a client inventing User-Agents) by a
+// second goroutine; the flooded stream is first filled with 100k clients,
+// the old per-stream cap.
+func BenchmarkViewersFlood(b *testing.B) {
+	v := NewViewers(time.Minute)
+	now := time.Now()
+	flood := httptest.NewRequest("GET", "/live/flood/index.m3u8", nil)
+	flood.RemoteAddr = "10.9.0.1:1000"
+	for i := range 100_000 {
+		flood.Header.Set("User-Agent", "bot/"+strconv.Itoa(i))
+		v.Observe("live/flood", flood, now)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r := flood.Clone(flood.Context())
+		for i := 100_000; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r.Header.Set("User-Agent", "bot/"+strconv.Itoa(i))
+			v.Observe("live/flood", r, now)
+		}
+	}()
+	calm := httptest.NewRequest("GET", "/live/calm/index.m3u8", nil)
+	calm.RemoteAddr = "10.0.0.1:1000"
+	calm.Header.Set("User-Agent", "hls.js")
+	fresh := httptest.NewRequest("GET", "/live/calm/index.m3u8", nil)
+	fresh.RemoteAddr = "10.0.0.2:1000"
+	b.ResetTimer()
+	for i := range b.N {
+		v.Observe("live/calm", calm, now)
+		fresh.Header.Set("User-Agent", "p/"+strconv.Itoa(i))
+		v.Observe("live/flood", fresh, now)
+	}
+	b.StopTimer()
+	close(stop)
+	<-done
 }

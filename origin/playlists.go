@@ -347,9 +347,10 @@ func (h *handler) firstSegment(r *http.Request, rend *store.Rendition, snap *sto
 }
 
 // observeViewer counts the client of a successful playlist response as a
-// viewer of the stream.
+// viewer of the stream while it is live: the state of an ended stream is
+// freed (Viewers.Forget) and not rebuilt by players reading its ENDLIST.
 func (h *handler) observeViewer(w *respWriter, r *http.Request, st *store.Stream) {
-	if h.viewers != nil && w.status < 300 {
+	if h.viewers != nil && w.status < 300 && st.Live() {
 		h.viewers.Observe(st.Name(), r, time.Now())
 	}
 }

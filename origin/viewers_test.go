@@ -1,8 +1,11 @@
 package origin
 
 import (
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,4 +70,75 @@ func newReq(addr, ua string) testRequest {
 	r.RemoteAddr = addr
 	r.Header.Set("User-Agent", ua)
 	return testRequest{r: r}
+}
+
+// floodReq is one request whose client (User-Agent) is new for every i.
+func floodReq(r *http.Request, i int) {
+	r.Header.Set("User-Agent", "bot/"+strconv.Itoa(i))
+}
+
+// TestViewersFloodIsBoundedAndCounted floods one stream with 1M distinct
+// clients: the count stays within the sketch's error of the truth and the
+// memory held does not grow with the number of clients.
+func TestViewersFloodIsBoundedAndCounted(t *testing.T) {
+	const n = 1_000_000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	v := NewViewers(time.Minute)
+	now := time.Unix(5000, 0)
+	r := newReq("10.9.0.1:1000", "").r
+	for i := range n {
+		floodReq(r, i)
+		v.Observe("live/flood", r, now)
+	}
+	v.Observe("live/calm", newReq("10.0.0.1:1", "hls.js").r, now)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// The sketch of a stream is a few kB; 1 MB leaves room for the test's
+	// own garbage but not for a set that grows with the clients.
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
+		t.Errorf("heap grew by %d bytes for %d distinct clients", grew, n)
+	}
+	got := v.Count("live/flood", now)
+	if diff := math.Abs(float64(got)-n) / n; diff > 3*ViewerCountError {
+		t.Errorf("viewers = %d for %d distinct clients: error %.1f%% exceeds 3 x %.2f%%", got, n, 100*diff, 100*ViewerCountError)
+	}
+	if got := v.Count("live/calm", now); got != 1 {
+		t.Errorf("the other stream's viewers = %d, want 1", got)
+	}
+	runtime.KeepAlive(v)
+}
+
+// TestViewersSmallCountsExact: below the sketch's sparse limit counts are
+// exact, in every bucket of the window.
+func TestViewersSmallCountsExact(t *testing.T) {
+	v := NewViewers(30 * time.Second)
+	t0 := time.Unix(7000, 0)
+	for i := range 300 {
+		r := newReq("10.1.0."+strconv.Itoa(i%250)+":1", "ua"+strconv.Itoa(i/250)).r
+		v.Observe("live/a", r, t0.Add(time.Duration(i)*100*time.Millisecond))
+	}
+	if n := v.Count("live/a", t0.Add(30*time.Second)); n != 300 {
+		t.Fatalf("viewers = %d, want 300", n)
+	}
+}
+
+// TestViewersEndedStreamForgotten: the state of an ended stream is freed at
+// once, not when its window runs out.
+func TestViewersEndedStreamForgotten(t *testing.T) {
+	v := NewViewers(time.Minute)
+	now := time.Now()
+	v.Observe("live/a", newReq("10.0.0.1:1", "x").r, now)
+	v.Observe("live/b", newReq("10.0.0.1:1", "x").r, now)
+	v.Forget("live/a")
+	if n := v.Count("live/a", now); n != 0 {
+		t.Fatalf("viewers of an ended stream = %d", n)
+	}
+	if got := v.Counts(now); len(got) != 1 || got["live/b"] != 1 {
+		t.Fatalf("counts = %v, want live/b only", got)
+	}
+	if v.streamsHeld() != 1 {
+		t.Fatalf("%d streams held, want 1", v.streamsHeld())
+	}
 }

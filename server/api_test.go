@@ -71,6 +71,11 @@ func TestStatusAPIAndKick(t *testing.T) {
 	if _, ok := s.Registry().Get("live/kickme"); ok {
 		t.Fatal("kicked stream still registered")
 	}
+	// The ended stream's viewer state is freed at once (its ENDLIST
+	// playlist does not count viewers).
+	if v := metricValue(t, s, `headwater_stream_viewers{stream="live/kickme"}`); v != -1 {
+		t.Errorf("headwater_stream_viewers of the ended stream = %v, want no series", v)
+	}
 	if r := get(t, s.adminURL("/api/v1/streams/live/nope")); r.status != http.StatusNotFound {
 		t.Fatalf("unknown stream: %d", r.status)
 	}

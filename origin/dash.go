@@ -62,6 +62,9 @@ func (h *handler) serveMPD(w *respWriter, r *http.Request, t *target) object {
 		return h.notFound(w, o)
 	}
 	tagStream(r, st)
+	if outOfScope(r, st.Name()) {
+		return h.forbidden(w, o)
+	}
 	all := st.Renditions()
 	snaps := make([]*store.Snapshot, 0, len(all))
 	var updated, endedAt time.Time

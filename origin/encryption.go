@@ -290,7 +290,7 @@ func (h *handler) serveKey(w *respWriter, r *http.Request, t *target) object {
 	hdr["Cache-Control"] = hvPrivate
 	ctx := r.Context()
 	c, tokened := playback.ClaimsFromContext(ctx)
-	if !(tokened && playback.Covers(c.Prefix, r.URL.Path)) && !playback.ViaCDN(ctx) {
+	if !(tokened && playback.Covers(c.Prefix, r.URL.Path) && playback.CoversStream(c.Prefix, t.prefix)) && !playback.ViaCDN(ctx) {
 		hdr["X-Headwater-Token"] = hvNoToken
 		h.fail(w, http.StatusForbidden, "forbidden\n")
 		return o

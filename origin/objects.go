@@ -56,6 +56,9 @@ func (h *handler) serveObject(w *respWriter, r *http.Request, t *target) object 
 	if !ok {
 		return h.notFound(w, o)
 	}
+	if outOfScope(r, st.Name()) {
+		return h.forbidden(w, o)
+	}
 	rend, ok := st.Rendition(t.rendition())
 	if !ok {
 		return h.notFound(w, o)

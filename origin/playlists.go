@@ -19,28 +19,42 @@ import (
 // rendition and option set, plus one per stream for multivariants).
 const playlistCacheEntries = 2048
 
-// serveIndex resolves <prefix>/index.m3u8: the multivariant playlist when
-// prefix is a stream, else the media playlist of rendition <last element>
-// of stream <the rest>.
+// serveIndex resolves <prefix>/index.m3u8: the media playlist of rendition
+// <last element> of stream <the rest> when that stream has it, else the
+// multivariant playlist when prefix is a stream. A rendition comes first so
+// that a stream named like another's rendition ("live/a/video") cannot
+// take over its URL (media.Registry also refuses such names while live/a
+// is live, and a reserved last element).
 func (h *handler) serveIndex(w *respWriter, r *http.Request, t *target) object {
+	var parent *store.Stream
+	if t.renditionOK() {
+		if st, ok := h.st.Stream(t.stream()); ok {
+			parent = st
+			if rend, ok := st.Rendition(t.rendition()); ok {
+				tagStream(r, st)
+				if outOfScope(r, st.Name()) {
+					return h.forbidden(w, objectMediaPlaylist)
+				}
+				o := h.serveMediaPlaylist(w, r, st, rend)
+				h.observeViewer(w, r, st)
+				return o
+			}
+		}
+	}
 	if t.multivariantOK() {
 		if st, ok := h.st.Stream(t.prefix); ok {
 			tagStream(r, st)
+			if outOfScope(r, st.Name()) {
+				return h.forbidden(w, objectMultivariant)
+			}
 			o := h.serveMultivariant(w, r, st)
 			h.observeViewer(w, r, st)
 			return o
 		}
 	}
-	if t.renditionOK() {
-		if st, ok := h.st.Stream(t.stream()); ok {
-			tagStream(r, st)
-			if rend, ok := st.Rendition(t.rendition()); ok {
-				o := h.serveMediaPlaylist(w, r, st, rend)
-				h.observeViewer(w, r, st)
-				return o
-			}
-			return h.notFound(w, objectMediaPlaylist)
-		}
+	if parent != nil {
+		tagStream(r, parent)
+		return h.notFound(w, objectMediaPlaylist)
 	}
 	return h.notFound(w, objectMultivariant)
 }

@@ -383,12 +383,14 @@ type guardedRegistry struct {
 	reserved bool
 }
 
-// CheckName refuses names whose first element is reserved by the origin.
+// CheckName refuses names whose first element is reserved by the origin,
+// and names colliding with a live stream's (media.Registry.CheckName).
 func (g guardedRegistry) CheckName(name string) error {
 	if g.reserved && config.ReservedStreamName(name) {
 		return fmt.Errorf("%w: %q: the first path elements t and keys are reserved for playback tokens and HLS keys", media.ErrInvalidName, name)
 	}
-	return nil
+	// Names that collide with a live stream's URLs (media.ErrNameCollision).
+	return g.Registry.CheckName(name)
 }
 
 // Publish implements the ingest protocols' Publisher.

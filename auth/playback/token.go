@@ -19,10 +19,15 @@
 //	7+L+N   rest  path prefix, '/'-separated names from [A-Za-z0-9_.-]
 //
 // mac is HMAC-SHA256(secret of the key id, "headwater-playback-v1" 0x00
-// payload), 32 bytes. A token authorises, until its expiry, the paths under
-// its prefix (at an element boundary: "/live/a" and "/live/a/" cover
-// "/live/a/x" but not "/live/ab"), plus the HLS key files of those paths,
-// "/keys" + path ending in ".key". docs/security.md has a JavaScript
+// payload), 32 bytes. A token authorises, until its expiry, the paths its
+// prefix covers, plus the HLS key files of those paths, "/keys" + path
+// ending in ".key". A prefix ending in '/' is a prefix claim and covers
+// every path under it ("/live/" covers "/live/a/video/seg1.m4s" and the
+// streams "live/a/x"); a prefix without one is a stream claim and covers
+// only that stream's objects, one or two elements below it ("/live/a"
+// covers "/live/a/index.m3u8" and "/live/a/video/seg1.m4s", not
+// "/live/a/x/video/index.m3u8", nor "/live/ab"). The origin also checks a
+// stream claim against the stream a path resolves to (CoversStream). docs/security.md has a JavaScript
 // verifier for CDN edges, tested against this package.
 package playback
 
@@ -312,7 +317,25 @@ func under(prefix, path string) bool {
 	if strings.HasSuffix(prefix, "/") {
 		return strings.HasPrefix(path, prefix)
 	}
-	return path == prefix || strings.HasPrefix(path, prefix) && path[len(prefix)] == '/'
+	if path == prefix {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, prefix)
+	if !ok || rest[0] != '/' {
+		return false
+	}
+	// A stream claim: the stream's directory, its objects and its
+	// renditions' objects.
+	if strings.HasSuffix(rest, "/") {
+		return rest == "/"
+	}
+	return strings.Count(rest, "/") <= 2
+}
+
+// CoversStream reports whether a token prefix covers the stream ("live/a")
+// as a whole: a stream claim of that stream, or a prefix claim above it.
+func CoversStream(prefix, stream string) bool {
+	return under(prefix, StreamPath(stream))
 }
 
 // SplitTokenPath splits "/t/<token>/<rest>" into the token and "/<rest>".
@@ -333,8 +356,9 @@ func SplitTokenPath(path string) (token, rest string, ok bool) {
 // StreamPath is the path a token must cover to read a stream ("live/key")
 // as a whole, over SRT or RTSP: its directory, "/live/key/", under which
 // the origin serves its playlists and media. The tokens IssueURL signs for
-// the stream, and those of a prefix above it ("/live/"), cover it; a token
-// for one rendition or one file does not.
+// the stream (the stream claim "/live/key"), and those of a prefix above it
+// ("/live/"), cover it; a token for one rendition or one file, or for a
+// stream "live" whose name this one extends, does not.
 func StreamPath(stream string) string {
 	return "/" + strings.Trim(stream, "/") + "/"
 }
@@ -349,7 +373,7 @@ func (k *Keyring) IssueURL(base, stream string, ttl time.Duration, ip netip.Addr
 		return "", errors.New("playback: ttl must be positive")
 	}
 	stream = strings.Trim(stream, "/")
-	tok, err := k.Sign(StreamPath(stream), k.now().Add(ttl), ip)
+	tok, err := k.Sign("/"+stream, k.now().Add(ttl), ip)
 	if err != nil {
 		return "", err
 	}

@@ -315,3 +315,34 @@ func FuzzSplitTokenPath(f *testing.F) {
 		}
 	})
 }
+
+// TestStreamTokenDoesNotCoverChildren: a token issued for stream live/a
+// reads live/a's objects but not those of a stream live/a/x; only an
+// explicit prefix claim ("/live/a/") covers children, at an element
+// boundary.
+func TestStreamTokenDoesNotCoverChildren(t *testing.T) {
+	ring := keyring(t, "a", map[string][]byte{"a": secretA})
+	u, err := ring.IssueURL("https://cdn.example.com", "live/a", 5*time.Minute, netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu, _ := url.Parse(u)
+	tok, _, _ := SplitTokenPath(pu.Path)
+	at := now.Add(time.Minute)
+	for _, p := range []string{"/live/a/index.m3u8", "/live/a/manifest.mpd", "/live/a/video/seg1.m4s", "/keys/live/a/0123.key", StreamPath("live/a")} {
+		if err := ring.Verify(tok, p, netip.Addr{}, at); err != nil {
+			t.Errorf("stream token, %s: %v", p, err)
+		}
+	}
+	for _, p := range []string{"/live/a/x/video/index.m3u8", "/live/a/x/video/seg1.m4s", "/live/ab/index.m3u8", StreamPath("live/a/x"), "/keys/live/a/x/video/0123.key"} {
+		if err := ring.Verify(tok, p, netip.Addr{}, at); !errors.Is(err, ErrWrongPath) {
+			t.Errorf("stream token, %s: %v, want ErrWrongPath", p, err)
+		}
+	}
+	if CoversStream("/live/a", "live/a/x") || !CoversStream("/live/a", "live/a") || CoversStream("/live/a", "live/ab") {
+		t.Error("CoversStream of a stream claim")
+	}
+	if !CoversStream("/live/a/", "live/a/x") || !CoversStream("/live/", "live/a/x") || CoversStream("/live/a/", "live/ab") {
+		t.Error("CoversStream of a prefix claim")
+	}
+}

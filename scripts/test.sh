@@ -1,24 +1,84 @@
 #!/usr/bin/env bash
-# Runs Headwater's whole test suite: unit, golden, fuzz seed corpora and the
-# end-to-end tests that publish with ffmpeg and read back with ffprobe.
-# Installs ffmpeg from Debian when it is missing (root or sudo needed once).
+# Runs Headwater's whole test suite: go vet, then unit, golden, fuzz seed
+# corpora and the end-to-end tests that publish with ffmpeg and read back
+# with ffprobe, play pages in headless Chromium (hls.js, dash.js, Shaka)
+# and run nginx as the CDN cache. No test skips: a missing tool fails.
+#
+# It first makes sure every tool the tests use is there. Missing ones are
+# installed from Debian/Ubuntu with apt-get when it runs as root or with
+# sudo; otherwise it says what is missing and how to install it, and exits
+# 1. The Shaka Player build is installed with npm (pinned in
+# scripts/players/package-lock.json) into .cache/players.
+# Extra arguments go to go test (e.g. ./scripts/test.sh -run TestLive).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The end-to-end tests use real peers: ffmpeg publishes and reads back,
-# Chromium plays the preview page, nginx acts as the CDN cache.
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# Tools are found in PATH; nginx also in the sbin directories a user's
+# PATH often lacks (the tests look there too: internal/testpeer).
+have_nginx() {
+  have nginx || [ -x /usr/sbin/nginx ] || [ -x /usr/local/sbin/nginx ] || [ -x /usr/local/nginx/sbin/nginx ]
+}
+have_chromium() {
+  [ -n "${CHROMIUM:-}" ] && have "$CHROMIUM" && return 0
+  have chromium || have chromium-browser || have google-chrome || have google-chrome-stable
+}
+
+# what is missing: "<Debian packages>|<what it is for>"
 missing=()
-command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
-[ -x /usr/bin/chromium ] || missing+=(chromium)
-[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
-# A C compiler: go test -race needs cgo, the transcoder's fork server is C.
-command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+have ffmpeg && have ffprobe || missing+=("ffmpeg|ffmpeg and ffprobe: publish and read back")
+have_chromium || missing+=("chromium|Chromium (or Chrome; or set CHROMIUM): plays hls.js, dash.js and Shaka")
+have_nginx || missing+=("nginx-light|nginx: the CDN cache in cdntest")
+# go test -race needs cgo; the transcoder's fork server is C.
+have cc || missing+=("gcc libc6-dev|a C compiler (cc): -race and the fork server")
+have node || missing+=("nodejs|node: runs the edge-worker token verifier of docs/security.md")
+have npm || missing+=("npm|npm: installs the Shaka Player build for the browser tests")
+have openssl || missing+=("openssl|openssl: AES-128 cross-check")
+have xmllint || missing+=("libxml2-utils|xmllint: checks every MPD is well-formed XML")
+
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "test.sh: installing ${missing[*]} from Debian" >&2
+  pkgs=()
+  for m in "${missing[@]}"; do
+    read -r -a p <<<"${m%%|*}"
+    pkgs+=("${p[@]}")
+  done
   sudo_cmd=""
-  if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+  can_install=1
+  have apt-get || can_install=0
+  if [ "$(id -u)" != 0 ]; then
+    if have sudo && sudo -n true 2>/dev/null; then sudo_cmd="sudo"; else can_install=0; fi
+  fi
+  if [ "$can_install" = 1 ]; then
+    echo "test.sh: installing ${pkgs[*]} with apt-get" >&2
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  else
+    {
+      echo "test.sh: the tests need tools that are not installed, and this script cannot install them"
+      if ! have apt-get; then echo "  (no apt-get: not Debian or Ubuntu)"; else echo "  (not root, and sudo needs a password or is missing)"; fi
+      echo "missing:"
+      for m in "${missing[@]}"; do echo "  - ${m#*|}"; done
+      echo "install them, then run ./scripts/test.sh again:"
+      echo "  Debian/Ubuntu:  sudo apt-get install -y ${pkgs[*]}"
+      echo "  Fedora:         sudo dnf install ffmpeg chromium nginx gcc nodejs npm openssl libxml2"
+      echo "  macOS:          brew install ffmpeg nginx node openssl libxml2 && brew install --cask chromium"
+      echo "the tools must be in PATH (nginx may be in /usr/sbin; Chromium may be set with CHROMIUM=/path/to/chrome)"
+    } >&2
+    exit 1
+  fi
+fi
+
+# The Shaka Player build for dash/browser_test.go, at the version the lock
+# file pins (dash.js is vendored in preview/assets). Reinstalled only when
+# the lock file changes.
+players=.cache/players
+if ! cmp -s scripts/players/package-lock.json "$players/package-lock.json" || [ ! -d "$players/node_modules" ]; then
+  echo "test.sh: installing the test players (scripts/players) into $players with npm" >&2
+  rm -rf "$players"
+  mkdir -p "$players"
+  cp scripts/players/package.json scripts/players/package-lock.json "$players/"
+  npm ci --prefix "$players" --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
 go vet ./...

@@ -6,30 +6,31 @@ import (
 	"testing"
 )
 
-// NeedBinary skips t with "<name> not installed" unless every named
-// executable is in PATH.
+// installHint is what a test that misses a tool tells the user: the
+// README's test command installs everything the suite uses.
+const installHint = "./scripts/test.sh installs it (or says how)"
+
+// NeedBinary fails t with "<name> not found" and the install hint unless
+// every named executable is in PATH. No test skips for a missing tool: the
+// README's test command installs them all.
 func NeedBinary(t testing.TB, names ...string) {
 	t.Helper()
-	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
-			t.Skipf("%s not installed", name)
-		}
-	}
+	RequireBinary(t, installHint, names...)
 }
 
-// NeedFFmpeg skips t unless ffmpeg is installed.
+// NeedFFmpeg fails t unless ffmpeg and ffprobe are in PATH.
 func NeedFFmpeg(t testing.TB) {
 	t.Helper()
-	NeedBinary(t, "ffmpeg")
+	RequireBinary(t, "apt-get install -y ffmpeg (ffprobe comes with it); "+installHint, "ffmpeg", "ffprobe")
 }
 
 // RequireBinary fails t with "<name> not found: <hint>" unless every named
-// executable is in PATH: for tests that must not pass by skipping.
+// executable is in PATH.
 func RequireBinary(t testing.TB, hint string, names ...string) {
 	t.Helper()
 	for _, name := range names {
 		if _, err := exec.LookPath(name); err != nil {
-			t.Fatalf("%s not found: %s", name, hint)
+			t.Fatalf("%s not found in PATH: %s", name, hint)
 		}
 	}
 }

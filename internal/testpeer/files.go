@@ -27,8 +27,8 @@ type FFmpegFiles struct {
 }
 
 // Get returns the file called name, which ffmpeg encodes with args (its
-// inputs and codecs) on the first call: t is skipped without ffmpeg and
-// fails if the encode does.
+// inputs and codecs) on the first call: t fails without ffmpeg or if the
+// encode does.
 func (f *FFmpegFiles) Get(t testing.TB, name string, args ...string) []byte {
 	t.Helper()
 	NeedFFmpeg(t)

@@ -29,7 +29,7 @@ import (
 const granularity = time.Second
 
 func TestCDN(t *testing.T) {
-	nginxBinary(t) // skips without nginx, before ffmpeg starts
+	nginxBinary(t) // fails without nginx, before ffmpeg starts
 	s := startServer(t, func(c *config.Config) {
 		c.Segmenter.SegmentDuration = config.Duration(time.Second)
 	})

@@ -8,11 +8,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/store"
 )
 
@@ -21,33 +23,19 @@ import (
 // same in low-latency mode (parts appended and served as they are written)
 // and a republish after a 3s outage (a second Period).
 //
-// It is opt-in, as it needs a browser and the players' builds and takes
-// about a minute: set DASHJS to dash.all.min.js (npm package dashjs,
-// dist/modern/umd) and/or SHAKA to shaka-player.compiled.js (npm package
-// shaka-player, dist), and have chromium on the PATH (or CHROMIUM).
+// dash.js is the build the preview page ships (preview/assets, or $DASHJS);
+// Shaka is the npm package shaka-player that scripts/test.sh installs at the
+// version scripts/players/package-lock.json pins into .cache/players (or
+// $SHAKA). Chromium is found in PATH (or $CHROMIUM). Each is required.
 func TestBrowserPlayers(t *testing.T) {
-	players := map[string]string{}
-	for name, env := range map[string]string{"dashjs": "DASHJS", "shaka": "SHAKA"} {
-		if p := os.Getenv(env); p != "" {
-			players[name] = p
-		}
-	}
-	if len(players) == 0 {
-		t.Skip("set DASHJS and/or SHAKA to the players' builds")
-	}
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		var err error
-		if chromium, err = exec.LookPath("chromium"); err != nil {
-			t.Skip("chromium not found")
-		}
+	chromium := testpeer.Chromium(t)
+	players := map[string]string{
+		"dashjs": dashJSBuild(t),
+		"shaka":  testpeer.PlayerFile(t, "SHAKA", "shaka-player/dist/shaka-player.compiled.js"),
 	}
 	fm := encodeMedia(t, 40, 500)
 	for _, player := range []string{"dashjs", "shaka"} {
-		js, ok := players[player]
-		if !ok {
-			continue
-		}
+		js := players[player]
 		for _, tc := range []struct {
 			name string
 			ll   bool
@@ -62,6 +50,20 @@ func TestBrowserPlayers(t *testing.T) {
 			})
 		}
 	}
+}
+
+// dashJSBuild is $DASHJS, or the dash.js build vendored for the preview
+// page.
+func dashJSBuild(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("DASHJS"); p != "" {
+		return p
+	}
+	p := filepath.Join(testpeer.RepoRoot(t), "preview", "assets", "dash.all.min.js")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("dash.js build: %v", err)
+	}
+	return p
 }
 
 type playerReport struct {

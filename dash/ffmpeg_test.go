@@ -20,6 +20,7 @@ import (
 	"github.com/Eyevinn/dash-mpd/mpd"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/store"
 )
@@ -54,12 +55,10 @@ func makeFFmpegMedia(t *testing.T) *ffmpegMedia { return encodeMedia(t, 12, 0) }
 // (one fragment per segment when 0), once per test binary and parameters.
 func encodeMedia(t *testing.T, seconds, fragMs int) *ffmpegMedia {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("ffmpeg tests skipped in short mode")
-	}
+	testpeer.NeedFFmpeg(t)
 	bin, err := exec.LookPath("ffmpeg")
 	if err != nil {
-		t.Skip("ffmpeg not found")
+		t.Fatal(err)
 	}
 	ffmpegMu.Lock()
 	defer ffmpegMu.Unlock()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/Eyevinn/dash-mpd/mpd"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/store"
 )
@@ -419,9 +420,10 @@ const maxJitter = 10 * time.Millisecond
 
 func xmllint(t *testing.T, out []byte) {
 	t.Helper()
+	testpeer.RequireBinary(t, "apt-get install -y libxml2-utils; ./scripts/test.sh installs it", "xmllint")
 	path, err := exec.LookPath("xmllint")
 	if err != nil {
-		return
+		t.Fatal(err)
 	}
 	cmd := exec.Command(path, "--noout", "-")
 	cmd.Stdin = bytes.NewReader(out)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 func randBytes(n int) []byte {
@@ -64,9 +66,7 @@ func TestEncryptRoundTrip(t *testing.T) {
 // TestEncryptMatchesOpenSSL checks the ciphertext byte for byte against
 // openssl's AES-128-CBC with PKCS#7 padding, and that openssl decrypts it.
 func TestEncryptMatchesOpenSSL(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	testpeer.RequireBinary(t, "apt-get install -y openssl; ./scripts/test.sh installs it", "openssl")
 	dir := t.TempDir()
 	key := NewKey()
 	m := key.Material()
@@ -124,12 +124,7 @@ func TestPartsEncryptedIndependently(t *testing.T) {
 // init), and checks ffmpeg's HLS demuxer decodes exactly the frames of the
 // clear playlist. It runs for explicit and sequence IVs.
 func TestFFmpegDecrypts(t *testing.T) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed")
-	}
-	if testing.Short() {
-		t.Skip("short")
-	}
+	testpeer.NeedFFmpeg(t)
 	dir := t.TempDir()
 	gen := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "3",
@@ -137,7 +132,7 @@ func TestFFmpegDecrypts(t *testing.T) {
 		"-hls_segment_type", "fmp4", "-hls_playlist_type", "vod", "-hls_segment_filename", "seg%d.m4s", "clear.m3u8")
 	gen.Dir = dir
 	if out, err := gen.CombinedOutput(); err != nil {
-		t.Skipf("ffmpeg cannot make the test stream (%v): %s", err, out)
+		t.Fatalf("ffmpeg making the test stream: %v\n%s", err, out)
 	}
 	frames := func(playlist string) string {
 		t.Helper()

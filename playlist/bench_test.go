@@ -48,9 +48,6 @@ func BenchmarkMultivariant(b *testing.B) {
 }
 
 func TestMediaAllocs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("allocation count")
-	}
 	f := steady(t)
 	r, all := f.rendition("video"), f.renditions()
 	o := DefaultMediaOptions()

@@ -16,6 +16,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/store"
 )
@@ -169,10 +170,10 @@ func TestRealStream(t *testing.T) {
 // segments back to back) and checks the number of frames.
 func ffprobeCount(t *testing.T, snap *store.Snapshot, stream string, frames int) {
 	t.Helper()
+	testpeer.NeedFFmpeg(t)
 	ffprobe, err := exec.LookPath("ffprobe")
 	if err != nil {
-		t.Log("no ffprobe: not decoding")
-		return
+		t.Fatal(err)
 	}
 	var file bytes.Buffer
 	file.Write(snap.Inits[0].Data)

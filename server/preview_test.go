@@ -21,14 +21,11 @@ import (
 	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
-// chromiumPath is Debian's chromium package.
-const chromiumPath = "/usr/bin/chromium"
-
+// requireChromium fails t unless Chromium (or Chrome) is in PATH or set
+// with $CHROMIUM: the preview tests play the page in it.
 func requireChromium(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s not found: install Debian's chromium (apt-get install -y chromium); the preview test plays the page in it", chromiumPath)
-	}
+	testpeer.Chromium(t)
 }
 
 // browser is a headless Chromium tab with what the page did recorded.
@@ -47,7 +44,7 @@ func startBrowser(t *testing.T) *browser {
 	profile := t.TempDir()
 	var output testpeer.LogBuffer
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
+		chromedp.ExecPath(testpeer.Chromium(t)),
 		chromedp.UserDataDir(profile),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),

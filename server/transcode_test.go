@@ -180,13 +180,12 @@ func TestTranscodeABRLadder(t *testing.T) {
 	}
 	// With a C compiler (the test command installs one) the renditions
 	// above came from ffmpeg processes forked by the fork server.
-	if _, err := exec.LookPath("cc"); err == nil {
-		if up := metricValue(t, s, "headwater_transcoder_fork_server_up"); up != 1 {
-			t.Errorf("headwater_transcoder_fork_server_up = %v with a C compiler", up)
-		}
-		if _, servers := ffmpegWorkers(t, pub.Cmd.Process.Pid); len(servers) != 1 {
-			t.Errorf("fork servers: %v", servers)
-		}
+	testpeer.RequireBinary(t, "the fork server is compiled with cc: apt-get install -y gcc; ./scripts/test.sh installs it", "cc")
+	if up := metricValue(t, s, "headwater_transcoder_fork_server_up"); up != 1 {
+		t.Errorf("headwater_transcoder_fork_server_up = %v with a C compiler", up)
+	}
+	if _, servers := ffmpegWorkers(t, pub.Cmd.Process.Pid); len(servers) != 1 {
+		t.Errorf("fork servers: %v", servers)
 	}
 }
 
@@ -199,7 +198,7 @@ func ffmpegWorkers(t *testing.T, skip int) (workers, servers []int) {
 	self := os.Getpid()
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		t.Skipf("no /proc: %v", err)
+		t.Fatalf("/proc: %v (the test suite runs on Linux)", err)
 	}
 	parent := map[int]int{} // ffmpeg processes by pid: their parent
 	for _, e := range ents {

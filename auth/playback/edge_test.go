@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 // edgeModule extracts the edge worker from docs/security.md, between the
@@ -66,10 +68,7 @@ console.log(JSON.stringify({ results, fetchResult }));
 // on tokens made by this package and checks it reaches the same verdict as
 // Verify on every case, so the documentation cannot drift from the code.
 func TestEdgeWorker(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
+	node := testpeer.Node(t)
 	code := edgeModule(t)
 	ring := keyring(t, "k1", map[string][]byte{"k1": secretA, "k2": secretB})
 	ring2 := keyring(t, "k2", map[string][]byte{"k1": secretA, "k2": secretB})

@@ -2,9 +2,10 @@ package main
 
 import (
 	"os"
-	"runtime"
 	"testing"
 	"time"
+
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 func TestParseProcStat(t *testing.T) {
@@ -29,9 +30,7 @@ func TestParseProcStat(t *testing.T) {
 }
 
 func TestReadProcStatSelf(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("needs /proc")
-	}
+	testpeer.RequireLinux(t, "/proc")
 	st, err := readProcStat(0)
 	if err != nil {
 		t.Fatal(err)
@@ -86,9 +85,7 @@ func TestParseSchedstat(t *testing.T) {
 }
 
 func TestMachineSelf(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("needs /proc")
-	}
+	testpeer.RequireLinux(t, "/proc")
 	if s := sampleMachine(); !s.ok || s.total <= 0 {
 		t.Fatalf("machine sample %+v", s)
 	}

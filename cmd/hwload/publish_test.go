@@ -4,12 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 // fakeFFmpeg writes a shell script standing in for ffmpeg.
@@ -37,9 +38,7 @@ func gone(pid int) bool {
 }
 
 func TestPublishersStopWholeGroup(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("process groups and /proc")
-	}
+	testpeer.RequireLinux(t, "process groups and /proc")
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "grandchildren")
 	// Each "ffmpeg" leaves a grandchild that ignores nothing but is in its
@@ -92,9 +91,7 @@ func TestPublishersStopWholeGroup(t *testing.T) {
 }
 
 func TestPublisherExitingEarlyIsReported(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("process groups")
-	}
+	testpeer.RequireLinux(t, "process groups")
 	ff := fakeFFmpeg(t, "echo 'Connection refused' >&2\nexit 1")
 	set, err := startPublishers(context.Background(), ff, "sample.flv", "rtmp://127.0.0.1:1/live", "k", 1, 0)
 	if err != nil {

@@ -2,16 +2,15 @@ package cli
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
 func TestBuildForkServer(t *testing.T) {
-	if _, err := exec.LookPath("cc"); err != nil {
-		t.Skip("no C compiler")
-	}
+	testpeer.RequireBinary(t, "the fork server library is compiled with cc: apt-get install -y gcc; ./scripts/test.sh installs it", "cc")
 	dir := t.TempDir()
 	out, _, err := run(t, "transcoder", "build-fork-server", "--dir", dir)
 	if err != nil {

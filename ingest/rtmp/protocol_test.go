@@ -331,7 +331,9 @@ func TestTruncatedHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = conn.Write(append([]byte{3}, make([]byte, 700)...))
-	conn.(*net.TCPConn).CloseWrite()
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.Copy(io.Discard, conn); ingest.IsTimeout(err) {
 		t.Fatal("connection not closed")

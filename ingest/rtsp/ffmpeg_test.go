@@ -517,5 +517,7 @@ func TestReadFFmpeg(t *testing.T) {
 	if err := waitDone(t, rtspDone, 20*time.Second); err != nil {
 		t.Errorf("rtsp publisher: %v", err)
 	}
-	<-rtmpDone
+	if err := <-rtmpDone; err != nil {
+		t.Errorf("rtmp publisher: %v", err)
+	}
 }

@@ -260,7 +260,8 @@ func TestKick(t *testing.T) {
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- p.c.Wait() }()
 	select {
-	case <-waitErr:
+	case err := <-waitErr:
+		t.Logf("kicked client: %v", err)
 	case <-time.After(5 * time.Second):
 		t.Fatal("the kicked client is still connected")
 	}

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v5/pkg/description"
-	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
@@ -135,16 +133,6 @@ func newPublisher(srv *Server, name string, info media.PublishInfo, log *slog.Lo
 	return p, nil
 }
 
-// track returns the inTrack of a media and format, nil when not ingested.
-func (p *publisher) track(m *description.Media, f format.Format) *inTrack {
-	for _, t := range p.tracks {
-		if t.plan.media == m && t.plan.format == f {
-			return t
-		}
-	}
-	return nil
-}
-
 // warnLocked logs a warning the first time key is seen. mu must be held.
 func (p *publisher) warnLocked(key, msg string, args ...any) {
 	if p.warned[key] {
@@ -205,7 +193,8 @@ func (p *publisher) handle(t *inTrack, pkt *rtp.Packet, pts int64, ptsOK bool) (
 func (p *publisher) fail(err error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.failLocked(err)
+	p.failLocked(err)
+	return p.err
 }
 
 // failure is the session's fatal error, nil while there is none.
@@ -215,12 +204,13 @@ func (p *publisher) failure() error {
 	return p.err
 }
 
-func (p *publisher) failLocked(err error) error {
+// failLocked records err as the session's fatal error unless there is one
+// already; p.mu is held.
+func (p *publisher) failLocked(err error) {
 	if p.err == nil {
 		p.err = err
 		close(p.failed)
 	}
-	return p.err
 }
 
 func (p *publisher) emit(t *inTrack, f *media.Frame) {
@@ -438,11 +428,4 @@ func (p *publisher) stats() []any {
 		return []any{"bytes", p.bytes}
 	}
 	return []any{"duration", time.Since(p.published).Round(time.Millisecond), "frames", p.frames, "bytes", p.bytes}
-}
-
-// isPublished tells whether the stream was published.
-func (p *publisher) isPublished() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stream != nil
 }

@@ -333,7 +333,9 @@ func (src *source) connect(failures int) (res connResult) {
 	go func() { waitErr <- c.Wait() }()
 	defer func() {
 		c.Close()
-		<-waitErr
+		if err := <-waitErr; err != nil {
+			log.Debug("rtsp: source client ended", "error", err)
+		}
 	}()
 	var lingerC <-chan time.Time
 	if src.cfg.OnDemand {

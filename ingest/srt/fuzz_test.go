@@ -23,9 +23,9 @@ func FuzzDemux(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(ts[:188])
 	f.Add(ts[:64*188])
-	f.Add(ts[:64*188+77])             // not a multiple of 188
-	f.Add(ts[1000 : 1000+96*188])     // starts mid-packet, before the PMT repeats
-	f.Add(corruptTS(ts[:128*188])[:]) // garbage and broken headers
+	f.Add(ts[:64*188+77])          // not a multiple of 188
+	f.Add(ts[1000 : 1000+96*188])  // starts mid-packet, before the PMT repeats
+	f.Add(corruptTS(ts[:128*188])) // garbage and broken headers
 	f.Add(bytes.Repeat([]byte{0x47}, 188*4))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var sub *media.Subscription

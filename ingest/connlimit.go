@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/headwater-live/headwater/internal/connlimit"
 )
 
 // maxLimitedAddresses bounds the addresses the connection limiter tracks.
@@ -47,19 +49,9 @@ func NewConnLimiter(perMinute int) *ConnLimiter {
 	}
 }
 
-// addrKey is the limiting key of a remote address.
-func addrKey(a net.Addr) (netip.Prefix, bool) {
-	ip := AddrIP(a)
-	if !ip.IsValid() {
-		return netip.Prefix{}, false
-	}
-	bits := 32
-	if ip.Is6() {
-		bits = 64
-	}
-	p, err := ip.Prefix(bits)
-	return p, err == nil
-}
+// addrKey is the limiting key of a remote address (connlimit.Key: an IPv4
+// address or an IPv6 /64), shared with ConnCap and the HTTP listeners.
+func addrKey(a net.Addr) (netip.Prefix, bool) { return connlimit.Key(a) }
 
 // Allow takes a token for the address, reporting whether one was left. A
 // nil limiter allows everything.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+
+	"github.com/headwater-live/headwater/internal/connlimit"
 )
 
 // ReadAuthorizer decides whether a reader may read a live stream over a
@@ -38,21 +40,4 @@ func RefusalReason(err error) string {
 
 // AddrIP returns the IP address of a network address, unmapped and without
 // zone; the zero Addr when it has none.
-func AddrIP(a net.Addr) netip.Addr {
-	var ip netip.Addr
-	switch a := a.(type) {
-	case nil:
-		return netip.Addr{}
-	case *net.TCPAddr:
-		ip, _ = netip.AddrFromSlice(a.IP)
-	case *net.UDPAddr:
-		ip, _ = netip.AddrFromSlice(a.IP)
-	default:
-		ap, err := netip.ParseAddrPort(a.String())
-		if err != nil {
-			return netip.Addr{}
-		}
-		ip = ap.Addr()
-	}
-	return ip.Unmap().WithZone("")
-}
+func AddrIP(a net.Addr) netip.Addr { return connlimit.AddrIP(a) }

@@ -178,6 +178,12 @@ type Config struct {
 	// connections wait in the listen backlog until one closes. 0 means no
 	// limit.
 	MaxConnections int
+	// MaxConnectionsPerAddress bounds the concurrent connections of one
+	// client address (an IPv6 /64 counts as one): a connection beyond it is
+	// closed at accept, counted in headwater_origin_connections_refused_total
+	// and logged at most once per address a minute. 0 means no limit, which
+	// suits an origin behind a CDN (its edges hold many connections each).
+	MaxConnectionsPerAddress int
 	// Encryption configures HLS AES-128 encryption; off by default.
 	Encryption EncryptionConfig
 }

@@ -49,6 +49,7 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	blocking prometheus.Histogram
 	bytes    *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 
 	// Children resolved once, so that the hot path does no label hashing.
 	reqByStatus [numObjects][len(commonStatuses)]prometheus.Counter
@@ -63,10 +64,14 @@ type Metrics struct {
 //   - headwater_origin_request_duration_seconds{object}
 //   - headwater_origin_blocking_wait_seconds
 //   - headwater_origin_response_bytes_total{object}
+//   - headwater_origin_connections_refused_total{reason}
 //
 // object is one of multivariant, media_playlist, mpd, time, init, segment,
 // part, key (HLS key files), health, other; status is the numeric HTTP
-// status. When reg already holds these collectors (NewMetrics called twice
+// status. reason is too_many_connections_per_address (the only one: a
+// connection over origin.max_connections_per_address, closed at accept;
+// the global origin.max_connections makes connections wait instead). When
+// reg already holds these collectors (NewMetrics called twice
 // on one registry), those are reused.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
@@ -88,9 +93,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "headwater_origin_response_bytes_total",
 			Help: "Response body bytes written by the origin, by object type.",
 		}, []string{"object"})),
+		refused: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headwater_origin_connections_refused_total",
+			Help: "Connections the origin closed at accept, by reason (too_many_connections_per_address: origin.max_connections_per_address).",
+		}, []string{"reason"})),
 	}
 	// Resolved after registration, so that they belong to the collectors
-	// reg holds.
+	// reg holds. The refusal series exists (at 0) before the first one.
+	m.refused.WithLabelValues(reasonPerAddress)
 	for o := object(0); o < numObjects; o++ {
 		for i, code := range commonStatuses {
 			m.reqByStatus[o][i] = m.requests.WithLabelValues(o.String(), strconv.Itoa(code))
@@ -99,6 +109,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.bytesBy[o] = m.bytes.WithLabelValues(o.String())
 	}
 	return m
+}
+
+// reasonPerAddress is the reason label of a connection refused by
+// origin.max_connections_per_address.
+const reasonPerAddress = "too_many_connections_per_address"
+
+// refuse counts a connection closed at accept.
+func (m *Metrics) refuse(reason string) {
+	if m == nil {
+		return
+	}
+	m.refused.WithLabelValues(reason).Inc()
 }
 
 // observe records one request: its object, status, duration and body bytes.

@@ -11,31 +11,47 @@ import (
 	"sync"
 
 	"golang.org/x/net/netutil"
+
+	"github.com/headwater-live/headwater/internal/connlimit"
 )
 
 // Server runs the origin handler on an http.Server with the configured
 // timeouts and limits (MaxConnections concurrent connections at most), over
-// TLS (with HTTP/2) when a certificate is set.
+// TLS (with HTTP/2) when a certificate is set. A connection from an
+// address already holding MaxConnectionsPerAddress is closed at accept.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	srv    *http.Server
-	ctx    context.Context
-	cancel context.CancelFunc
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	srv     *http.Server
+	ctx     context.Context
+	cancel  context.CancelFunc
 
 	mu   sync.Mutex
 	ln   net.Listener
 	done chan struct{}
 }
 
+// ServerOption configures a Server.
+type ServerOption func(*Server)
+
+// WithServerMetrics counts the connections the server refuses in m (the
+// handler's Metrics, typically).
+func WithServerMetrics(m *Metrics) ServerOption {
+	return func(s *Server) { s.metrics = m }
+}
+
 // NewServer prepares a server for h. cfg's zero fields take their defaults.
-func NewServer(cfg Config, h http.Handler, log *slog.Logger) *Server {
+func NewServer(cfg Config, h http.Handler, log *slog.Logger, opts ...ServerOption) *Server {
 	cfg = cfg.WithDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: log, ctx: ctx, cancel: cancel}
+	for _, o := range opts {
+		o(s)
+	}
 	s.srv = &http.Server{
 		Addr:              cfg.Address,
 		Handler:           h,
@@ -83,6 +99,9 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
+	// Per address inside the global limit, so that a refused connection
+	// never holds one of its slots.
+	ln = connlimit.PerAddress(ln, s.cfg.MaxConnectionsPerAddress, s.refused)
 	if n := s.cfg.MaxConnections; n > 0 {
 		// Further connections wait in the kernel's listen backlog until one
 		// closes, so a flood cannot exhaust file descriptors or memory.
@@ -102,8 +121,19 @@ func (s *Server) Start() error {
 			s.log.Error("origin server stopped", "err", err)
 		}
 	}()
-	s.log.Info("origin: listening", "address", ln.Addr().String(), "tls", useTLS, "max_connections", s.cfg.MaxConnections)
+	s.log.Info("origin: listening", "address", ln.Addr().String(), "tls", useTLS, "max_connections", s.cfg.MaxConnections,
+		"max_connections_per_address", s.cfg.MaxConnectionsPerAddress)
 	return nil
+}
+
+// refused counts (and, once per address a minute, logs) a connection
+// closed at accept by MaxConnectionsPerAddress.
+func (s *Server) refused(remote net.Addr, err error, log bool) {
+	s.metrics.refuse(reasonPerAddress)
+	if log {
+		s.log.Warn("origin: connection refused (further refusals of this address are not logged for a minute)",
+			"remote", connlimit.AddrIP(remote).String(), "reason", reasonPerAddress, "err", err)
+	}
 }
 
 // Addr is the address listened on (useful with port 0), nil before Start.

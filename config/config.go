@@ -273,6 +273,11 @@ type OriginConfig struct {
 	// ones wait in the listen backlog); 0 means no limit. It defaults to
 	// 10000.
 	MaxConnections int `yaml:"max_connections" doc:"Concurrent connections of the origin; 0 = unlimited."`
+	// MaxConnectionsPerAddress caps the concurrent connections of one
+	// client address (an IPv6 /64 counts as one); a connection beyond it is
+	// closed at accept. It defaults to 0 (no limit): behind a CDN a few
+	// edge addresses hold most connections.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address" doc:"Concurrent origin connections of one address (IPv6: one /64), closed at accept beyond; 0 = unlimited (the default; behind a CDN leave it 0 or above what one edge holds)."`
 	// BlockTimeout is the longest an LL-HLS blocking playlist reload or
 	// preload-hint request waits (the spec suggests three target
 	// durations). It defaults to 6s.

@@ -585,6 +585,8 @@ func TestValidate(t *testing.T) {
 		{"rtmp connections negative", func(c *Config) { c.RTMP.MaxConnections = -1 }, `rtmp.max_connections: must be at least 0, got -1`},
 		{"srt connections per address negative", func(c *Config) { c.SRT.MaxConnectionsPerAddress = -1 }, `srt.max_connections_per_address: must be at least 0, got -1`},
 		{"rtsp connections negative", func(c *Config) { c.RTSP.MaxConnections = -3 }, `rtsp.max_connections: must be at least 0, got -3`},
+		{"origin connections per address", func(c *Config) { c.Origin.MaxConnectionsPerAddress = 64 }, ""},
+		{"origin connections per address negative", func(c *Config) { c.Origin.MaxConnectionsPerAddress = -1 }, `origin.max_connections_per_address: must be at least 0, got -1`},
 		{"rtmp publish deadline zero", func(c *Config) { c.RTMP.PublishDeadline = 0 }, `rtmp.publish_deadline: must be greater than 0, got 0s`},
 		{"srt publish deadline negative", func(c *Config) { c.SRT.PublishDeadline = Duration(-time.Second) }, `srt.publish_deadline: must be greater than 0, got -1s`},
 		{"rtsp publish deadline zero", func(c *Config) { c.RTSP.PublishDeadline = 0 }, `rtsp.publish_deadline: must be greater than 0, got 0s`},

@@ -103,6 +103,7 @@ func (c *Config) Validate() error {
 	v.positive("origin.idle_timeout", o.IdleTimeout)
 	v.atLeast("origin.max_header_bytes", o.MaxHeaderBytes, MinHeaderBytes)
 	v.atLeast("origin.max_connections", o.MaxConnections, 0)
+	v.atLeast("origin.max_connections_per_address", o.MaxConnectionsPerAddress, 0)
 	v.positive("origin.block_timeout", o.BlockTimeout)
 	if o.WriteTimeout > 0 && o.BlockTimeout > 0 && o.WriteTimeout <= o.BlockTimeout {
 		v.add("origin.write_timeout", "must be greater than origin.block_timeout (%s) so blocking requests can be answered, got %s", o.BlockTimeout, o.WriteTimeout)

@@ -117,7 +117,8 @@ func (s *Server) buildIngest() error {
 func (s *Server) buildOrigin() {
 	oc := originConfig(s.cfg)
 	s.viewers = metrics.Register(s.reg, origin.NewViewers(origin.DefaultViewerWindow))
-	h := http.Handler(origin.NewHandler(oc, s.store, origin.NewMetrics(s.reg), s.log, origin.WithViewers(s.viewers)))
+	om := origin.NewMetrics(s.reg)
+	h := http.Handler(origin.NewHandler(oc, s.store, om, s.log, origin.WithViewers(s.viewers)))
 	if _, off := s.tp.(noop.TracerProvider); !off {
 		h = otelhttp.NewHandler(h, "origin",
 			otelhttp.WithTracerProvider(s.tp), otelhttp.WithPropagators(telemetry.Propagator()),
@@ -125,5 +126,5 @@ func (s *Server) buildOrigin() {
 	}
 	// Outermost, so that traces and the origin's logs see paths without tokens.
 	h = s.sec.wrapOrigin(h)
-	s.origin = origin.NewServer(oc, h, s.log)
+	s.origin = origin.NewServer(oc, h, s.log, origin.WithServerMetrics(om))
 }

@@ -196,6 +196,8 @@ func originConfig(cfg *config.Config) origin.Config {
 		DASHTargetLatency:  oc.DASH.TargetLatency.Duration(),
 		DASHEndGrace:       oc.DASH.EndGrace.Duration(),
 		MaxConnections:     oc.MaxConnections,
+
+		MaxConnectionsPerAddress: oc.MaxConnectionsPerAddress,
 		Encryption: origin.EncryptionConfig{
 			Enabled:        enc.Enabled,
 			Prefixes:       enc.Prefixes,

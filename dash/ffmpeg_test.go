@@ -139,7 +139,7 @@ func readFFmpegMedia(dir string) (*ffmpegMedia, error) {
 				info.Width, info.Height, info.FrameRate = int(rep.Width), int(rep.Height), 30
 			case "audio":
 				info.Kind, info.SampleRate, info.Channels = media.KindAudio, 48000, 1
-				info.Codec = &media.AAC{Config: mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelCount: 1}}
+				info.Codec = &media.AAC{Config: mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelConfig: 1}}
 			}
 			fm.info[id] = info
 			n, tc := int(*st.StartNumber), uint64(0)

@@ -73,7 +73,7 @@ func (f *fixture) video(name string, sps []byte) int {
 func (f *fixture) audio(name string) int {
 	info := store.RenditionInfo{
 		Name: name, Kind: media.KindAudio, Timescale: audioTS,
-		Codec:      &media.AAC{Config: mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelCount: 2}},
+		Codec:      &media.AAC{Config: mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelConfig: 2}},
 		SampleRate: 48000, Channels: 2,
 		SegmentTarget: segTgt, PartTarget: partTgt,
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -450,12 +451,14 @@ func TestStreamNextSegment(t *testing.T) {
 	}
 	first := s.read(len(partData("audio", 4, 0)))
 	f.appendPart(f.audio)
-	f.audio.FinishSegment(12000)
+	if err := f.audio.FinishSegment(12000); err != nil {
+		t.Fatal(err)
+	}
 	tail, err := s.rest()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := append(first, tail...); !bytes.Equal(got, segData("audio", 4, 2)) {
+	if got := slices.Concat(first, tail); !bytes.Equal(got, segData("audio", 4, 2)) {
 		t.Fatalf("body %q", got)
 	}
 
@@ -469,7 +472,9 @@ func TestStreamNextSegment(t *testing.T) {
 	f.appendPart(f.audio)
 	s = headers(t, ch)
 	s.read(len(partData("audio", 5, 0)))
-	f.audio.FinishSegment(6000)
+	if err := f.audio.FinishSegment(6000); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.rest(); err != nil {
 		t.Fatal(err)
 	}
@@ -503,7 +508,9 @@ func TestStreamStall(t *testing.T) {
 	}
 	// The origin still serves the segment once it completes.
 	f.appendPart(f.video)
-	f.video.FinishSegment(90000)
+	if err := f.video.FinishSegment(90000); err != nil {
+		t.Fatal(err)
+	}
 	r := f.get("/live/key/video/seg3.m4s")
 	expectStatus(t, r, 200)
 	if !bytes.Equal(r.body, segData("video", 3, 3)) {
@@ -532,7 +539,9 @@ func TestStreamHeadRangeConditional(t *testing.T) {
 	notYet(t, inm)
 	f.appendPart(f.video)
 	notYet(t, ranged)
-	f.video.FinishSegment(90000)
+	if err := f.video.FinishSegment(90000); err != nil {
+		t.Fatal(err)
+	}
 	r := receive(t, ranged)
 	expectStatus(t, r, 206)
 	whole := segData("video", 3, 3)
@@ -569,8 +578,12 @@ func TestShutdownAbortsStreamedSegment(t *testing.T) {
 	s := st.Begin(streamName)
 	v := s.AddRendition(videoInfo)
 	v.SetInit(videoInfo, initVideo)
-	v.StartSegment(time.Now(), 0)
-	v.AppendPart([]byte("chunk"), 250*time.Millisecond, true)
+	if _, err := v.StartSegment(time.Now(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.AppendPart([]byte("chunk"), 250*time.Millisecond, true); err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{Address: "127.0.0.1:0", BlockTimeout: time.Minute, Gzip: true}
 	srv := NewServer(cfg, NewHandler(cfg, st, nil, nil), nil)
 	if err := srv.Start(); err != nil {

@@ -161,12 +161,18 @@ func clearBytes(t testing.TB, name, uri string) (msn uint64, data []byte) {
 		t.Fatalf("not a media URI: %s", uri)
 	}
 	if m[1] != "" {
-		fmt.Sscan(m[1], &msn)
+		if _, err := fmt.Sscan(m[1], &msn); err != nil {
+			t.Fatal(err)
+		}
 		return msn, segData(name, msn, 4)
 	}
 	var p int
-	fmt.Sscan(m[2], &msn)
-	fmt.Sscan(m[3], &p)
+	if _, err := fmt.Sscan(m[2], &msn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Sscan(m[3], &p); err != nil {
+		t.Fatal(err)
+	}
 	return msn, partData(name, msn, p)
 }
 

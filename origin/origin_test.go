@@ -657,7 +657,9 @@ func TestBlockingReload(t *testing.T) {
 	ch = f.blockingGet("/live/key/video/index.m3u8?_HLS_msn=3")
 	signalled(t, waiting)
 	notYet(t, ch)
-	f.video.FinishSegment(90000)
+	if err := f.video.FinishSegment(90000); err != nil {
+		t.Fatal(err)
+	}
 	r = receive(t, ch)
 	expectStatus(t, r, 200)
 	if !bytes.Contains(r.body, []byte("seg3.m4s")) {
@@ -777,7 +779,9 @@ func TestBlockingPart(t *testing.T) {
 	notYet(t, ch)
 	f.appendPart(f.video)
 	notYet(t, ch)
-	f.video.FinishSegment(90000)
+	if err := f.video.FinishSegment(90000); err != nil {
+		t.Fatal(err)
+	}
 	r = receive(t, ch)
 	expectStatus(t, r, 200)
 	if !bytes.Equal(r.body, segData("video", 4, 2)) {
@@ -948,7 +952,9 @@ func TestGarbagePaths(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			io.Copy(io.Discard, resp.Body)
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+				t.Fatal(err)
+			}
 			resp.Body.Close()
 			if resp.StatusCode != 400 && resp.StatusCode != 404 && resp.StatusCode != 431 {
 				t.Errorf("status %d", resp.StatusCode)
@@ -1102,8 +1108,12 @@ func TestShutdownEndsBlockedRequests(t *testing.T) {
 	s := st.Begin(streamName)
 	v := s.AddRendition(videoInfo)
 	v.SetInit(videoInfo, initVideo)
-	v.StartSegment(time.Now(), 0)
-	v.AppendPart([]byte("x"), 250*time.Millisecond, true)
+	if _, err := v.StartSegment(time.Now(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.AppendPart([]byte("x"), 250*time.Millisecond, true); err != nil {
+		t.Fatal(err)
+	}
 
 	cfg := Config{Address: "127.0.0.1:0", BlockTimeout: time.Minute, Gzip: true}
 	h := NewHandler(cfg, st, nil, nil).(*handler)

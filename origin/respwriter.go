@@ -45,12 +45,13 @@ func (w *respWriter) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	if code >= 400 {
-		hdr := w.ResponseWriter.Header()
-		if w.private {
+		hdr := w.Header()
+		switch {
+		case w.private:
 			hdr["Cache-Control"] = hvPrivate
-		} else if code == http.StatusNotFound {
+		case code == http.StatusNotFound:
 			hdr["Cache-Control"] = w.h.ccNotFound
-		} else {
+		default:
 			hdr["Cache-Control"] = hvNoCache
 		}
 		delete(hdr, "Etag")

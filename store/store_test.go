@@ -231,24 +231,36 @@ func TestHas(t *testing.T) {
 		}
 	}
 	check("empty", q{0, -1, false}, q{0, 0, false})
-	r.StartSegment(t0, 0)
+	if _, err := r.StartSegment(t0, 0); err != nil {
+		t.Fatal(err)
+	}
 	check("open, no part", q{0, -1, false}, q{0, 0, false})
 	part()
 	part()
 	check("open, 2 parts", q{0, 0, true}, q{0, 1, true}, q{0, 2, false}, q{0, -1, false}, q{1, 0, false}, q{1, -1, false})
 	part()
-	r.FinishSegment(54000)
+	if err := r.FinishSegment(54000); err != nil {
+		t.Fatal(err)
+	}
 	check("0 complete", q{0, -1, true}, q{0, 2, true}, q{0, 3, false}, q{1, 0, false}, q{1, -1, false})
-	r.StartSegment(t0, 54000)
+	if _, err := r.StartSegment(t0, 54000); err != nil {
+		t.Fatal(err)
+	}
 	// Part 3 of segment 0 is part 0 of segment 1: not there yet.
 	check("1 open, no part", q{0, -1, true}, q{0, 2, true}, q{0, 3, false}, q{0, 9, false}, q{1, 0, false}, q{1, -1, false})
 	part()
 	check("1 open, 1 part", q{0, 3, true}, q{0, 9, true}, q{1, 0, true}, q{1, 1, false}, q{1, -1, false}, q{2, 0, false})
-	r.FinishSegment(18000)
-	r.AddGap(t0, 72000, 18000)
+	if err := r.FinishSegment(18000); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddGap(t0, 72000, 18000); err != nil {
+		t.Fatal(err)
+	}
 	// Part 1 of segment 1 stands for part 0 of segment 2, a complete gap.
 	check("2 gap", q{1, -1, true}, q{1, 1, true}, q{2, -1, true}, q{2, 0, false}, q{3, -1, false})
-	r.StartSegment(t0, 90000)
+	if _, err := r.StartSegment(t0, 90000); err != nil {
+		t.Fatal(err)
+	}
 	check("3 open, no part", q{1, 1, true}, q{2, 0, false}, q{3, 0, false})
 	part()
 	check("3 open, 1 part", q{2, 0, true}, q{3, 0, true})
@@ -256,7 +268,9 @@ func TestHas(t *testing.T) {
 
 func TestWait(t *testing.T) {
 	_, st, r := newTestRendition(t, Config{})
-	r.StartSegment(t0, 0)
+	if _, err := r.StartSegment(t0, 0); err != nil {
+		t.Fatal(err)
+	}
 
 	got := make(chan *Snapshot)
 	go func() {
@@ -266,13 +280,17 @@ func TestWait(t *testing.T) {
 		}
 		got <- snap
 	}()
-	r.AppendPart([]byte("a"), 200*time.Millisecond, true)
+	if _, err := r.AppendPart([]byte("a"), 200*time.Millisecond, true); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-got:
 		t.Fatal("Wait(0, 1) returned after part 0")
 	case <-time.After(20 * time.Millisecond):
 	}
-	r.AppendPart([]byte("b"), 200*time.Millisecond, false)
+	if _, err := r.AppendPart([]byte("b"), 200*time.Millisecond, false); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case snap := <-got:
 		if !snap.Has(0, 1) || len(snap.Open.Parts) != 2 {
@@ -360,8 +378,12 @@ func TestRepublishWithinGrace(t *testing.T) {
 		t.Fatal("new rendition")
 	} else {
 		r3.SetInit(r3.Snapshot().Info, []byte("a"))
-		r3.StartSegment(t0, 0)
-		r3.AppendPart([]byte("x"), time.Second, true)
+		if _, err := r3.StartSegment(t0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r3.AppendPart([]byte("x"), time.Second, true); err != nil {
+			t.Fatal(err)
+		}
 		if seg := r3.Snapshot().Open; seg.Epoch != 1 || seg.Discontinuity || seg.MSN != 0 {
 			t.Fatalf("new rendition segment: epoch %d disc %v", seg.Epoch, seg.Discontinuity)
 		}
@@ -414,8 +436,12 @@ func TestRepublishAfterGrace(t *testing.T) {
 func TestRepublishWhileLive(t *testing.T) {
 	s, _, r := newTestRendition(t, Config{})
 	addSegment(t, r, 0, 1)
-	r.StartSegment(t0, 18000)
-	r.AppendPart([]byte("a"), 200*time.Millisecond, true)
+	if _, err := r.StartSegment(t0, 18000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AppendPart([]byte("a"), 200*time.Millisecond, true); err != nil {
+		t.Fatal(err)
+	}
 	st2 := s.Begin("live/x")
 	if st2.Epoch() != 1 {
 		t.Fatal("epoch")
@@ -457,7 +483,9 @@ func TestEmptySegmentsDoNotUseNumbers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// End with an empty open segment, then a republish.
-	r.StartSegment(t0, 54000)
+	if _, err := r.StartSegment(t0, 54000); err != nil {
+		t.Fatal(err)
+	}
 	st.End()
 	s.Begin("live/x")
 	r.SetInit(videoInfo("video"), []byte("init-B"))
@@ -485,8 +513,12 @@ func TestLookups(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		addSegment(t, r, uint64(i)*54000, 3)
 	}
-	r.StartSegment(t0, 4*54000)
-	r.AppendPart([]byte("open"), 200*time.Millisecond, true)
+	if _, err := r.StartSegment(t0, 4*54000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AppendPart([]byte("open"), 200*time.Millisecond, true); err != nil {
+		t.Fatal(err)
+	}
 	snap := r.Snapshot()
 	if msn, part, ok := snap.LastMSN(); !ok || msn != 4 || part != 0 || snap.NextMSN() != 5 {
 		t.Fatalf("LastMSN %d %d %v", msn, part, ok)
@@ -533,7 +565,9 @@ func TestWriterErrors(t *testing.T) {
 		t.Fatal("finish without a segment")
 	}
 	r.SetInit(videoInfo("video"), []byte("i"))
-	r.StartSegment(t0, 0)
+	if _, err := r.StartSegment(t0, 0); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := r.StartSegment(t0, 0); err == nil {
 		t.Fatal("two open segments")
 	}
@@ -609,7 +643,7 @@ func TestSnapshotsImmutable(t *testing.T) {
 				}
 				if msn, part, ok := s.LastMSN(); ok {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-					r.Wait(ctx, msn, part+1)
+					_, _ = r.Wait(ctx, msn, part+1) // a 1 ms wait: timing out is the common case
 					cancel()
 				}
 			}
@@ -636,7 +670,9 @@ func TestSnapshotsImmutable(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		r.FinishSegment(18000)
+		if err := r.FinishSegment(18000); err != nil {
+			t.Fatal(err)
+		}
 		base += 18000
 	}
 	st.End()
@@ -678,15 +714,21 @@ func BenchmarkStoreAppendPart(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	var base uint64
-	r.StartSegment(t0, base)
+	if _, err := r.StartSegment(t0, base); err != nil {
+		b.Fatal(err)
+	}
 	for i := 0; b.Loop(); i++ {
 		if _, err := r.AppendPart(data, 200*time.Millisecond, i%10 == 0); err != nil {
 			b.Fatal(err)
 		}
 		if i%10 == 9 {
-			r.FinishSegment(180000)
+			if err := r.FinishSegment(180000); err != nil {
+				b.Fatal(err)
+			}
 			base += 180000
-			r.StartSegment(t0, base)
+			if _, err := r.StartSegment(t0, base); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }

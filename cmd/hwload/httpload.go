@@ -134,13 +134,8 @@ func readURLs(o *httpOptions) ([]string, error) {
 
 func runHTTP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o httpOptions
-	fs := httpFlags(&o)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(httpFlags(&o), args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if o.connections < 1 || o.duration <= 0 || o.warmup < 0 || o.baseline < 0 {
 		return errors.New("need --connections ≥ 1, --duration > 0, --warmup ≥ 0, --baseline ≥ 0")
@@ -246,12 +241,7 @@ func runHTTP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		rep.Requests += st.requests
 		rep.Bytes += st.bytes
 		rep.Errors += st.errors
-		for k, n := range st.kinds {
-			if rep.ErrorKinds == nil {
-				rep.ErrorKinds = map[string]int{}
-			}
-			rep.ErrorKinds[k] += n
-		}
+		addErrorKinds(&rep.ErrorKinds, st.kinds)
 		lat = append(lat, st.lat...)
 	}
 	rep.DurationS = wall

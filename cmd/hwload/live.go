@@ -164,13 +164,8 @@ type targetCheck struct {
 
 func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o liveOptions
-	fs := liveFlags(&o)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(liveFlags(&o), args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if o.streams < 1 || o.readers < 0 || o.duration <= 0 || o.warmup < 0 {
 		return errors.New("need --streams ≥ 1, --readers ≥ 0, --duration > 0, --warmup ≥ 0")

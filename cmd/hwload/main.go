@@ -96,3 +96,27 @@ func writeJSONFile(path string, v any) error {
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
+
+// parseFlags parses args into fs, writing usage and errors to stderr;
+// positional arguments are an error.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return nil
+}
+
+// addErrorKinds adds the counts of src to *dst, making *dst when needed
+// (a report without errors keeps a nil map, left out of its JSON).
+func addErrorKinds(dst *map[string]int, src map[string]int) {
+	for k, n := range src {
+		if *dst == nil {
+			*dst = map[string]int{}
+		}
+		(*dst)[k] += n
+	}
+}

@@ -49,12 +49,7 @@ func (s *readerStats) add(o *readerStats) {
 	s.Bytes += o.Bytes
 	s.Errors += o.Errors
 	s.Resyncs += o.Resyncs
-	for k, n := range o.ErrorKinds {
-		if s.ErrorKinds == nil {
-			s.ErrorKinds = map[string]int{}
-		}
-		s.ErrorKinds[k] += n
-	}
+	addErrorKinds(&s.ErrorKinds, o.ErrorKinds)
 	s.BlockingWait = append(s.BlockingWait, o.BlockingWait...)
 	s.PartLatency = append(s.PartLatency, o.PartLatency...)
 	s.PartAge = append(s.PartAge, o.PartAge...)

@@ -15,12 +15,9 @@ type expect struct {
 	audio   string // "aac", "opus" or "" for none
 	seconds int    // of 30 fps video
 	// exact requires exactly 30*seconds video frames (a whole file sent
-	// without loss) with regular timestamp steps. Otherwise (publishes over
-	// SRT) half of them are enough and up to maxGaps irregular steps per
-	// track are accepted: SRT in live mode drops what is still in the
-	// receive buffer when the peer closes (ffmpeg does as soon as it is
-	// done), and packets that come too late on a loaded machine (CI runs
-	// packages in parallel); the exact checks are the file tests'.
+	// without loss, or an ffmpeg publish over SRT with linger set) with
+	// regular timestamp steps. Otherwise (audio-only checks) half of them
+	// are enough and up to maxGaps irregular steps per track are accepted.
 	exact   bool
 	bframes bool
 	// gop is the key frame interval in frames (0: not checked).

@@ -237,7 +237,12 @@ func TestLateAudioHeader(t *testing.T) {
 	if err := c.sendTags(append(meta, rest[:10]...), 0); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The server answers commands in order: once createStream's result is
+	// back, it has handled the tags sent before it.
+	if err := c.command(0, "createStream", nil); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("_result", "")
 	if e.caps.Publishes("live/late") != 0 {
 		t.Fatal("published before the announced audio track's header")
 	}

@@ -294,9 +294,13 @@ func TestRepublishContinuesPlaylists(t *testing.T) {
 // TestBadInputKeepsStreamsPlaying runs two streams while bad peers poke at
 // every listener; each bad peer loses only its own connection.
 func TestBadInputKeepsStreamsPlaying(t *testing.T) {
-	s := startServer(t, nil)
-	a := testpeer.PublishRTMP(t, s.rtmpURL("a"), 14*time.Second, 30)
-	b := testpeer.PublishRTMP(t, s.rtmpURL("b"), 14*time.Second, 30)
+	s := startServer(t, func(c *config.Config) {
+		c.SRT.Address = "127.0.0.1:0"
+		c.RTSP.Address = "127.0.0.1:0"
+		c.RTSP.UDPRTPAddress, c.RTSP.UDPRTCPAddress = "", ""
+	})
+	a := testpeer.PublishRTMP(t, s.rtmpURL("a"), 20*time.Second, 30)
+	b := testpeer.PublishRTMP(t, s.rtmpURL("b"), 20*time.Second, 30)
 	for _, key := range []string{"a", "b"} {
 		url := s.originURL("/live/" + key + "/video/index.m3u8")
 		testpeer.WaitFor(t, 10*time.Second, "stream "+key, func() bool { return get(t, url).status == http.StatusOK })
@@ -359,10 +363,58 @@ func TestBadInputKeepsStreamsPlaying(t *testing.T) {
 			"/../../etc/passwd", "/live/%2e%2e/%2e%2e/etc/passwd", "/live/a/video/seg-1.m4s",
 			"/live/a/video/segxyz.m4s", "/live/a/video/part1.m4s", "/live/nope/index.m3u8",
 			"/live/a/video/index.m3u8?_HLS_part=3", "/" + strings.Repeat("x", 5000),
+			// Nested and reserved names: nothing is published there.
+			"/live/a/x/index.m3u8", "/live/a/x/video/index.m3u8", "/live/video/index.m3u8", "/live/a/video/x/index.m3u8",
 		} {
 			r := get(t, s.originURL(p))
 			if r.status != http.StatusNotFound && r.status != http.StatusBadRequest {
 				t.Errorf("GET %s: %d", p, r.status)
+			}
+		}
+	})
+	t.Run("nested and reserved names", func(t *testing.T) {
+		// live/a is live: live/a/x would extend its name (and its URLs), and
+		// "video" names a rendition. Every protocol refuses both at publish.
+		srtURL := func(name string) string {
+			return fmt.Sprintf("srt://%s?streamid=#!::r=%s,m=publish&latency=500000", s.SRTAddr(), name)
+		}
+		rtspURL := func(name string) string { return fmt.Sprintf("rtsp://%s/%s", s.RTSPAddr(), name) }
+		const dur = 4 * time.Second
+		pubs := []struct {
+			proto, name string
+			p           *testpeer.Process
+		}{
+			// ffmpeg would take rtmp://host/live/a/x as app "live/a", key "x".
+			{"rtmp", "live/a/x", testpeer.PublishRTMP(t, s.rtmpURL("a/x"), dur, 30, "-rtmp_app", "live", "-rtmp_playpath", "a/x")},
+			{"rtmp", "live/video", testpeer.PublishRTMP(t, s.rtmpURL("video"), dur, 30)},
+			{"srt", "live/a/x", ffmpegSource(t, dur, x264, aac, "-f", "mpegts", srtURL("live/a/x"))},
+			{"srt", "live/video", ffmpegSource(t, dur, x264, aac, "-f", "mpegts", srtURL("live/video"))},
+			{"rtsp", "live/a/x", ffmpegSource(t, dur, x264, aac, "-f", "rtsp", "-rtsp_transport", "tcp", rtspURL("live/a/x"))},
+			{"rtsp", "live/video", ffmpegSource(t, dur, x264, aac, "-f", "rtsp", "-rtsp_transport", "tcp", rtspURL("live/video"))},
+		}
+		for _, pub := range pubs {
+			if err := pub.p.Wait(t, 20*time.Second); err == nil {
+				t.Errorf("%s publish of %s: ffmpeg ended cleanly, want an error", pub.proto, pub.name)
+			}
+			if st, ok := s.Registry().Get(pub.name); ok {
+				t.Errorf("%s publish of %s: published as %s", pub.proto, pub.name, st.Name())
+			}
+		}
+		for _, proto := range []string{"rtmp", "srt", "rtsp"} {
+			series := `headwater_ingest_errors_total{protocol="` + proto + `",reason="invalid_name"}`
+			if v := metricValue(t, s, series); v != 2 {
+				t.Errorf("%s = %v, want 2 (one per refused publish)", series, v)
+			}
+			for _, name := range []string{"live/a/x", "live/video"} {
+				n := 0
+				for _, line := range strings.Split(s.logs.String(), "\n") {
+					if strings.Contains(line, `"msg":"`+proto+`:`) && strings.Contains(line, `invalid_name`) && strings.Contains(line, name) {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Errorf("%s refusal of %s logged %d times, want once", proto, name, n)
+				}
 			}
 		}
 	})

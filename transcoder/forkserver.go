@@ -122,9 +122,13 @@ func libraryPrefix() string {
 	return fmt.Sprintf("forkserver-%s-%s-", runtime.GOARCH, hex.EncodeToString(sum[:8]))
 }
 
-// privateDir checks that dir is a directory private to the user (not a
-// symlink, owned by the effective uid, no group or other permissions),
-// creating it (and missing parents) 0700 when it does not exist.
+// privateDir makes sure dir is a directory private to the user: not a
+// symlink, owned by the effective uid, mode 0700. A missing one is created
+// (parents too) 0700. One of ours that others may read but not write (the
+// 0755 an earlier Headwater or a test's temporary directory has) is
+// tightened to 0700: nobody else can have put a file in it. One that group
+// or other users may write to is refused, since anything in it may have
+// been planted.
 func privateDir(dir string) error {
 	st, err := os.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -148,8 +152,14 @@ func privateDir(dir string) error {
 	if err := ownedByUs(st); err != nil {
 		return err
 	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("mode %#o gives group or other users access: want 0700 (chmod 0700 %s)", perm, dir)
+	perm := st.Mode().Perm()
+	switch {
+	case perm&0o022 != 0:
+		return fmt.Errorf("mode %#o lets group or other users write to it: want 0700 (check its files, then chmod 0700 %s)", perm, dir)
+	case perm&0o077 != 0:
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("mode %#o: tightening to 0700: %w", perm, err)
+		}
 	}
 	return nil
 }

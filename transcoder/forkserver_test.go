@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -70,8 +71,8 @@ func forkServerTestDir(t testing.TB) string {
 
 // TestForkServerLibraryRefusesUnsafeDir checks the library directory is
 // private before anything is built in it or loaded from it: owned by the
-// user, no group or other permissions, not a symlink; a missing one is
-// created 0700.
+// user, not writable by group or other users, not a symlink; a missing one
+// is created 0700 and a readable one tightened to 0700.
 func TestForkServerLibraryRefusesUnsafeDir(t *testing.T) {
 	requireCC(t)
 	ctx := context.Background()
@@ -93,8 +94,8 @@ func TestForkServerLibraryRefusesUnsafeDir(t *testing.T) {
 	}
 	dirs := map[string]string{
 		"mode 0777": mkdir("open", 0o777),
-		"mode 0750": mkdir("group", 0o750),
-		"mode 0705": mkdir("other", 0o705),
+		"mode 0770": mkdir("group", 0o770),
+		"mode 0703": mkdir("other", 0o703),
 		"symlink":   link,
 	}
 	if os.Getuid() == 0 {
@@ -126,9 +127,21 @@ func TestForkServerLibraryRefusesUnsafeDir(t *testing.T) {
 			t.Errorf("%s: library %q, err %v; want it refused", what, lib, err)
 		}
 	}
-	for _, d := range []string{real, dirs["mode 0777"], dirs["mode 0750"], dirs["mode 0705"], shared} {
+	for _, d := range []string{real, dirs["mode 0777"], dirs["mode 0770"], dirs["mode 0703"], shared} {
 		if ents, _ := os.ReadDir(d); len(ents) != 0 {
 			t.Errorf("%s: %d files written into a refused directory", d, len(ents))
+		}
+	}
+
+	// Readable but not writable by others (what an earlier Headwater made):
+	// tightened, then used.
+	for _, perm := range []os.FileMode{0o755, 0o750, 0o705} {
+		d := mkdir(fmt.Sprintf("readable-%o", perm), perm)
+		if _, err := ForkServerLibrary(ctx, d); err != nil {
+			t.Errorf("mode %#o: %v; want it tightened and used", perm, err)
+		}
+		if st, err := os.Lstat(d); err != nil || st.Mode() != os.ModeDir|0o700 {
+			t.Errorf("mode %#o: now %v, %v; want 0700", perm, st.Mode(), err)
 		}
 	}
 

@@ -42,6 +42,31 @@ type edgeCase struct {
 	Expect string            `json:"expect"` // Go's reason, "" when valid
 }
 
+// streamClaimVerdicts are Go's verdicts on the stream and prefix claim
+// cases of TestEdgeWorker ("" = valid).
+var streamClaimVerdicts = map[string]string{
+	"stream claim, itself":               "",
+	"stream claim, directory":            "",
+	"stream claim, multivariant":         "",
+	"stream claim, mpd":                  "",
+	"stream claim, rendition segment":    "",
+	"stream claim, rendition part":       "",
+	"stream claim, key file":             "",
+	"stream claim, child directory":      "wrong_path",
+	"stream claim, child segment":        "wrong_path",
+	"stream claim, child part":           "wrong_path",
+	"stream claim, grandchild playlist":  "wrong_path",
+	"stream claim, child key file":       "wrong_path",
+	"stream claim, rendition directory":  "wrong_path",
+	"stream claim, parent":               "wrong_path",
+	"stream claim, sibling":              "wrong_path",
+	"prefix claim, child playlist":       "",
+	"prefix claim, child segment":        "",
+	"prefix claim, grandchild segment":   "",
+	"prefix claim, child key file":       "",
+	"prefix claim, itself without slash": "wrong_path",
+}
+
 const edgeHarness = `
 import worker, { verifyPlaybackToken } from "./edge.mjs";
 import { readFileSync } from "node:fs";
@@ -82,6 +107,7 @@ func TestEdgeWorker(t *testing.T) {
 	bound4 := mustSign(t, ring, "/live/a/", exp, v4)
 	bound6 := mustSign(t, ring, "/live/a/", exp, v6)
 	rotated := mustSign(t, ring2, "/live/a", exp, netip.Addr{})
+	stream := mustSign(t, ring, "/live/a", exp, netip.Addr{}) // a stream claim, as IssueURL signs
 	unknown := mustSign(t, other, "/live/a/", exp, netip.Addr{})
 	nonCanonical := tok[:len(tok)-1] + string(tok[len(tok)-1]^1) // last base64 char: low bits changed
 	at := wallNow.Unix()
@@ -101,6 +127,30 @@ func TestEdgeWorker(t *testing.T) {
 		{Name: "non-canonical base64", Token: nonCanonical, Path: "/live/a/index.m3u8"},
 		{Name: "rotated key, no trailing slash", Token: rotated, Path: "/live/a/index.m3u8"},
 		{Name: "rotated key, sibling", Token: rotated, Path: "/live/ab/index.m3u8"},
+		// A stream claim ("/live/a") covers stream live/a only: its
+		// directory, objects and renditions' objects and key files, not a
+		// stream live/a/x nested under it. A prefix claim ("/live/a/")
+		// covers the children too.
+		{Name: "stream claim, itself", Token: stream, Path: "/live/a"},
+		{Name: "stream claim, directory", Token: stream, Path: "/live/a/"},
+		{Name: "stream claim, multivariant", Token: stream, Path: "/live/a/index.m3u8"},
+		{Name: "stream claim, mpd", Token: stream, Path: "/live/a/manifest.mpd"},
+		{Name: "stream claim, rendition segment", Token: stream, Path: "/live/a/video/seg1.m4s"},
+		{Name: "stream claim, rendition part", Token: stream, Path: "/live/a/audio/part3.1.m4s"},
+		{Name: "stream claim, key file", Token: stream, Path: "/keys/live/a/0011223344556677.key"},
+		{Name: "stream claim, child directory", Token: stream, Path: "/live/a/x/"},
+		{Name: "stream claim, child segment", Token: stream, Path: "/live/a/x/video/seg1.m4s"},
+		{Name: "stream claim, child part", Token: stream, Path: "/live/a/x/audio/part3.1.m4s"},
+		{Name: "stream claim, grandchild playlist", Token: stream, Path: "/live/a/x/y/index.m3u8"},
+		{Name: "stream claim, child key file", Token: stream, Path: "/keys/live/a/x/video/0011223344556677.key"},
+		{Name: "stream claim, rendition directory", Token: stream, Path: "/live/a/video/"},
+		{Name: "stream claim, parent", Token: stream, Path: "/live/index.m3u8"},
+		{Name: "stream claim, sibling", Token: stream, Path: "/live/ab/video/seg1.m4s"},
+		{Name: "prefix claim, child playlist", Token: tok, Path: "/live/a/x/index.m3u8"},
+		{Name: "prefix claim, child segment", Token: tok, Path: "/live/a/x/video/seg1.m4s"},
+		{Name: "prefix claim, grandchild segment", Token: tok, Path: "/live/a/x/y/video/seg1.m4s"},
+		{Name: "prefix claim, child key file", Token: tok, Path: "/keys/live/a/x/video/0011223344556677.key"},
+		{Name: "prefix claim, itself without slash", Token: tok, Path: "/live/a"},
 		{Name: "unknown key", Token: unknown, Path: "/live/a/index.m3u8"},
 		{Name: "bound v4", Token: bound4, Path: "/live/a/index.m3u8", IP: "198.51.100.7"},
 		{Name: "bound v4, mapped client", Token: bound4, Path: "/live/a/index.m3u8", IP: "::ffff:198.51.100.7"},
@@ -128,6 +178,13 @@ func TestEdgeWorker(t *testing.T) {
 	}
 	if cases[0].Expect != "" || cases[2].Expect != "expired" || cases[len(cases)-1].Expect != "malformed" {
 		t.Fatalf("Go verdicts unexpected: %+v", cases)
+	}
+	// The stream-claim rule as Go applies it: pinned, so that the parity
+	// below is checked on the verdicts that matter.
+	for _, c := range cases {
+		if want, ok := streamClaimVerdicts[c.Name]; ok && c.Expect != want {
+			t.Errorf("%s: Go says %q, want %q", c.Name, c.Expect, want)
+		}
 	}
 
 	dir := t.TempDir()

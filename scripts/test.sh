@@ -82,4 +82,6 @@ if ! cmp -s scripts/players/package-lock.json "$players/package-lock.json" || [ 
 fi
 
 go vet ./...
+go vet -tags eval ./...   # the evaluations kept out of the tests still build
+./scripts/lint.sh         # golangci-lint, pinned (.golangci.yml)
 go test -race -count=1 -timeout 15m "$@" ./...

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -99,22 +98,20 @@ func sessionSeeds(tb testing.TB) [][]byte {
 		add(4, msgAudio, 1, 0, []byte{0x2f, 1}).
 		add(6, msgAggregate, 1, 0, []byte{9, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0x17, 2, 0, 0, 0, 0, 0, 0, 16}).
 		bytes()...))
-	if _, err := exec.LookPath("ffmpeg"); err == nil {
-		// A real publish: metadata, sequence headers and the first frames.
-		m := publishPrefix()
-		for i, tag := range videoOnlyTags(tb) {
-			if i > 6 {
-				break
-			}
-			payload := tag.data
-			if tag.typeID == msgDataAMF0 {
-				payload = append(amfEncode(nil, "@setDataFrame"), payload...)
-			}
-			m.add(6, tag.typeID, 1, tag.timestamp, payload)
+	// A real publish: metadata, sequence headers and the first frames.
+	m := publishPrefix()
+	for i, tag := range videoOnlyTags(tb) {
+		if i > 6 {
+			break
 		}
-		add(append([]byte{0}, m.bytes()...))
-		add(append([]byte{0}, newMessages().add(2, msgSetChunkSize, 0, 0, binary.BigEndian.AppendUint32(nil, 4096)).raw(m.bytes()...).bytes()...))
+		payload := tag.data
+		if tag.typeID == msgDataAMF0 {
+			payload = append(amfEncode(nil, "@setDataFrame"), payload...)
+		}
+		m.add(6, tag.typeID, 1, tag.timestamp, payload)
 	}
+	add(append([]byte{0}, m.bytes()...))
+	add(append([]byte{0}, newMessages().add(2, msgSetChunkSize, 0, 0, binary.BigEndian.AppendUint32(nil, 4096)).raw(m.bytes()...).bytes()...))
 	// Enhanced RTMP: HEVC and AV1 sequence starts and frames as OBS sends
 	// them, a ModEx-wrapped and a multitrack frame.
 	if hevc, err := readHEVC("testdata/h265.ts"); err == nil {

@@ -140,6 +140,7 @@ func (src *source) run() {
 	failures := 0
 	for {
 		if src.cfg.OnDemand && !src.wanted() {
+			src.log.Debug("rtsp: on-demand source idle, waiting for readers")
 			select {
 			case <-src.srv.life.Done():
 				return

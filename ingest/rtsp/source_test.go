@@ -204,7 +204,8 @@ func TestOnDemandSource(t *testing.T) {
 		OnDemandLinger: time.Second,
 		Sources:        []Source{{Name: "live/od", URL: up.url("live/up"), Transport: TransportTCP, OnDemand: true}},
 	}, envOptions{tweak: fastBackoff})
-	time.Sleep(500 * time.Millisecond)
+	// The source has decided not to connect once it waits for readers.
+	testpeer.WaitLog(t, e.logs, "rtsp: on-demand source idle, waiting for readers", 5*time.Second)
 	if e.caps.Publishes("live/od") != 0 || up.metrics.Value("headwater_rtsp_readers") != 0 {
 		t.Fatal("an on-demand source connected without demand")
 	}

@@ -69,7 +69,9 @@ func TestAdminLimits(t *testing.T) {
 		}
 	}
 
-	// Two idle connections take both slots: a third request waits.
+	// Two idle connections take both slots: past the cap a request is
+	// answered 503 at once, except a health probe, which is served on one of
+	// the reserve connections kept for probes.
 	var idle []net.Conn
 	for range 2 {
 		c, err := net.Dial("tcp", s.AdminAddr().String())
@@ -79,19 +81,25 @@ func TestAdminLimits(t *testing.T) {
 		idle = append(idle, c)
 		defer c.Close()
 	}
-	time.Sleep(100 * time.Millisecond) // let the server accept them
-	quick := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
-	if resp, err := quick.Get(s.adminURL("/healthz")); err == nil {
+	quick := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	status := func(path string) int {
+		resp, err := quick.Get(s.adminURL(path))
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
 		resp.Body.Close()
-		t.Fatal("a third connection was served")
+		return resp.StatusCode
+	}
+	testpeer.WaitFor(t, 5*time.Second, "the idle connections to hold both slots", func() bool {
+		return status("/metrics") == http.StatusServiceUnavailable
+	})
+	for _, probe := range []string{"/healthz", "/readyz"} {
+		if got := status(probe); got != http.StatusOK {
+			t.Errorf("%s past the cap: %d, want 200 from the probe reserve", probe, got)
+		}
 	}
 	idle[0].Close()
 	testpeer.WaitFor(t, 5*time.Second, "a free admin connection", func() bool {
-		resp, err := quick.Get(s.adminURL("/healthz"))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
+		return status("/metrics") == http.StatusOK
 	})
 }

@@ -559,7 +559,9 @@ func TestDeployFilesParse(t *testing.T) {
 }
 
 var (
-	metricDef = regexp.MustCompile(`(?:Name:\s*|NewDesc\(\s*)"(headwater_[a-z0-9_]+)"`)
+	// A definition: Name: "headwater_…", NewDesc("headwater_…", or a
+	// constructor such as ingest.NewCounterVec("headwater_…".
+	metricDef = regexp.MustCompile(`(?:Name:\s*|NewDesc\(\s*|\b[Nn]ew(?:Counter|Gauge|Histogram|Summary)(?:Vec)?\(\s*)"(headwater_[a-z0-9_]+)"`)
 	// A prefix constant, as in: const ns = "headwater_transcoder_" ... Name: ns + "queue_depth".
 	metricPrefix = regexp.MustCompile(`const\s+(\w+)\s*=\s*"(headwater_[a-z0-9_]*)"`)
 	metricUse    = regexp.MustCompile(`\b((?:headwater|nginx|go|process)_[a-z0-9_]+|up)\b`)

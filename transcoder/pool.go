@@ -274,6 +274,11 @@ func (p *Pool) Ready() bool {
 	return true
 }
 
+// Size is the number of jobs the pool runs at once (PoolConfig.Size with
+// its default): a feeder that never has more than Size of its jobs
+// unfinished never makes one wait in the pool's queue.
+func (p *Pool) Size() int { return p.cfg.Size }
+
 // Processes is the number of live ffmpeg processes (0 with a custom Runner).
 func (p *Pool) Processes() int {
 	if p.ff == nil {

@@ -3,6 +3,7 @@ package transcoder
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -208,5 +209,14 @@ func TestLongWaitShedsLowPriorityRenditions(t *testing.T) {
 		if s := "720p=" + got["720p"] + " 480p=" + got["480p"] + " 360p=" + got["360p"]; s != want {
 			t.Errorf("job %d: %s, want %s", i, s, want)
 		}
+	}
+}
+
+func TestPoolSize(t *testing.T) {
+	if got := NewPool(PoolConfig{Size: 3, Runner: &fakeRunner{}}, nil, nil).Size(); got != 3 {
+		t.Errorf("Size() = %d, want 3", got)
+	}
+	if got, want := NewPool(PoolConfig{Runner: &fakeRunner{}}, nil, nil).Size(), runtime.NumCPU(); got != want {
+		t.Errorf("default Size() = %d, want NumCPU %d", got, want)
 	}
 }

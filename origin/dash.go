@@ -11,6 +11,7 @@ import (
 
 	"github.com/headwater-live/headwater/dash"
 	"github.com/headwater-live/headwater/media"
+	"github.com/headwater-live/headwater/origin/relay"
 	"github.com/headwater-live/headwater/store"
 )
 
@@ -58,6 +59,9 @@ func (h *handler) serveMPD(w *respWriter, r *http.Request, t *target) object {
 		return o
 	}
 	st, ok := h.st.Stream(t.prefix)
+	if u, remote := h.owner(t.prefix, st, ok); remote {
+		return h.relayed(w, r, u, t.prefix, relay.KindMPD, o)
+	}
 	if !ok {
 		return h.notFound(w, o)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/headwater-live/headwater/auth/playback"
 	"github.com/headwater-live/headwater/hlsenc"
+	"github.com/headwater-live/headwater/origin/relay"
 	"github.com/headwater-live/headwater/playlist"
 	"github.com/headwater-live/headwater/store"
 )
@@ -282,7 +283,7 @@ func (e *encryption) streamCount() int {
 // the key exists. Without encryption the path is 404, as it always was.
 func (h *handler) serveKey(w *respWriter, r *http.Request, t *target) object {
 	const o = objectKey
-	if h.enc == nil {
+	if h.enc == nil && h.relay == nil {
 		return h.notFound(w, o)
 	}
 	w.private = true
@@ -294,6 +295,17 @@ func (h *handler) serveKey(w *respWriter, r *http.Request, t *target) object {
 		hdr["X-Headwater-Token"] = hvNoToken
 		h.fail(w, http.StatusForbidden, "forbidden\n")
 		return o
+	}
+	if h.relay != nil {
+		// Another node's stream: its keys are that node's. The check
+		// above ran here; the relay's header makes the owner trust it.
+		st, ok := h.st.Stream(t.prefix)
+		if u, remote := h.owner(t.prefix, st, ok); remote {
+			return h.relayed(w, r, u, t.prefix, relay.KindKey, o)
+		}
+		if h.enc == nil {
+			return h.notFound(w, o)
+		}
 	}
 	if !h.enc.covers(t.prefix) {
 		return h.notFound(w, o)

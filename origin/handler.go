@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/headwater-live/headwater/origin/relay"
 	"github.com/headwater-live/headwater/store"
 )
 
@@ -50,6 +51,11 @@ type handler struct {
 	viewers *Viewers // nil: viewers are not counted
 
 	enc *encryption // nil: every stream in the clear
+
+	// relay and lookup serve the streams other nodes own (WithRelay);
+	// nil: only local streams.
+	relay  *relay.Relay
+	lookup func(stream string) (ownerURL string, remote bool)
 }
 
 // Option adds an optional collaborator to the origin handler.

@@ -50,6 +50,9 @@ func (h *handler) serveObject(w *respWriter, r *http.Request, t *target) object 
 		o = objectPart
 	}
 	st, ok := h.st.Stream(t.stream())
+	if u, remote := h.owner(t.stream(), st, ok); remote {
+		return h.relayed(w, r, u, t.stream(), relayKind(t.kind), o)
+	}
 	if ok {
 		tagStream(r, st)
 	}

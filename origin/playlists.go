@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/headwater-live/headwater/origin/relay"
 	"github.com/headwater-live/headwater/playlist"
 	"github.com/headwater-live/headwater/store"
 )
@@ -31,6 +32,9 @@ func (h *handler) serveIndex(w *respWriter, r *http.Request, t *target) object {
 		if st, ok := h.st.Stream(t.stream()); ok {
 			parent = st
 			if rend, ok := st.Rendition(t.rendition()); ok {
+				if u, remote := h.owner(st.Name(), st, true); remote {
+					return h.relayed(w, r, u, st.Name(), relay.KindPlaylist, objectMediaPlaylist)
+				}
 				tagStream(r, st)
 				if outOfScope(r, st.Name()) {
 					return h.forbidden(w, objectMediaPlaylist)
@@ -43,12 +47,20 @@ func (h *handler) serveIndex(w *respWriter, r *http.Request, t *target) object {
 	}
 	if t.multivariantOK() {
 		if st, ok := h.st.Stream(t.prefix); ok {
+			if u, remote := h.owner(st.Name(), st, true); remote {
+				return h.relayed(w, r, u, st.Name(), relay.KindPlaylist, objectMultivariant)
+			}
 			tagStream(r, st)
 			if outOfScope(r, st.Name()) {
 				return h.forbidden(w, objectMultivariant)
 			}
 			o := h.serveMultivariant(w, r, st)
 			h.observeViewer(w, r, st)
+			return o
+		}
+	}
+	if h.relay != nil {
+		if o, ok := h.relayIndex(w, r, t, parent); ok {
 			return o
 		}
 	}

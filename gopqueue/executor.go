@@ -1,0 +1,643 @@
+package gopqueue
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/media"
+	"github.com/headwater-live/headwater/transcoder"
+)
+
+var _ transcoder.Executor = (*Executor)(nil)
+
+// Defaults of ExecutorConfig.
+const (
+	// DefaultChunkSize is the size of the chunks a large input is cut into.
+	DefaultChunkSize = 512 << 10
+	// DefaultBacklog is how many jobs may wait for their publish.
+	DefaultBacklog = 1024
+	// DefaultPollInterval is how often the consumer's state is read.
+	DefaultPollInterval = time.Second
+)
+
+// ExecutorConfig configures an Executor.
+type ExecutorConfig struct {
+	// Node is this node's id, a subject token: results come back on
+	// headwater.results.<Node>.<job>. Required.
+	Node string
+	// ChunkSize is the chunk size of an input too large to travel inline
+	// (DefaultChunkSize; at most the connection's max payload less 4 KiB).
+	ChunkSize int
+	// Backlog bounds the jobs submitted and not yet published
+	// (DefaultBacklog); past it a job is rejected (its GOP a gap).
+	Backlog int
+	// PollInterval is how often the consumer's state is copied into the
+	// metrics (DefaultPollInterval; negative: never).
+	PollInterval time.Duration
+}
+
+// Executor is the owning node's side of the GOP queue: a
+// transcoder.Executor that publishes each job to the HEADWATER_GOPS work
+// queue and turns the result messages that workers stream back into the
+// job's Progress calls (in order, per rendition) and one Done.
+//
+// A job's current delivery is the highest JetStream delivery number a
+// worker announced for it (a start message precedes a delivery's frames):
+// frames and results of an older delivery, and anything for a job already
+// done, are discarded and counted (late_results_discarded_total), so a
+// worker paused past the ack wait never writes its GOP a second time. A
+// newer delivery restarts the renditions' frames from k = 0 under a new
+// attempt number, which the transcoder merges like a local retry. Done is
+// called exactly once: by the current delivery's final result, at the
+// deadline (renditions shed as "late" when no delivery started, failed as
+// "timeout" otherwise), when the job's Ctx ends ("canceled") or at Close.
+type Executor struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	cfg  ExecutorConfig
+	log  *slog.Logger
+	m    *Metrics
+	inst string // this executor's incarnation, part of every job key
+	seq  atomic.Uint64
+
+	sub    *nats.Subscription
+	pubq   chan *pending
+	ackq   chan pubAck
+	cleanq chan cleanup
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+	once   sync.Once
+
+	mu   sync.Mutex
+	jobs map[string]*pending
+}
+
+// pending is a job submitted and not yet done.
+type pending struct {
+	key    string
+	job    *transcoder.Job
+	chunks atomic.Int32
+	timer  *time.Timer // set under Executor.mu
+	stop   func() bool // ends the Ctx watch; set under Executor.mu
+
+	mu       sync.Mutex // serializes Progress and Done
+	done     bool
+	started  bool
+	delivery uint64 // current delivery (0: none yet)
+	attempt  int    // worker-local attempt of the current delivery
+	outAtt   int    // attempt number passed to Progress
+	first    bool   // a frame reached Progress
+	parts    []part // per rendition, of the current (delivery, attempt)
+}
+
+// part is what the current attempt streamed of one rendition.
+type part struct {
+	codec  media.Codec
+	frames []transcoder.OutFrame
+	broken bool // a frame was lost: the rendition fails
+}
+
+type pubAck struct {
+	p *pending
+	f jetstream.PubAckFuture
+}
+
+type cleanup struct {
+	key    string
+	job    bool // the job message too (it may not have been taken)
+	chunks bool
+}
+
+// NewExecutor returns an executor publishing jobs through js and reading
+// results on nc; log and reg may be nil. It subscribes at once; Close
+// ends it. The streams must exist (EnsureStreams).
+func NewExecutor(nc *nats.Conn, js jetstream.JetStream, cfg ExecutorConfig, log *slog.Logger, reg prometheus.Registerer) (*Executor, error) {
+	if err := checkToken("node", cfg.Node); err != nil {
+		return nil, err
+	}
+	if nc == nil || js == nil {
+		return nil, errors.New("gopqueue: executor needs a NATS connection and JetStream")
+	}
+	if cfg.ChunkSize <= 0 {
+		cfg.ChunkSize = DefaultChunkSize
+	}
+	if max := int(nc.MaxPayload()) - 4096; max > 0 && cfg.ChunkSize > max {
+		cfg.ChunkSize = max
+	}
+	if cfg.Backlog <= 0 {
+		cfg.Backlog = DefaultBacklog
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Executor{nc: nc, js: js, cfg: cfg, log: log.With("component", "gopqueue"), m: NewMetrics(reg),
+		inst: incarnation(), jobs: map[string]*pending{},
+		pubq: make(chan *pending, cfg.Backlog), ackq: make(chan pubAck, cfg.Backlog),
+		cleanq: make(chan cleanup, cfg.Backlog)}
+	sub, err := nc.Subscribe(ResultSubjectPrefix+"."+cfg.Node+".*", e.onResult)
+	if err != nil {
+		return nil, fmt.Errorf("gopqueue: subscribing to results: %w", err)
+	}
+	// Frames must not be dropped for a slow callback: no pending limits.
+	_ = sub.SetPendingLimits(-1, -1)
+	e.sub = sub
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.wg.Add(3)
+	go e.publisher()
+	go e.acks()
+	go e.cleaner()
+	if cfg.PollInterval > 0 {
+		e.wg.Add(1)
+		p := &poller{js: js, m: e.m, log: e.log, interval: cfg.PollInterval}
+		go func() { defer e.wg.Done(); p.run(e.ctx) }()
+	}
+	return e, nil
+}
+
+// Start ties the executor's life to ctx: ctx ending closes it. It makes
+// Executor fit where a local pool is started.
+func (e *Executor) Start(ctx context.Context) error {
+	if e.closed.Load() {
+		return transcoder.ErrClosed
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		select {
+		case <-ctx.Done():
+			go e.Close() // Close waits for this goroutine
+		case <-e.ctx.Done():
+		}
+	}()
+	return nil
+}
+
+// Ready reports whether the NATS connection is up.
+func (e *Executor) Ready() bool { return !e.closed.Load() && e.nc.IsConnected() }
+
+// Close completes every pending job as canceled, stops the executor's
+// goroutines, unsubscribes and removes this node's jobs still queued. It
+// does not close the connection.
+func (e *Executor) Close() {
+	e.once.Do(func() {
+		e.closed.Store(true)
+		_ = e.sub.Unsubscribe()
+		e.cancel()
+		e.wg.Wait()
+		e.mu.Lock()
+		all := make([]*pending, 0, len(e.jobs))
+		for _, p := range e.jobs {
+			all = append(all, p)
+		}
+		e.mu.Unlock()
+		for _, p := range all {
+			e.finish(p, e.shedAll(p, transcoder.OutcomeShed, "canceled", nil), outcomeCanceled)
+		}
+		e.purgeNode()
+	})
+}
+
+// Submit implements transcoder.Executor: it never blocks; the job is
+// published by the executor's publisher goroutine.
+func (e *Executor) Submit(j *transcoder.Job) {
+	if j.Ctx == nil {
+		j.Ctx = context.Background()
+	}
+	p := &pending{key: e.inst + "-" + strconv.FormatUint(e.seq.Add(1), 10), job: j,
+		parts: make([]part, len(j.Renditions))}
+	switch {
+	case e.closed.Load():
+		e.complete(p, e.shedAll(p, transcoder.OutcomeShed, "canceled", nil), outcomeCanceled)
+		return
+	case len(j.Renditions) == 0:
+		if j.Done != nil {
+			j.Done(&transcoder.Result{Job: j})
+		}
+		return
+	case !time.Now().Before(j.Deadline):
+		e.complete(p, e.shedAll(p, transcoder.OutcomeShed, "late", nil), outcomeLate)
+		return
+	}
+	e.mu.Lock()
+	e.jobs[p.key] = p
+	p.timer = time.AfterFunc(time.Until(j.Deadline), func() { e.expire(p) })
+	p.stop = context.AfterFunc(j.Ctx, func() {
+		e.finish(p, e.shedAll(p, transcoder.OutcomeShed, "canceled", nil), outcomeCanceled)
+		e.clean(cleanup{key: p.key, job: true, chunks: p.chunks.Load() > 0})
+	})
+	e.mu.Unlock()
+	select {
+	case e.pubq <- p:
+	default:
+		e.finish(p, e.shedAll(p, transcoder.OutcomeShed, "shed", errors.New("gopqueue: publish backlog full")), outcomeRejected)
+	}
+}
+
+// publisher publishes the submitted jobs in order: the input's chunks
+// first when it does not fit in one message, then the job. Both go
+// asynchronously: the stream stores one connection's messages in order,
+// so the chunks are stored before the job can be delivered, and the
+// acknowledgements are checked by acks.
+func (e *Executor) publisher() {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case p := <-e.pubq:
+			e.publish(p)
+		}
+	}
+}
+
+func (e *Executor) publish(p *pending) {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done {
+		return
+	}
+	j := p.job
+	meta := &jobMeta{V: wireVersion, Key: p.key, Node: e.cfg.Node, Reply: resultSubject(e.cfg.Node, p.key),
+		Job: *j, InputSize: len(j.Input)}
+	meta.Job.Input = nil
+	inline := j.Input
+	max := int(e.nc.MaxPayload()) - 4096
+	head, err := encodeJob(meta, nil)
+	if err == nil && len(head)+len(inline) > max {
+		meta.Chunks = (len(inline) + e.cfg.ChunkSize - 1) / e.cfg.ChunkSize
+		p.chunks.Store(int32(meta.Chunks))
+		inline = nil
+		e.m.chunked.Inc()
+		base := dataSubject(e.cfg.Node, p.key)
+		for i := 0; i < meta.Chunks && err == nil; i++ {
+			lo, hi := i*e.cfg.ChunkSize, min((i+1)*e.cfg.ChunkSize, len(j.Input))
+			var f jetstream.PubAckFuture
+			f, err = e.js.PublishMsgAsync(&nats.Msg{Subject: base + "." + strconv.Itoa(i), Data: j.Input[lo:hi]})
+			if err == nil {
+				e.queueAck(p, f)
+			}
+		}
+	}
+	var body []byte
+	if err == nil {
+		body, err = encodeJob(meta, inline)
+	}
+	var f jetstream.PubAckFuture
+	if err == nil {
+		f, err = e.js.PublishMsgAsync(&nats.Msg{Subject: jobSubject(e.cfg.Node, p.key), Data: body})
+	}
+	if err != nil {
+		e.rejected(p, err)
+		return
+	}
+	e.queueAck(p, f)
+}
+
+// queueAck hands a publish acknowledgement to acks.
+func (e *Executor) queueAck(p *pending, f jetstream.PubAckFuture) {
+	select {
+	case e.ackq <- pubAck{p: p, f: f}:
+	case <-e.ctx.Done():
+	}
+}
+
+// rejected completes a job that could not be published.
+func (e *Executor) rejected(p *pending, err error) {
+	e.m.pubErrors.Inc()
+	e.log.Warn("gopqueue: cannot publish a job", "stream", p.job.Stream, "gop", p.job.Seq, "error", err)
+	if e.finish(p, e.shedAll(p, transcoder.OutcomeFailed, "failed", fmt.Errorf("gopqueue: publishing the job: %w", err)), outcomeRejected) {
+		e.clean(cleanup{key: p.key, job: true, chunks: p.chunks.Load() > 0})
+	}
+}
+
+// acks waits for the publish acknowledgements, in publish order.
+func (e *Executor) acks() {
+	defer e.wg.Done()
+	for {
+		var a pubAck
+		select {
+		case <-e.ctx.Done():
+			return
+		case a = <-e.ackq:
+		}
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-a.f.Ok():
+		case err := <-a.f.Err():
+			e.rejected(a.p, err)
+		}
+	}
+}
+
+// clean queues the removal of a finished job's leftovers from the stream;
+// when the cleaner is behind, MaxAge removes them.
+func (e *Executor) clean(c cleanup) {
+	if !c.job && !c.chunks {
+		return
+	}
+	select {
+	case e.cleanq <- c:
+	default:
+	}
+}
+
+func (e *Executor) cleaner() {
+	defer e.wg.Done()
+	var st jetstream.Stream
+	for {
+		var c cleanup
+		select {
+		case <-e.ctx.Done():
+			return
+		case c = <-e.cleanq:
+		}
+		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+		var err error
+		if st == nil {
+			st, err = e.js.Stream(ctx, StreamName)
+		}
+		if err == nil && c.chunks {
+			err = st.Purge(ctx, jetstream.WithPurgeSubject(dataSubject(e.cfg.Node, c.key)+".*"))
+		}
+		if err == nil && c.job {
+			err = st.Purge(ctx, jetstream.WithPurgeSubject(jobSubject(e.cfg.Node, c.key)))
+		}
+		cancel()
+		if err != nil && e.ctx.Err() == nil {
+			e.log.Debug("gopqueue: cannot purge a finished job", "job", c.key, "error", err)
+		}
+	}
+}
+
+// purgeNode removes this node's jobs and chunks from the stream: its
+// pending jobs are completed as canceled, nobody wants their results
+// (there is one executor per node id).
+func (e *Executor) purgeNode() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := e.js.Stream(ctx, StreamName)
+	if err == nil {
+		err = st.Purge(ctx, jetstream.WithPurgeSubject(JobSubjectPrefix+"."+e.cfg.Node+".*"))
+	}
+	if err == nil {
+		err = st.Purge(ctx, jetstream.WithPurgeSubject(DataSubjectPrefix+"."+e.cfg.Node+".>"))
+	}
+	if err != nil {
+		e.log.Debug("gopqueue: cannot purge this node's jobs at close", "error", err)
+	}
+}
+
+// expire completes a job at its deadline.
+func (e *Executor) expire(p *pending) {
+	p.mu.Lock()
+	started := p.started
+	p.mu.Unlock()
+	if started {
+		e.finish(p, e.shedAll(p, transcoder.OutcomeFailed, "timeout", errors.New("gopqueue: no result before the deadline")), outcomeTimeout)
+	} else {
+		e.finish(p, e.shedAll(p, transcoder.OutcomeShed, "late", nil), outcomeLate)
+	}
+	e.clean(cleanup{key: p.key, job: !started, chunks: p.chunks.Load() > 0})
+}
+
+// shedAll is a result producing none of a job's renditions.
+func (e *Executor) shedAll(p *pending, outcome, reason string, err error) *transcoder.Result {
+	res := &transcoder.Result{Job: p.job, Err: err}
+	for _, r := range p.job.Renditions {
+		res.Renditions = append(res.Renditions, transcoder.RenditionResult{Rendition: r, Outcome: outcome, Reason: reason})
+	}
+	return res
+}
+
+// finish removes a pending job and completes it, unless it was already
+// done; it reports whether it completed it.
+func (e *Executor) finish(p *pending, res *transcoder.Result, outcome string) bool {
+	e.mu.Lock()
+	if e.jobs[p.key] == p {
+		delete(e.jobs, p.key)
+	}
+	timer, stop := p.timer, p.stop
+	e.mu.Unlock()
+	if timer != nil {
+		timer.Stop()
+	}
+	if stop != nil {
+		stop()
+	}
+	return e.complete(p, res, outcome)
+}
+
+// complete calls the job's Done once.
+func (e *Executor) complete(p *pending, res *transcoder.Result, outcome string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return false
+	}
+	p.done = true
+	p.parts = nil
+	e.m.jobs.WithLabelValues(outcome).Inc()
+	if p.job.Done != nil {
+		p.job.Done(res)
+	}
+	return true
+}
+
+// onResult handles one result message (the subscription's goroutine:
+// messages of one worker arrive in the order it sent them).
+func (e *Executor) onResult(msg *nats.Msg) {
+	key := msg.Subject[len(ResultSubjectPrefix)+len(e.cfg.Node)+2:]
+	e.mu.Lock()
+	p := e.jobs[key]
+	e.mu.Unlock()
+	if p == nil || len(msg.Data) == 0 {
+		e.m.discarded.Inc()
+		return
+	}
+	data := msg.Data[1:]
+	switch msg.Data[0] {
+	case kindStart:
+		r := reader{b: data}
+		d := r.uvarint()
+		if r.err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.done || d < p.delivery {
+			e.m.discarded.Inc()
+		} else {
+			p.started = true
+			p.advance(d, 0)
+		}
+		p.mu.Unlock()
+	case kindFrame:
+		w, err := decodeFrame(data)
+		if err != nil {
+			e.log.Warn("gopqueue: bad frame message", "job", key, "error", err)
+			return
+		}
+		e.frame(p, w)
+	case kindResult:
+		d, wr, err := decodeResult(data)
+		if err != nil {
+			e.log.Warn("gopqueue: bad result message", "job", key, "error", err)
+			return
+		}
+		p.mu.Lock()
+		stale := p.done || d < p.delivery || (d == p.delivery && wr.Attempt < p.attempt)
+		if !stale {
+			p.advance(d, wr.Attempt)
+		}
+		var res *transcoder.Result
+		var outcome string
+		if !stale {
+			res, outcome = p.result(wr)
+		}
+		p.mu.Unlock()
+		if stale {
+			e.m.discarded.Inc()
+			return
+		}
+		if e.finish(p, res, outcome) {
+			e.clean(cleanup{key: p.key, chunks: p.chunks.Load() > 0})
+		}
+	}
+}
+
+// advance makes (d, attempt) the current attempt when it is newer; p.mu
+// is held.
+func (p *pending) advance(d uint64, attempt int) {
+	if d < p.delivery || (d == p.delivery && attempt <= p.attempt) {
+		return
+	}
+	if p.delivery != 0 || attempt != 0 {
+		p.outAtt++
+	}
+	p.delivery, p.attempt = d, attempt
+	for i := range p.parts {
+		p.parts[i] = part{}
+	}
+}
+
+// frame hands a frame of the current attempt to Progress.
+func (e *Executor) frame(p *pending, w wireFrame) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done || w.delivery < p.delivery || (w.delivery == p.delivery && w.attempt < p.attempt) {
+		e.m.discarded.Inc()
+		return
+	}
+	p.started = true
+	p.advance(w.delivery, w.attempt)
+	if w.rendition >= len(p.parts) {
+		return
+	}
+	pt := &p.parts[w.rendition]
+	if pt.broken || w.k < len(pt.frames) {
+		return // a duplicate
+	}
+	if w.k > len(pt.frames) {
+		pt.broken = true // a frame was lost: no hole in the rendition
+		return
+	}
+	if pt.codec != nil && sameCodec(pt.codec, w.codec) {
+		w.codec = pt.codec
+	}
+	pt.codec = w.codec
+	f := w.frame // its AU aliases the message's own buffer
+	pt.frames = append(pt.frames, f)
+	if !p.first {
+		p.first = true
+		e.m.firstFrame.Observe(time.Since(p.job.Closed).Seconds())
+	}
+	if p.job.Progress != nil {
+		p.job.Progress(p.job.Renditions[w.rendition].Name, p.job.Attempt+p.outAtt, w.k, pt.codec, f)
+	}
+}
+
+func sameCodec(a, b media.Codec) bool {
+	switch a := a.(type) {
+	case *media.H264:
+		b, ok := b.(*media.H264)
+		return ok && bytes.Equal(a.SPS, b.SPS) && bytes.Equal(a.PPS, b.PPS)
+	case *media.H265:
+		b, ok := b.(*media.H265)
+		return ok && bytes.Equal(a.VPS, b.VPS) && bytes.Equal(a.SPS, b.SPS) && bytes.Equal(a.PPS, b.PPS)
+	}
+	return false
+}
+
+// result turns the current delivery's final result into the job's, in the
+// order of the job's renditions; p.mu is held.
+func (p *pending) result(wr *wireResult) (*transcoder.Result, string) {
+	res := &transcoder.Result{Job: p.job, Retried: wr.Retried || p.outAtt > 0, Wall: wr.Wall, CPU: wr.CPU}
+	if wr.Err != "" {
+		res.Err = errors.New(wr.Err)
+	}
+	byName := make(map[string]wireRendition, len(wr.Renditions))
+	for _, r := range wr.Renditions {
+		byName[r.Name] = r
+	}
+	ok := 0
+	for i, r := range p.job.Renditions {
+		rr := transcoder.RenditionResult{Rendition: r}
+		w, found := byName[r.Name]
+		pt := &p.parts[i]
+		switch {
+		case !found:
+			rr.Outcome, rr.Reason = transcoder.OutcomeFailed, "failed"
+		case w.Outcome == transcoder.OutcomeOK && (pt.broken || w.Frames != len(pt.frames)):
+			rr.Outcome, rr.Reason = transcoder.OutcomeFailed, "failed"
+			if res.Err == nil {
+				res.Err = fmt.Errorf("gopqueue: rendition %s: %d of %d frames arrived", r.Name, len(pt.frames), w.Frames)
+			}
+		case w.Outcome == transcoder.OutcomeOK:
+			rr.Outcome = transcoder.OutcomeOK
+			rr.Track = &transcoder.OutTrack{Codec: pt.codec, Frames: pt.frames}
+			ok++
+		default:
+			rr.Outcome, rr.Reason = w.Outcome, w.Reason
+		}
+		res.Renditions = append(res.Renditions, rr)
+	}
+	switch {
+	case ok == len(p.job.Renditions):
+		return res, outcomeOK
+	case ok > 0:
+		return res, outcomePartial
+	}
+	for _, rr := range res.Renditions {
+		if rr.Reason == "late" {
+			return res, outcomeLate
+		}
+	}
+	return res, outcomeFailed
+}
+
+// incarnation is a random token naming one Executor's life: job keys of
+// a node restarted with the same id never collide with its old ones.
+func incarnation() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

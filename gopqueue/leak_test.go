@@ -1,0 +1,5 @@
+package gopqueue
+
+import "runtime"
+
+func runtimeGoroutines() int { return runtime.NumGoroutine() }

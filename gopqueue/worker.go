@@ -1,0 +1,426 @@
+package gopqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/media"
+	"github.com/headwater-live/headwater/transcoder"
+)
+
+// JobPool is what a Worker needs of the local ffmpeg pool: a
+// transcoder.Pool, started by its owner.
+type JobPool interface {
+	transcoder.Executor
+	// Size is the number of jobs the pool runs at once.
+	Size() int
+}
+
+var _ JobPool = (*transcoder.Pool)(nil)
+
+// Defaults of WorkerConfig.
+const (
+	// DefaultFetchWait is how long one pull request waits for jobs.
+	DefaultFetchWait = 5 * time.Second
+	// chunkRetries is how many times a chunk not found yet (a replica
+	// behind the leader) is read again, chunkRetryWait apart.
+	chunkRetries   = 20
+	chunkRetryWait = 10 * time.Millisecond
+)
+
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
+	// Slots is how many jobs the worker runs at once: the pool's Size by
+	// default (a smaller value leaves pool slots to other feeders).
+	Slots int
+	// FetchWait is how long one pull request waits for jobs
+	// (DefaultFetchWait).
+	FetchWait time.Duration
+	// PollInterval is how often the consumer's state is copied into the
+	// metrics (DefaultPollInterval; negative: never).
+	PollInterval time.Duration
+}
+
+// Worker takes GOP jobs from the HEADWATER_GOPS work queue and runs them
+// on a local transcoder pool (pre-warmed ffmpeg, fork server, reserved
+// workers, shedding): the `headwater worker` command, or local workers of
+// a serve node. It never has more jobs than free slots: it fetches from
+// the shared durable pull consumer only as many jobs as it has free
+// slots, so several workers share the queue and a busy one leaves jobs to
+// the others.
+//
+// For each job it takes, the worker
+//   - discards it (Term, counted as not started "late", a final result
+//     with every rendition shed as "late") when its deadline has passed;
+//   - announces the delivery (a start message with JetStream's delivery
+//     number) on the job's result subject, reads the input's chunks when
+//     it did not travel inline, and submits a transcoder.Job to the pool
+//     whose Progress publishes each frame on the result subject as soon as
+//     ffmpeg produced it and whose Done publishes the final result and
+//     acknowledges the message;
+//   - sends a progress heartbeat (InProgress) every third of the ack wait
+//     while the job runs: a worker that dies or stops (SIGSTOP) stops
+//     them, and JetStream redelivers the job to another worker after the
+//     ack wait;
+//   - gives the job back at once (Nak) when its run is canceled because
+//     the worker stops or its pool closed.
+//
+// The pool's own rules apply to remote jobs as to local ones: a job that
+// waited n × MaxWait GOP durations since its GOP closed (JetStream's queue
+// included) loses its n lowest-priority renditions (the tallest rung
+// first by default, keeping one), and a job that would not finish before
+// its deadline at the speed of recent jobs is shed whole as "late".
+type Worker struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	pool JobPool
+	cfg  WorkerConfig
+	log  *slog.Logger
+	m    *Metrics
+}
+
+// NewWorker returns a worker running jobs on pool (started by its owner);
+// log and reg may be nil. Nothing runs until Run.
+func NewWorker(nc *nats.Conn, js jetstream.JetStream, pool JobPool, cfg WorkerConfig, log *slog.Logger, reg prometheus.Registerer) (*Worker, error) {
+	if nc == nil || js == nil || pool == nil {
+		return nil, errors.New("gopqueue: worker needs a NATS connection, JetStream and a pool")
+	}
+	if cfg.Slots <= 0 {
+		cfg.Slots = pool.Size()
+	}
+	if cfg.Slots <= 0 {
+		return nil, errors.New("gopqueue: worker needs at least one slot")
+	}
+	if cfg.FetchWait <= 0 {
+		cfg.FetchWait = DefaultFetchWait
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Worker{nc: nc, js: js, pool: pool, cfg: cfg, log: log.With("component", "gopqueue-worker"), m: NewMetrics(reg)}, nil
+}
+
+// task is a job taken from the queue and not yet finished.
+type task struct {
+	msg      jetstream.Msg
+	meta     *jobMeta
+	delivery uint64
+}
+
+// workerRun is the state of one Run.
+type workerRun struct {
+	*Worker
+	cons    jetstream.Consumer
+	stream  jetstream.Stream
+	ackWait time.Duration
+
+	running atomic.Int64
+	freed   chan struct{} // a slot was freed
+	jobs    sync.WaitGroup
+	mu      sync.Mutex
+	tasks   map[*task]struct{}
+}
+
+// Run takes and runs jobs until ctx ends, then gives back the jobs still
+// running (their runs are canceled and the messages Nak'ed) and returns
+// nil once every job is finished. It fails at once when the stream or
+// the consumer does not exist.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.js.Consumer(ctx, StreamName, ConsumerName)
+	if err != nil {
+		return fmt.Errorf("gopqueue: worker: consumer %s on %s: %w", ConsumerName, StreamName, err)
+	}
+	st, err := w.js.Stream(ctx, StreamName)
+	if err != nil {
+		return fmt.Errorf("gopqueue: worker: stream %s: %w", StreamName, err)
+	}
+	r := &workerRun{Worker: w, cons: cons, stream: st, ackWait: cons.CachedInfo().Config.AckWait,
+		freed: make(chan struct{}, 1), tasks: map[*task]struct{}{}}
+	if r.ackWait <= 0 {
+		r.ackWait = 30 * time.Second
+	}
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() { defer bg.Done(); r.heartbeats(ctx) }()
+	if w.cfg.PollInterval > 0 {
+		bg.Add(1)
+		p := &poller{js: w.js, m: w.m, log: w.log, interval: w.cfg.PollInterval}
+		go func() { defer bg.Done(); p.run(ctx) }()
+	}
+	r.fetch(ctx)
+	r.jobs.Wait()
+	bg.Wait()
+	return nil
+}
+
+// fetch pulls jobs, never more than the free slots, until ctx ends.
+func (r *workerRun) fetch(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		free := r.cfg.Slots - int(r.running.Load())
+		if free <= 0 {
+			select {
+			case <-r.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, r.cfg.FetchWait)
+		batch, err := r.cons.Fetch(free, jetstream.FetchContext(fctx))
+		if err == nil {
+			for msg := range batch.Messages() {
+				r.take(ctx, msg)
+			}
+			err = batch.Error()
+		}
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+			errors.Is(err, nats.ErrTimeout) {
+			backoff = 100 * time.Millisecond
+			continue
+		}
+		if ctx.Err() == nil {
+			r.log.Warn("gopqueue: fetching jobs", "error", err)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// take starts handling one delivered job.
+func (r *workerRun) take(ctx context.Context, msg jetstream.Msg) {
+	if ctx.Err() != nil {
+		_ = msg.Nak()
+		return
+	}
+	t := &task{msg: msg}
+	r.running.Add(1)
+	r.m.running.Inc()
+	r.jobs.Add(1)
+	r.mu.Lock()
+	r.tasks[t] = struct{}{}
+	r.mu.Unlock()
+	go r.start(ctx, t)
+}
+
+// release frees a task's slot.
+func (r *workerRun) release(t *task) {
+	r.mu.Lock()
+	delete(r.tasks, t)
+	r.mu.Unlock()
+	r.running.Add(-1)
+	r.m.running.Dec()
+	select {
+	case r.freed <- struct{}{}:
+	default:
+	}
+	r.jobs.Done()
+}
+
+// notStarted ends a task that will not run: term (no redelivery), tell
+// the owner, count.
+func (r *workerRun) notStarted(t *task, reason, outcome string, err error) {
+	r.m.notStarted.WithLabelValues(reason).Inc()
+	_ = t.msg.TermWithReason(reason)
+	if t.meta != nil {
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		r.reply(t, shedResult(t.meta.Job.Renditions, outcome, reason, msg))
+	}
+	if err != nil {
+		r.log.Warn("gopqueue: job not started", "reason", reason, "error", err)
+	}
+	r.release(t)
+}
+
+func (r *workerRun) reply(t *task, res *wireResult) {
+	b, err := encodeResult(t.delivery, res)
+	if err == nil {
+		err = r.nc.Publish(t.meta.Reply, b)
+	}
+	if err != nil {
+		r.log.Warn("gopqueue: cannot send a result", "job", t.meta.Key, "error", err)
+	}
+}
+
+// start checks a job, gets its input and submits it to the pool (its own
+// goroutine: reading chunks takes round trips).
+func (r *workerRun) start(ctx context.Context, t *task) {
+	md, err := t.msg.Metadata()
+	if err != nil {
+		r.notStarted(t, "invalid", transcoder.OutcomeFailed, fmt.Errorf("message metadata: %w", err))
+		return
+	}
+	t.delivery = md.NumDelivered
+	r.m.wait.Observe(time.Since(md.Timestamp).Seconds())
+	if md.NumDelivered > 1 {
+		r.m.redelivered.Inc()
+	}
+	meta, inline, err := decodeJob(t.msg.Data())
+	if err != nil {
+		r.notStarted(t, "invalid", transcoder.OutcomeFailed, err)
+		return
+	}
+	if checkToken("node", meta.Node) != nil || checkToken("job", meta.Key) != nil || meta.Reply != resultSubject(meta.Node, meta.Key) {
+		r.notStarted(t, "invalid", transcoder.OutcomeFailed, fmt.Errorf("job %s: bad reply subject %q", meta.Key, meta.Reply))
+		return
+	}
+	t.meta = meta
+	j := &meta.Job
+	if !time.Now().Before(j.Deadline) {
+		r.notStarted(t, "late", transcoder.OutcomeShed, nil)
+		return
+	}
+	for i := range j.Renditions {
+		if err := j.Renditions[i].Validate(); err != nil {
+			r.notStarted(t, "invalid", transcoder.OutcomeFailed, fmt.Errorf("job %s: %w", meta.Key, err))
+			return
+		}
+	}
+	if err := r.nc.Publish(meta.Reply, encodeStart(t.delivery)); err != nil {
+		r.log.Warn("gopqueue: cannot announce a job", "job", meta.Key, "error", err)
+	}
+	input := inline
+	if meta.Chunks > 0 {
+		dctx, cancel := context.WithDeadline(ctx, j.Deadline)
+		input, err = r.readChunks(dctx, meta)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				_ = t.msg.Nak()
+				r.release(t)
+				return
+			}
+			r.notStarted(t, "input_missing", transcoder.OutcomeFailed, err)
+			return
+		}
+	}
+	if len(input) != meta.InputSize {
+		r.notStarted(t, "invalid", transcoder.OutcomeFailed, fmt.Errorf("job %s: input of %d bytes, want %d", meta.Key, len(input), meta.InputSize))
+		return
+	}
+	idx := make(map[string]int, len(j.Renditions))
+	for i, rd := range j.Renditions {
+		idx[rd.Name] = i
+	}
+	j.Input = input
+	j.Ctx = ctx
+	j.Progress = func(name string, attempt, k int, codec media.Codec, f transcoder.OutFrame) {
+		i, ok := idx[name]
+		if !ok {
+			return
+		}
+		_ = r.nc.Publish(meta.Reply, encodeFrame(t.delivery, attempt, i, k, codec, f))
+	}
+	j.Done = func(res *transcoder.Result) { r.done(t, res) }
+	r.pool.Submit(j)
+}
+
+// done sends a job's final result and acknowledges it, or gives it back
+// when its run was canceled here (the worker or its pool stopping).
+func (r *workerRun) done(t *task, res *transcoder.Result) {
+	wr := &wireResult{Attempt: res.Job.Attempt, Retried: res.Retried, Wall: res.Wall, CPU: res.CPU}
+	if res.Err != nil {
+		wr.Err = res.Err.Error()
+	}
+	canceled := false
+	for _, rr := range res.Renditions {
+		n := 0
+		if rr.Track != nil {
+			n = len(rr.Track.Frames)
+		}
+		if rr.Reason == "canceled" {
+			canceled = true
+		}
+		wr.Renditions = append(wr.Renditions, wireRendition{Name: rr.Rendition.Name, Outcome: rr.Outcome, Reason: rr.Reason, Frames: n})
+	}
+	if canceled {
+		_ = t.msg.Nak()
+	} else {
+		r.reply(t, wr)
+		_ = t.msg.Ack()
+	}
+	r.release(t)
+}
+
+// readChunks reads a job's input from its chunk messages, all at once.
+func (r *workerRun) readChunks(ctx context.Context, meta *jobMeta) ([]byte, error) {
+	parts := make([][]byte, meta.Chunks)
+	errs := make([]error, meta.Chunks)
+	base := dataSubject(meta.Node, meta.Key)
+	var wg sync.WaitGroup
+	for i := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			subj := base + "." + strconv.Itoa(i)
+			for try := 0; ; try++ {
+				m, err := r.stream.GetLastMsgForSubject(ctx, subj)
+				if err == nil {
+					parts[i] = m.Data
+					return
+				}
+				if !errors.Is(err, jetstream.ErrMsgNotFound) || try == chunkRetries {
+					errs[i] = fmt.Errorf("job %s: chunk %d: %w", meta.Key, i, err)
+					return
+				}
+				select {
+				case <-time.After(chunkRetryWait):
+				case <-ctx.Done():
+					errs[i] = fmt.Errorf("job %s: chunk %d: %w", meta.Key, i, ctx.Err())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	input := make([]byte, 0, meta.InputSize)
+	for _, p := range parts {
+		input = append(input, p...)
+	}
+	return input, nil
+}
+
+// heartbeats tells JetStream the running jobs are in progress every third
+// of the ack wait, until ctx ends.
+func (r *workerRun) heartbeats(ctx context.Context) {
+	t := time.NewTicker(max(r.ackWait/3, 50*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		msgs := make([]jetstream.Msg, 0, len(r.tasks))
+		for t := range r.tasks {
+			msgs = append(msgs, t.msg)
+		}
+		r.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
+	}
+}

@@ -44,6 +44,7 @@ import (
 	"github.com/headwater-live/headwater/ingest/rtsp"
 	"github.com/headwater-live/headwater/ingest/srt"
 	"github.com/headwater-live/headwater/origin"
+	"github.com/headwater-live/headwater/origin/relay"
 	"github.com/headwater-live/headwater/segmenter"
 	"github.com/headwater-live/headwater/transcoder"
 )
@@ -290,6 +291,40 @@ type OriginConfig struct {
 	CORS CORSConfig `yaml:"cors" doc:"Cross-origin (CORS) headers."`
 	// Cache configures Cache-Control max-age values.
 	Cache CacheConfig `yaml:"cache" doc:"Cache-Control max-age per response kind (whole seconds)."`
+	// Relay configures how this node's origin fetches the streams other
+	// nodes of a cluster own (package origin/relay); unused on one node.
+	Relay OriginRelayConfig `yaml:"relay" doc:"Fetching streams other cluster nodes own: upstream pool, timeouts and the cache of immutable objects."`
+}
+
+// OriginRelayConfig configures the origin relay (origin/relay.Config).
+type OriginRelayConfig struct {
+	// CacheBytes bounds the memory for relayed init sections, segments and
+	// parts. It defaults to 268435456 (256 MiB).
+	CacheBytes int `yaml:"cache_bytes" doc:"Memory for relayed init sections, segments and parts, bytes (>= 1048576)."`
+	// CacheTTL is the longest a relayed object stays cached. It defaults
+	// to 1m.
+	CacheTTL Duration `yaml:"cache_ttl" doc:"Longest a relayed object stays cached."`
+	// MaxIdleConnsPerHost is the number of idle keep-alive connections
+	// kept to each owner. It defaults to 256.
+	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host" doc:"Idle keep-alive connections kept to each owner node (>= 1)."`
+	// DialTimeout bounds connecting to an owner. It defaults to 2s.
+	DialTimeout Duration `yaml:"dial_timeout" doc:"Time allowed to connect to an owner node."`
+	// ResponseTimeout bounds the wait for an owner's response headers and
+	// each gap in its body; it must exceed origin.block_timeout. It
+	// defaults to 10s.
+	ResponseTimeout Duration `yaml:"response_timeout" doc:"Wait for an owner's response headers and each gap in its body (> origin.block_timeout)."`
+}
+
+// RelayConfig returns the relay.Config of r (its Header, the cluster's
+// shared secret, is left to the caller).
+func (r OriginRelayConfig) RelayConfig() relay.Config {
+	return relay.Config{
+		CacheBytes:          int64(r.CacheBytes),
+		CacheTTL:            time.Duration(r.CacheTTL),
+		MaxIdleConnsPerHost: r.MaxIdleConnsPerHost,
+		DialTimeout:         time.Duration(r.DialTimeout),
+		ResponseTimeout:     time.Duration(r.ResponseTimeout),
+	}
 }
 
 // TLSEnabled reports whether the origin serves HTTPS (both TLSCert and TLSKey
@@ -569,6 +604,13 @@ func Default() *Config {
 				BlockingMaxAge:     Duration(origin.DefaultBlockingMaxAge),
 				NotFoundMaxAge:     Duration(origin.DefaultNotFoundMaxAge),
 				EndedMaxAge:        Duration(origin.DefaultEndedMaxAge),
+			},
+			Relay: OriginRelayConfig{
+				CacheBytes:          relay.DefaultCacheBytes,
+				CacheTTL:            Duration(relay.DefaultCacheTTL),
+				MaxIdleConnsPerHost: relay.DefaultMaxIdleConnsPerHost,
+				DialTimeout:         Duration(relay.DefaultDialTimeout),
+				ResponseTimeout:     Duration(relay.DefaultResponseTimeout),
 			},
 		},
 		HLS: HLSConfig{

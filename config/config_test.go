@@ -121,6 +121,12 @@ origin:
     blocking_max_age: 12s
     not_found_max_age: 0s
     ended_max_age: 10m
+  relay:
+    cache_bytes: 33554432
+    cache_ttl: 30s
+    max_idle_conns_per_host: 64
+    dial_timeout: 1s
+    response_timeout: 15s
 hls:
   encryption:
     enabled: true
@@ -232,6 +238,10 @@ func fullConfig() *Config {
 				NotFoundMaxAge:     0,
 				EndedMaxAge:        Duration(10 * time.Minute),
 			},
+			Relay: OriginRelayConfig{
+				CacheBytes: 32 << 20, CacheTTL: Duration(30 * time.Second), MaxIdleConnsPerHost: 64,
+				DialTimeout: Duration(time.Second), ResponseTimeout: Duration(15 * time.Second),
+			},
 		},
 		HLS: HLSConfig{Encryption: HLSEncryptionConfig{
 			Enabled: true, Prefixes: []string{"live/premium-", "paid/"}, RotateSegments: 10, SequenceIV: true, CacheBytes: 16 << 20,
@@ -305,7 +315,7 @@ func TestLoadFullFile(t *testing.T) {
 	want := []string{
 		`headwater.yaml:57: origin.tls_cert: file "cert.pem" does not exist`,
 		`headwater.yaml:58: origin.tls_key: file "key.pem" does not exist`,
-		`headwater.yaml:122: playback.cdn.secret_file: file "key.pem" does not exist`,
+		`headwater.yaml:128: playback.cdn.secret_file: file "key.pem" does not exist`,
 		`headwater.yaml:20: srt.passphrase_file: file "key.pem" does not exist`,
 		`headwater.yaml:22: srt.prefix_passphrase_files: file "cert.pem" does not exist`,
 	}
@@ -635,6 +645,9 @@ func TestValidate(t *testing.T) {
 		{"cache zero", func(c *Config) { c.Origin.Cache.NotFoundMaxAge = 0 }, ""},
 		{"cache fraction", func(c *Config) { c.Origin.Cache.PlaylistMaxAge = Duration(500 * time.Millisecond) }, `origin.cache.playlist_max_age: must be a whole number of seconds (Cache-Control max-age), got 500ms`},
 		{"cache negative", func(c *Config) { c.Origin.Cache.EndedMaxAge = Duration(-time.Second) }, `origin.cache.ended_max_age: must not be negative, got -1s`},
+		{"relay cache small", func(c *Config) { c.Origin.Relay.CacheBytes = 1000 }, `origin.relay.cache_bytes: must be at least 1048576, got 1000`},
+		{"relay no idle conns", func(c *Config) { c.Origin.Relay.MaxIdleConnsPerHost = 0 }, `origin.relay.max_idle_conns_per_host: must be at least 1, got 0`},
+		{"relay response timeout", func(c *Config) { c.Origin.Relay.ResponseTimeout = Duration(5 * time.Second) }, `origin.relay.response_timeout: must be greater than origin.block_timeout (6s) so relayed blocking requests can be answered, got 5s`},
 		{"admin disabled", func(c *Config) { c.Admin.Address = "" }, ""},
 		{"admin bad", func(c *Config) { c.Admin.Address = ":-1" }, `admin.address: ":-1" is not host:port (port "-1" is not a number in 0-65535); use "" to disable`},
 		{"admin same as origin", func(c *Config) { c.Admin.Address = c.Origin.Address }, `admin.address: ":8080" conflicts with origin.address (":8080"); each listener needs its own address`},

@@ -33,6 +33,8 @@ const (
 	MinHeaderBytes = 1024
 	// MinEncryptionCacheBytes is the smallest hls.encryption.cache_bytes.
 	MinEncryptionCacheBytes = 1 << 20
+	// MinRelayCacheBytes is the smallest origin.relay.cache_bytes.
+	MinRelayCacheBytes = 1 << 20
 )
 
 // Validate checks every key and the rules between keys. It returns nil or
@@ -121,6 +123,14 @@ func (c *Config) Validate() error {
 	v.maxAge("origin.cache.blocking_max_age", o.Cache.BlockingMaxAge)
 	v.maxAge("origin.cache.not_found_max_age", o.Cache.NotFoundMaxAge)
 	v.maxAge("origin.cache.ended_max_age", o.Cache.EndedMaxAge)
+	v.atLeast("origin.relay.cache_bytes", o.Relay.CacheBytes, MinRelayCacheBytes)
+	v.positive("origin.relay.cache_ttl", o.Relay.CacheTTL)
+	v.atLeast("origin.relay.max_idle_conns_per_host", o.Relay.MaxIdleConnsPerHost, 1)
+	v.positive("origin.relay.dial_timeout", o.Relay.DialTimeout)
+	v.positive("origin.relay.response_timeout", o.Relay.ResponseTimeout)
+	if o.Relay.ResponseTimeout > 0 && o.BlockTimeout > 0 && o.Relay.ResponseTimeout <= o.BlockTimeout {
+		v.add("origin.relay.response_timeout", "must be greater than origin.block_timeout (%s) so relayed blocking requests can be answered, got %s", o.BlockTimeout, o.Relay.ResponseTimeout)
+	}
 
 	c.validateHLS(v)
 	c.validateTranscoder(v)

@@ -66,7 +66,7 @@ type cluster struct {
 
 // newCluster builds a cluster; wrap (nil: none) wraps the edge's handler,
 // as server/ puts the playback checks in front of it.
-func newCluster(t *testing.T, cfg Config, rcfg relay.Config, wrap func(http.Handler) http.Handler) *cluster {
+func newCluster(t testing.TB, cfg Config, rcfg relay.Config, wrap func(http.Handler) http.Handler) *cluster {
 	t.Helper()
 	f := newFixture(t, cfg, store.Config{})
 	c := &cluster{fixture: f, hits: &hitCounter{m: make(map[string]int)}, reg: prometheus.NewRegistry()}

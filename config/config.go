@@ -39,6 +39,7 @@ package config
 import (
 	"time"
 
+	"github.com/headwater-live/headwater/cluster"
 	"github.com/headwater-live/headwater/dash"
 	"github.com/headwater-live/headwater/ingest/rtmp"
 	"github.com/headwater-live/headwater/ingest/rtsp"
@@ -80,6 +81,9 @@ type Config struct {
 	Tracing TracingConfig `yaml:"tracing" doc:"OpenTelemetry tracing (OTLP/HTTP, configured by the standard OTEL_* variables)."`
 	// Shutdown configures how SIGTERM/SIGINT stop the server.
 	Shutdown ShutdownConfig `yaml:"shutdown" doc:"Graceful shutdown on SIGTERM/SIGINT."`
+	// Cluster joins the node to a Headwater cluster on NATS JetStream
+	// (docs/cluster.md); off by default.
+	Cluster ClusterConfig `yaml:"cluster" doc:"Cluster on NATS JetStream: GOP workers, stream placement, origin relay (docs/cluster.md); off by default."`
 }
 
 // LogConfig configures the process logger.
@@ -454,6 +458,13 @@ type TranscoderConfig struct {
 	// renditions written as in ladder, e.g.
 	// "live/premium/=1080p=1080:6000k;720p=720:3000k". It defaults to [].
 	PrefixLadders []string `yaml:"prefix_ladders" doc:"Per stream-name prefix ladders: prefix=name=height:bitrate;name=height:bitrate... (longest prefix wins)."`
+	// LocalWorkers is, in a cluster, how many of this node's pool slots
+	// take GOP jobs from the cluster's queue; 0 none (jobs go to `headwater
+	// worker` processes), -1 (auto) all of the pool with cluster.embedded
+	// and none with cluster.nats_url. They also run this node's jobs
+	// directly while NATS is unreachable. Unused without a cluster. It
+	// defaults to -1.
+	LocalWorkers int `yaml:"local_workers" doc:"In a cluster: pool slots of this node serving the cluster's GOP queue (and its own jobs while NATS is down); 0 = none, -1 = auto (all with cluster.embedded, none with cluster.nats_url)."`
 }
 
 // AdminConfig configures the admin listener.
@@ -628,6 +639,7 @@ func Default() *Config {
 			Deadline:      transcoder.DefaultDeadline,
 			Ladder:        formatLadder(transcoder.DefaultLadder()),
 			PrefixLadders: []string{},
+			LocalWorkers:  LocalWorkersAuto,
 		},
 		Admin: AdminConfig{
 			Address:        ":9090",
@@ -638,6 +650,13 @@ func Default() *Config {
 		Shutdown: ShutdownConfig{
 			Drain:   Duration(2 * time.Second),
 			Timeout: Duration(15 * time.Second),
+		},
+		Cluster: ClusterConfig{
+			Name:         defaultClusterName,
+			Routes:       []string{},
+			Replicas:     cluster.DefaultReplicas,
+			PlacementTTL: Duration(cluster.DefaultPlacementTTL),
+			Role:         RoleAll,
 		},
 	}
 }

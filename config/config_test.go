@@ -146,6 +146,7 @@ transcoder:
   deadline: 4
   ladder: ["540p=540:2000k", "270p=270:500k:libx264:faster"]
   prefix_ladders: ["live/premium/=1080p=1080:6000k;720p=720:3000k"]
+  local_workers: 2
 admin:
   address: "127.0.0.1:9191"
   max_connections: 8
@@ -175,6 +176,13 @@ tracing:
 shutdown:
   drain: 500ms
   timeout: 5s
+cluster:
+  name: hw
+  routes: ["nats-route://10.0.0.6:6222"]
+  replicas: 3
+  node_id: node-a
+  origin_url: "http://10.0.0.5:8080"
+  placement_ttl: 5s
 `
 
 // fullConfig is what fullFile decodes to.
@@ -251,6 +259,7 @@ func fullConfig() *Config {
 			QueueSize: 40, MaxWait: 1.5, Reserve: []string{"live/premium/=1:1080p;720p", "=2:270p"}, Deadline: 4,
 			Ladder:        []string{"540p=540:2000k", "270p=270:500k:libx264:faster"},
 			PrefixLadders: []string{"live/premium/=1080p=1080:6000k;720p=720:3000k"},
+			LocalWorkers:  2,
 		},
 		Admin: AdminConfig{Address: "127.0.0.1:9191", MaxConnections: 8},
 		// The *_file keys and what needs them are in security_test.go.
@@ -266,6 +275,9 @@ func fullConfig() *Config {
 		Playback: PlaybackConfig{Tokens: PlaybackTokensConfig{Keys: []string{}}, CDN: PlaybackCDNConfig{Header: "X-CDN-Key", SecretFile: "key.pem"}},
 		Tracing:  TracingConfig{Enabled: true},
 		Shutdown: ShutdownConfig{Drain: Duration(500 * time.Millisecond), Timeout: Duration(5 * time.Second)},
+		// The cluster stays off: its files and NATS URL are checked in cluster_test.go.
+		Cluster: ClusterConfig{Name: "hw", Routes: []string{"nats-route://10.0.0.6:6222"}, Replicas: 3, NodeID: "node-a",
+			OriginURL: "http://10.0.0.5:8080", PlacementTTL: Duration(5 * time.Second), Role: RoleAll},
 	}
 }
 
@@ -315,7 +327,7 @@ func TestLoadFullFile(t *testing.T) {
 	want := []string{
 		`headwater.yaml:57: origin.tls_cert: file "cert.pem" does not exist`,
 		`headwater.yaml:58: origin.tls_key: file "key.pem" does not exist`,
-		`headwater.yaml:128: playback.cdn.secret_file: file "key.pem" does not exist`,
+		`headwater.yaml:129: playback.cdn.secret_file: file "key.pem" does not exist`,
 		`headwater.yaml:20: srt.passphrase_file: file "key.pem" does not exist`,
 		`headwater.yaml:22: srt.prefix_passphrase_files: file "cert.pem" does not exist`,
 	}

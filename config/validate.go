@@ -134,6 +134,7 @@ func (c *Config) Validate() error {
 
 	c.validateHLS(v)
 	c.validateTranscoder(v)
+	c.validateCluster(v)
 
 	v.address("admin.address", c.Admin.Address, true)
 

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,6 +27,35 @@ type ViewerCounter interface {
 	Count(stream string, now time.Time) int
 }
 
+// Owner is where a live stream of a cluster is published (its placement).
+type Owner struct {
+	// Stream is the stream name.
+	Stream string `json:"-"`
+	// Node is the owning node's id.
+	Node string `json:"node"`
+	// OriginURL is the owning node's origin base URL.
+	OriginURL string `json:"origin_url,omitempty"`
+	// Started is when the publish was accepted.
+	Started time.Time `json:"-"`
+	// Protocol is the ingest protocol.
+	Protocol string `json:"-"`
+}
+
+// ClusterStreams returns this node's id and the live streams of the
+// cluster with their owners.
+type ClusterStreams func() (self string, owners []Owner)
+
+// Option configures a Handler.
+type Option func(*Handler)
+
+// WithCluster makes the stream list cover every live stream of the
+// cluster: streams of other nodes are listed with their owner (no detail:
+// it is on the owner's API), this node's with their full detail and
+// themselves as owner.
+func WithCluster(list ClusterStreams) Option {
+	return func(h *Handler) { h.cluster = list }
+}
+
 // Handler serves the status API.
 type Handler struct {
 	registry *media.Registry
@@ -34,15 +64,19 @@ type Handler struct {
 	window   int
 	log      *slog.Logger
 	mux      *http.ServeMux
+	cluster  ClusterStreams // nil on one node
 }
 
 // New returns the API handler. viewers may be nil; window is the number of
 // segments bandwidth is measured over (the playlist window).
-func New(registry *media.Registry, st *store.Store, viewers ViewerCounter, window int, log *slog.Logger) *Handler {
+func New(registry *media.Registry, st *store.Store, viewers ViewerCounter, window int, log *slog.Logger, opts ...Option) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{registry: registry, store: st, viewers: viewers, window: window, log: log, mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(h)
+	}
 	h.mux.HandleFunc("GET /api/v1/streams", h.list)
 	h.mux.HandleFunc("GET /api/v1/streams/{name...}", h.get)
 	h.mux.HandleFunc("DELETE /api/v1/streams/{name...}", h.kick)
@@ -86,6 +120,8 @@ type Stream struct {
 	Tracks        []Track     `json:"tracks"`
 	Renditions    []Rendition `json:"renditions"`
 	Viewers       int         `json:"viewers"`
+	// Owner is the node publishing the stream, in a cluster only.
+	Owner *Owner `json:"owner,omitempty"`
 }
 
 // Track is one ingested elementary stream.
@@ -131,10 +167,38 @@ func (h *Handler) list(w http.ResponseWriter, _ *http.Request) {
 		names[s.Name()] = true
 	}
 	out := streamList{Streams: []Stream{}}
+	var self string
+	owners := map[string]Owner{}
+	if h.cluster != nil {
+		var list []Owner
+		self, list = h.cluster()
+		for _, o := range list {
+			owners[o.Stream] = o
+		}
+	}
 	for n := range names {
 		if s, ok := h.describe(n, now); ok {
+			if self != "" && s.Live {
+				s.Owner = &Owner{Node: self}
+				if o, ok := owners[n]; ok && o.Node == self {
+					s.Owner.OriginURL = o.OriginURL
+				}
+			}
 			out.Streams = append(out.Streams, s)
 		}
+	}
+	for n, o := range owners {
+		if o.Node == self {
+			continue
+		}
+		if _, local := h.registry.Get(n); local {
+			continue
+		}
+		// Replace what this node keeps of an ended publish of the name.
+		out.Streams = slices.DeleteFunc(out.Streams, func(s Stream) bool { return s.Name == n })
+		started := o.Started
+		out.Streams = append(out.Streams, Stream{Name: n, Live: true, Protocol: o.Protocol, StartedAt: &started,
+			UptimeSeconds: now.Sub(started).Seconds(), Tracks: []Track{}, Renditions: []Rendition{}, Owner: &o})
 	}
 	sort.Slice(out.Streams, func(i, j int) bool { return out.Streams[i].Name < out.Streams[j].Name })
 	writeJSON(w, http.StatusOK, out)

@@ -80,6 +80,15 @@ type ClusterConfig struct {
 	Role string `yaml:"role" doc:"What serve runs: all (ingest, packaging, origin) or origin (origin only, no ingest listeners)."`
 }
 
+// NeedsOriginURL reports whether a serve node must have cluster.origin_url:
+// it ingests (role all, an ingest listener) and other nodes can reach it
+// (not a one-node embedded cluster). `headwater worker` never needs one.
+func (c *Config) NeedsOriginURL() bool {
+	k := c.Cluster
+	return k.Enabled() && k.OriginURL == "" && k.Role == RoleAll &&
+		c.RTMP.Address+c.SRT.Address+c.RTSP.Address != "" && !(k.Embedded && k.Listen == "")
+}
+
 // Enabled reports whether the cluster is on: nats_url set or embedded.
 func (c ClusterConfig) Enabled() bool { return c.NATSURL != "" || c.Embedded }
 
@@ -135,8 +144,6 @@ func (c *Config) validateCluster(v *validator) {
 		if p, err := url.Parse(k.OriginURL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			v.add("cluster.origin_url", "%q is not an http(s)://host:port URL", k.OriginURL)
 		}
-	} else if k.Role == RoleAll && c.RTMP.Address+c.SRT.Address+c.RTSP.Address != "" && !(k.Embedded && k.Listen == "") {
-		v.add("cluster.origin_url", "must be set on a node that ingests and that other nodes can reach: their origins fetch its streams there")
 	}
 	protected := c.Playback.Tokens.Enabled() || c.Playback.CDN.Enabled() || c.HLS.Encryption.Enabled
 	if protected && k.SecretFile == "" {

@@ -24,6 +24,8 @@ type abr struct {
 	ffmpeg string
 	m      *transcoder.Metrics
 	log    *slog.Logger
+	// onGap, when set (in a cluster), is told of every rendition gap.
+	onGap func(stream, rendition string, g transcoder.Gap)
 }
 
 // jobExecutor is where GOP jobs run: the local ffmpeg worker pool, or a
@@ -199,7 +201,12 @@ func (r *abrRun) run(ctx context.Context, p *publish) {
 		if err != nil {
 			return nil
 		}
-		return renditionOutput{w}
+		out := renditionOutput{w: w}
+		if r.a.onGap != nil {
+			name, onGap := info.Rendition.Name, r.a.onGap
+			out.gap = func(g transcoder.Gap) { onGap(p.name, name, g) }
+		}
+		return out
 	})
 	if err != nil && ctx.Err() == nil {
 		p.log.Error("transcoder: ended with error", "error", err)
@@ -247,8 +254,12 @@ func (r *audioRun) run(ctx context.Context, p *publish) {
 
 func (r *audioRun) close() { r.sub.Close() }
 
-// renditionOutput writes a transcoded rendition with a segmenter Writer.
-type renditionOutput struct{ w *segmenter.Writer }
+// renditionOutput writes a transcoded rendition with a segmenter Writer;
+// gap, when set, is told of its gaps.
+type renditionOutput struct {
+	w   *segmenter.Writer
+	gap func(transcoder.Gap)
+}
 
 var _ transcoder.Output = renditionOutput{}
 
@@ -256,7 +267,12 @@ var _ transcoder.Output = renditionOutput{}
 func (o renditionOutput) WriteFrame(f *media.Frame) { o.w.WriteFrame(f) }
 
 // Gap implements transcoder.Output.
-func (o renditionOutput) Gap(g transcoder.Gap) { o.w.Gap(g.DTS, g.ClockRate, g.Duration, g.Received) }
+func (o renditionOutput) Gap(g transcoder.Gap) {
+	o.w.Gap(g.DTS, g.ClockRate, g.Duration, g.Received)
+	if o.gap != nil {
+		o.gap(g)
+	}
+}
 
 // Close implements transcoder.Output.
 func (o renditionOutput) Close() { o.w.Close() }

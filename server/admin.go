@@ -83,12 +83,22 @@ func (s *Server) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("/api/", api.New(s.registry, s.store, s.viewers, s.cfg.Segmenter.Window, s.log))
+	var apiOpts []api.Option
+	if s.cl != nil {
+		apiOpts = append(apiOpts, api.WithCluster(s.cl.clusterStreams))
+	}
+	mux.Handle("/api/", api.New(s.registry, s.store, s.viewers, s.cfg.Segmenter.Window, s.log, apiOpts...))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !s.ready.Load() || !s.abr.ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		// A node cut off from the cluster still ingests and serves its
+		// own streams: it stays ready, and says why it is degraded.
+		if ok, reason := s.cl.health(); !ok {
+			_, _ = w.Write([]byte("ready, degraded: " + reason + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,7 @@ import (
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/metrics"
 	"github.com/headwater-live/headwater/origin"
+	"github.com/headwater-live/headwater/origin/relay"
 	"github.com/headwater-live/headwater/segmenter"
 	"github.com/headwater-live/headwater/store"
 	"github.com/headwater-live/headwater/telemetry"
@@ -34,6 +36,22 @@ func newMetricsRegistry() *prometheus.Registry {
 	return reg
 }
 
+// buildCluster builds the node's cluster part when the cluster is on (not
+// connected until Start) and, with the transcoder on, makes the ABR's job
+// executor the cluster's GOP queue.
+func (s *Server) buildCluster() (err error) {
+	if s.cfg.NeedsOriginURL() {
+		return errors.New("cluster.origin_url: must be set on a node that ingests and that other nodes can reach: their origins fetch its streams there")
+	}
+	if s.cl, err = newClustering(s.cfg, s.reg, s.log); err != nil || s.cl == nil {
+		return err
+	}
+	if s.newExec == nil {
+		s.newExec = newClusterExecutor(s.cl, s.cfg, s.reg)
+	}
+	return nil
+}
+
 // buildPackaging builds the store, the segmenter, the ABR ladder (when
 // transcoder.enabled) and the pipelines joining them.
 func (s *Server) buildPackaging() error {
@@ -42,6 +60,9 @@ func (s *Server) buildPackaging() error {
 	var err error
 	if s.abr, err = newABR(s.cfg.Transcoder, s.reg, s.log, s.newExec); err != nil {
 		return err
+	}
+	if s.abr != nil && s.cl != nil {
+		s.abr.onGap = s.cl.transcodeGap
 	}
 	s.pipes = newPipelines(s.ctx, pipelineConfig{
 		store:     s.store,
@@ -79,13 +100,19 @@ func (s *Server) streamEnded(ms *media.Stream) {
 	if s.viewers != nil {
 		s.viewers.Forget(ms.Name())
 	}
+	s.cl.unpublished(ms)
 }
 
 // buildIngest builds the enabled ingest listeners (not listening yet),
-// each publishing through the security's guarded registry.
+// each publishing through the security's guarded registry (which claims
+// the stream's placement in a cluster); none in the origin role.
 func (s *Server) buildIngest() error {
+	if !s.cl.ingests() {
+		return nil
+	}
 	cfg, m := s.cfg, ingest.NewMetrics(s.reg)
 	pub := s.sec.publisher(s.registry)
+	pub.cl = s.cl
 	if cfg.SRT.Address != "" {
 		c, err := srtConfig(cfg.SRT)
 		if err != nil {
@@ -113,18 +140,27 @@ func (s *Server) buildIngest() error {
 
 // buildOrigin builds the origin server (not listening yet) and the viewer
 // count it feeds: the origin handler, traced when tracing is on, behind
-// the playback security checks.
+// the playback security checks; in a cluster it relays the streams other
+// nodes own, and requests other nodes relay (with the cluster secret)
+// skip the checks.
 func (s *Server) buildOrigin() {
 	oc := originConfig(s.cfg)
 	s.viewers = metrics.Register(s.reg, origin.NewViewers(origin.DefaultViewerWindow))
 	om := origin.NewMetrics(s.reg)
-	h := http.Handler(origin.NewHandler(oc, s.store, om, s.log, origin.WithViewers(s.viewers)))
+	opts := []origin.Option{origin.WithViewers(s.viewers)}
+	if s.cl != nil {
+		rc := s.cfg.Origin.Relay.RelayConfig()
+		rc.Header = s.cl.relayHeader()
+		s.relay = relay.New(rc, s.log.With("component", "relay"), s.reg)
+		opts = append(opts, origin.WithRelay(s.cl.owner, s.relay))
+	}
+	h := http.Handler(origin.NewHandler(oc, s.store, om, s.log, opts...))
 	if _, off := s.tp.(noop.TracerProvider); !off {
 		h = otelhttp.NewHandler(h, "origin",
 			otelhttp.WithTracerProvider(s.tp), otelhttp.WithPropagators(telemetry.Propagator()),
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "origin " + r.Method }))
 	}
 	// Outermost, so that traces and the origin's logs see paths without tokens.
-	h = s.sec.wrapOrigin(h)
+	h = s.cl.trustRelayed(h, s.sec.wrapOrigin(h), nil)
 	s.origin = origin.NewServer(oc, h, s.log, origin.WithServerMetrics(om))
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/headwater-live/headwater/auth"
+	"github.com/headwater-live/headwater/cluster"
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/ingest/rtmp"
 	"github.com/headwater-live/headwater/ingest/rtsp"
@@ -224,4 +225,41 @@ func corsOrigins(allowed []string) []string {
 		return []string{}
 	}
 	return allowed
+}
+
+// clusterConfig maps the cluster section onto the cluster node's
+// configuration (the node id, when "", is filled by newClustering).
+func clusterConfig(c config.ClusterConfig) cluster.Config {
+	return cluster.Config{
+		NATSURL:      c.NATSURL,
+		CredsFile:    c.CredsFile,
+		NKeyFile:     c.NKeyFile,
+		TLSCA:        c.TLSCA,
+		TLSCert:      c.TLSCert,
+		TLSKey:       c.TLSKey,
+		Embedded:     c.Embedded,
+		StoreDir:     c.StoreDir,
+		Listen:       c.Listen,
+		ClusterName:  c.Name,
+		RouteListen:  c.RouteListen,
+		Routes:       c.Routes,
+		Replicas:     c.Replicas,
+		NodeID:       c.NodeID,
+		OriginURL:    c.OriginURL,
+		PlacementTTL: c.PlacementTTL.Duration(),
+	}
+}
+
+// localWorkers is how many of the pool's slots serve the cluster's GOP
+// queue on a serve node (transcoder.local_workers; -1: the whole pool with
+// an embedded NATS, none with nats_url).
+func localWorkers(cfg *config.Config, poolSize int) int {
+	n := cfg.Transcoder.LocalWorkers
+	if n == config.LocalWorkersAuto {
+		if cfg.Cluster.Embedded {
+			return poolSize
+		}
+		return 0
+	}
+	return min(n, poolSize)
 }

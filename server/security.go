@@ -381,6 +381,7 @@ func readSecretLines(file string) ([]string, error) {
 type guardedRegistry struct {
 	*media.Registry
 	reserved bool
+	cl       *clustering // claims the placement in a cluster; nil on one node
 }
 
 // CheckName refuses names whose first element is reserved by the origin,
@@ -397,6 +398,9 @@ func (g guardedRegistry) CheckName(name string) error {
 func (g guardedRegistry) Publish(name string, info media.PublishInfo, tracks []*media.Track) (*media.Stream, error) {
 	if err := g.CheckName(name); err != nil {
 		return nil, err
+	}
+	if g.cl != nil {
+		return g.cl.publish(g.Registry, name, info, tracks)
 	}
 	return g.Registry.Publish(name, info, tracks)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/headwater-live/headwater/ingest/srt"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/origin"
+	"github.com/headwater-live/headwater/origin/relay"
 	"github.com/headwater-live/headwater/store"
 )
 
@@ -41,8 +42,10 @@ type Server struct {
 	sec      *security // publish auth, playback tokens, CDN secret, admin token
 	registry *media.Registry
 	store    *store.Store
-	abr      *abr       // the ABR ladder; nil when transcoder.enabled is false
-	pipes    *pipelines // one per publish
+	abr      *abr         // the ABR ladder; nil when transcoder.enabled is false
+	cl       *clustering  // the node's cluster part; nil when the cluster is off
+	relay    *relay.Relay // fetches other nodes' streams; nil when the cluster is off
+	pipes    *pipelines   // one per publish
 	rtmp     *rtmp.Server
 	srt      *srt.Server
 	rtsp     *rtsp.Server
@@ -118,6 +121,9 @@ func (s *Server) build() (err error) {
 	if s.sec, err = newSecurity(s.cfg, s.reg, s.log, s.tp); err != nil {
 		return err
 	}
+	if err := s.buildCluster(); err != nil {
+		return err
+	}
 	if err := s.buildPackaging(); err != nil {
 		return err
 	}
@@ -154,6 +160,9 @@ func (s *Server) Start() (err error) {
 		defer s.wg.Done()
 		s.store.Run(s.ctx)
 	}()
+	if err := s.cl.start(s.ctx); err != nil {
+		return err
+	}
 	if err := s.origin.Start(); err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
@@ -244,7 +253,8 @@ func (s *Server) AdminAddr() net.Addr {
 // Shutdown stops accepting publishers, ends every live stream (their
 // playlists get ENDLIST), waits for the pipelines, keeps the origin serving
 // for shutdown.drain so players and CDNs see the ended playlists, then
-// drains the HTTP listeners until ctx ends.
+// drains the HTTP listeners until ctx ends; in a cluster it closes the
+// relay and leaves the cluster last.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	live := s.registry.Len()
@@ -276,6 +286,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err := s.admin.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("admin: %w", err))
 		}
+	}
+	if s.relay != nil {
+		s.relay.Close()
+	}
+	if err := s.cl.close(); err != nil {
+		errs = append(errs, err)
 	}
 	s.cancel()
 	s.pipes.join()

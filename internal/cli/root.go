@@ -23,7 +23,7 @@ func NewRootCommand(stdout, stderr io.Writer, version string) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(version), newConfigCommand(), newVersionCommand(version))
+	root.AddCommand(newServeCommand(version), newWorkerCommand(version), newConfigCommand(), newVersionCommand(version))
 	root.AddCommand(newAuthCommand(), newTokenCommand(), newTranscoderCommand())
 	return root
 }

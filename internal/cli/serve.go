@@ -19,7 +19,7 @@ import (
 // newServeCommand runs the server until SIGINT or SIGTERM, reloading the
 // configuration on SIGHUP; version is what logs and traces report.
 func newServeCommand(version string) *cobra.Command {
-	var configPath string
+	var configPath, role string
 	flagValues := map[string]*string{}
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -31,6 +31,9 @@ func newServeCommand(version string) *cobra.Command {
 				if cmd.Flags().Changed(f.Name) {
 					overrides = append(overrides, config.Override{Path: f.Path, Value: *flagValues[f.Name], Source: "--" + f.Name})
 				}
+			}
+			if cmd.Flags().Changed("role") {
+				overrides = append(overrides, config.Override{Path: "cluster.role", Value: role, Source: "--role"})
 			}
 			cfg, err := config.Load(configPath, os.Environ(), overrides...)
 			if err != nil {
@@ -89,6 +92,7 @@ func newServeCommand(version string) *cobra.Command {
 	for _, f := range config.Flags() {
 		flagValues[f.Name] = cmd.Flags().String(f.Name, "", f.Usage)
 	}
+	cmd.Flags().StringVar(&role, "role", "", `what runs: all (ingest, packaging, origin) or origin (no ingest; needs a cluster) (default "all"; env HEADWATER_CLUSTER_ROLE)`)
 	return cmd
 }
 

@@ -1,0 +1,361 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/api"
+	"github.com/headwater-live/headwater/auth/playback"
+	"github.com/headwater-live/headwater/cluster"
+	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/media"
+	"github.com/headwater-live/headwater/metrics"
+	"github.com/headwater-live/headwater/transcoder"
+)
+
+// This file is the node's part in a cluster (docs/cluster.md): the
+// cluster.Node (started in Start, closed last in Shutdown), the placement
+// of the streams this node ingests, their lifecycle events, the relay's
+// lookup and the trust of relayed requests. With cluster.nats_url and
+// cluster.embedded both unset, Server.cl is nil and none of it runs.
+
+// claimTimeout bounds a placement claim or release made while a publish
+// waits.
+const claimTimeout = 3 * time.Second
+
+// clustering is the node's membership of the cluster.
+type clustering struct {
+	cfg    cluster.Config
+	role   string
+	secret string // the cluster secret (cluster.secret_file), "" for none
+	log    *slog.Logger
+	reg    prometheus.Registerer
+
+	node *cluster.Node // set by start, before any listener serves
+
+	refusals prometheus.Counter
+
+	mu    sync.Mutex               // serializes claim + publish and release
+	owned map[string]*media.Stream // this node's live streams by name
+
+	ctx    context.Context // ends the claim retries; cancelled by close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // claim retries
+}
+
+// newClustering builds the node's cluster part from the configuration,
+// nil when the cluster is off. Nothing connects until start.
+func newClustering(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*clustering, error) {
+	if !cfg.Cluster.Enabled() {
+		return nil, nil
+	}
+	secret, err := readClusterSecret(cfg.Cluster.SecretFile)
+	if err != nil {
+		return nil, err
+	}
+	cc := clusterConfig(cfg.Cluster)
+	if cc.NodeID == "" {
+		cc.NodeID = defaultNodeID()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &clustering{
+		cfg: cc, role: cfg.Cluster.Role, secret: secret, log: log.With("component", "cluster"), reg: reg,
+		refusals: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "headwater_cluster_publish_refused_total",
+			Help: "Publishes refused because another node of the cluster owns the stream name.",
+		})),
+		owned: map[string]*media.Stream{}, ctx: ctx, cancel: cancel,
+	}, nil
+}
+
+// readClusterSecret reads the cluster secret: the first line of the file
+// (auth.ReadSecretFile), at least minSharedSecret bytes.
+func readClusterSecret(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	lines, err := readSecretLines(file)
+	if err != nil {
+		return "", fmt.Errorf("cluster.secret_file: %w", err)
+	}
+	if len(lines) == 0 {
+		return "", fmt.Errorf("cluster.secret_file: %s holds no secret", file)
+	}
+	return lines[0], nil
+}
+
+// defaultNodeID is the hostname (characters other than letters, digits, '-'
+// and '_' written '-': the id is a NATS subject token) and a random suffix.
+func defaultNodeID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "headwater"
+	}
+	host = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, host)
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+// start starts the cluster node: the embedded NATS server when configured
+// and the connection (retried in the background when NATS is unreachable).
+func (c *clustering) start(ctx context.Context) error {
+	if c == nil {
+		return nil
+	}
+	n, err := cluster.Start(ctx, c.cfg, c.log, c.reg)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	c.node = n
+	c.log.Info("cluster: node started", "node", n.ID(), "role", c.role, "embedded", c.cfg.Embedded, "origin_url", c.cfg.OriginURL)
+	return nil
+}
+
+// close stops the claim retries and closes the node (its placement entries
+// are released, a node_left event is published). Call it once the streams
+// have ended.
+func (c *clustering) close() error {
+	if c == nil {
+		return nil
+	}
+	c.cancel()
+	c.wg.Wait()
+	if c.node == nil {
+		return nil
+	}
+	if err := c.node.Close(); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return nil
+}
+
+// health is the node's cluster health for /readyz: ok, or why it is
+// degraded.
+func (c *clustering) health() (bool, string) {
+	if c == nil {
+		return true, ""
+	}
+	if c.node == nil {
+		return false, "cluster: not started"
+	}
+	ok, reason := c.node.Health()
+	if !ok {
+		return false, "cluster: " + reason
+	}
+	return true, ""
+}
+
+// ingests reports whether this node runs ingest listeners (role all, or no
+// cluster).
+func (c *clustering) ingests() bool { return c == nil || c.role != config.RoleOrigin }
+
+// publish claims name in the placement bucket, then publishes it in reg.
+// A name live on another node is refused as a name live here is
+// (media.ErrAlreadyPublishing); a placement that cannot be written (NATS
+// unreachable) does not stop ingest: the publish goes on and the claim is
+// retried in the background.
+func (c *clustering) publish(reg *media.Registry, name string, info media.PublishInfo, tracks []*media.Track) (*media.Stream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, live := reg.Get(name); live || c.node == nil {
+		return reg.Publish(name, info, tracks) // refused here as on one node
+	}
+	claimed, err := c.claim(name, info, time.Now())
+	if errors.Is(err, cluster.ErrOwnedElsewhere) {
+		c.refused(name, info, err)
+		return nil, fmt.Errorf("publish %s: %w (cluster: %v)", name, media.ErrAlreadyPublishing, err)
+	}
+	st, perr := reg.Publish(name, info, tracks)
+	if perr != nil {
+		if claimed {
+			c.release(name)
+		}
+		return nil, perr
+	}
+	c.owned[name] = st
+	if !claimed {
+		c.log.Warn("cluster: placement unavailable; publish accepted, claim retried in the background", "stream", name, "error", err)
+		c.wg.Add(1)
+		go c.retryClaim(st)
+	}
+	_ = c.node.Events().Publish(c.ctx, cluster.KindStreamStarted, cluster.StreamStarted{
+		Stream: name, Node: c.node.ID(), OriginURL: c.cfg.OriginURL, Protocol: info.Protocol, Remote: info.RemoteAddr,
+		Tracks: trackNames(tracks), Time: time.Now().UTC()})
+	return st, nil
+}
+
+// claim claims name; claimed false with a nil error never happens.
+func (c *clustering) claim(name string, info media.PublishInfo, started time.Time) (bool, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, claimTimeout)
+	defer cancel()
+	err := c.node.Placement().Claim(ctx, cluster.Owner{Stream: name, OriginURL: c.cfg.OriginURL, Started: started, Protocol: info.Protocol})
+	return err == nil, err
+}
+
+// retryClaim claims st's name every second until it succeeds, the stream
+// ends or the node closes.
+func (c *clustering) retryClaim(st *media.Stream) {
+	defer c.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-st.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		if c.owned[st.Name()] != st {
+			c.mu.Unlock()
+			return
+		}
+		claimed, err := c.claim(st.Name(), st.Info(), time.Now())
+		c.mu.Unlock()
+		switch {
+		case claimed:
+			c.log.Info("cluster: placement claimed", "stream", st.Name())
+			return
+		case errors.Is(err, cluster.ErrOwnedElsewhere):
+			c.log.Error("cluster: the stream accepted while NATS was unreachable is live on another node too; kicking this publisher", "stream", st.Name(), "error", err)
+			st.Kick()
+			return
+		}
+	}
+}
+
+// refused logs, counts and announces a publish refused because another
+// node owns the name.
+func (c *clustering) refused(name string, info media.PublishInfo, err error) {
+	c.refusals.Inc()
+	owner, _ := c.node.Placement().Lookup(name)
+	c.log.Warn("cluster: publish refused: the stream is live on another node", "stream", name, "owner", owner.Node,
+		"owner_origin", owner.OriginURL, "protocol", info.Protocol, "remote", info.RemoteAddr, "error", err)
+	_ = c.node.Events().Publish(c.ctx, cluster.KindPublishRefused, cluster.PublishRefused{
+		Stream: name, Node: c.node.ID(), Protocol: info.Protocol, Remote: info.RemoteAddr,
+		Reason: "already_publishing", Owner: owner.Node, Time: time.Now().UTC()})
+}
+
+// unpublished releases the placement of a stream of this node that ended
+// (unless a republish here took the name over meanwhile).
+func (c *clustering) unpublished(st *media.Stream) {
+	if c == nil || c.node == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.owned[st.Name()] != st {
+		return
+	}
+	delete(c.owned, st.Name())
+	c.release(st.Name())
+	reason := "publisher_closed"
+	if st.Context().Err() != nil {
+		reason = "kicked"
+	}
+	_ = c.node.Events().Publish(c.ctx, cluster.KindStreamEnded, cluster.StreamEnded{
+		Stream: st.Name(), Node: c.node.ID(), Started: st.Started().UTC(), Time: time.Now().UTC(), Reason: reason})
+}
+
+// release deletes this node's placement of name; c.mu is held.
+func (c *clustering) release(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	if err := c.node.Placement().Release(ctx, name); err != nil {
+		c.log.Warn("cluster: placement release failed; the entry expires after cluster.placement_ttl", "stream", name, "error", err)
+	}
+}
+
+// owner is the relay's lookup: the origin URL of the node owning stream
+// when it is another node.
+func (c *clustering) owner(stream string) (string, bool) {
+	if c.node == nil {
+		return "", false
+	}
+	o, ok := c.node.Placement().Lookup(stream)
+	if !ok || o.Node == c.node.ID() || o.OriginURL == "" {
+		return "", false
+	}
+	return o.OriginURL, true
+}
+
+// relayHeader is what the relay adds to its upstream requests: the cluster
+// secret, when there is one.
+func (c *clustering) relayHeader() http.Header {
+	if c.secret == "" {
+		return nil
+	}
+	return http.Header{config.ClusterSecretHeader: {c.secret}}
+}
+
+// trustRelayed lets requests carrying the cluster secret (relayed by
+// another node, which ran the token and CDN checks) past this node's
+// checks: they go to direct, the origin handler, marked as vouched for
+// (playback.ViaCDN: AES-128 keys are served). A wrong secret gets 403.
+// Requests without the header go to checked. Without a secret it returns
+// checked.
+func (c *clustering) trustRelayed(direct, checked http.Handler, pm *playback.Metrics) http.Handler {
+	if c == nil || c.secret == "" {
+		return checked
+	}
+	trusted := playback.RequireHeaderSecrets(config.ClusterSecretHeader, []string{c.secret}, pm)(direct)
+	name := http.CanonicalHeaderKey(config.ClusterSecretHeader)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Header[name]; ok {
+			trusted.ServeHTTP(w, r)
+			return
+		}
+		checked.ServeHTTP(w, r)
+	})
+}
+
+// clusterStreams lists the cluster's live streams for the status API.
+func (c *clustering) clusterStreams() (string, []api.Owner) {
+	if c == nil || c.node == nil {
+		return "", nil
+	}
+	owners := c.node.Placement().List()
+	out := make([]api.Owner, 0, len(owners))
+	for _, o := range owners {
+		out = append(out, api.Owner{Stream: o.Stream, Node: o.Node, OriginURL: o.OriginURL, Started: o.Started, Protocol: o.Protocol})
+	}
+	return c.node.ID(), out
+}
+
+// trackNames describes tracks for the stream_started event.
+func trackNames(tracks []*media.Track) []string {
+	out := make([]string, 0, len(tracks))
+	for _, t := range tracks {
+		out = append(out, t.Codec.Name())
+	}
+	return out
+}
+
+// transcodeGap announces a rendition gap of a stream of this node.
+func (c *clustering) transcodeGap(stream, rendition string, g transcoder.Gap) {
+	if c.node == nil || g.ClockRate == 0 {
+		return
+	}
+	_ = c.node.Events().Publish(c.ctx, cluster.KindTranscodeGap, cluster.TranscodeGap{
+		Stream: stream, Node: c.node.ID(), Rendition: rendition, Sequence: g.Seq,
+		Start: float64(g.DTS) / float64(g.ClockRate), Duration: float64(g.Duration) / float64(g.ClockRate),
+		Reason: g.Reason, Time: time.Now().UTC()})
+}

@@ -15,7 +15,7 @@
 // with [ErrUnavailable].
 //
 // Names in NATS (all exported as constants): the placement bucket
-// [PlacementBucket] (memory storage, one value per key, bucket TTL =
+// [PlacementBucket] (file storage, one value per key, bucket TTL =
 // Config.PlacementTTL), the events stream [EventsStream] on subjects
 // [EventsSubjectPrefix]<kind> (file storage, kept [EventsMaxAge]).
 package cluster
@@ -98,7 +98,8 @@ type Config struct {
 	StoreDir string
 	// Listen is the embedded server's client listen address for other
 	// nodes and workers ("0.0.0.0:4222"); "" listens on no port (in-process
-	// only). Port 0 picks a free port.
+	// only), or, with RouteListen set (routing needs a client listener), on
+	// a random loopback port. Port 0 picks a free port.
 	Listen string
 	// ClusterName is the embedded NATS cluster (routes) name, the same on
 	// every node.
@@ -114,7 +115,8 @@ type Config struct {
 	// Replicas is the JetStream replica count of Headwater's streams and
 	// buckets: 1, or 3 in a three-node cluster. 0 means [DefaultReplicas].
 	Replicas int
-	// NodeID is this node's id; "" means the hostname and a random suffix.
+	// NodeID is this node's id, a NATS subject token; "" means the hostname
+	// (other characters than [A-Za-z0-9_-] as '-') and a random suffix.
 	NodeID string
 	// OriginURL is this node's origin base URL as other nodes reach it
 	// ("http://10.0.0.5:8080"); it is the default [Owner.OriginURL].
@@ -149,6 +151,12 @@ func defaultNodeID() string {
 	if err != nil || host == "" {
 		host = "headwater"
 	}
+	host = strings.Map(func(r rune) rune { // a NATS subject token
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, host)
 	var b [3]byte
 	_, _ = crand.Read(b[:])
 	return host + "-" + hex.EncodeToString(b[:])
@@ -255,11 +263,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Reg
 	return n, nil
 }
 
-// backoff is the wait before retry attempt (0-based): 100ms doubling to 5s,
+// backoff is the wait before retry attempt (0-based): 100ms doubling to 2s,
 // with ±20% jitter.
 func backoff(attempt int) time.Duration {
-	d := 5 * time.Second
-	if attempt < 6 {
+	d := 2 * time.Second
+	if attempt < 5 {
 		d = 100 * time.Millisecond << attempt
 	}
 	return d - d/5 + rand.N(2*d/5+1)
@@ -273,8 +281,8 @@ func (n *Node) connect() error {
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration { return backoff(attempts - 1) }),
-		nats.ConnectHandler(func(*nats.Conn) { n.connected(false) }),
-		nats.ReconnectHandler(func(*nats.Conn) { n.connected(true) }),
+		nats.ConnectHandler(func(nc *nats.Conn) { n.connected(nc, false) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { n.connected(nc, true) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { n.disconnect(err) }),
 		nats.ClosedHandler(func(*nats.Conn) { close(n.closed) }),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -316,7 +324,7 @@ func (n *Node) connect() error {
 	}
 	n.nc = nc
 	if nc.IsConnected() {
-		n.connected(false)
+		n.connected(nc, false)
 	}
 	return nil
 }
@@ -334,8 +342,8 @@ func redactURL(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-// connected records a (re)connection.
-func (n *Node) connected(reconnect bool) {
+// connected records a (re)connection of nc.
+func (n *Node) connected(nc *nats.Conn, reconnect bool) {
 	n.mu.Lock()
 	was := n.disconnected
 	n.disconnected, n.connErr = time.Time{}, nil
@@ -345,20 +353,12 @@ func (n *Node) connected(reconnect bool) {
 		n.metrics.reconnects.Inc()
 	}
 	if !was.IsZero() {
-		n.log.Info("nats connected", "url", n.connectedURL(), "down", time.Since(was).Round(time.Millisecond))
+		n.log.Info("nats connected", "url", redactURL(nc.ConnectedUrlRedacted()), "down", time.Since(was).Round(time.Millisecond))
 	}
 	select {
 	case n.probe <- struct{}{}:
 	default:
 	}
-}
-
-// connectedURL is the server URL the connection uses, "" if none.
-func (n *Node) connectedURL() string {
-	if n.nc == nil {
-		return ""
-	}
-	return redactURL(n.nc.ConnectedUrlRedacted())
 }
 
 // disconnect records a lost connection.
@@ -407,7 +407,7 @@ func (n *Node) run() {
 
 // setup creates or updates the placement bucket and the events stream.
 func (n *Node) setup() error {
-	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second) // short: no meta leader yet means no answer at all
 	defer cancel()
 	if _, err := n.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        EventsStream,
@@ -426,7 +426,7 @@ func (n *Node) setup() error {
 		History:        1,
 		TTL:            n.cfg.PlacementTTL,
 		LimitMarkerTTL: max(n.cfg.PlacementTTL, time.Second),
-		Storage:        jetstream.MemoryStorage,
+		Storage:        jetstream.FileStorage,
 		Replicas:       n.cfg.Replicas,
 	})
 	if err != nil {

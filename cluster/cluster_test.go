@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/headwater-live/headwater/internal/testpeer"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -160,4 +163,267 @@ func dumpMetrics(t *testing.T, reg *prometheus.Registry) string {
 		b.WriteString(mf.GetName() + "\n")
 	}
 	return b.String()
+}
+
+// clientURL is the client URL of n's embedded server.
+func clientURL(t *testing.T, n *Node) string {
+	t.Helper()
+	if n.embedded == nil {
+		t.Fatal("no embedded server")
+	}
+	return n.embedded.ClientURL()
+}
+
+func TestOwnedElsewhereAndExpiry(t *testing.T) {
+	ctx := context.Background()
+	cfgA := embeddedConfig(t, "a")
+	cfgA.Listen = "127.0.0.1:0"
+	cfgA.PlacementTTL = time.Second
+	a := startNode(t, cfgA, prometheus.NewRegistry())
+	waitReady(t, a, 10*time.Second)
+	b := startNode(t, Config{NATSURL: clientURL(t, a), NodeID: "b", OriginURL: "http://b.test:8080", PlacementTTL: time.Second}, prometheus.NewRegistry())
+	waitReady(t, b, 10*time.Second)
+
+	if err := b.Placement().Claim(ctx, Owner{Stream: "live/x", Protocol: "srt"}); err != nil {
+		t.Fatal(err)
+	}
+	testpeer.WaitFor(t, 5*time.Second, "a to see b's entry", func() bool {
+		o, ok := a.Placement().Lookup("live/x")
+		return ok && o.Node == "b" && o.OriginURL == "http://b.test:8080"
+	})
+	// b's heartbeats keep the entry past its TTL: wait for 4 refreshes
+	// (4 x TTL/3 > TTL) as a sees them.
+	first := a.Placement().cacheRev(t, "live/x")
+	testpeer.WaitFor(t, 5*time.Second, "4 heartbeats", func() bool { return a.Placement().cacheRev(t, "live/x") >= first+4 })
+	err := a.Placement().Claim(ctx, Owner{Stream: "live/x"})
+	if !errors.Is(err, ErrOwnedElsewhere) || !strings.Contains(err.Error(), "node b") {
+		t.Fatalf("a's claim of b's live stream: %v, want ErrOwnedElsewhere naming b", err)
+	}
+	if got := testutil.ToFloat64(a.metrics.claims.WithLabelValues(claimRefused)); got != 1 {
+		t.Errorf("refused claims = %v, want 1", got)
+	}
+
+	// b stops heartbeating (its connection dies, as when it is killed).
+	b.nc.Close()
+	stopped := time.Now()
+	testpeer.WaitFor(t, 5*time.Second, "b's entry to expire", func() bool {
+		_, ok := a.Placement().Lookup("live/x")
+		return !ok
+	})
+	if d := time.Since(stopped); d > 2*time.Second {
+		t.Errorf("entry expired %s after the last heartbeat, TTL 1s", d)
+	}
+	if err := a.Placement().Claim(ctx, Owner{Stream: "live/x"}); err != nil {
+		t.Fatalf("a's claim of an expired entry: %v", err)
+	}
+	if o, ok := a.Placement().Lookup("live/x"); !ok || o.Node != "a" {
+		t.Fatalf("Lookup after takeover = %+v, %v", o, ok)
+	}
+	if ok, reason := b.Health(); ok || !strings.Contains(reason, "nats disconnected since") {
+		t.Errorf("b.Health = %v, %q", ok, reason)
+	}
+}
+
+// cacheRev returns the revision of stream's entry in p's cache.
+func (p *Placement) cacheRev(t *testing.T, stream string) uint64 {
+	t.Helper()
+	k, err := key(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.cache[k].rev
+}
+
+func TestEventsReadable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n := startNode(t, embeddedConfig(t, "a"), prometheus.NewRegistry())
+	waitReady(t, n, 10*time.Second)
+	c, err := n.JetStream().OrderedConsumer(ctx, EventsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{EventsSubjectPrefix + ">"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := StreamStarted{Stream: "live/a", Node: n.ID(), Protocol: "rtmp", Tracks: []string{"h264 1280x720"}, Time: time.Now().UTC().Truncate(time.Millisecond)}
+	if err := n.Events().Publish(ctx, KindStreamStarted, started); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Events().Publish(ctx, "Bad.Kind", started); err == nil {
+		t.Fatal("Publish accepted kind Bad.Kind")
+	}
+	next := func() jetstream.Msg {
+		t.Helper()
+		m, err := c.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := next()
+	var joined NodeJoined
+	if m.Subject() != "headwater.events.node_joined" || json.Unmarshal(m.Data(), &joined) != nil || joined.Node != "a" || joined.OriginURL != "http://a.test:8080" {
+		t.Fatalf("first event %s %s", m.Subject(), m.Data())
+	}
+	m = next()
+	var got StreamStarted
+	if m.Subject() != "headwater.events.stream_started" || json.Unmarshal(m.Data(), &got) != nil || got.Stream != started.Stream || !got.Time.Equal(started.Time) || got.Tracks[0] != "h264 1280x720" {
+		t.Fatalf("second event %s %s", m.Subject(), m.Data())
+	}
+	testpeer.WaitFor(t, 5*time.Second, "published metric", func() bool {
+		return testutil.ToFloat64(n.metrics.published.WithLabelValues(KindStreamStarted)) == 1
+	})
+}
+
+// runServer starts a standalone JetStream server (port -1: random) and
+// shuts it down at the end of the test.
+func runServer(t *testing.T, port int, dir string) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+func TestHealthDisconnectReconnect(t *testing.T) {
+	dir := t.TempDir()
+	ns := runServer(t, -1, dir)
+	port := ns.Addr().(*net.TCPAddr).Port
+	reg := prometheus.NewRegistry()
+	n := startNode(t, Config{NATSURL: ns.ClientURL(), NodeID: "a", PlacementTTL: time.Second}, reg)
+	waitReady(t, n, 10*time.Second)
+	if ok, reason := n.Health(); !ok {
+		t.Fatalf("Health = false, %q", reason)
+	}
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	testpeer.WaitFor(t, 5*time.Second, "health to report the disconnect", func() bool {
+		ok, reason := n.Health()
+		return !ok && strings.HasPrefix(reason, "nats disconnected since ")
+	})
+	if got := testutil.ToFloat64(n.metrics.connected); got != 0 {
+		t.Errorf("connected gauge = %v while disconnected", got)
+	}
+	if err := n.Placement().Claim(context.Background(), Owner{Stream: "live/a"}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Claim while disconnected: %v, want ErrUnavailable", err)
+	}
+
+	runServer(t, port, dir) // the same server back
+	testpeer.WaitFor(t, 15*time.Second, "health to recover", func() bool {
+		ok, _ := n.Health()
+		return ok
+	})
+	if got := testutil.ToFloat64(n.metrics.reconnects); got < 1 {
+		t.Errorf("reconnects = %v, want >= 1", got)
+	}
+	testpeer.WaitFor(t, 10*time.Second, "a claim after the reconnect", func() bool {
+		return n.Placement().Claim(context.Background(), Owner{Stream: "live/a"}) == nil
+	})
+	if _, ok := n.Placement().Lookup("live/a"); !ok {
+		t.Error("Lookup after the reconnect found nothing")
+	}
+	if err := n.Close(); err != nil { // before the server's cleanup
+		t.Fatal(err)
+	}
+}
+
+// freePorts returns n free loopback TCP ports (listened on together, then
+// closed: another process could take one meanwhile, which the test would
+// report as a start failure).
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+func TestThreeNodeCluster(t *testing.T) {
+	ports := freePorts(t, 3)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(p))
+	}
+	var nodes []*Node
+	for i, p := range ports {
+		id := string(rune('a' + i))
+		cfg := embeddedConfig(t, id)
+		cfg.ClusterName = "hw-test"
+		cfg.RouteListen = "127.0.0.1:" + strconv.Itoa(p)
+		cfg.Routes = routes
+		cfg.Replicas = 3
+		nodes = append(nodes, startNode(t, cfg, prometheus.NewRegistry()))
+	}
+	for _, n := range nodes {
+		waitReady(t, n, 30*time.Second)
+	}
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	claim := func(n *Node, stream string) {
+		t.Helper()
+		var err error
+		testpeer.WaitFor(t, 15*time.Second, n.ID()+" to claim "+stream, func() bool {
+			err = n.Placement().Claim(ctx, Owner{Stream: stream})
+			return !errors.Is(err, ErrUnavailable)
+		})
+		if err != nil {
+			t.Fatalf("%s claims %s: %v", n.ID(), stream, err)
+		}
+	}
+	seen := func(n *Node, stream, owner string) {
+		t.Helper()
+		testpeer.WaitFor(t, 10*time.Second, n.ID()+" to see "+stream+" on "+owner, func() bool {
+			o, ok := n.Placement().Lookup(stream)
+			return ok && o.Node == owner
+		})
+	}
+	claim(c, "live/c")
+	seen(a, "live/c", "c")
+	seen(b, "live/c", "c")
+	if err := a.Placement().Claim(ctx, Owner{Stream: "live/c"}); !errors.Is(err, ErrOwnedElsewhere) {
+		t.Fatalf("a claims c's stream: %v", err)
+	}
+
+	// a, which the others' routes were seeded with, goes away; the R3
+	// bucket keeps a quorum on b and c.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	claim(b, "live/b")
+	seen(c, "live/b", "b")
+	if err := c.Placement().Claim(ctx, Owner{Stream: "live/b"}); !errors.Is(err, ErrOwnedElsewhere) {
+		t.Fatalf("c claims b's stream after a left: %v", err)
+	}
+	seen(b, "live/c", "c") // c's heartbeats still land
+	if err := c.Placement().Release(ctx, "live/c"); err != nil {
+		t.Fatal(err)
+	}
+	testpeer.WaitFor(t, 10*time.Second, "b to see live/c released", func() bool {
+		_, ok := b.Placement().Lookup("live/c")
+		return !ok
+	})
+	claim(b, "live/c")
+	if got := b.Placement().List(); len(got) != 2 {
+		t.Fatalf("b's List = %+v", got)
+	}
+	// Events still land in the R3 stream.
+	if err := b.Events().Publish(ctx, KindStreamStarted, StreamStarted{Stream: "live/b", Node: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	testpeer.WaitFor(t, 15*time.Second, "the event to be stored", func() bool {
+		return testutil.ToFloat64(b.metrics.published.WithLabelValues(KindStreamStarted)) == 1
+	})
 }

@@ -30,7 +30,11 @@ func (n *Node) startEmbedded(ctx context.Context) error {
 		StoreDir:   dir,
 		MaxPayload: EmbeddedMaxPayload,
 		NoSigs:     true,
-		DontListen: c.Listen == "",
+		DontListen: c.Listen == "" && c.RouteListen == "",
+	}
+	if c.Listen == "" && c.RouteListen != "" {
+		// Routing waits for a client listener: a loopback one on a random port.
+		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
 	}
 	if c.Listen != "" {
 		host, port, err := hostPort(c.Listen)

@@ -124,6 +124,9 @@ func (p *Placement) Claim(ctx context.Context, o Owner) error {
 		return fmt.Errorf("cluster: placement %s: %w", o.Stream, err)
 	}
 	kv, err := p.bucket()
+	if err == nil && !p.n.nc.IsConnected() {
+		err = fmt.Errorf("%w: nats not connected", ErrUnavailable) // fail fast, not after the API timeout
+	}
 	if err != nil {
 		p.n.metrics.claims.WithLabelValues(claimFailed).Inc()
 		return fmt.Errorf("cluster: placement %s: %w", o.Stream, err)
@@ -301,32 +304,45 @@ func (p *Placement) watch() {
 		if err == nil {
 			p.consume(w)
 			_ = w.Stop()
-			attempt = 0
+			attempt = -1 // the next watch at once
 		} else if p.n.ctx.Err() == nil {
 			p.n.log.Warn("placement: watch failed, retrying", "error", err)
+		}
+		wait := time.Duration(0)
+		if attempt >= 0 {
+			wait = backoff(attempt)
 		}
 		select {
 		case <-p.n.ctx.Done():
 			return
-		case <-time.After(backoff(attempt)):
+		case <-time.After(wait):
 		}
 	}
 }
 
-// consume applies a watcher's updates to the cache until it ends.
+// consume applies a watcher's updates to the cache until it ends, or
+// until it has been silent for a TTL. Live entries are rewritten every
+// TTL/3, so a silent watch is either on an empty bucket (restarting it
+// costs one consumer) or stale: its ordered consumer lived on a server that
+// went away, which the client notices only after missed heartbeats.
 func (p *Placement) consume(w jetstream.KeyWatcher) {
 	initial := true
+	idle := time.NewTimer(p.ttl)
+	defer idle.Stop()
 	for {
 		var e jetstream.KeyValueEntry
 		var ok bool
 		select {
 		case <-p.n.ctx.Done():
 			return
+		case <-idle.C:
+			return
 		case e, ok = <-w.Updates():
 		}
 		if !ok {
 			return
 		}
+		idle.Reset(p.ttl)
 		if e == nil { // every initial value received
 			if initial {
 				initial = false
@@ -363,7 +379,13 @@ func (p *Placement) loop() {
 		select {
 		case <-p.n.ctx.Done():
 			return
-		case <-p.n.probe:
+		case <-p.n.probe: // reconnected: the server may have lost the assets
+			if !p.n.nc.IsConnected() {
+				continue
+			}
+			if err := p.n.setup(); err != nil && p.n.ctx.Err() == nil {
+				p.n.log.Warn("cluster setup after reconnect failed", "error", err)
+			}
 			p.n.probeJetStream()
 			p.heartbeat()
 		case <-t.C:

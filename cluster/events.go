@@ -119,7 +119,8 @@ type TranscodeGap struct {
 	Start float64 `json:"start"`
 	// Duration is the GOP's duration, seconds.
 	Duration float64 `json:"duration"`
-	// Reason says why: "shed", "deadline", "failed", "unavailable".
+	// Reason says why: the reason label of headwater_transcoder_gaps_total
+	// ("shed", "late", "failed", "timeout", "oversized").
 	Reason string `json:"reason"`
 	// Time is when the gap was decided.
 	Time time.Time `json:"time"`

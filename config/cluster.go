@@ -86,7 +86,7 @@ type ClusterConfig struct {
 func (c *Config) NeedsOriginURL() bool {
 	k := c.Cluster
 	return k.Enabled() && k.OriginURL == "" && k.Role == RoleAll &&
-		c.RTMP.Address+c.SRT.Address+c.RTSP.Address != "" && !(k.Embedded && k.Listen == "")
+		c.RTMP.Address+c.SRT.Address+c.RTSP.Address != "" && !(k.Embedded && k.Listen == "" && k.RouteListen == "")
 }
 
 // Enabled reports whether the cluster is on: nats_url set or embedded.
@@ -135,6 +135,7 @@ func (c *Config) validateCluster(v *validator) {
 	}
 	v.address("cluster.listen", k.Listen, true)
 	v.address("cluster.route_listen", k.RouteListen, true)
+	c.validateRoutes(v)
 	if k.NodeID != "" && strings.ContainsFunc(k.NodeID, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
 	}) {
@@ -148,5 +149,36 @@ func (c *Config) validateCluster(v *validator) {
 	protected := c.Playback.Tokens.Enabled() || c.Playback.CDN.Enabled() || c.HLS.Encryption.Enabled
 	if protected && k.SecretFile == "" {
 		v.add("cluster.secret_file", "must be set with playback tokens, the CDN secret or HLS encryption: owners serve other nodes' relayed requests only with it")
+	}
+}
+
+// validateRoutes checks the embedded NATS cluster keys: route URLs, and
+// that routes, route_listen and replicas > 1 go together (a JetStream
+// cluster needs configured routes; replicas > 1 need a cluster).
+func (c *Config) validateRoutes(v *validator) {
+	k := c.Cluster
+	for i, r := range k.Routes {
+		p, err := url.Parse(strings.TrimSpace(r))
+		if err != nil || p.Scheme != "nats-route" || p.Host == "" || p.Port() == "" {
+			v.add("cluster.routes", "item %d: %q is not a nats-route://host:port URL", i+1, r)
+		}
+	}
+	if !k.Embedded {
+		if len(k.Routes) > 0 || k.RouteListen != "" {
+			v.add("cluster.routes", "cluster.routes and cluster.route_listen are for cluster.embedded")
+		}
+		return
+	}
+	switch {
+	case len(k.Routes) > 0 && k.RouteListen == "":
+		v.add("cluster.route_listen", "must be set with cluster.routes (the other nodes connect to it)")
+	case len(k.Routes) == 0 && k.RouteListen != "":
+		v.add("cluster.routes", "must list the route URLs of the NATS cluster's nodes with cluster.route_listen (JetStream forms a cluster only from configured routes)")
+	}
+	if len(k.Routes) > 0 && strings.TrimSpace(k.Name) == "" {
+		v.add("cluster.name", "must be set with cluster.routes")
+	}
+	if k.RouteListen == "" && len(k.Routes) == 0 && k.Replicas > 1 {
+		v.add("cluster.replicas", "%d replicas need a NATS cluster of as many nodes (cluster.route_listen, cluster.routes); one embedded server holds 1", k.Replicas)
 	}
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -26,20 +25,11 @@ func newServeCommand(version string) *cobra.Command {
 		Short: "Run the server (works with no config file)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var overrides []config.Override
-			for _, f := range config.Flags() {
-				if cmd.Flags().Changed(f.Name) {
-					overrides = append(overrides, config.Override{Path: f.Path, Value: *flagValues[f.Name], Source: "--" + f.Name})
-				}
-			}
+			overrides := flagOverrides(cmd, flagValues)
 			if cmd.Flags().Changed("role") {
 				overrides = append(overrides, config.Override{Path: "cluster.role", Value: role, Source: "--role"})
 			}
-			cfg, err := config.Load(configPath, os.Environ(), overrides...)
-			if err != nil {
-				return err
-			}
-			log, err := cfg.Logger(cmd.ErrOrStderr())
+			cfg, log, err := loadConfig(cmd, configPath, overrides)
 			if err != nil {
 				return err
 			}
@@ -77,21 +67,11 @@ func newServeCommand(version string) *cobra.Command {
 					reload(log, srv, configPath, overrides)
 				}
 			}
-			timeout := cfg.Shutdown.Timeout.Duration()
-			log.Info("headwater: shutting down", "deadline", timeout.String())
-			sctx, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil {
-				return fmt.Errorf("shutdown: %w", err)
-			}
-			log.Info("headwater: stopped")
-			return nil
+			return shutdown(log, "headwater", "shutting down", cfg.Shutdown.Timeout.Duration(), srv.Shutdown)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML configuration file (optional; defaults are built in)")
-	for _, f := range config.Flags() {
-		flagValues[f.Name] = cmd.Flags().String(f.Name, "", f.Usage)
-	}
+	addConfigFlags(cmd, flagValues, func(string) bool { return true })
 	cmd.Flags().StringVar(&role, "role", "", `what runs: all (ingest, packaging, origin) or origin (no ingest; needs a cluster) (default "all"; env HEADWATER_CLUSTER_ROLE)`)
 	return cmd
 }

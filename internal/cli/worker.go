@@ -2,14 +2,12 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
-	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/server"
 )
 
@@ -28,17 +26,7 @@ func newWorkerCommand(version string) *cobra.Command {
 		Short: "Join the cluster and run GOP transcoding jobs (no ingest, no origin)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var overrides []config.Override
-			for _, f := range config.Flags() {
-				if workerFlags[f.Name] && cmd.Flags().Changed(f.Name) {
-					overrides = append(overrides, config.Override{Path: f.Path, Value: *flagValues[f.Name], Source: "--" + f.Name})
-				}
-			}
-			cfg, err := config.Load(configPath, os.Environ(), overrides...)
-			if err != nil {
-				return err
-			}
-			log, err := cfg.Logger(cmd.ErrOrStderr())
+			cfg, log, err := loadConfig(cmd, configPath, flagOverrides(cmd, flagValues))
 			if err != nil {
 				return err
 			}
@@ -53,22 +41,10 @@ func newWorkerCommand(version string) *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			<-ctx.Done()
-			timeout := cfg.Shutdown.Timeout.Duration()
-			log.Info("headwater worker: draining", "deadline", timeout.String())
-			sctx, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			if err := w.Shutdown(sctx); err != nil {
-				return fmt.Errorf("shutdown: %w", err)
-			}
-			log.Info("headwater worker: stopped")
-			return nil
+			return shutdown(log, "headwater worker", "draining", cfg.Shutdown.Timeout.Duration(), w.Shutdown)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML configuration file (the cluster section is needed, or HEADWATER_CLUSTER_* variables)")
-	for _, f := range config.Flags() {
-		if workerFlags[f.Name] {
-			flagValues[f.Name] = cmd.Flags().String(f.Name, "", f.Usage)
-		}
-	}
+	addConfigFlags(cmd, flagValues, func(name string) bool { return workerFlags[name] })
 	return cmd
 }

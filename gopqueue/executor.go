@@ -1,7 +1,6 @@
 package gopqueue
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -560,7 +559,7 @@ func (e *Executor) frame(p *pending, w wireFrame) {
 		pt.broken = true // a frame was lost: no hole in the rendition
 		return
 	}
-	if pt.codec != nil && sameCodec(pt.codec, w.codec) {
+	if pt.codec != nil && media.SameVideoParams(pt.codec, w.codec) {
 		w.codec = pt.codec
 	}
 	pt.codec = w.codec
@@ -573,18 +572,6 @@ func (e *Executor) frame(p *pending, w wireFrame) {
 	if p.job.Progress != nil {
 		p.job.Progress(p.job.Renditions[w.rendition].Name, p.job.Attempt+p.outAtt, w.k, pt.codec, f)
 	}
-}
-
-func sameCodec(a, b media.Codec) bool {
-	switch a := a.(type) {
-	case *media.H264:
-		b, ok := b.(*media.H264)
-		return ok && bytes.Equal(a.SPS, b.SPS) && bytes.Equal(a.PPS, b.PPS)
-	case *media.H265:
-		b, ok := b.(*media.H265)
-		return ok && bytes.Equal(a.VPS, b.VPS) && bytes.Equal(a.SPS, b.SPS) && bytes.Equal(a.PPS, b.PPS)
-	}
-	return false
 }
 
 // result turns the current delivery's final result into the job's, in the

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/headwater-live/headwater/internal/testpeer"
+	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/transcoder"
 )
 
@@ -34,7 +35,7 @@ func wantFakeFrames(t *testing.T, j *transcoder.Job, res *transcoder.Result, fra
 				t.Fatalf("rendition %s frame %d: %+v, want %+v", r.Name, k, f, want)
 			}
 		}
-		if !sameCodec(rr.Track.Codec, fakeCodec) {
+		if !media.SameVideoParams(rr.Track.Codec, fakeCodec) {
 			t.Fatalf("rendition %s: codec %+v", r.Name, rr.Track.Codec)
 		}
 	}

@@ -37,7 +37,7 @@ func TestWireRoundTrip(t *testing.T) {
 			w.frame.PTS != f.PTS || !w.frame.Key || !bytes.Equal(w.frame.AU, f.AU) {
 			t.Fatalf("frame came back as %+v", w)
 		}
-		if codec != nil && !sameCodec(codec, w.codec) {
+		if codec != nil && !media.SameVideoParams(codec, w.codec) {
 			t.Fatalf("codec %+v came back as %+v", codec, w.codec)
 		}
 		for n := 1; n < 9; n++ {

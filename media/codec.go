@@ -1,6 +1,7 @@
 package media
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -223,6 +224,21 @@ type VideoInfo struct {
 	Width     int
 	Height    int
 	FrameRate float64 // 0 when the SPS carries no timing information
+}
+
+// SameVideoParams reports whether a and b are the same H.264 or H.265 codec
+// with the same parameter sets (VPS, SPS, PPS): a rendition can go on with
+// the same init section. Other codecs are never the same here.
+func SameVideoParams(a, b Codec) bool {
+	switch a := a.(type) {
+	case *H264:
+		b, ok := b.(*H264)
+		return ok && bytes.Equal(a.SPS, b.SPS) && bytes.Equal(a.PPS, b.PPS)
+	case *H265:
+		b, ok := b.(*H265)
+		return ok && bytes.Equal(a.VPS, b.VPS) && bytes.Equal(a.SPS, b.SPS) && bytes.Equal(a.PPS, b.PPS)
+	}
+	return false
 }
 
 // ParseVideoInfo reads width, height and frame rate from an H.264 or H.265

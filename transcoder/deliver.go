@@ -248,7 +248,7 @@ func (r *run) writeFrames(o *rendOut, p *pendingGOP, part *gopPart) {
 		return
 	}
 	if part.sent == 0 {
-		if o.track == nil || !sameParams(o.track.Codec, part.codec) {
+		if o.track == nil || !media.SameVideoParams(o.track.Codec, part.codec) {
 			o.track = &media.Track{ID: o.trackID, Codec: part.codec, ClockRate: p.rate}
 		}
 		part.shift = min(p.dts-part.frames[0].DTS, 0)
@@ -266,19 +266,6 @@ func (r *run) writeFrames(o *rendOut, p *pendingGOP, part *gopPart) {
 		}
 		o.o.WriteFrame(&media.Frame{Track: o.track, DTS: dts, PTS: f.PTS, Key: f.Key, Received: rec, Payload: f.AU})
 	}
-}
-
-// sameParams reports whether two codecs have the same parameter sets.
-func sameParams(a, b media.Codec) bool {
-	switch a := a.(type) {
-	case *media.H264:
-		b, ok := b.(*media.H264)
-		return ok && bytes.Equal(a.SPS, b.SPS) && bytes.Equal(a.PPS, b.PPS)
-	case *media.H265:
-		b, ok := b.(*media.H265)
-		return ok && bytes.Equal(a.VPS, b.VPS) && bytes.Equal(a.SPS, b.SPS) && bytes.Equal(a.PPS, b.PPS)
-	}
-	return false
 }
 
 // closeOutputs closes every output and ends the spans of jobs never completed.

@@ -125,6 +125,9 @@ type Config struct {
 	// the owner refreshes its entries every PlacementTTL/3. 0 means
 	// [DefaultPlacementTTL].
 	PlacementTTL time.Duration
+	// Role is what the node runs, announced in its [NodeJoined] event:
+	// "serve", "origin" or "worker" ("" for none).
+	Role string
 }
 
 // Enabled reports whether the cluster is enabled: NATSURL is set or
@@ -259,7 +262,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Reg
 	n.wg.Add(2)
 	go n.run()
 	go n.events.run()
-	_ = n.events.Publish(ctx, KindNodeJoined, NodeJoined{Node: cfg.NodeID, OriginURL: cfg.OriginURL, Time: time.Now().UTC()})
+	_ = n.events.Publish(ctx, KindNodeJoined, NodeJoined{Node: cfg.NodeID, OriginURL: cfg.OriginURL, Role: cfg.Role, Time: time.Now().UTC()})
 	return n, nil
 }
 
@@ -438,6 +441,17 @@ func (n *Node) setup() error {
 
 // ID returns this node's id.
 func (n *Node) ID() string { return n.cfg.NodeID }
+
+// ClientURL returns the client URL of the embedded server
+// ("nats://127.0.0.1:4222", the port picked when Config.Listen has port
+// 0), which other nodes and workers join with Config.NATSURL; "" without
+// an embedded server or when it listens on no port.
+func (n *Node) ClientURL() string {
+	if n.embedded == nil || n.embedded.Addr() == nil {
+		return ""
+	}
+	return n.embedded.ClientURL()
+}
 
 // Conn returns the NATS connection (shared: do not close it).
 func (n *Node) Conn() *nats.Conn { return n.nc }

@@ -168,10 +168,11 @@ func dumpMetrics(t *testing.T, reg *prometheus.Registry) string {
 // clientURL is the client URL of n's embedded server.
 func clientURL(t *testing.T, n *Node) string {
 	t.Helper()
-	if n.embedded == nil {
-		t.Fatal("no embedded server")
+	u := n.ClientURL()
+	if u == "" {
+		t.Fatal("no embedded server listening")
 	}
-	return n.embedded.ClientURL()
+	return u
 }
 
 func TestOwnedElsewhereAndExpiry(t *testing.T) {
@@ -239,8 +240,13 @@ func (p *Placement) cacheRev(t *testing.T, stream string) uint64 {
 func TestEventsReadable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	n := startNode(t, embeddedConfig(t, "a"), prometheus.NewRegistry())
+	cfg := embeddedConfig(t, "a")
+	cfg.Role = "serve"
+	n := startNode(t, cfg, prometheus.NewRegistry())
 	waitReady(t, n, 10*time.Second)
+	if u := n.ClientURL(); u != "" {
+		t.Errorf("ClientURL of an embedded server listening on no port = %q, want \"\"", u)
+	}
 	c, err := n.JetStream().OrderedConsumer(ctx, EventsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{EventsSubjectPrefix + ">"}})
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +268,7 @@ func TestEventsReadable(t *testing.T) {
 	}
 	m := next()
 	var joined NodeJoined
-	if m.Subject() != "headwater.events.node_joined" || json.Unmarshal(m.Data(), &joined) != nil || joined.Node != "a" || joined.OriginURL != "http://a.test:8080" {
+	if m.Subject() != "headwater.events.node_joined" || json.Unmarshal(m.Data(), &joined) != nil || joined.Node != "a" || joined.OriginURL != "http://a.test:8080" || joined.Role != "serve" {
 		t.Fatalf("first event %s %s", m.Subject(), m.Data())
 	}
 	m = next()

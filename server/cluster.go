@@ -2,14 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -64,9 +60,10 @@ func newClustering(cfg *config.Config, reg prometheus.Registerer, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	cc := clusterConfig(cfg.Cluster)
-	if cc.NodeID == "" {
-		cc.NodeID = defaultNodeID()
+	cc := clusterConfig(cfg.Cluster) // cluster.Start makes an id when cluster.node_id is ""
+	cc.Role = "serve"
+	if cfg.Cluster.Role == config.RoleOrigin {
+		cc.Role = "origin"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &clustering{
@@ -93,24 +90,6 @@ func readClusterSecret(file string) (string, error) {
 		return "", fmt.Errorf("cluster.secret_file: %s holds no secret", file)
 	}
 	return lines[0], nil
-}
-
-// defaultNodeID is the hostname (characters other than letters, digits, '-'
-// and '_' written '-': the id is a NATS subject token) and a random suffix.
-func defaultNodeID() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "headwater"
-	}
-	host = strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
-			return r
-		}
-		return '-'
-	}, host)
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	return host + "-" + hex.EncodeToString(b[:])
 }
 
 // start starts the cluster node: the embedded NATS server when configured
@@ -144,6 +123,16 @@ func (c *clustering) close() error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	return nil
+}
+
+// ClusterClientURL returns the client URL of the embedded NATS server of
+// this node ("nats://127.0.0.1:4222", with the port picked when
+// cluster.listen has port 0), "" without one (or before Start).
+func (s *Server) ClusterClientURL() string {
+	if s.cl == nil || s.cl.node == nil {
+		return ""
+	}
+	return s.cl.node.ClientURL()
 }
 
 // health is the node's cluster health for /readyz: ok, or why it is

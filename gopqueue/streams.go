@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -130,6 +131,49 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int, op
 		return fmt.Errorf("gopqueue: creating consumer %s: %w", ConsumerName, err)
 	}
 	return nil
+}
+
+// DefaultKeepInterval is how often KeepStreams checks that the queue's
+// stream and consumer exist.
+const DefaultKeepInterval = 2 * time.Second
+
+// KeepStreams keeps the queue's stream and consumer in existence until ctx
+// ends: every interval (DefaultKeepInterval when 0 or less) it reads the
+// consumer and, when the stream or the consumer is missing, creates them
+// again with EnsureStreams(replicas, opts). They go missing when the NATS
+// server (or a one-node embedded one) restarted with an empty store, or
+// an operator deleted them: without it executors would publish into no
+// stream (every GOP a gap) and workers fetch from no consumer, forever.
+// Every node running an Executor or a Worker may run it; re-creating is
+// idempotent. Other errors (NATS unreachable) are retried at the next
+// tick. It returns when ctx ends.
+func KeepStreams(ctx context.Context, js jetstream.JetStream, replicas int, interval time.Duration, log *slog.Logger, opts ...StreamOption) {
+	if interval <= 0 {
+		interval = DefaultKeepInterval
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, max(interval, 5*time.Second))
+		_, err := js.Consumer(cctx, StreamName, ConsumerName)
+		if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			log.Warn("gopqueue: the queue's stream or consumer is gone (NATS restarted with an empty store?); creating them again", "error", err)
+			if err = EnsureStreams(cctx, js, replicas, opts...); err != nil && ctx.Err() == nil {
+				log.Warn("gopqueue: re-creating the queue failed; retrying", "error", err)
+			} else if err == nil {
+				log.Info("gopqueue: the queue's stream and consumer created again")
+			}
+		}
+		cancel()
+	}
 }
 
 // checkToken reports whether s can be one token of a subject.

@@ -135,8 +135,9 @@ func (x *clusterExec) Close() {
 }
 
 // runQueue waits for the node to be ready, creates the GOP queue's stream
-// and consumer (retrying), sets ok, and then, when pool is not nil, runs
-// a queue worker on slots of it until ctx ends (restarted when it fails).
+// and consumer (retrying), sets ok, and then, until ctx ends, keeps them
+// in existence (gopqueue.KeepStreams) and, when pool is not nil, runs a
+// queue worker on slots of it (restarted when it fails).
 func runQueue(ctx context.Context, n *cluster.Node, replicas int, pool *transcoder.Pool, slots int, ok *atomic.Bool, log *slog.Logger, reg prometheus.Registerer) {
 	select {
 	case <-n.Ready():
@@ -158,12 +159,23 @@ func runQueue(ctx context.Context, n *cluster.Node, replicas int, pool *transcod
 		}
 	}
 	ok.Store(true)
+	// The stream and consumer are created again when NATS loses them (a
+	// server restarted with an empty store).
+	var keep sync.WaitGroup
+	defer keep.Wait()
+	keep.Add(1)
+	go func() {
+		defer keep.Done()
+		gopqueue.KeepStreams(ctx, n.JetStream(), replicas, 0, log)
+	}()
 	if pool == nil {
+		<-ctx.Done()
 		return
 	}
 	w, err := gopqueue.NewWorker(n.Conn(), n.JetStream(), pool, gopqueue.WorkerConfig{Slots: slots}, log, reg)
 	if err != nil {
 		log.Error("cluster: GOP queue worker", "error", err)
+		<-ctx.Done()
 		return
 	}
 	log.Info("cluster: GOP queue worker running", "slots", slots)

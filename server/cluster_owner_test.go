@@ -1,9 +1,15 @@
 package server_test
 
 import (
+	"bytes"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,7 +18,9 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"github.com/headwater-live/headwater/auth/playback"
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/hlsenc"
 	"github.com/headwater-live/headwater/internal/testpeer"
 )
 
@@ -223,6 +231,167 @@ func TestClusterNATSUnreachable(t *testing.T) {
 	for name, s := range map[string]*testServer{"A": a, "L": l} {
 		if n := testpeer.MetricSum(t, s.Metrics(), "headwater_cluster_nats_reconnects_total"); n < 1 {
 			t.Errorf("%s reconnected %v times, want >= 1", name, n)
+		}
+	}
+}
+
+// getHeader is get with request headers.
+func getHeader(t *testing.T, url string, hdr map[string]string) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+// segLine is a segment's line in a media playlist.
+var segLine = regexp.MustCompile(`(?m)^seg(\d+)\.m4s$`)
+
+// cutAfter returns what follows the first sep in s, "" without one.
+func cutAfter(s, sep string) string {
+	_, rest, _ := strings.Cut(s, sep)
+	return rest
+}
+
+// TestClusterTokensKeysOnEdge: playback tokens (required), the CDN secret
+// and HLS AES-128 on both nodes of a cluster with the same secrets. The
+// stream is published to A; on B (origin only) a token signed with the
+// shared key, with the CDN header, gets the multivariant and media
+// playlists, a segment and its key, relayed from A; the segment decrypts
+// with that key to A's clear bytes. Without a token, or without the CDN
+// header, B answers 403 (for the key too).
+func TestClusterTokensKeysOnEdge(t *testing.T) {
+	clusterSecret := writeSecret(t, "cluster.secret", "CLUSTERSECRET-5e1a9d3c7f2b6e0a4d8c")
+	keyFile := writeSecret(t, "k1.secret", tokenSecret)
+	cdnFile := writeSecret(t, "cdn.secret", cdnSecret)
+	protect := func(c *config.Config) {
+		noOtherListeners(c)
+		c.Cluster.SecretFile = clusterSecret
+		c.Cluster.PlacementTTL = config.Duration(2 * time.Second)
+		c.Playback.Tokens.Keys = []string{"k1=" + keyFile}
+		c.Playback.Tokens.Required = true
+		c.Playback.CDN.SecretFile = cdnFile
+		c.HLS.Encryption.Enabled = true
+		c.HLS.Encryption.RotateSegments = 2
+		c.Segmenter.SegmentDuration = config.Duration(time.Second)
+	}
+	originA := testpeer.FreeAddr(t)
+	a := startServer(t, func(c *config.Config) {
+		protect(c)
+		c.Cluster.NodeID = "node-a"
+		c.Cluster.Embedded, c.Cluster.Listen = true, "127.0.0.1:0"
+		c.Origin.Address = originA
+		c.Cluster.OriginURL = "http://" + originA
+	})
+	natsURL := a.ClusterClientURL()
+	if !strings.HasPrefix(natsURL, "nats://127.0.0.1:") {
+		t.Fatalf("A's embedded NATS client URL = %q", natsURL)
+	}
+	b := startServer(t, func(c *config.Config) {
+		protect(c)
+		c.Cluster.NodeID = "node-b"
+		c.Cluster.NATSURL = natsURL
+		c.Cluster.Role = config.RoleOrigin
+	})
+	kr, err := playback.LoadKeyring([]playback.KeySettings{{ID: "k1", SecretFile: keyFile}}, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "live/tok1"
+	testpeer.PublishRTMP(t, a.rtmpURL("tok1"), 30*time.Second, 30)
+	cdn := map[string]string{"X-Headwater-CDN-Secret": cdnSecret}
+	bBase := b.originURL("")
+	mvURL, err := kr.IssueURL(bBase, name, 5*time.Minute, netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenPrefix := strings.TrimSuffix(mvURL, "/"+name+"/index.m3u8")
+	plURL := tokenPrefix + "/" + name + "/video/index.m3u8"
+	var text string
+	testpeer.WaitFor(t, 20*time.Second, "B serves the media playlist with two keys and a segment under the first", func() bool {
+		if r := getHeader(t, mvURL, cdn); r.status != http.StatusOK {
+			return false
+		}
+		r := getHeader(t, plURL, cdn)
+		text = string(r.body)
+		tags := encKeyTag.FindAllStringSubmatch(text, -1)
+		return r.status == http.StatusOK && len(tags) >= 2 && segLine.MatchString(cutAfter(text, tags[0][1]))
+	})
+	if r := get(t, mvURL); r.status != http.StatusForbidden {
+		t.Errorf("B: the multivariant playlist with a token but without the CDN secret: %d, want 403", r.status)
+	}
+	if r := getHeader(t, bBase+"/"+name+"/index.m3u8", cdn); r.status != http.StatusForbidden || r.header.Get("X-Headwater-Token") != string(playback.ReasonMissingToken) {
+		t.Errorf("B: the multivariant playlist without a token: %d %v, want 403 missing", r.status, r.header)
+	}
+
+	// The first key and the first segment under it, from B.
+	m := encKeyTag.FindStringSubmatch(text)
+	plBase, _ := url.Parse(plURL)
+	ref, _ := url.Parse(m[1])
+	keyURL := plBase.ResolveReference(ref)
+	kr2 := getHeader(t, keyURL.String(), cdn)
+	if kr2.status != http.StatusOK || len(kr2.body) != hlsenc.KeySize || kr2.header.Get("Cache-Control") != "private, no-store" {
+		t.Fatalf("B: GET %s: %d, %d bytes, %v", keyURL, kr2.status, len(kr2.body), kr2.header)
+	}
+	keyPath := "/keys/" + cutAfter(keyURL.Path, "/keys/")
+	if r := getHeader(t, bBase+keyPath, cdn); r.status != http.StatusForbidden || bytes.Contains(r.body, kr2.body) {
+		t.Errorf("B: the key without a token: %d, want 403", r.status)
+	}
+	if r := get(t, keyURL.String()); r.status != http.StatusForbidden || bytes.Contains(r.body, kr2.body) {
+		t.Errorf("B: the key without the CDN secret: %d, want 403", r.status)
+	}
+	seg := segLine.FindStringSubmatch(cutAfter(text, m[1]))
+	msn, _ := strconv.ParseUint(seg[1], 10, 64)
+	segRef, _ := url.Parse(seg[0])
+	sr := getHeader(t, plBase.ResolveReference(segRef).String(), cdn)
+	if sr.status != http.StatusOK {
+		t.Fatalf("B: GET %s: %d", seg[0], sr.status)
+	}
+	if r := getHeader(t, bBase+"/"+name+"/video/"+seg[0], cdn); r.status != http.StatusForbidden {
+		t.Errorf("B: a segment without a token: %d, want 403", r.status)
+	}
+
+	// Decrypted with the relayed key, it is A's clear segment.
+	st, ok := a.Store().Stream(name)
+	if !ok {
+		t.Fatal("the stream is not in A's store")
+	}
+	rn, _ := st.Rendition("video")
+	clearSeg, ok := rn.Snapshot().Segment(msn)
+	if !ok {
+		t.Fatalf("seg%d gone from A's store", msn)
+	}
+	var k, iv [hlsenc.KeySize]byte
+	copy(k[:], kr2.body)
+	ivb, _ := hex.DecodeString(m[2])
+	copy(iv[:], ivb)
+	key, err := hlsenc.KeyFromBytes("k", k, iv, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := hlsenc.DecryptSegment(key, key.IV(msn), sr.body)
+	if err != nil || !bytes.Equal(got, clearSeg.Data) {
+		t.Errorf("seg%d from B does not decrypt with B's key to A's clear bytes: %v", msn, err)
+	}
+	if bytes.Equal(sr.body[:32], clearSeg.Data[:32]) {
+		t.Errorf("seg%d served in the clear by B", msn)
+	}
+	for _, kind := range []string{"playlist", "key", "segment"} {
+		if n := testpeer.MetricSum(t, b.Metrics(), "headwater_relay_upstream_requests_total", "kind", kind); n == 0 {
+			t.Errorf("B relayed no %s from A", kind)
 		}
 	}
 }

@@ -6,6 +6,7 @@ package cdntest
 // metric names, the nginx configuration the CDN test runs.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -565,6 +566,12 @@ var (
 	// A prefix constant, as in: const ns = "headwater_transcoder_" ... Name: ns + "queue_depth".
 	metricPrefix = regexp.MustCompile(`const\s+(\w+)\s*=\s*"(headwater_[a-z0-9_]*)"`)
 	metricUse    = regexp.MustCompile(`\b((?:headwater|nginx|go|process)_[a-z0-9_]+|up)\b`)
+	// Namespace and subsystem constants, as in gopqueue: const ns, sub =
+	// "headwater", "gopqueue" with Namespace: ns, Subsystem: sub, and the
+	// rest of the name in a Name: field or a helper's first argument
+	// (gauge("jobs_pending", …)).
+	metricNSSub  = regexp.MustCompile(`const\s+\w+\s*,\s*\w+\s*=\s*"headwater"\s*,\s*"([a-z0-9_]+)"`)
+	metricNSName = regexp.MustCompile(`(?:\bName:\s*|\b(?:gauge|counter|histogram|summary)\(\s*)"([a-z0-9_]+)"`)
 )
 
 // plannedPrefix names metrics the dashboard and alerts may use before the
@@ -599,6 +606,13 @@ func sourceMetrics(t *testing.T) map[string]string {
 			re := regexp.MustCompile(`Name:\s*` + string(c[1]) + `\s*\+\s*"([a-z0-9_]+)"`)
 			for _, m := range re.FindAllSubmatch(b, -1) {
 				out[string(c[2])+string(m[1])] = p
+			}
+		}
+		if c := metricNSSub.FindSubmatch(b); c != nil && bytes.Contains(b, []byte("Subsystem:")) {
+			for _, m := range metricNSName.FindAllSubmatch(b, -1) {
+				if !bytes.HasPrefix(m[1], []byte("headwater_")) {
+					out["headwater_"+string(c[1])+"_"+string(m[1])] = p
+				}
 			}
 		}
 		return nil

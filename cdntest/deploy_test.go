@@ -714,6 +714,12 @@ func TestDashboard(t *testing.T) {
 		"headwater_streams_active", "headwater_ingest_bytes_total", "headwater_part_publish_latency_seconds_bucket",
 		"headwater_first_part_latency_seconds_bucket", "headwater_origin_requests_total", "nginx_http_requests_total",
 		"headwater_transcoder_queue_depth", "headwater_transcoder_jobs_total",
+		// The Cluster row (issue 13).
+		"headwater_cluster_nats_connected", "headwater_gopqueue_jobs_pending", "headwater_gopqueue_jobs_in_flight",
+		"headwater_gopqueue_job_wait_seconds_bucket", "headwater_gopqueue_jobs_redelivered_total",
+		"headwater_gopqueue_late_results_discarded_total", "headwater_relay_upstream_requests_total",
+		"headwater_relay_collapsed_total", "headwater_relay_cache_hits_total", "headwater_cluster_placement_claims_total",
+		"headwater_cluster_publish_refused_total",
 	} {
 		if !used[m] {
 			t.Errorf("no panel shows %s", m)
@@ -758,6 +764,11 @@ func TestAlertsAndOperationsDoc(t *testing.T) {
 	}
 	if n < 5 {
 		t.Errorf("only %d alerts", n)
+	}
+	for _, a := range []string{"HeadwaterClusterNATSDisconnected", "HeadwaterGOPQueueGrowing", "HeadwaterLateResultsDiscarded"} {
+		if !seen[a] {
+			t.Errorf("no alert %s (the cluster's)", a)
+		}
 	}
 	if !strings.Contains(readRepoFile(t, "deploy/prometheus/prometheus.yml"), "- alerts.yml") {
 		t.Error("prometheus.yml does not load alerts.yml")

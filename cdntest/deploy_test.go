@@ -7,6 +7,7 @@ package cdntest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -352,14 +353,25 @@ func TestHealthcheckScript(t *testing.T) {
 // composeFile is the part of docker-compose.yml the tests look at.
 type composeFile struct {
 	Name     string
-	Services map[string]struct {
-		Image       string
-		Build       any
-		Command     []string
-		Volumes     []string
-		Ports       []string
-		Environment map[string]string
-		DependsOn   yaml.Node `yaml:"depends_on"`
+	Services map[string]composeService
+	Volumes  map[string]any
+}
+
+type composeService struct {
+	Image         string
+	Build         any
+	Entrypoint    []string
+	Command       []string
+	User          string
+	Volumes       []string
+	Ports         []string
+	Environment   map[string]string
+	DependsOn     yaml.Node `yaml:"depends_on"`
+	Profiles      []string
+	ContainerName string `yaml:"container_name"`
+	Healthcheck   *struct {
+		Test    []string
+		Disable bool
 	}
 }
 
@@ -509,6 +521,477 @@ func TestCompose(t *testing.T) {
 		unmarshalYAML(t, "deploy/grafana/provisioning/datasources/prometheus.yml", &ds)
 		if len(ds.Datasources) != 1 || ds.Datasources[0].URL != "http://prometheus:9090" || ds.Datasources[0].UID != "prometheus" {
 			t.Errorf("datasources %+v", ds)
+		}
+	})
+}
+
+// defaultServices are what "docker compose up" runs (no profile); the
+// cluster profile adds clusterServices beside them.
+var (
+	defaultServices = []string{"headwater", "cdn", "cdn-exporter", "prometheus", "grafana"}
+	clusterServices = []string{"nats", "cluster-secret", "node-a", "node-b", "worker", "cdn-cluster"}
+	clusterNodes    = []string{"node-a", "node-b"}
+)
+
+// dependsOn maps the services s depends on to the condition it waits for
+// (service_started for the list form).
+func dependsOn(t *testing.T, name string, s composeService) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	switch n := s.DependsOn; n.Kind {
+	case 0:
+	case yaml.SequenceNode:
+		var list []string
+		if err := n.Decode(&list); err != nil {
+			t.Fatalf("%s depends_on: %v", name, err)
+		}
+		for _, d := range list {
+			out[d] = "service_started"
+		}
+	case yaml.MappingNode:
+		var m map[string]struct{ Condition string }
+		if err := n.Decode(&m); err != nil {
+			t.Fatalf("%s depends_on: %v", name, err)
+		}
+		for d, c := range m {
+			out[d] = cmp.Or(c.Condition, "service_started")
+		}
+	default:
+		t.Fatalf("%s depends_on: unexpected YAML kind %v", name, n.Kind)
+	}
+	return out
+}
+
+// namedVolumes maps a service's named volumes to their container paths.
+func namedVolumes(volumes []string) map[string]string {
+	out := map[string]string{}
+	for _, v := range volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 || strings.HasPrefix(parts[0], ".") || strings.HasPrefix(parts[0], "/") {
+			continue
+		}
+		out[parts[0]] = parts[1]
+	}
+	return out
+}
+
+// publishedPort splits a compose port ("127.0.0.1:8180:8080", "8891:8890/udp")
+// into the host side ("8180/tcp") and the container side ("8080/tcp").
+func publishedPort(t *testing.T, p string) (host, container string) {
+	t.Helper()
+	proto := "tcp"
+	if before, after, ok := strings.Cut(p, "/"); ok {
+		p, proto = before, after
+	}
+	parts := strings.Split(p, ":")
+	if len(parts) < 2 {
+		t.Errorf("port %q publishes no fixed host port", p)
+		return "", ""
+	}
+	return parts[len(parts)-2] + "/" + proto, parts[len(parts)-1] + "/" + proto
+}
+
+func portOf(t *testing.T, addr string) string {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("address %q: %v", addr, err)
+	}
+	return port
+}
+
+// loadServiceConfig loads the configuration file a Headwater service names
+// with --config (mounted from the repository), with the service's
+// environment and extra variables, through the real config package: an
+// unknown key or an invalid value fails.
+func loadServiceConfig(t *testing.T, name string, s composeService, extraEnv ...string) (*config.Config, string) {
+	t.Helper()
+	i := slices.Index(s.Command, "--config")
+	if i < 0 || i+1 >= len(s.Command) {
+		t.Fatalf("%s: command %q has no --config FILE", name, s.Command)
+	}
+	file, ok := mounts(t, s.Volumes)[s.Command[i+1]]
+	if !ok {
+		t.Fatalf("%s: --config %s is not a file mounted from the repository", name, s.Command[i+1])
+	}
+	env := slices.Clone(extraEnv)
+	for k, v := range s.Environment {
+		env = append(env, k+"="+v)
+	}
+	cfg, err := config.Load(filepath.Join(repoRoot, file), env)
+	if err != nil {
+		t.Fatalf("%s: %s with the compose environment: %v", name, file, err)
+	}
+	return cfg, file
+}
+
+// TestComposeClusterProfile checks the cluster profile of docker-compose.yml
+// (docker compose --profile cluster up --scale worker=3): NATS, two serve
+// nodes that both ingest, scalable workers, an nginx cache in front of both
+// origins, a generated cluster secret, Prometheus finding every node and
+// worker. The default profile stays the single box.
+func TestComposeClusterProfile(t *testing.T) {
+	c := loadCompose(t)
+	for _, s := range append(slices.Clone(defaultServices), clusterServices...) {
+		if _, ok := c.Services[s]; !ok {
+			t.Fatalf("docker-compose.yml has no %s service", s)
+		}
+	}
+
+	t.Run("profiles", func(t *testing.T) {
+		// "docker compose up" with no profile runs exactly the single box.
+		for name, s := range c.Services {
+			switch {
+			case slices.Contains(defaultServices, name):
+				if len(s.Profiles) != 0 {
+					t.Errorf("%s has profiles %q: the default docker compose up would not run it", name, s.Profiles)
+				}
+				for d := range dependsOn(t, name, s) {
+					if !slices.Contains(defaultServices, d) {
+						t.Errorf("default service %s depends on %s, which runs only with a profile", name, d)
+					}
+				}
+			case slices.Contains(clusterServices, name):
+				if !slices.Equal(s.Profiles, []string{"cluster"}) {
+					t.Errorf("%s: profiles %q, want [cluster]", name, s.Profiles)
+				}
+			default:
+				if len(s.Profiles) == 0 {
+					t.Errorf("%s has no profile: it would change the default docker compose up", name)
+				}
+			}
+			for v := range namedVolumes(s.Volumes) {
+				if _, ok := c.Volumes[v]; !ok {
+					t.Errorf("%s mounts volume %s, which is not declared", name, v)
+				}
+			}
+		}
+	})
+
+	t.Run("host ports", func(t *testing.T) {
+		// Compose starts the default services with the profile's: no host
+		// port may be published twice.
+		used := map[string]string{}
+		for name, s := range c.Services {
+			for _, p := range s.Ports {
+				host, _ := publishedPort(t, p)
+				if other, ok := used[host]; ok {
+					t.Errorf("host port %s published by %s and %s", host, other, name)
+				}
+				used[host] = name
+			}
+		}
+	})
+
+	// NATS: the official image with JetStream, the same minor version as
+	// the nats-server the embedded mode and the tests use.
+	nats := c.Services["nats"]
+	natsConf := ""
+	natsPort := ""
+	t.Run("nats", func(t *testing.T) {
+		gomod := readRepoFile(t, "go.mod")
+		m := regexp.MustCompile(`github.com/nats-io/nats-server/v2 v(\d+\.\d+)\.`).FindStringSubmatch(gomod)
+		if m == nil {
+			t.Fatal("go.mod has no nats-server/v2")
+		}
+		if !strings.HasPrefix(nats.Image, "nats:"+m[1]+"-") && nats.Image != "nats:"+m[1] {
+			t.Errorf("nats image %q, want the official nats:%s image (go.mod's nats-server)", nats.Image, m[1])
+		}
+		if !slices.Contains(nats.Command, "-js") {
+			t.Errorf("nats command %q does not enable JetStream (-js)", nats.Command)
+		}
+		i := slices.Index(nats.Command, "--config")
+		if i < 0 || i+1 >= len(nats.Command) {
+			t.Fatalf("nats command %q names no --config", nats.Command)
+		}
+		file, ok := mounts(t, nats.Volumes)[nats.Command[i+1]]
+		if !ok || !strings.HasPrefix(file, "deploy/cluster/") {
+			t.Fatalf("nats --config %s is not a file of deploy/cluster mounted in the container (%v)", nats.Command[i+1], nats.Volumes)
+		}
+		natsConf = readRepoFile(t, file)
+		get := func(key string) string {
+			m := regexp.MustCompile(`(?m)^\s*` + key + `:\s*(\S+)`).FindStringSubmatch(natsConf)
+			if m == nil {
+				t.Fatalf("%s sets no %s", file, key)
+			}
+			return m[1]
+		}
+		natsPort = get("port")
+		store := get("store_dir")
+		stored := false
+		for _, dir := range namedVolumes(nats.Volumes) {
+			stored = stored || strings.HasPrefix(store, dir+"/")
+		}
+		if !stored {
+			t.Errorf("JetStream's store_dir %s is not on a named volume (%v)", store, nats.Volumes)
+		}
+		if nats.Healthcheck == nil || !strings.Contains(strings.Join(nats.Healthcheck.Test, " "), "http://127.0.0.1:"+get("http_port")+"/healthz") {
+			t.Errorf("nats healthcheck %+v does not ask the monitoring port's /healthz", nats.Healthcheck)
+		}
+		for _, p := range nats.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("nats publishes %s beyond 127.0.0.1 (no authentication)", p)
+			}
+		}
+	})
+	if natsPort == "" {
+		return
+	}
+	natsURL := "nats://nats:" + natsPort
+
+	// The cluster secret: generated into a volume by the cluster-secret
+	// service, never a file of the repository.
+	gen := c.Services["cluster-secret"]
+	genScript := strings.Join(append(slices.Clone(gen.Entrypoint), gen.Command...), " ")
+	t.Run("cluster secret", func(t *testing.T) {
+		if gen.Image != c.Services["headwater"].Image || gen.Build == nil {
+			t.Errorf("cluster-secret runs %q (build %v), want the headwater image", gen.Image, gen.Build)
+		}
+		for _, want := range []string{"headwater token secret", "chown 10001:10001", "chmod 0400", "umask 077"} {
+			if !strings.Contains(genScript, want) {
+				t.Errorf("cluster-secret's script lacks %q:\n%s", want, genScript)
+			}
+		}
+		if len(namedVolumes(gen.Volumes)) != 1 || len(mounts(t, gen.Volumes)) != 0 {
+			t.Errorf("cluster-secret mounts %q, want one named volume only", gen.Volumes)
+		}
+	})
+	secret := filepath.Join(t.TempDir(), "cluster-secret")
+	if err := os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	originOf := map[string]string{} // node -> origin port
+	adminOf := map[string]string{}
+	t.Run("nodes", func(t *testing.T) {
+		ids := map[string]string{}
+		secretFiles := map[string]bool{}
+		for _, name := range clusterNodes {
+			s := c.Services[name]
+			if s.Image != c.Services["headwater"].Image || s.Build == nil {
+				t.Errorf("%s runs %q (build %v), want the headwater image built here", name, s.Image, s.Build)
+			}
+			if len(s.Command) == 0 || s.Command[0] != "serve" {
+				t.Errorf("%s: command %q, want serve", name, s.Command)
+			}
+			// The file's cluster.secret_file must exist only in the
+			// container: the test gives config.Load a stand-in.
+			cfg, file := loadServiceConfig(t, name, s, "HEADWATER_CLUSTER_SECRET_FILE="+secret)
+			var raw struct {
+				Cluster struct {
+					SecretFile string `yaml:"secret_file"`
+				}
+			}
+			unmarshalYAML(t, file, &raw)
+			if !strings.HasPrefix(file, "deploy/cluster/") {
+				t.Errorf("%s's configuration %s is not under deploy/cluster/", name, file)
+			}
+			k := cfg.Cluster
+			if k.NATSURL != natsURL || k.Embedded {
+				t.Errorf("%s: cluster.nats_url %q (embedded %v), want %s", name, k.NATSURL, k.Embedded, natsURL)
+			}
+			if k.Role != config.RoleAll || cfg.RTMP.Address == "" {
+				t.Errorf("%s: role %q, rtmp %q: both nodes ingest", name, k.Role, cfg.RTMP.Address)
+			}
+			originOf[name] = portOf(t, cfg.Origin.Address)
+			adminOf[name] = portOf(t, cfg.Admin.Address)
+			if want := "http://" + name + ":" + originOf[name]; k.OriginURL != want || cfg.NeedsOriginURL() {
+				t.Errorf("%s: cluster.origin_url %q, want %s (the compose service name)", name, k.OriginURL, want)
+			}
+			if k.NodeID == "" || ids[k.NodeID] != "" {
+				t.Errorf("%s: cluster.node_id %q empty or the same as %s's", name, k.NodeID, ids[k.NodeID])
+			}
+			ids[k.NodeID] = name
+			if !cfg.Transcoder.Enabled || cfg.Transcoder.LocalWorkers != 0 {
+				t.Errorf("%s: transcoder enabled %v, local_workers %d: the ladder is the workers' (enabled, 0)",
+					name, cfg.Transcoder.Enabled, cfg.Transcoder.LocalWorkers)
+			}
+			// Publishers reach both nodes; the origin and admin are
+			// published too (on 127.0.0.1).
+			published := map[string]bool{}
+			for _, p := range s.Ports {
+				_, target := publishedPort(t, p)
+				published[target] = true
+			}
+			for _, want := range []string{
+				portOf(t, cfg.RTMP.Address) + "/tcp", portOf(t, cfg.SRT.Address) + "/udp", portOf(t, cfg.RTSP.Address) + "/tcp",
+				originOf[name] + "/tcp", adminOf[name] + "/tcp",
+			} {
+				if !published[want] {
+					t.Errorf("%s does not publish %s (%q)", name, want, s.Ports)
+				}
+			}
+			// The image's HEALTHCHECK asks the origin on 8080.
+			if s.Healthcheck == nil && originOf[name] != "8080" {
+				t.Errorf("%s: the origin listens on %s, but the image's health check asks 8080", name, originOf[name])
+			}
+			deps := dependsOn(t, name, s)
+			if deps["nats"] != "service_healthy" || deps["cluster-secret"] != "service_completed_successfully" {
+				t.Errorf("%s depends on %v, want nats healthy and cluster-secret completed", name, deps)
+			}
+			// The secret file is in the volume cluster-secret writes it to.
+			secretFiles[raw.Cluster.SecretFile] = true
+			found := false
+			for vol, dir := range namedVolumes(s.Volumes) {
+				rel, ok := strings.CutPrefix(raw.Cluster.SecretFile, dir+"/")
+				if !ok {
+					continue
+				}
+				found = true
+				genDir, mounted := namedVolumes(gen.Volumes)[vol]
+				if !mounted || !strings.Contains(genScript, genDir+"/"+rel) {
+					t.Errorf("%s reads %s from volume %s, which cluster-secret does not write (%v)", name, raw.Cluster.SecretFile, vol, gen.Volumes)
+				}
+				if !slices.Contains(s.Volumes, vol+":"+dir+":ro") {
+					t.Errorf("%s mounts the secret volume %s read-write", name, vol)
+				}
+			}
+			if !found {
+				t.Errorf("%s: cluster.secret_file %q is on no named volume of the service (%q)", name, raw.Cluster.SecretFile, s.Volumes)
+			}
+		}
+		if len(secretFiles) != 1 {
+			t.Errorf("the nodes read different secret files: %v", secretFiles)
+		}
+	})
+
+	workerAdmin := ""
+	t.Run("worker", func(t *testing.T) {
+		w := c.Services["worker"]
+		// Replicas of a service with a fixed host port or a container
+		// name collide: --scale worker=3 needs neither.
+		if len(w.Ports) != 0 || w.ContainerName != "" {
+			t.Errorf("worker publishes %q / container_name %q: it could not be scaled", w.Ports, w.ContainerName)
+		}
+		if w.Image != c.Services["headwater"].Image || len(w.Command) == 0 || w.Command[0] != "worker" {
+			t.Errorf("worker runs %q %q, want the headwater image's worker command", w.Image, w.Command)
+		}
+		cfg, file := loadServiceConfig(t, "worker", w)
+		if !strings.HasPrefix(file, "deploy/cluster/") {
+			t.Errorf("the worker's configuration %s is not under deploy/cluster/", file)
+		}
+		if cfg.Cluster.NATSURL != natsURL {
+			t.Errorf("worker: cluster.nats_url %q, want %s", cfg.Cluster.NATSURL, natsURL)
+		}
+		if cfg.Cluster.NodeID != "" {
+			t.Errorf("worker: cluster.node_id %q would be the same on every replica", cfg.Cluster.NodeID)
+		}
+		workerAdmin = portOf(t, cfg.Admin.Address)
+		// No origin: the image's HEALTHCHECK (origin /healthz) must be
+		// replaced by one on the admin listener.
+		if w.Healthcheck == nil || !slices.Equal(w.Healthcheck.Test, []string{"CMD", "headwater-healthcheck", "127.0.0.1:" + workerAdmin}) {
+			t.Errorf("worker healthcheck %+v, want headwater-healthcheck 127.0.0.1:%s (it has no origin)", w.Healthcheck, workerAdmin)
+		}
+		if deps := dependsOn(t, "worker", w); deps["nats"] != "service_healthy" {
+			t.Errorf("worker depends on %v, want nats healthy", deps)
+		}
+	})
+
+	t.Run("cdn-cluster", func(t *testing.T) {
+		if len(originOf) != len(clusterNodes) {
+			t.Skip("the nodes' configuration did not load")
+		}
+		s := c.Services["cdn-cluster"]
+		m := mounts(t, s.Volumes)
+		if m["/etc/nginx/nginx.conf"] != "deploy/nginx/cdn-cluster.conf" {
+			t.Fatalf("cdn-cluster mounts %v, want deploy/nginx/cdn-cluster.conf as /etc/nginx/nginx.conf", m)
+		}
+		conf := readRepoFile(t, "deploy/nginx/cdn-cluster.conf")
+		inc := regexp.MustCompile(`include (\S+);`).FindStringSubmatch(conf)
+		if inc == nil || m[inc[1]] != "deploy/nginx/cdn-cache.conf" {
+			t.Errorf("cdn-cluster.conf includes %v, which is not deploy/nginx/cdn-cache.conf in the container (%v)", inc, m)
+		}
+		// Both origins in the upstream, and nothing else.
+		server := regexp.MustCompile(`(?m)^\s*server\s+([a-z0-9.-]+:[0-9]+)[^;]*;`)
+		var servers []string
+		for _, sm := range server.FindAllStringSubmatch(conf, -1) {
+			servers = append(servers, sm[1])
+		}
+		var want []string
+		for _, n := range clusterNodes {
+			want = append(want, n+":"+originOf[n])
+		}
+		if !slices.Equal(servers, want) {
+			t.Errorf("cdn-cluster.conf's upstream servers %q, want every node's origin %q", servers, want)
+		}
+		// Otherwise the same nginx configuration as cdn.conf, which cdntest
+		// runs and measures: comments and the upstream's servers aside.
+		norm := func(s string) []string {
+			var out []string
+			for _, l := range strings.Split(s, "\n") {
+				l = strings.TrimSpace(l)
+				if l == "" || strings.HasPrefix(l, "#") || server.MatchString(l) {
+					continue
+				}
+				out = append(out, l)
+			}
+			return out
+		}
+		a, b := norm(readRepoFile(t, "deploy/nginx/cdn.conf")), norm(conf)
+		if !slices.Equal(a, b) {
+			for i := range min(len(a), len(b)) {
+				if a[i] != b[i] {
+					t.Errorf("cdn-cluster.conf differs from cdn.conf beyond the upstream's servers: %q vs %q", b[i], a[i])
+					break
+				}
+			}
+			t.Errorf("cdn-cluster.conf differs from cdn.conf beyond the upstream's servers (%d vs %d directive lines)", len(b), len(a))
+		}
+		listen := false
+		for _, p := range s.Ports {
+			_, target := publishedPort(t, p)
+			listen = listen || (target == "8081/tcp" && strings.Contains(conf, "listen 8081;"))
+		}
+		if !listen {
+			t.Errorf("cdn-cluster publishes %q, not its listen 8081", s.Ports)
+		}
+		deps := dependsOn(t, "cdn-cluster", s)
+		for _, n := range clusterNodes {
+			if deps[n] != "service_healthy" {
+				t.Errorf("cdn-cluster depends on %v: nginx resolves %s once, at start-up, so it waits for it to be healthy", deps, n)
+			}
+		}
+	})
+
+	t.Run("prometheus", func(t *testing.T) {
+		if workerAdmin == "" || len(adminOf) != len(clusterNodes) {
+			t.Skip("the nodes' or the worker's configuration did not load")
+		}
+		var prom struct {
+			ScrapeConfigs []struct {
+				JobName      string `yaml:"job_name"`
+				DNSSDConfigs []struct {
+					Names []string
+					Type  string
+					Port  int
+				} `yaml:"dns_sd_configs"`
+			} `yaml:"scrape_configs"`
+		}
+		unmarshalYAML(t, "deploy/prometheus/prometheus.yml", &prom)
+		found := map[string]string{} // service -> job
+		for _, sc := range prom.ScrapeConfigs {
+			for _, d := range sc.DNSSDConfigs {
+				for _, n := range d.Names {
+					port := adminOf[n]
+					if n == "worker" {
+						port = workerAdmin
+					}
+					if d.Type != "A" || strconv.Itoa(d.Port) != port {
+						t.Errorf("job %s: %s resolved as %s with port %d, want A records and the admin port %s", sc.JobName, n, d.Type, d.Port, port)
+					}
+					found[n] = sc.JobName
+				}
+			}
+		}
+		for _, n := range clusterNodes {
+			// In job headwater, so that HeadwaterDown and the dashboard's
+			// process panels cover them.
+			if found[n] != "headwater" {
+				t.Errorf("Prometheus finds %s in job %q, want job headwater through dns_sd_configs", n, found[n])
+			}
+		}
+		if found["worker"] == "" {
+			t.Error("Prometheus does not find the worker replicas (dns_sd_configs on the compose service name worker)")
 		}
 	})
 }

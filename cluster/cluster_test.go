@@ -433,3 +433,65 @@ func TestThreeNodeCluster(t *testing.T) {
 		return testutil.ToFloat64(b.metrics.published.WithLabelValues(KindStreamStarted)) == 1
 	})
 }
+
+func TestLostClaimReported(t *testing.T) {
+	ctx := context.Background()
+	cfgA := embeddedConfig(t, "a")
+	cfgA.Listen = "127.0.0.1:0"
+	reg := prometheus.NewRegistry()
+	a := startNode(t, cfgA, reg)
+	waitReady(t, a, 10*time.Second)
+	lost := make(chan error, 4)
+	var lostOwner Owner
+	a.Placement().OnLost(func(o Owner, err error) {
+		lostOwner = o
+		lost <- err
+	})
+	if err := a.Placement().Claim(ctx, Owner{Stream: "live/x", Protocol: "rtmp"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Node b writes the entry as its own, as after a takeover of an entry
+	// expired during a partition of a longer than the TTL.
+	b := startNode(t, Config{NATSURL: clientURL(t, a), NodeID: "b", PlacementTTL: cfgA.PlacementTTL}, prometheus.NewRegistry())
+	waitReady(t, b, 10*time.Second)
+	kv, err := b.JetStream().KeyValue(ctx, PlacementBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := json.Marshal(Owner{Node: "b", OriginURL: "http://b.test:8080", Stream: "live/x", Started: time.Now().UTC()})
+	if _, err := kv.Put(ctx, "live/x", v); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-lost:
+		if !errors.Is(err, ErrOwnedElsewhere) || !strings.Contains(err.Error(), "node b") || lostOwner.Stream != "live/x" || lostOwner.Node != "a" {
+			t.Fatalf("OnLost(%+v, %v), want a's claim of live/x and ErrOwnedElsewhere naming b", lostOwner, err)
+		}
+	case <-time.After(3 * cfgA.PlacementTTL):
+		t.Fatal("the lost claim was not reported within 3 TTLs")
+	}
+	if got := testutil.ToFloat64(a.metrics.lost); got != 1 {
+		t.Errorf("headwater_cluster_placement_lost_total = %v, want 1", got)
+	}
+	// Reported once: the claim is no longer a's, nor refreshed.
+	testpeer.WaitFor(t, 5*time.Second, "a's cache to show b as the owner", func() bool {
+		o, ok := a.Placement().Lookup("live/x")
+		return ok && o.Node == "b"
+	})
+	select {
+	case err := <-lost:
+		t.Fatalf("the lost claim reported again: %v", err)
+	case <-time.After(cfgA.PlacementTTL):
+	}
+	// Releasing the lost claim (its stream ending) leaves b's entry alone.
+	if _, err := kv.Put(ctx, "live/x", v); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Placement().Release(ctx, "live/x"); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(ctx, "live/x"); err != nil || !strings.Contains(string(e.Value()), `"node":"b"`) {
+		t.Errorf("a's release of its lost claim removed b's entry: %v", err)
+	}
+}

@@ -49,6 +49,9 @@ type Placement struct {
 
 	mu    sync.RWMutex
 	cache map[string]cached // by key
+
+	lostMu sync.Mutex
+	onLost func(Owner, error) // set by OnLost
 }
 
 // claim is one of this node's placement entries.
@@ -239,6 +242,30 @@ func (p *Placement) releaseAll(timeout time.Duration) {
 	}
 }
 
+// OnLost sets fn to be called when a claim of this node is lost: at a
+// heartbeat, its entry is found written by another node that took the
+// name over (this node's entry expired: a partition or pause longer than
+// the TTL). fn gets this node's claim and the error naming the new owner
+// (wrapping [ErrOwnedElsewhere]); the entry is no longer this node's nor
+// refreshed. The stream's publisher here should stop, or the name would be
+// live on two nodes. fn runs on the heartbeat goroutine with no lock of
+// the placement held, and must not block for long; nil removes it.
+func (p *Placement) OnLost(fn func(mine Owner, err error)) {
+	p.lostMu.Lock()
+	p.onLost = fn
+	p.lostMu.Unlock()
+}
+
+// lost reports a lost claim to the OnLost function.
+func (p *Placement) lost(o Owner, err error) {
+	p.lostMu.Lock()
+	fn := p.onLost
+	p.lostMu.Unlock()
+	if fn != nil {
+		fn(o, err)
+	}
+}
+
 // Lookup returns the live owner of stream from the local cache (no network
 // call). An entry is live until it is released, or until the TTL has
 // passed since it was last written as seen by this node.
@@ -410,19 +437,22 @@ func (p *Placement) heartbeat() {
 	}
 	p.opMu.Unlock()
 	for _, k := range keys {
-		p.refresh(kv, k)
+		if o, err := p.refresh(kv, k); err != nil {
+			p.lost(o, err)
+		}
 	}
 }
 
-// refresh rewrites one entry of this node.
-func (p *Placement) refresh(kv jetstream.KeyValue, k string) {
+// refresh rewrites one entry of this node. When the entry is found owned
+// by another node it returns this node's lost claim and why.
+func (p *Placement) refresh(kv jetstream.KeyValue, k string) (Owner, error) {
 	ctx, cancel := context.WithTimeout(p.n.ctx, p.ttl/3)
 	defer cancel()
 	p.opMu.Lock()
 	defer p.opMu.Unlock()
 	c, ok := p.mine[k]
 	if !ok {
-		return
+		return Owner{}, nil
 	}
 	rev, err := kv.Update(ctx, k, c.value, c.rev)
 	if err != nil && (errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound)) {
@@ -431,16 +461,17 @@ func (p *Placement) refresh(kv jetstream.KeyValue, k string) {
 			delete(p.mine, k)
 			p.n.metrics.lost.Inc()
 			p.n.log.Warn("placement: entry lost to another node", "stream", c.owner.Stream, "error", err)
-			return
+			return c.owner, fmt.Errorf("cluster: placement %s: lost: %w", c.owner.Stream, err)
 		}
 	}
 	if err != nil {
 		if p.n.ctx.Err() == nil {
 			p.n.log.Debug("placement: heartbeat failed", "stream", c.owner.Stream, "error", err)
 		}
-		return
+		return Owner{}, nil
 	}
 	c.rev = rev
 	p.mine[k] = c
 	p.store(k, c.owner, rev, time.Now())
+	return Owner{}, nil
 }

@@ -41,6 +41,7 @@ type clustering struct {
 	node *cluster.Node // set by start, before any listener serves
 
 	refusals prometheus.Counter
+	kicks    prometheus.Counter // publishers kicked: their name is live on another node
 
 	mu    sync.Mutex               // serializes claim + publish and release
 	owned map[string]*media.Stream // this node's live streams by name
@@ -71,6 +72,10 @@ func newClustering(cfg *config.Config, reg prometheus.Registerer, log *slog.Logg
 		refusals: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "headwater_cluster_publish_refused_total",
 			Help: "Publishes refused because another node of the cluster owns the stream name.",
+		})),
+		kicks: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "headwater_cluster_publishers_kicked_total",
+			Help: "Publishers of this node stopped because another node took their stream name over (a claim lost after a partition longer than cluster.placement_ttl, or taken while NATS was unreachable).",
 		})),
 		owned: map[string]*media.Stream{}, ctx: ctx, cancel: cancel,
 	}, nil
@@ -103,6 +108,7 @@ func (c *clustering) start(ctx context.Context) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	c.node = n
+	n.Placement().OnLost(c.lostClaim)
 	c.log.Info("cluster: node started", "node", n.ID(), "role", c.role, "embedded", c.cfg.Embedded, "origin_url", c.cfg.OriginURL)
 	return nil
 }
@@ -225,10 +231,30 @@ func (c *clustering) retryClaim(st *media.Stream) {
 			return
 		case errors.Is(err, cluster.ErrOwnedElsewhere):
 			c.log.Error("cluster: the stream accepted while NATS was unreachable is live on another node too; kicking this publisher", "stream", st.Name(), "error", err)
+			c.kicks.Inc()
 			st.Kick()
 			return
 		}
 	}
+}
+
+// lostClaim is the placement's OnLost: another node took over the name of
+// a stream live here (this node's entry expired during a partition longer
+// than the TTL, and the publisher reconnected there). The publisher here
+// is kicked, so that the name is never live on two nodes; its stream ends
+// as kicked (unpublished releases nothing: the entry is the other node's).
+func (c *clustering) lostClaim(mine cluster.Owner, err error) {
+	c.mu.Lock()
+	st := c.owned[mine.Stream]
+	c.mu.Unlock()
+	if st == nil {
+		return
+	}
+	c.kicks.Inc()
+	owner, _ := c.node.Placement().Lookup(mine.Stream)
+	c.log.Error("cluster: the placement of a stream live here was taken over by another node; kicking this publisher",
+		"stream", mine.Stream, "owner", owner.Node, "owner_origin", owner.OriginURL, "error", err)
+	st.Kick()
 }
 
 // refused logs, counts and announces a publish refused because another

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -393,5 +395,187 @@ func TestClusterTokensKeysOnEdge(t *testing.T) {
 		if n := testpeer.MetricSum(t, b.Metrics(), "headwater_relay_upstream_requests_total", "kind", kind); n == 0 {
 			t.Errorf("B relayed no %s from A", kind)
 		}
+	}
+}
+
+// tcpProxy forwards a loopback address to a target: a network path the
+// test cuts (the listener and every connection closed) and restores on the
+// same address, as a partition.
+type tcpProxy struct {
+	t      *testing.T
+	addr   string
+	target string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// newTCPProxy returns a proxy to target, up.
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	p := &tcpProxy{t: t, addr: testpeer.FreeAddr(t), target: target, conns: map[net.Conn]struct{}{}}
+	p.up()
+	t.Cleanup(func() {
+		p.down()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// up listens (again) and forwards.
+func (p *tcpProxy) up() {
+	p.t.Helper()
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			if !p.track(c, u) {
+				return
+			}
+			for _, pair := range [][2]net.Conn{{c, u}, {u, c}} {
+				p.wg.Add(1)
+				go func() {
+					defer p.wg.Done()
+					_, _ = io.Copy(pair[0], pair[1])
+					pair[0].Close()
+					pair[1].Close()
+				}()
+			}
+		}
+	}()
+}
+
+// track records a forwarded pair; false (both closed) once the proxy is
+// down.
+func (p *tcpProxy) track(c, u net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln == nil {
+		c.Close()
+		u.Close()
+		return false
+	}
+	p.conns[c], p.conns[u] = struct{}{}, struct{}{}
+	return true
+}
+
+// down closes the listener and every forwarded connection.
+func (p *tcpProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+// streamOwner returns the owner node of stream in s's status API, "" when
+// it is not listed live.
+func streamOwner(t *testing.T, s *testServer, stream string) string {
+	t.Helper()
+	var list struct {
+		Streams []struct {
+			Name  string `json:"name"`
+			Live  bool   `json:"live"`
+			Owner *struct {
+				Node string `json:"node"`
+			} `json:"owner"`
+		} `json:"streams"`
+	}
+	r := get(t, s.adminURL("/api/v1/streams"))
+	if err := json.Unmarshal(r.body, &list); err != nil {
+		t.Fatalf("stream list: %v\n%s", err, r.body)
+	}
+	for _, st := range list.Streams {
+		if st.Name == stream && st.Live {
+			if st.Owner == nil {
+				return "(no owner)"
+			}
+			return st.Owner.Node
+		}
+	}
+	return ""
+}
+
+// TestClusterLostClaimKicks: node A is cut off from NATS (a TCP proxy
+// closed) while its publisher of live/p1 goes on; its placement entry
+// expires within the TTL as node A2 sees it, and a publisher of live/p1 on
+// A2 is accepted. When A's path to NATS comes back, A's heartbeat finds
+// the name owned by A2: A kicks its own publisher (logged once, counted
+// by headwater_cluster_publishers_kicked_total), so that the name is live
+// on A2 only.
+func TestClusterLostClaimKicks(t *testing.T) {
+	nats := startableNATS(t)
+	nats.start()
+	proxy := newTCPProxy(t, nats.addr)
+	a := startServer(t, func(c *config.Config) {
+		natsNode(t, "node-a", "nats://"+proxy.addr, 0)(c)
+		c.Transcoder.Enabled = false
+	})
+	a2 := startServer(t, func(c *config.Config) {
+		natsNode(t, "node-a2", nats.url(), 0)(c)
+		c.Transcoder.Enabled = false
+	})
+	waitReadyzReady(t, a, "A", 15*time.Second)
+	waitReadyzReady(t, a2, "A2", 15*time.Second)
+
+	pubA := testpeer.PublishRTMP(t, a.rtmpURL("p1"), 60*time.Second, 30)
+	testpeer.WaitFor(t, 15*time.Second, "A2 to see live/p1 owned by A", func() bool { return streamOwner(t, a2, "live/p1") == "node-a" })
+
+	proxy.down()
+	cut := time.Now()
+	waitReadyzDegraded(t, a, "A", "nats disconnected since", 10*time.Second)
+	testpeer.WaitFor(t, 10*time.Second, "A's entry to expire as A2 sees it", func() bool { return streamOwner(t, a2, "live/p1") == "" })
+	if d := time.Since(cut); d > 2*time.Second+time.Second {
+		t.Errorf("A's entry expired %s after A was cut off, placement TTL 2s", d.Round(time.Millisecond))
+	}
+	if _, ok := a.Registry().Get("live/p1"); !ok {
+		t.Fatal("A's publisher stopped while A was only cut off from NATS")
+	}
+	testpeer.PublishRTMP(t, a2.rtmpURL("p1"), 60*time.Second, 30)
+	testpeer.WaitFor(t, 15*time.Second, "A2 to accept live/p1", func() bool { return streamOwner(t, a2, "live/p1") == "node-a2" })
+
+	proxy.up()
+	testpeer.WaitMetric(t, a.Metrics(), 1, 20*time.Second, "headwater_cluster_publishers_kicked_total")
+	if err := pubA.Wait(t, 10*time.Second); err == nil {
+		t.Error("A's publisher ended without an error after it was kicked")
+	}
+	testpeer.WaitFor(t, 5*time.Second, "live/p1 gone from A's registry", func() bool {
+		_, ok := a.Registry().Get("live/p1")
+		return !ok
+	})
+	waitReadyzReady(t, a, "A", 15*time.Second)
+	if o := streamOwner(t, a, "live/p1"); o != "node-a2" {
+		t.Errorf("A lists live/p1 owned by %q, want node-a2", o)
+	}
+	if _, ok := a2.Registry().Get("live/p1"); !ok {
+		t.Error("A2's publisher of live/p1 is gone")
+	}
+	if n := strings.Count(a.logs.String(), "taken over by another node; kicking this publisher"); n != 1 {
+		t.Errorf("A logged the kick %d times, want once", n)
+	}
+	if n := testpeer.MetricSum(t, a.Metrics(), "headwater_cluster_placement_lost_total"); n != 1 {
+		t.Errorf("headwater_cluster_placement_lost_total on A = %v, want 1", n)
 	}
 }

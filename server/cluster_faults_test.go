@@ -418,3 +418,153 @@ func TestClusterWorkerPaused(t *testing.T) {
 	// The resumed worker is still a working member.
 	paused.waitReadyz(t, 5*time.Second)
 }
+
+// TestClusterThreeNodesLoseOne runs three serve nodes whose embedded NATS
+// servers form one NATS cluster (routes among themselves, every stream
+// and bucket with three replicas): node 1 ingests (no local workers),
+// node 2 runs a local worker on the queue, node 3 — a process of the
+// binary — does neither. ffmpeg publishes to node 1; once jobs flow node 3
+// is killed (SIGKILL): the queue keeps a quorum on nodes 1 and 2 (its
+// leaders, when node 3 held them, are elected again) and GOP jobs keep
+// being done through it: node 1's jobs ok keeps rising and the renditions
+// get new segments made after the loss.
+func TestClusterThreeNodesLoseOne(t *testing.T) {
+	bin := buildHeadwater(t)
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "cluster.secret")
+	if err := os.WriteFile(secret, []byte("cluster-secret-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var listen, routeListen, origin, routes []string
+	for range 3 {
+		listen, routeListen, origin = append(listen, testpeer.FreeAddr(t)), append(routeListen, testpeer.FreeAddr(t)), append(origin, testpeer.FreeAddr(t))
+		routes = append(routes, "nats-route://"+routeListen[len(routeListen)-1])
+	}
+	node := func(i int) func(*config.Config) {
+		return func(c *config.Config) {
+			clusterNode(fmt.Sprintf("node-%d", i+1), "", listen[i], secret)(c)
+			c.Cluster.RouteListen, c.Cluster.Routes, c.Cluster.Replicas = routeListen[i], routes, 3
+			c.Cluster.StoreDir = t.TempDir()
+			c.Origin.Address = origin[i]
+			c.Cluster.OriginURL = "http://" + origin[i]
+			c.Transcoder.Enabled = true
+		}
+	}
+	// Node 3 first: the others' routes find it up.
+	yaml := fmt.Sprintf(`rtmp:
+  address: %q
+srt:
+  address: ""
+rtsp:
+  address: ""
+origin:
+  address: %q
+admin:
+  address: %q
+cluster:
+  embedded: true
+  listen: %q
+  route_listen: %q
+  routes: [%q, %q, %q]
+  replicas: 3
+  node_id: node-3
+  origin_url: %q
+  secret_file: %q
+  store_dir: %q
+  placement_ttl: 5s
+log:
+  level: debug
+`, testpeer.FreeAddr(t), origin[2], testpeer.FreeAddr(t), listen[2], routeListen[2], routes[0], routes[1], routes[2],
+		"http://"+origin[2], secret, t.TempDir())
+	n3 := startProc(t, bin, "node-3", yaml, "serve")
+	n1 := startServer(t, func(c *config.Config) {
+		node(0)(c)
+		c.Transcoder.LocalWorkers = 0
+	})
+	n2 := startServer(t, func(c *config.Config) {
+		node(1)(c)
+		c.Transcoder.LocalWorkers = 1
+	})
+	testpeer.WaitLog(t, n2.logs, "cluster: GOP queue worker running", 60*time.Second)
+	testpeer.WaitMetricCond(t, n1.Metrics(), 20*time.Second, func(v float64) bool { return v >= 1 },
+		"node 2's worker waiting for jobs, seen from node 1", "headwater_gopqueue_pull_requests_waiting")
+
+	testpeer.PublishPattern(t, n1.rtmpURL("r3"), "testsrc=size=640x360:rate=30", "600k", 40*time.Second, faultGOP)
+	testpeer.WaitMetricCond(t, n1.Metrics(), 30*time.Second, func(v float64) bool { return v >= 2 },
+		"2 GOP jobs done through the queue", "headwater_gopqueue_jobs_total", "outcome", "ok")
+
+	n3.kill()
+	if err := n3.wait(t, 5*time.Second); err == nil {
+		t.Fatal("node 3 exited cleanly after SIGKILL")
+	}
+	killed := time.Now()
+	okAtKill := testpeer.MetricSum(t, n1.Metrics(), "headwater_gopqueue_jobs_total", "outcome", "ok")
+	st, ok := n1.Store().Stream("live/r3")
+	if !ok {
+		t.Fatal("no stream on node 1")
+	}
+	lastMSN := func(name string) (uint64, bool) {
+		r, ok := st.Rendition(name)
+		if !ok {
+			return 0, false
+		}
+		segs := r.Snapshot().Segments
+		if len(segs) == 0 {
+			return 0, false
+		}
+		return segs[len(segs)-1].MSN, true
+	}
+	srcAtKill, _ := lastMSN("video")
+	t.Logf("node 3 killed after %v GOP jobs done, source at msn %d", okAtKill, srcAtKill)
+
+	// Jobs keep being done through the queue: 3 more GOPs.
+	testpeer.WaitMetricCond(t, n1.Metrics(), 40*time.Second, func(v float64) bool { return v >= okAtKill+3 },
+		"3 more GOP jobs done after node 3 was lost", "headwater_gopqueue_jobs_total", "outcome", "ok")
+	t.Logf("3 more GOP jobs done %s after the loss", time.Since(killed).Round(time.Millisecond))
+	// The renditions have segments made after the loss (not gaps).
+	for _, n := range clusterRenditions() {
+		testpeer.WaitFor(t, 15*time.Second, n+" segments made after the loss", func() bool {
+			r, ok := st.Rendition(n)
+			if !ok {
+				return false
+			}
+			made := 0
+			for _, seg := range r.Snapshot().Segments {
+				if seg.MSN > srcAtKill+1 && !seg.Gap {
+					made++
+				}
+			}
+			return made >= 2
+		})
+	}
+	if n := testpeer.MetricSum(t, n1.Metrics(), "headwater_transcoder_jobs_total"); n != 0 {
+		t.Errorf("node 1's pool ran %v rendition-GOPs, want 0 (local_workers 0): the jobs must have gone through the queue", n)
+	}
+	if n := testpeer.MetricSum(t, n2.Metrics(), "headwater_transcoder_jobs_total", "outcome", "ok"); n == 0 {
+		t.Error("node 2's local worker made no rendition-GOP")
+	}
+	for _, n := range clusterRenditions() {
+		r, _ := st.Rendition(n)
+		var gaps []uint64
+		for _, seg := range r.Snapshot().Segments {
+			if seg.Gap {
+				gaps = append(gaps, seg.MSN)
+			}
+		}
+		t.Logf("%s: gaps at msn %v (the loss at msn %d)", n, gaps, srcAtKill)
+	}
+	for _, o := range []string{"ok", "partial", "failed", "timeout", "late", "rejected"} {
+		if v := testpeer.MetricSum(t, n1.Metrics(), "headwater_gopqueue_jobs_total", "outcome", o); v > 0 {
+			t.Logf("node 1: %v GOP jobs %s", v, o)
+		}
+	}
+}
+
+// clusterRenditions are the names of clusterLadder's renditions.
+func clusterRenditions() []string {
+	var out []string
+	for _, r := range clusterLadder {
+		out = append(out, r[:strings.IndexByte(r, '=')])
+	}
+	return out
+}

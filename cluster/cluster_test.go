@@ -495,3 +495,41 @@ func TestLostClaimReported(t *testing.T) {
 		t.Errorf("a's release of its lost claim removed b's entry: %v", err)
 	}
 }
+
+func TestClaimRefusesNestedNames(t *testing.T) {
+	ctx := context.Background()
+	cfgA := embeddedConfig(t, "a")
+	cfgA.Listen = "127.0.0.1:0"
+	a := startNode(t, cfgA, prometheus.NewRegistry())
+	waitReady(t, a, 10*time.Second)
+	b := startNode(t, Config{NATSURL: clientURL(t, a), NodeID: "b", PlacementTTL: cfgA.PlacementTTL}, prometheus.NewRegistry())
+	waitReady(t, b, 10*time.Second)
+	if err := b.Placement().Claim(ctx, Owner{Stream: "live/a"}); err != nil {
+		t.Fatal(err)
+	}
+	testpeer.WaitFor(t, 5*time.Second, "a to see b's live/a", func() bool {
+		_, ok := a.Placement().Lookup("live/a")
+		return ok
+	})
+	for _, name := range []string{"live/a/x", "live/a/x/y", "live"} {
+		err := a.Placement().Claim(ctx, Owner{Stream: name})
+		if !errors.Is(err, ErrNameNested) || !strings.Contains(err.Error(), "live/a live on node b") {
+			t.Errorf("a's claim of %s under b's live/a: %v, want ErrNameNested", name, err)
+		}
+		if _, ok := a.Placement().Lookup(name); ok {
+			t.Errorf("the refused %s is in a's cache", name)
+		}
+	}
+	if got := testutil.ToFloat64(a.metrics.claims.WithLabelValues(claimRefused)); got != 3 {
+		t.Errorf("refused claims = %v, want 3", got)
+	}
+	if err := a.Placement().Claim(ctx, Owner{Stream: "live/ab"}); err != nil { // no '/' boundary
+		t.Errorf("a's claim of live/ab: %v", err)
+	}
+	if err := b.Placement().Release(ctx, "live/a"); err != nil {
+		t.Fatal(err)
+	}
+	testpeer.WaitFor(t, 5*time.Second, "a's claim of live/a/x once live/a ended", func() bool {
+		return a.Placement().Claim(ctx, Owner{Stream: "live/a/x"}) == nil
+	})
+}

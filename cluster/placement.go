@@ -11,11 +11,19 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/headwater-live/headwater/media"
 )
 
 // ErrOwnedElsewhere is returned (wrapped) by [Placement.Claim] when the
 // stream name is live on another node.
 var ErrOwnedElsewhere = errors.New("cluster: stream is live on another node")
+
+// ErrNameNested is returned (wrapped) by [Placement.Claim] when the stream
+// name extends, or is extended by, the name of a stream live in the
+// cluster, at a '/' boundary ([media.Nested]: "live/a" and "live/a/x"):
+// their URLs would collide, as on one node ([media.ErrNameCollision]).
+var ErrNameNested = errors.New("cluster: stream name nests with a live stream's")
 
 // Owner is a placement entry: the node that owns a live stream. It is the
 // JSON value stored under the stream's key in [PlacementBucket].
@@ -108,11 +116,18 @@ func (p *Placement) bucket() (jetstream.KeyValue, error) {
 // fails with [ErrOwnedElsewhere] while another node's entry is live, and
 // succeeds when the entry is this node's (a re-claim) or has expired. From
 // then on the node refreshes the entry until [Placement.Release] or Close.
-// It fails with [ErrUnavailable] when JetStream is not reachable.
+// It fails with [ErrNameNested] when the name nests with a live stream's
+// in the local cache (checked first, from the cache: two nodes claiming
+// nesting names within the watch's delay may both succeed), and with
+// [ErrUnavailable] when JetStream is not reachable.
 func (p *Placement) Claim(ctx context.Context, o Owner) error {
 	k, err := key(o.Stream)
 	if err != nil {
 		return err
+	}
+	if other, ok := p.Nested(o.Stream); ok {
+		p.n.metrics.claims.WithLabelValues(claimRefused).Inc()
+		return fmt.Errorf("cluster: placement %s: %w: %s live on node %s", o.Stream, ErrNameNested, other.Stream, other.Node)
 	}
 	o.Node = p.n.cfg.NodeID
 	if o.OriginURL == "" {
@@ -281,6 +296,20 @@ func (p *Placement) Lookup(stream string) (Owner, bool) {
 		return Owner{}, false
 	}
 	return c.owner, true
+}
+
+// Nested returns a live owner, from the local cache, whose stream name
+// extends stream or is extended by it at a '/' boundary ([media.Nested]),
+// if there is one.
+func (p *Placement) Nested(stream string) (Owner, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, c := range p.cache {
+		if time.Since(c.seen) < p.ttl && media.Nested(stream, c.owner.Stream) {
+			return c.owner, true
+		}
+	}
+	return Owner{}, false
 }
 
 // List returns every live owner of the cluster from the local cache, sorted

@@ -96,6 +96,18 @@ func (r *Registry) collisionLocked(name string) error {
 	return nil
 }
 
+// Nested reports whether the stream names a and b nest: one extends the
+// other at a '/' boundary ("live/a" and "live/a/x" do; "live/a" and
+// "live/ab" do not, nor do equal names). It is the rule by which Publish
+// refuses a name among the live streams (ErrNameCollision), for those who
+// apply it to names live elsewhere (a cluster's other nodes).
+func Nested(a, b string) bool {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	return len(b) > len(a) && b[len(a)] == '/' && strings.HasPrefix(b, a)
+}
+
 // nestLocked adds d to the nested count of every prefix of name.
 func (r *Registry) nestLocked(name string, d int) {
 	for i := 0; i < len(name); i++ {

@@ -71,7 +71,7 @@ func newClustering(cfg *config.Config, reg prometheus.Registerer, log *slog.Logg
 		cfg: cc, role: cfg.Cluster.Role, secret: secret, log: log.With("component", "cluster"), reg: reg,
 		refusals: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "headwater_cluster_publish_refused_total",
-			Help: "Publishes refused because another node of the cluster owns the stream name.",
+			Help: "Publishes refused because of a stream live on another node of the cluster: the same name (already_publishing) or a name nesting with it (invalid_name).",
 		})),
 		kicks: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "headwater_cluster_publishers_kicked_total",
@@ -173,9 +173,13 @@ func (c *clustering) publish(reg *media.Registry, name string, info media.Publis
 		return reg.Publish(name, info, tracks) // refused here as on one node
 	}
 	claimed, err := c.claim(name, info, time.Now())
-	if errors.Is(err, cluster.ErrOwnedElsewhere) {
-		c.refused(name, info, err)
+	switch {
+	case errors.Is(err, cluster.ErrOwnedElsewhere):
+		c.refused(name, info, "already_publishing", err)
 		return nil, fmt.Errorf("publish %s: %w (cluster: %v)", name, media.ErrAlreadyPublishing, err)
+	case errors.Is(err, cluster.ErrNameNested):
+		c.refused(name, info, "invalid_name", err)
+		return nil, fmt.Errorf("publish %s: %w (cluster: %v)", name, media.ErrNameCollision, err)
 	}
 	st, perr := reg.Publish(name, info, tracks)
 	if perr != nil {
@@ -257,16 +261,38 @@ func (c *clustering) lostClaim(mine cluster.Owner, err error) {
 	st.Kick()
 }
 
-// refused logs, counts and announces a publish refused because another
-// node owns the name.
-func (c *clustering) refused(name string, info media.PublishInfo, err error) {
+// refused logs, counts and announces a publish refused because of a
+// stream live on another node: the name itself (reason
+// already_publishing) or a name nesting with it (invalid_name).
+func (c *clustering) refused(name string, info media.PublishInfo, reason string, err error) {
 	c.refusals.Inc()
-	owner, _ := c.node.Placement().Lookup(name)
-	c.log.Warn("cluster: publish refused: the stream is live on another node", "stream", name, "owner", owner.Node,
-		"owner_origin", owner.OriginURL, "protocol", info.Protocol, "remote", info.RemoteAddr, "error", err)
+	owner, ok := c.node.Placement().Lookup(name)
+	if !ok {
+		owner, _ = c.node.Placement().Nested(name)
+	}
+	c.log.Warn("cluster: publish refused: the stream, or one nesting with it, is live on another node", "stream", name,
+		"reason", reason, "owner", owner.Node, "owner_stream", owner.Stream, "owner_origin", owner.OriginURL,
+		"protocol", info.Protocol, "remote", info.RemoteAddr, "error", err)
 	_ = c.node.Events().Publish(c.ctx, cluster.KindPublishRefused, cluster.PublishRefused{
 		Stream: name, Node: c.node.ID(), Protocol: info.Protocol, Remote: info.RemoteAddr,
-		Reason: "already_publishing", Owner: owner.Node, Time: time.Now().UTC()})
+		Reason: reason, Owner: owner.Node, Time: time.Now().UTC()})
+}
+
+// checkName refuses, from the placement cache, a name that nests with a
+// stream live on another node (media.ErrNameCollision), as the registry
+// refuses one nesting with a stream live here (RTMP checks names before
+// the tracks are known; every protocol's Publish checks again). The
+// refusal is counted and announced.
+func (c *clustering) checkName(name string) error {
+	if c == nil || c.node == nil {
+		return nil
+	}
+	if o, ok := c.node.Placement().Nested(name); ok && o.Node != c.node.ID() {
+		err := fmt.Errorf("publish %s: %w: it nests with %s, live on node %s", name, media.ErrNameCollision, o.Stream, o.Node)
+		c.refused(name, media.PublishInfo{}, "invalid_name", err)
+		return err
+	}
+	return nil
 }
 
 // unpublished releases the placement of a stream of this node that ended

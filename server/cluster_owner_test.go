@@ -579,3 +579,50 @@ func TestClusterLostClaimKicks(t *testing.T) {
 		t.Errorf("headwater_cluster_placement_lost_total on A = %v, want 1", n)
 	}
 }
+
+// TestClusterNestedNamesRefused: live/n is live on node A; on node A2 a
+// publisher of live/n/x (which extends it) and, once live/n2/x is live
+// on A, one of live/n2 (which it extends) are refused as on one node
+// (invalid_name), counted as cluster refusals; live/nx (no '/' boundary)
+// is accepted.
+func TestClusterNestedNamesRefused(t *testing.T) {
+	nats := startableNATS(t)
+	nats.start()
+	plain := func(id string) func(*config.Config) {
+		return func(c *config.Config) {
+			natsNode(t, id, nats.url(), 0)(c)
+			c.Transcoder.Enabled = false
+		}
+	}
+	a := startServer(t, plain("node-a"))
+	a2 := startServer(t, plain("node-a2"))
+	waitReadyzReady(t, a, "A", 15*time.Second)
+	waitReadyzReady(t, a2, "A2", 15*time.Second)
+	testpeer.PublishRTMP(t, a.rtmpURL("n"), 40*time.Second, 30)
+	testpeer.PublishRTMP(t, a.rtmpURL("n2/x"), 40*time.Second, 30, "-rtmp_app", "live", "-rtmp_playpath", "n2/x")
+	testpeer.WaitFor(t, 15*time.Second, "A2 to see live/n and live/n2/x owned by A", func() bool {
+		return streamOwner(t, a2, "live/n") == "node-a" && streamOwner(t, a2, "live/n2/x") == "node-a"
+	})
+
+	for _, p := range []*testpeer.Process{
+		testpeer.PublishRTMP(t, a2.rtmpURL("n/x"), 3*time.Second, 30, "-rtmp_app", "live", "-rtmp_playpath", "n/x"),
+		testpeer.PublishRTMP(t, a2.rtmpURL("n2"), 3*time.Second, 30),
+	} {
+		if err := p.Wait(t, 15*time.Second); err == nil {
+			t.Errorf("%v: a publisher of a name nesting with one live on A was accepted by A2", p.Cmd.Args[len(p.Cmd.Args)-1])
+		}
+	}
+	if n := testpeer.MetricSum(t, a2.Metrics(), "headwater_ingest_errors_total", "reason", "invalid_name"); n != 2 {
+		t.Errorf("A2 counted %v invalid_name errors, want 2", n)
+	}
+	if n := testpeer.MetricSum(t, a2.Metrics(), "headwater_cluster_publish_refused_total"); n != 2 {
+		t.Errorf("A2 counted %v cluster refusals, want 2", n)
+	}
+	for _, name := range []string{"live/n/x", "live/n2"} {
+		if _, ok := a2.Registry().Get(name); ok {
+			t.Errorf("%s is live on A2", name)
+		}
+	}
+	testpeer.PublishRTMP(t, a2.rtmpURL("nx"), 30*time.Second, 30)
+	testpeer.WaitFor(t, 15*time.Second, "A2 to accept live/nx", func() bool { return streamOwner(t, a, "live/nx") == "node-a2" })
+}

@@ -390,8 +390,12 @@ func (g guardedRegistry) CheckName(name string) error {
 	if g.reserved && config.ReservedStreamName(name) {
 		return fmt.Errorf("%w: %q: the first path elements t and keys are reserved for playback tokens and HLS keys", media.ErrInvalidName, name)
 	}
-	// Names that collide with a live stream's URLs (media.ErrNameCollision).
-	return g.Registry.CheckName(name)
+	// Names that collide with a live stream's URLs (media.ErrNameCollision),
+	// here or on another node of the cluster.
+	if err := g.Registry.CheckName(name); err != nil {
+		return err
+	}
+	return g.cl.checkName(name)
 }
 
 // Publish implements the ingest protocols' Publisher.

@@ -8,8 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,6 +21,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/chromedp/chromedp"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/headwater-live/headwater/auth/playback"
@@ -625,4 +629,104 @@ func TestClusterNestedNamesRefused(t *testing.T) {
 	}
 	testpeer.PublishRTMP(t, a2.rtmpURL("nx"), 30*time.Second, 30)
 	testpeer.WaitFor(t, 15*time.Second, "A2 to accept live/nx", func() bool { return streamOwner(t, a, "live/nx") == "node-a2" })
+}
+
+// edgePlayerPage is a test page playing the HLS URL in its query (?src=)
+// with hls.js from preview/assets, recording hls.js's errors.
+const edgePlayerPage = `<!doctype html>
+<html><body>
+<video id="v" muted autoplay playsinline></video>
+<script src="/hls.min.js"></script>
+<script>
+window.hlsErrors = [];
+const video = document.getElementById('v');
+const hls = new Hls({lowLatencyMode: true});
+window.hls = hls;
+hls.on(Hls.Events.ERROR, (_, d) => window.hlsErrors.push({type: d.type, details: d.details, fatal: d.fatal}));
+hls.loadSource(new URLSearchParams(location.search).get('src'));
+hls.attachMedia(video);
+video.play().catch(() => {});
+</script>
+</body></html>`
+
+// TestClusterHLSJSOnEdge: hls.js in headless Chromium plays the ladder of
+// a stream published to node A (embedded NATS, local workers) from node
+// B (origin only), on a page of another origin (CORS): both variants are
+// listed, the video's currentTime advances by 3 s with no fatal hls.js
+// error, and B fetched what it served from A through its relay.
+func TestClusterHLSJSOnEdge(t *testing.T) {
+	requireChromium(t)
+	hlsJS := filepath.Join(testpeer.RepoRoot(t), "preview", "assets", "hls.min.js")
+	if _, err := os.Stat(hlsJS); err != nil {
+		t.Fatal(err)
+	}
+	originA := testpeer.FreeAddr(t)
+	a := startServer(t, func(c *config.Config) {
+		c.Cluster.NodeID = "node-a"
+		c.Cluster.Embedded, c.Cluster.Listen = true, "127.0.0.1:0"
+		c.Cluster.PlacementTTL = config.Duration(2 * time.Second)
+		c.Origin.Address = originA
+		c.Cluster.OriginURL = "http://" + originA
+		c.Transcoder.Enabled = true
+		c.Transcoder.Ladder = ownerLadder
+		c.Transcoder.PoolSize = 1
+		c.Segmenter.SegmentDuration = config.Duration(time.Second)
+	})
+	b := startServer(t, func(c *config.Config) {
+		c.Cluster.NodeID = "node-b"
+		c.Cluster.NATSURL = a.ClusterClientURL()
+		c.Cluster.Role = config.RoleOrigin
+	})
+	testpeer.PublishPattern(t, a.rtmpURL("edge"), "testsrc=size=320x240:rate=30", "300k", 60*time.Second, 30)
+	br := startBrowser(t)
+	mvURL := b.originURL("/live/edge/index.m3u8")
+	testpeer.WaitFor(t, 20*time.Second, "B serves the ladder (2 variants) and the 144p rendition", func() bool {
+		r := get(t, mvURL)
+		if r.status != http.StatusOK {
+			return false
+		}
+		pl, err := playlist.Unmarshal(r.body)
+		mv, _ := pl.(*playlist.Multivariant)
+		_, _, ok := playlistLastMSN(t, b.originURL("/live/edge/144p/index.m3u8"))
+		return err == nil && mv != nil && len(mv.Variants) == 2 && ok
+	})
+
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/":
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = io.WriteString(w, edgePlayerPage)
+		case "/hls.min.js":
+			http.ServeFile(w, r, hlsJS)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(page.Close)
+	pageURL := page.URL + "/?src=" + url.QueryEscape(mvURL)
+	br.do(t, "open "+pageURL+" and start playing from B", 20*time.Second,
+		chromedp.Navigate(pageURL),
+		chromedp.Poll[chromedp.Void](`document.getElementById('v').currentTime > 0`,
+			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(0)))
+	start := evalJS[float64](t, br, `document.getElementById('v').currentTime`)
+	br.do(t, "currentTime to advance by 3 s", 10*time.Second,
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.getElementById('v').currentTime >= %f`, start+3),
+			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(0)))
+	if n := evalJS[int](t, br, `window.hls.levels.length`); n != 2 {
+		t.Errorf("hls.js lists %d levels from B's multivariant playlist, want 2", n)
+	}
+	for _, e := range evalJS[[]pageError](t, br, `window.hlsErrors`) {
+		if e.Fatal {
+			t.Errorf("hls.js fatal error: %+v", e)
+		} else {
+			t.Logf("hls.js non-fatal error: %+v", e)
+		}
+	}
+	relayed := func(kind string) float64 {
+		return testpeer.MetricSum(t, b.Metrics(), "headwater_relay_upstream_requests_total", "kind", kind)
+	}
+	if relayed("playlist") == 0 || relayed("init") == 0 || relayed("part")+relayed("segment") == 0 {
+		t.Errorf("B relayed %v playlists, %v init sections, %v parts and %v segments from A: hls.js was not served through the relay",
+			relayed("playlist"), relayed("init"), relayed("part"), relayed("segment"))
+	}
 }

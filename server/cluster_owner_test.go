@@ -730,3 +730,86 @@ func TestClusterHLSJSOnEdge(t *testing.T) {
 			relayed("playlist"), relayed("init"), relayed("part"), relayed("segment"))
 	}
 }
+
+// TestClusterOwnerKilled: node A, a real `headwater serve` process joined
+// to a standalone NATS, owns live/own (ffmpeg publishing to it) and node B
+// (origin only) serves it by relay. A is SIGKILLed: a publisher of
+// live/own on node A2 right away is refused (A's entry is still live);
+// A's entry expires within the TTL (2 s, as B sees it); the publisher
+// reconnecting to A2 is accepted, and B serves live/own again from A2
+// under the same URLs.
+//
+// What a player reading B sees at the takeover is logged, not asserted:
+// A2's stream starts a new timeline, its media sequence numbers start
+// again (docs/cluster.md, failure behaviour: a player reloads).
+func TestClusterOwnerKilled(t *testing.T) {
+	bin := buildHeadwater(t)
+	nats := startableNATS(t)
+	nats.start()
+	rtmpA, originA, adminA := testpeer.FreeAddr(t), testpeer.FreeAddr(t), testpeer.FreeAddr(t)
+	a := startProc(t, bin, "node-a", fmt.Sprintf(`rtmp:
+  address: %q
+srt:
+  address: ""
+rtsp:
+  address: ""
+origin:
+  address: %q
+admin:
+  address: %q
+segmenter:
+  segment_duration: 1s
+cluster:
+  nats_url: %q
+  node_id: node-a
+  origin_url: %q
+  placement_ttl: 2s
+log:
+  level: debug
+`, rtmpA, originA, adminA, nats.url(), "http://"+originA), "serve")
+	a.admin = adminA
+	a2 := startServer(t, func(c *config.Config) {
+		natsNode(t, "node-a2", nats.url(), 0)(c)
+		c.Transcoder.Enabled = false
+		c.Segmenter.SegmentDuration = config.Duration(time.Second)
+	})
+	b := startServer(t, func(c *config.Config) {
+		c.Cluster.NodeID = "node-b"
+		c.Cluster.NATSURL = nats.url()
+		c.Cluster.Role = config.RoleOrigin
+		c.Cluster.PlacementTTL = config.Duration(2 * time.Second)
+	})
+	a.waitReadyz(t, 20*time.Second)
+
+	testpeer.PublishRTMP(t, "rtmp://"+rtmpA+"/live/own", 60*time.Second, 30)
+	plB := b.originURL("/live/own/video/index.m3u8")
+	testpeer.WaitFor(t, 20*time.Second, "B to list live/own owned by A", func() bool { return streamOwner(t, b, "live/own") == "node-a" })
+	before := waitPlaylistPast(t, plB, 1, 20*time.Second)
+
+	a.kill()
+	killed := time.Now()
+	refused := testpeer.PublishRTMP(t, a2.rtmpURL("own"), 3*time.Second, 30)
+	if err := refused.Wait(t, 15*time.Second); err == nil {
+		t.Error("A2 accepted live/own while A's placement entry was live")
+	}
+	testpeer.WaitFor(t, 10*time.Second, "A's entry to expire as B sees it", func() bool { return streamOwner(t, b, "live/own") == "" })
+	if d := time.Since(killed); d > 3*time.Second {
+		t.Errorf("A's entry expired %s after A was killed, placement TTL 2s", d.Round(time.Millisecond))
+	}
+	if n := testpeer.MetricSum(t, a2.Metrics(), "headwater_cluster_publish_refused_total"); n != 1 {
+		t.Errorf("A2 refused %v publishes of A's live name, want 1", n)
+	}
+
+	// The publisher reconnects to A2: accepted, and B serves it again.
+	testpeer.PublishRTMP(t, a2.rtmpURL("own"), 60*time.Second, 30)
+	testpeer.WaitFor(t, 15*time.Second, "B to list live/own owned by A2", func() bool { return streamOwner(t, b, "live/own") == "node-a2" })
+	after := waitPlaylistPast(t, plB, -1, 15*time.Second)
+	after = waitPlaylistPast(t, plB, after, 10*time.Second) // advancing
+	_, m, _ := playlistLastMSN(t, plB)
+	disc := 0
+	if m.DiscontinuitySequence != nil {
+		disc = *m.DiscontinuitySequence
+	}
+	t.Logf("B's video playlist: last MSN %d from A, then %d from A2 (media sequence %d, discontinuity sequence %d): the sequence restarts",
+		before, after, m.MediaSequence, disc)
+}

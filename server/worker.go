@@ -58,6 +58,7 @@ func NewWorker(cfg *config.Config, log *slog.Logger) (*Worker, error) {
 		return nil, err
 	}
 	w.cl.role = "worker"
+	w.cl.cfg.Role = "worker" // node_joined says what joined
 	ladders, err := checkedLadders(cfg.Transcoder, cfg.Transcoder.FFmpeg)
 	if err != nil {
 		return nil, err

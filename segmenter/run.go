@@ -95,22 +95,11 @@ func newRunAt(s *Segmenter, dst *store.Stream) *run {
 }
 
 // continueTimeline makes a republish continue after the longest rendition
-// of the earlier publish.
+// of the earlier publish, or after the end of the publish a seeded stream
+// continues (store.Store.BeginSeeded: one made on another node).
 func (r *run) continueTimeline() {
-	dst := r.dst
-	var endTicks uint64
-	var endRate uint32 = 1
-	for _, rd := range dst.Renditions() {
-		snap := rd.Snapshot()
-		if len(snap.Segments) == 0 || snap.Info.Timescale == 0 {
-			continue
-		}
-		next := rd.NextBaseTime()
-		if later(next, snap.Info.Timescale, endTicks, endRate) {
-			endTicks, endRate = next, snap.Info.Timescale
-		}
-	}
-	if endTicks > 0 {
+	endTicks, endRate := r.dst.TimelineEnd()
+	if endTicks > 0 && endRate > 0 {
 		r.start = timePoint{ticks: int64(endTicks), rate: endRate}
 		r.log.Info("continuing the timeline of an earlier publish",
 			"start", media.TicksToDuration(r.start.ticks, r.start.rate))

@@ -428,6 +428,7 @@ func (r *Rendition) publishLocked() {
 		DroppedDiscontinuities: r.droppedDisc,
 		Updated:                time.Now(),
 		Version:                r.version,
+		Next:                   r.nextMSN,
 	})
 	close(r.changed)
 	r.changed = make(chan struct{})

@@ -123,6 +123,11 @@ type Stream struct {
 	epoch      int
 	live       bool
 	endedAt    time.Time
+	// seeds are where renditions not added yet continue (BeginSeeded), by
+	// name; seedEnd/seedTimescale where the timeline does.
+	seeds         map[string]SeedRendition
+	seedEnd       uint64
+	seedTimescale uint32
 }
 
 // Name is the stream's name ("live/key").
@@ -179,6 +184,9 @@ func (st *Stream) AddRendition(info RenditionInfo) *Rendition {
 	}
 	r := newRendition(st, info)
 	st.renditions = append(st.renditions, r)
+	if sr, ok := st.seeds[info.Name]; ok {
+		r.seed(sr)
+	}
 	return r
 }
 

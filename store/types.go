@@ -120,6 +120,10 @@ type Snapshot struct {
 	Updated time.Time
 	// Version increases with every change.
 	Version uint64
+	// Next is the sequence number the rendition's next segment takes, as
+	// the rendition knew when the snapshot was taken (a seeded rendition,
+	// Store.BeginSeeded, has one before its first segment).
+	Next uint64
 }
 
 // LastMSN returns the sequence number of the last segment listed (the open
@@ -139,7 +143,7 @@ func (s *Snapshot) LastMSN() (msn uint64, part int, ok bool) {
 func (s *Snapshot) NextMSN() uint64 {
 	msn, _, ok := s.LastMSN()
 	if !ok {
-		return 0
+		return s.Next
 	}
 	return msn + 1
 }

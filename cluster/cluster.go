@@ -16,7 +16,8 @@
 //
 // Names in NATS (all exported as constants): the placement bucket
 // [PlacementBucket] (file storage, one value per key, bucket TTL =
-// Config.PlacementTTL), the events stream [EventsStream] on subjects
+// Config.PlacementTTL), the continuity bucket [StreamsBucket] (one value
+// per key, kept [StreamsMaxAge]), the events stream [EventsStream] on subjects
 // [EventsSubjectPrefix]<kind> (file storage, kept [EventsMaxAge]).
 package cluster
 
@@ -185,9 +186,10 @@ type Node struct {
 	wg     sync.WaitGroup // the node's goroutines
 	probe  chan struct{}  // wakes the health probe (on reconnect)
 
-	ready     chan struct{} // closed once the bucket and stream exist and the cache is loaded
-	placement *Placement
-	events    *Events
+	ready      chan struct{} // closed once the bucket and stream exist and the cache is loaded
+	placement  *Placement
+	continuity *Continuity
+	events     *Events
 
 	mu           sync.Mutex
 	disconnected time.Time // zero while connected
@@ -257,6 +259,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Reg
 	}
 	n.js = js
 	n.placement = newPlacement(n)
+	n.continuity = &Continuity{n: n}
 	n.events = newEvents(n)
 
 	n.wg.Add(2)
@@ -436,6 +439,18 @@ func (n *Node) setup() error {
 		return fmt.Errorf("cluster: bucket %s: %w", PlacementBucket, err)
 	}
 	n.placement.kv.Store(&kv)
+	streams, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      StreamsBucket,
+		Description: "Headwater stream continuity: where a stream's numbering and timeline stood",
+		History:     1,
+		TTL:         StreamsMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    n.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: bucket %s: %w", StreamsBucket, err)
+	}
+	n.continuity.kv.Store(&streams)
 	return nil
 }
 

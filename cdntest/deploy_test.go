@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 
 	"github.com/headwater-live/headwater/config"
@@ -686,7 +687,6 @@ func TestComposeClusterProfile(t *testing.T) {
 	// NATS: the official image with JetStream, the same minor version as
 	// the nats-server the embedded mode and the tests use.
 	nats := c.Services["nats"]
-	natsConf := ""
 	natsPort := ""
 	t.Run("nats", func(t *testing.T) {
 		gomod := readRepoFile(t, "go.mod")
@@ -708,24 +708,24 @@ func TestComposeClusterProfile(t *testing.T) {
 		if !ok || !strings.HasPrefix(file, "deploy/cluster/") {
 			t.Fatalf("nats --config %s is not a file of deploy/cluster mounted in the container (%v)", nats.Command[i+1], nats.Volumes)
 		}
-		natsConf = readRepoFile(t, file)
-		get := func(key string) string {
-			m := regexp.MustCompile(`(?m)^\s*` + key + `:\s*(\S+)`).FindStringSubmatch(natsConf)
-			if m == nil {
-				t.Fatalf("%s sets no %s", file, key)
-			}
-			return m[1]
+		// Parsed by the nats-server the embedded mode uses: a key it does
+		// not know, or a bad size, fails here.
+		o, err := natsserver.ProcessConfigFile(filepath.Join(repoRoot, file))
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
 		}
-		natsPort = get("port")
-		store := get("store_dir")
+		natsPort = strconv.Itoa(o.Port)
+		if !o.JetStream || o.HTTPPort == 0 || o.MaxPayload < 1<<20 {
+			t.Errorf("%s: jetstream %v, http_port %d, max_payload %d: want JetStream, monitoring and at least NATS's 1 MB", file, o.JetStream, o.HTTPPort, o.MaxPayload)
+		}
 		stored := false
 		for _, dir := range namedVolumes(nats.Volumes) {
-			stored = stored || strings.HasPrefix(store, dir+"/")
+			stored = stored || strings.HasPrefix(o.StoreDir, dir+"/")
 		}
 		if !stored {
-			t.Errorf("JetStream's store_dir %s is not on a named volume (%v)", store, nats.Volumes)
+			t.Errorf("JetStream's store_dir %s is not on a named volume (%v)", o.StoreDir, nats.Volumes)
 		}
-		if nats.Healthcheck == nil || !strings.Contains(strings.Join(nats.Healthcheck.Test, " "), "http://127.0.0.1:"+get("http_port")+"/healthz") {
+		if nats.Healthcheck == nil || !strings.Contains(strings.Join(nats.Healthcheck.Test, " "), "http://127.0.0.1:"+strconv.Itoa(o.HTTPPort)+"/healthz") {
 			t.Errorf("nats healthcheck %+v does not ask the monitoring port's /healthz", nats.Healthcheck)
 		}
 		for _, p := range nats.Ports {

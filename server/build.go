@@ -64,8 +64,14 @@ func (s *Server) buildPackaging() error {
 	if s.abr != nil && s.cl != nil {
 		s.abr.onGap = s.cl.transcodeGap
 	}
+	var seed func(*store.Store, string) *store.Stream
+	if s.cl != nil {
+		s.cl.store, s.cl.segDur = s.store, s.cfg.Segmenter.SegmentDuration.Duration()
+		seed = s.cl.beginStream
+	}
 	s.pipes = newPipelines(s.ctx, pipelineConfig{
 		store:     s.store,
+		seed:      seed,
 		segmenter: seg,
 		stages:    s.abr.stages(seg),
 		buffer:    s.cfg.Segmenter.SubscriberBuffer,

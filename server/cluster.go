@@ -17,6 +17,7 @@ import (
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/metrics"
+	"github.com/headwater-live/headwater/store"
 	"github.com/headwater-live/headwater/transcoder"
 )
 
@@ -45,6 +46,12 @@ type clustering struct {
 
 	mu    sync.Mutex               // serializes claim + publish and release
 	owned map[string]*media.Stream // this node's live streams by name
+	seeds map[string]store.Seed    // continuity of claimed names, until their pipeline begins
+
+	// store is the node's store (nil on a worker), whose streams' continuity
+	// is saved (cluster.Continuity); segDur is segmenter.segment_duration.
+	store  *store.Store
+	segDur time.Duration
 
 	ctx    context.Context // ends the claim retries; cancelled by close
 	cancel context.CancelFunc
@@ -77,7 +84,7 @@ func newClustering(cfg *config.Config, reg prometheus.Registerer, log *slog.Logg
 			Name: "headwater_cluster_publishers_kicked_total",
 			Help: "Publishers of this node stopped because another node took their stream name over (a claim lost after a partition longer than cluster.placement_ttl, or taken while NATS was unreachable).",
 		})),
-		owned: map[string]*media.Stream{}, ctx: ctx, cancel: cancel,
+		owned: map[string]*media.Stream{}, seeds: map[string]store.Seed{}, ctx: ctx, cancel: cancel,
 	}, nil
 }
 
@@ -109,6 +116,8 @@ func (c *clustering) start(ctx context.Context) error {
 	}
 	c.node = n
 	n.Placement().OnLost(c.lostClaim)
+	c.wg.Add(1)
+	go c.saveContinuity()
 	c.log.Info("cluster: node started", "node", n.ID(), "role", c.role, "embedded", c.cfg.Embedded, "origin_url", c.cfg.OriginURL)
 	return nil
 }
@@ -181,8 +190,12 @@ func (c *clustering) publish(reg *media.Registry, name string, info media.Publis
 		c.refused(name, info, "invalid_name", err)
 		return nil, fmt.Errorf("publish %s: %w (cluster: %v)", name, media.ErrNameCollision, err)
 	}
+	if claimed {
+		c.loadSeed(name)
+	}
 	st, perr := reg.Publish(name, info, tracks)
 	if perr != nil {
+		delete(c.seeds, name)
 		if claimed {
 			c.release(name)
 		}
@@ -307,6 +320,7 @@ func (c *clustering) unpublished(st *media.Stream) {
 		return
 	}
 	delete(c.owned, st.Name())
+	c.save(st.Name(), true)
 	c.release(st.Name())
 	reason := "publisher_closed"
 	if st.Context().Err() != nil {
@@ -399,4 +413,129 @@ func (c *clustering) transcodeGap(stream, rendition string, g transcoder.Gap) {
 		Stream: stream, Node: c.node.ID(), Rendition: rendition, Sequence: g.Seq,
 		Start: float64(g.DTS) / float64(g.ClockRate), Duration: float64(g.Duration) / float64(g.ClockRate),
 		Reason: g.Reason, Time: time.Now().UTC()})
+}
+
+// continuityTimeout bounds a continuity record's load (while a publish
+// waits) or save.
+const continuityTimeout = time.Second
+
+// placementTTL is the cluster's placement TTL.
+func (c *clustering) placementTTL() time.Duration {
+	if c.cfg.PlacementTTL > 0 {
+		return c.cfg.PlacementTTL
+	}
+	return cluster.DefaultPlacementTTL
+}
+
+// loadSeed loads the continuity record of name, just claimed, and keeps
+// the seed its pipeline begins the stream with (beginStream): a publish
+// taking over a name whose owner died, or republished after this node
+// restarted, continues the stream's numbering and timeline. c.mu is held.
+func (c *clustering) loadSeed(name string) {
+	delete(c.seeds, name)
+	ctx, cancel := context.WithTimeout(c.ctx, continuityTimeout)
+	defer cancel()
+	rec, ok, err := c.node.Continuity().Load(ctx, name)
+	if err != nil {
+		c.log.Warn("cluster: continuity record not loaded; the stream starts new numbers", "stream", name, "error", err)
+	}
+	if !ok {
+		return
+	}
+	seed := seedOf(rec, c.placementTTL(), c.segDur)
+	c.seeds[name] = seed
+	c.log.Info("cluster: continuing the stream of an earlier publish", "stream", name, "previous_node", rec.Node,
+		"updated", rec.Updated, "ended", rec.Ended, "renditions", len(seed.Renditions))
+}
+
+// seedOf is where a publish continues the stream of rec: past anything
+// the writer of rec may have made after writing it (it writes every TTL/3
+// and may have run for up to a TTL more before its entry expired), each
+// rendition skips ceil(ttl / segment duration) + 1 sequence numbers and the
+// timeline as many segment durations.
+func seedOf(rec cluster.ContinuityRecord, ttl, segDur time.Duration) store.Seed {
+	d := rec.SegmentDuration
+	if d <= 0 {
+		d = segDur
+	}
+	if d <= 0 {
+		d = time.Second
+	}
+	skip := uint64((ttl+d-1)/d) + 1
+	seed := store.Seed{End: rec.End, EndTimescale: rec.EndTimescale}
+	if rec.EndTimescale > 0 {
+		seed.End += store.DurationToTicks(time.Duration(skip)*d, rec.EndTimescale)
+	}
+	for _, r := range rec.Renditions {
+		seed.Renditions = append(seed.Renditions, store.SeedRendition{
+			Name: r.Name, NextMSN: r.NextMSN + skip, DiscontinuitySequence: r.DiscontinuitySequence})
+	}
+	return seed
+}
+
+// beginStream is the pipelines' begin: the stream of a publish whose claim
+// loaded a continuity record is seeded with it.
+func (c *clustering) beginStream(st *store.Store, name string) *store.Stream {
+	c.mu.Lock()
+	seed, ok := c.seeds[name]
+	delete(c.seeds, name)
+	c.mu.Unlock()
+	if !ok {
+		return st.Begin(name)
+	}
+	return st.BeginSeeded(name, seed)
+}
+
+// saveContinuity saves the continuity record of every stream this node
+// owns every placement TTL/3 until the node closes.
+func (c *clustering) saveContinuity() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.placementTTL() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		names := make([]string, 0, len(c.owned))
+		for name := range c.owned {
+			names = append(names, name)
+		}
+		c.mu.Unlock()
+		for _, name := range names {
+			c.save(name, false)
+		}
+	}
+}
+
+// save writes the continuity record of name from the store, when this
+// node owns it.
+func (c *clustering) save(name string, ended bool) {
+	if c.store == nil || c.node == nil {
+		return
+	}
+	if o, ok := c.node.Placement().Lookup(name); ok && o.Node != c.node.ID() {
+		return // taken over by another node
+	}
+	st, ok := c.store.Stream(name)
+	if !ok {
+		return
+	}
+	seed := st.Continuity()
+	rec := cluster.ContinuityRecord{Stream: name, Ended: ended, SegmentDuration: st.MaxSegmentDuration(),
+		End: seed.End, EndTimescale: seed.EndTimescale}
+	for _, r := range seed.Renditions {
+		rec.Renditions = append(rec.Renditions, cluster.RenditionContinuity{
+			Name: r.Name, NextMSN: r.NextMSN, DiscontinuitySequence: r.DiscontinuitySequence})
+	}
+	if len(rec.Renditions) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, continuityTimeout)
+	defer cancel()
+	if err := c.node.Continuity().Save(ctx, rec); err != nil && c.ctx.Err() == nil {
+		c.log.Debug("cluster: continuity record not saved", "stream", name, "error", err)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -737,11 +738,12 @@ func TestClusterHLSJSOnEdge(t *testing.T) {
 // live/own on node A2 right away is refused (A's entry is still live);
 // A's entry expires within the TTL (2 s, as B sees it); the publisher
 // reconnecting to A2 is accepted, and B serves live/own again from A2
-// under the same URLs.
-//
-// What a player reading B sees at the takeover is logged, not asserted:
-// A2's stream starts a new timeline, its media sequence numbers start
-// again (docs/cluster.md, failure behaviour: a player reloads).
+// under the same URLs, continuing A's stream (A's continuity record,
+// docs/cluster.md): in B's video and audio playlists the first segment
+// from A2 is numbered past every number seen from A, is preceded by
+// EXT-X-DISCONTINUITY and is one discontinuity further on; an ffmpeg
+// player reading B since before the kill keeps decoding frames after the
+// takeover, never restarted.
 func TestClusterOwnerKilled(t *testing.T) {
 	bin := buildHeadwater(t)
 	nats := startableNATS(t)
@@ -783,8 +785,31 @@ log:
 
 	testpeer.PublishRTMP(t, "rtmp://"+rtmpA+"/live/own", 60*time.Second, 30)
 	plB := b.originURL("/live/own/video/index.m3u8")
+	audioB := b.originURL("/live/own/audio/index.m3u8")
 	testpeer.WaitFor(t, 20*time.Second, "B to list live/own owned by A", func() bool { return streamOwner(t, b, "live/own") == "node-a" })
-	before := waitPlaylistPast(t, plB, 1, 20*time.Second)
+	waitPlaylistPast(t, plB, 1, 20*time.Second)
+	waitPlaylistPast(t, audioB, 1, 20*time.Second)
+
+	// A player reads B's video playlist from before the kill to the end.
+	player := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "warning", "-nostats",
+		"-i", plB, "-progress", "pipe:1", "-f", "null", "-")
+	progress, playerErr := &testpeer.LogBuffer{}, &testpeer.LogBuffer{}
+	player.Stdout, player.Stderr = progress, playerErr
+	if err := player.Start(); err != nil {
+		t.Fatal(err)
+	}
+	playerDone := make(chan error, 1)
+	go func() { playerDone <- player.Wait() }()
+	t.Cleanup(func() {
+		_ = player.Process.Kill()
+		_ = <-playerDone
+		if t.Failed() {
+			t.Logf("player stderr:\n%s", playerErr.String())
+		}
+	})
+	testpeer.WaitFor(t, 15*time.Second, "the player on B to decode frames", func() bool { return progressFrames(progress.String()) > 30 })
+	// The last numbers A's playlists had when A was killed.
+	fromA := map[string]segmentAt{"video": lastSegment(t, plB), "audio": lastSegment(t, audioB)}
 
 	a.kill()
 	killed := time.Now()
@@ -800,16 +825,98 @@ log:
 		t.Errorf("A2 refused %v publishes of A's live name, want 1", n)
 	}
 
-	// The publisher reconnects to A2: accepted, and B serves it again.
+	// The publisher reconnects to A2: accepted, and B serves it again,
+	// continuing A's numbering past a discontinuity.
 	testpeer.PublishRTMP(t, a2.rtmpURL("own"), 60*time.Second, 30)
 	testpeer.WaitFor(t, 15*time.Second, "B to list live/own owned by A2", func() bool { return streamOwner(t, b, "live/own") == "node-a2" })
-	after := waitPlaylistPast(t, plB, -1, 15*time.Second)
-	after = waitPlaylistPast(t, plB, after, 10*time.Second) // advancing
-	_, m, _ := playlistLastMSN(t, plB)
-	disc := 0
-	if m.DiscontinuitySequence != nil {
-		disc = *m.DiscontinuitySequence
+	framesAtTakeover := progressFrames(progress.String())
+	for name, url := range map[string]string{"video": plB, "audio": audioB} {
+		before := fromA[name]
+		after := waitPlaylistPast(t, url, before.msn, 15*time.Second)
+		_, m, _ := playlistLastMSN(t, url)
+		if m.MediaSequence <= before.msn {
+			t.Errorf("%s: B's playlist from A2 starts at MSN %d, not past A's last %d", name, m.MediaSequence, before.msn)
+		}
+		if !m.Segments[0].Discontinuity {
+			t.Errorf("%s: B's playlist from A2 has no EXT-X-DISCONTINUITY before its first segment:\n%s", name, get(t, url).body)
+		}
+		first := segmentDiscontinuities(m)[0]
+		if first <= before.disc {
+			t.Errorf("%s: A2's first segment is discontinuity %d, A's last was %d", name, first, before.disc)
+		}
+		t.Logf("%s: B's playlist: last MSN %d (discontinuity %d) from A, then %d.. %d (discontinuity %d) from A2",
+			name, before.msn, before.disc, m.MediaSequence, after, first)
 	}
-	t.Logf("B's video playlist: last MSN %d from A, then %d from A2 (media sequence %d, discontinuity sequence %d): the sequence restarts",
-		before, after, m.MediaSequence, disc)
+	// A blocking reload for the segment after A's last, as a player waits
+	// for it across the takeover, is answered at once (it is behind A2's
+	// live edge), not held nor refused as too far ahead.
+	start := time.Now()
+	if r := get(t, fmt.Sprintf("%s?_HLS_msn=%d", plB, fromA["video"].msn+1)); r.status != http.StatusOK {
+		t.Errorf("B's video playlist, _HLS_msn=%d after the takeover: status %d\n%s", fromA["video"].msn+1, r.status, r.body)
+	} else if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("B's video playlist, _HLS_msn=%d after the takeover: answered in %s, not at once", fromA["video"].msn+1, d)
+	}
+
+	// What the player reading B since before the kill did is logged: the
+	// relay answers it 502 while A's entry lives and A is gone, then 404
+	// until A2 has a segment, and ffmpeg's HLS demuxer ends at a failed
+	// reload (docs/cluster.md, failure behaviour).
+	ended := false
+	testpeer.WaitFor(t, 20*time.Second, "the player on B to decode frames from A2, or to end", func() bool {
+		select {
+		case err := <-playerDone:
+			playerDone <- err
+			ended = true
+		default:
+		}
+		return ended || progressFrames(progress.String()) > framesAtTakeover+30
+	})
+	t.Logf("the player on B decoded %d frames until the takeover, %d in all; ended at the takeover: %v",
+		framesAtTakeover, progressFrames(progress.String()), ended)
+}
+
+// segmentAt is a media segment's sequence number and discontinuity
+// sequence number.
+type segmentAt struct{ msn, disc int }
+
+// lastSegment returns the last segment of the media playlist at url.
+func lastSegment(t *testing.T, url string) segmentAt {
+	t.Helper()
+	msn, m, ok := playlistLastMSN(t, url)
+	if !ok {
+		t.Fatalf("%s: no segment", url)
+	}
+	d := segmentDiscontinuities(m)
+	return segmentAt{msn: msn, disc: d[len(d)-1]}
+}
+
+// segmentDiscontinuities returns the discontinuity sequence number of each
+// segment of m.
+func segmentDiscontinuities(m *playlist.Media) []int {
+	n := 0
+	if m.DiscontinuitySequence != nil {
+		n = *m.DiscontinuitySequence
+	}
+	out := make([]int, len(m.Segments))
+	for i, s := range m.Segments {
+		if s.Discontinuity {
+			n++
+		}
+		out[i] = n
+	}
+	return out
+}
+
+// progressFrames reads the last frame= of ffmpeg's -progress output.
+func progressFrames(progress string) int {
+	i := strings.LastIndex(progress, "\nframe=")
+	if i < 0 {
+		return 0
+	}
+	line := progress[i+len("\nframe="):]
+	if j := strings.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(line))
+	return n
 }

@@ -82,6 +82,7 @@ type publish struct {
 type pipelines struct {
 	ctx       context.Context // the server's: cancelled at the end of Shutdown
 	store     *store.Store
+	seed      func(*store.Store, string) *store.Stream // pipelineConfig.seed
 	segmenter *segmenter.Segmenter
 	stages    []stage
 	buffer    int // frames per subscription (segmenter.subscriber_buffer)
@@ -95,7 +96,11 @@ type pipelines struct {
 
 // pipelineConfig holds what every pipeline is built from.
 type pipelineConfig struct {
-	store     *store.Store
+	store *store.Store
+	// seed, when set, begins a publish's stream in the store instead of
+	// store.Begin: a cluster node seeds a stream taken over from another
+	// node with where it stood (clustering.beginStream).
+	seed      func(*store.Store, string) *store.Stream
 	segmenter *segmenter.Segmenter
 	stages    []stage
 	buffer    int
@@ -107,6 +112,7 @@ func newPipelines(ctx context.Context, c pipelineConfig) *pipelines {
 	return &pipelines{
 		ctx:       ctx,
 		store:     c.store,
+		seed:      c.seed,
 		segmenter: c.segmenter,
 		stages:    c.stages,
 		buffer:    c.buffer,
@@ -171,7 +177,7 @@ func (p *pipelines) start(ms *media.Stream) {
 // stages join the source run, runs them beside it, waits for all of them
 // and ends the stream. It returns the source run's error.
 func (p *pipelines) run(ctx context.Context, ms *media.Stream, sub *media.Subscription, runs []stageRun, log *slog.Logger) error {
-	pub := &publish{name: ms.Name(), dst: p.store.Begin(ms.Name()), log: log}
+	pub := &publish{name: ms.Name(), dst: p.begin(ms.Name()), log: log}
 	log.Info("pipeline: started", "epoch", pub.dst.Epoch())
 	var opts segmenter.RunOptions
 	for _, r := range runs {
@@ -191,6 +197,14 @@ func (p *pipelines) run(ctx context.Context, ms *media.Stream, sub *media.Subscr
 	}
 	pub.dst.End()
 	return err
+}
+
+// begin begins the stream of a publish of name in the store.
+func (p *pipelines) begin(name string) *store.Stream {
+	if p.seed != nil {
+		return p.seed(p.store, name)
+	}
+	return p.store.Begin(name)
 }
 
 // finished forgets the pipeline of name if it is still the latest one, and

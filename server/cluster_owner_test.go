@@ -802,9 +802,9 @@ log:
 	go func() { playerDone <- player.Wait() }()
 	t.Cleanup(func() {
 		_ = player.Process.Kill()
-		_ = <-playerDone
+		err := <-playerDone
 		if t.Failed() {
-			t.Logf("player stderr:\n%s", playerErr.String())
+			t.Logf("player ended: %v; stderr:\n%s", err, playerErr.String())
 		}
 	})
 	testpeer.WaitFor(t, 15*time.Second, "the player on B to decode frames", func() bool { return progressFrames(progress.String()) > 30 })

@@ -329,7 +329,7 @@ func TestRelayCacheEvictsByBytes(t *testing.T) {
 // An owner that cannot be reached is 502 with the error cache policy; an
 // owner's 404 is a 404 with the 404 policy.
 func TestRelayErrors(t *testing.T) {
-	c := newCluster(t, Config{}, relay.Config{}, nil)
+	c := newCluster(t, Config{BlockTimeout: 500 * time.Millisecond}, relay.Config{}, nil)
 	r := c.edgeGet("/live/key/video/seg999.m4s")
 	expectStatus(t, r, http.StatusNotFound)
 	if cc := r.Header.Get("Cache-Control"); cc != "public, max-age=1" {
@@ -344,7 +344,13 @@ func TestRelayErrors(t *testing.T) {
 
 	c.internal.Close()
 	for _, p := range []string{"/live/key/video/seg1.m4s", "/live/key/index.m3u8", "/live/key/manifest.mpd"} {
+		t0 := time.Now()
 		r = c.edgeGet(p)
+		// A playlist is held, up to BlockTimeout, for the owner to come
+		// back or another to take the stream over; media objects are not.
+		if d := time.Since(t0); strings.HasSuffix(p, ".m3u8") != (d >= 500*time.Millisecond) {
+			t.Fatalf("%s: 502 after %s, block timeout 500ms", p, d)
+		}
 		expectStatus(t, r, http.StatusBadGateway)
 		if cc := r.Header.Get("Cache-Control"); cc != "no-cache" {
 			t.Fatalf("%s: 502 Cache-Control %q", p, cc)
@@ -355,6 +361,9 @@ func TestRelayErrors(t *testing.T) {
 	}
 	if got := metric(t, c.reg, "headwater_relay_upstream_errors_total", "reason", "connect"); got != 3 {
 		t.Fatalf("upstream errors {reason=connect} = %v, want 3", got)
+	}
+	if got := metric(t, c.reg, "headwater_relay_held_total", "outcome", "timeout"); got != 1 {
+		t.Fatalf("held requests {outcome=timeout} = %v, want 1", got)
 	}
 }
 

@@ -50,10 +50,44 @@ func (h *handler) relayed(w *respWriter, r *http.Request, ownerURL, stream strin
 	if outOfScope(r, stream) {
 		return h.forbidden(w, o)
 	}
-	if err := h.relay.Serve(w, r, ownerURL, kind, h.cfg.Gzip && acceptsGzip(r)); errors.Is(err, relay.ErrAborted) {
+	gzip := h.cfg.Gzip && acceptsGzip(r)
+	var err error
+	if kind == relay.KindPlaylist {
+		// A playlist rides out the loss of its owner (relay.ServePlaylist).
+		_, err = h.relay.ServePlaylist(w, r, stream, ownerURL, h.lookupOf(stream), h.cfg.BlockTimeout, kind, gzip)
+	} else {
+		err = h.relay.Serve(w, r, ownerURL, kind, gzip)
+	}
+	if errors.Is(err, relay.ErrAborted) {
 		w.abort = true
 	}
 	return o
+}
+
+// lookupOf is the relay's lookup of stream's owner.
+func (h *handler) lookupOf(stream string) relay.Lookup {
+	return func() (string, bool) { return h.lookup(stream) }
+}
+
+// held holds a playlist request for stream, which no other node owns now,
+// when this node relayed it recently: its owner was lost, and the request
+// waits (up to BlockTimeout) for the next one (relay.ServePlaylist). It
+// reports false, having written nothing, for a stream not relayed recently.
+func (h *handler) held(w *respWriter, r *http.Request, stream string, o object) (object, bool) {
+	if outOfScope(r, stream) {
+		return o, false
+	}
+	handled, err := h.relay.ServePlaylist(w, r, stream, "", h.lookupOf(stream), h.cfg.BlockTimeout, relay.KindPlaylist, h.cfg.Gzip && acceptsGzip(r))
+	if !handled {
+		return o, false
+	}
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetAttributes(attribute.String("headwater.stream", stream), attribute.Bool("headwater.relayed", true))
+	}
+	if errors.Is(err, relay.ErrAborted) {
+		w.abort = true
+	}
+	return o, true
 }
 
 // relayIndex relays <prefix>/index.m3u8 when no local stream answered it:
@@ -70,6 +104,19 @@ func (h *handler) relayIndex(w *respWriter, r *http.Request, t *target, parent *
 		st, ok := h.st.Stream(t.prefix)
 		if u, remote := h.owner(t.prefix, st, ok); remote {
 			return h.relayed(w, r, u, t.prefix, relay.KindPlaylist, objectMultivariant), true
+		}
+	}
+	// No owner now: a stream relayed recently has just lost its own.
+	if t.renditionOK() && parent == nil {
+		if o, ok := h.held(w, r, t.stream(), objectMediaPlaylist); ok {
+			return o, true
+		}
+	}
+	if t.multivariantOK() {
+		if _, ok := h.st.Stream(t.prefix); !ok {
+			if o, ok := h.held(w, r, t.prefix, objectMultivariant); ok {
+				return o, true
+			}
 		}
 	}
 	return objectOther, false

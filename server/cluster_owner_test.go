@@ -857,10 +857,10 @@ log:
 		t.Errorf("B's video playlist, _HLS_msn=%d after the takeover: answered in %s, not at once", fromA["video"].msn+1, d)
 	}
 
-	// What the player reading B since before the kill did is logged: the
-	// relay answers it 502 while A's entry lives and A is gone, then 404
-	// until A2 has a segment, and ffmpeg's HLS demuxer ends at a failed
-	// reload (docs/cluster.md, failure behaviour).
+	// The player reading B since before the kill keeps decoding across the
+	// takeover without a restart: B holds its playlist reloads while A is
+	// unreachable and then has no owner, and relays them to A2 once it
+	// answers (relay.ServePlaylist, docs/cluster.md).
 	ended := false
 	testpeer.WaitFor(t, 20*time.Second, "the player on B to decode frames from A2, or to end", func() bool {
 		select {
@@ -871,8 +871,13 @@ log:
 		}
 		return ended || progressFrames(progress.String()) > framesAtTakeover+30
 	})
-	t.Logf("the player on B decoded %d frames until the takeover, %d in all; ended at the takeover: %v",
-		framesAtTakeover, progressFrames(progress.String()), ended)
+	total := progressFrames(progress.String())
+	t.Logf("the player on B decoded %d frames until the takeover, %d in all; ended: %v",
+		framesAtTakeover, total, ended)
+	if ended || total <= framesAtTakeover {
+		t.Errorf("the player on B started before the kill stopped at the takeover (ended %v, %d frames, %d at the takeover); stderr:\n%s",
+			ended, total, framesAtTakeover, playerErr.String())
+	}
 }
 
 // segmentAt is a media segment's sequence number and discontinuity

@@ -26,6 +26,8 @@ type flight struct {
 	err       error // the request failed before any response: 502
 	streaming bool  // the body arrives over time (no Content-Length)
 	hdr       header
+	held      bool // a held playlist flight that lost its owner (ServePlaylist)
+	timedOut  bool // held, and no owner answered in time
 
 	mu      sync.Mutex
 	data    []byte        // the body so far (streaming); waiters read data[:len]
@@ -134,10 +136,29 @@ func (f *flight) publish(data []byte, obj *object, err error) {
 func (rl *Relay) fetch(ctx context.Context, f *flight, target, reqID string) {
 	defer rl.wg.Done()
 	defer f.cancel(nil)
+	rl.attempt(ctx, f, target, reqID, false, false)
+}
+
+// attempt sends f's upstream request to target and completes f with its
+// outcome, returning true; but with retry, a failure before any response
+// (unreachable, an unexpected status) and, with retry404 too, the owner's
+// 404, are counted and logged and leave f as it was: it returns false.
+func (rl *Relay) attempt(ctx context.Context, f *flight, target, reqID string, retry, retry404 bool) bool {
+	failFlight := func(ctx context.Context, f *flight, err error, reason string) bool {
+		if retry && ctx.Err() == nil {
+			if !retry404 {
+				// The first failure of a held flight is counted; the
+				// retries are not (the hold's outcome is).
+				rl.logFailure(ctx, err, reason)
+			}
+			return false
+		}
+		rl.failFlight(ctx, f, err, reason)
+		return true
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		rl.failFlight(ctx, f, fmt.Errorf("relay: request for %s: %w", target, err), reasonConnect)
-		return
+		return failFlight(ctx, f, fmt.Errorf("relay: request for %s: %w", target, err), reasonConnect)
 	}
 	for k, v := range rl.cfg.Header {
 		req.Header[k] = v
@@ -151,30 +172,32 @@ func (rl *Relay) fetch(ctx context.Context, f *flight, target, reqID string) {
 	t0 := time.Now()
 	resp, err := rl.client.Do(req)
 	if err != nil {
-		rl.failFlight(ctx, f, fmt.Errorf("relay: GET %s: %w", target, err), reasonConnect)
-		return
+		return failFlight(ctx, f, fmt.Errorf("relay: GET %s: %w", target, err), reasonConnect)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	rl.m.latency[f.kind].Observe(time.Since(t0).Seconds())
 
 	switch resp.StatusCode {
 	case http.StatusOK:
-	case http.StatusBadRequest, http.StatusNotFound, http.StatusServiceUnavailable:
+	case http.StatusNotFound:
+		if retry404 && ctx.Err() == nil {
+			// A new owner without the playlist yet: held on.
+			return false
+		}
+		fallthrough
+	case http.StatusBadRequest, http.StatusServiceUnavailable:
 		// The owner's answer, passed on with its text.
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		if err != nil {
-			rl.failFlight(ctx, f, fmt.Errorf("relay: GET %s: %d body: %w", target, resp.StatusCode, err), reasonBody)
-			return
+			return failFlight(ctx, f, fmt.Errorf("relay: GET %s: %d body: %w", target, resp.StatusCode, err), reasonBody)
 		}
 		rl.finish(f, &object{status: resp.StatusCode, body: body})
-		return
+		return true
 	default:
-		rl.failFlight(ctx, f, fmt.Errorf("relay: GET %s: owner answered %s", target, resp.Status), reasonStatus)
-		return
+		return failFlight(ctx, f, fmt.Errorf("relay: GET %s: owner answered %s", target, resp.Status), reasonStatus)
 	}
 	if resp.ContentLength > maxBody {
-		rl.failFlight(ctx, f, fmt.Errorf("relay: GET %s: %d bytes, over %d", target, resp.ContentLength, maxBody), reasonTooLarge)
-		return
+		return failFlight(ctx, f, fmt.Errorf("relay: GET %s: %d bytes, over %d", target, resp.ContentLength, maxBody), reasonTooLarge)
 	}
 	hdr := takeHeader(resp.Header, f.kind)
 	// Every read must come within ResponseTimeout of the previous one.
@@ -184,12 +207,11 @@ func (rl *Relay) fetch(ctx context.Context, f *flight, target, reqID string) {
 	if resp.ContentLength >= 0 {
 		body := make([]byte, resp.ContentLength)
 		if _, err := io.ReadFull(bodyReader{resp.Body, idle, rl.cfg.ResponseTimeout}, body); err != nil {
-			rl.failFlight(ctx, f, fmt.Errorf("relay: GET %s: body: %w", target, err), reasonBody)
-			return
+			return failFlight(ctx, f, fmt.Errorf("relay: GET %s: body: %w", target, err), reasonBody)
 		}
 		hdr.clen = []string{strconv.Itoa(len(body))}
 		rl.finish(f, &object{status: http.StatusOK, hdr: hdr, body: body})
-		return
+		return true
 	}
 
 	// Being written on the owner: waiters stream it as it is read.
@@ -206,7 +228,7 @@ func (rl *Relay) fetch(ctx context.Context, f *flight, target, reqID string) {
 			buf = buf[:len(buf)+n]
 			if len(buf) > maxBody {
 				rl.failBody(ctx, f, fmt.Errorf("relay: GET %s: streamed body over %d bytes", target, maxBody), reasonTooLarge, buf)
-				return
+				return true
 			}
 			f.publish(buf, nil, nil)
 		}
@@ -215,7 +237,7 @@ func (rl *Relay) fetch(ctx context.Context, f *flight, target, reqID string) {
 		}
 		if err != nil {
 			rl.failBody(ctx, f, fmt.Errorf("relay: GET %s: streamed body: %w", target, err), reasonBody, buf)
-			return
+			return true
 		}
 	}
 	hdr.clen = []string{strconv.Itoa(len(buf))}
@@ -225,6 +247,7 @@ func (rl *Relay) fetch(ctx context.Context, f *flight, target, reqID string) {
 	}
 	rl.remove(f)
 	f.publish(buf, obj, nil)
+	return true
 }
 
 // bodyReader reads a body, pushing the idle timer back after every read.

@@ -25,7 +25,14 @@ type relayMetrics struct {
 	hits      prometheus.Counter
 	bytes     prometheus.Gauge
 	errors    *prometheus.CounterVec
+	held      [2]prometheus.Counter // by heldResumed, heldTimeout
 }
+
+// Indexes of relayMetrics.held.
+const (
+	heldResumed = iota
+	heldTimeout
+)
 
 func newMetrics(reg prometheus.Registerer) *relayMetrics {
 	upstream := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -55,6 +62,12 @@ func newMetrics(reg prometheus.Registerer) *relayMetrics {
 			Help: "Failed upstream requests, by reason (connect, timeout, status, body, too_large).",
 		}, []string{"reason"})),
 	}
+	held := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "headwater_relay_held_total",
+		Help: "Playlist requests for a recently relayed stream held while its owner was unreachable or gone, by outcome (resumed: a new owner answered; timeout: none did within block_timeout).",
+	}, []string{"outcome"}))
+	m.held[heldResumed] = held.WithLabelValues(outcomeResumed)
+	m.held[heldTimeout] = held.WithLabelValues(outcomeTimeout)
 	for k := Kind(0); k < numKinds; k++ {
 		m.upstream[k] = upstream.WithLabelValues(k.String())
 		m.collapsed[k] = collapsed.WithLabelValues(k.String())

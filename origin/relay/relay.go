@@ -29,6 +29,11 @@
 // object (http.ServeContent), as the origin answers them for its own
 // objects. An owner that cannot be reached, or answers an unexpected status,
 // gets the viewer a 502; the owner's 400, 404 and 503 are passed on.
+//
+// Playlists go through ServePlaylist, which rides out the loss of an owner
+// (a takeover after it died): a recently relayed stream's playlist requests
+// are held, collapsed, while the owner is unreachable or gone, and relayed
+// to the next owner as soon as it answers.
 package relay
 
 import (
@@ -127,6 +132,12 @@ type Relay struct {
 	flights map[string]*flight // in flight, by key
 	closed  bool
 
+	// relayed holds when each stream was last relayed (ServePlaylist):
+	// only those relayed recently are held when they lose their owner.
+	rmu     sync.Mutex
+	relayed map[string]time.Time
+	swept   time.Time
+
 	lastLog   atomic.Int64 // unix nanoseconds of the last failure logged
 	mutedLogs atomic.Int64 // failures not logged since
 }
@@ -221,6 +232,11 @@ func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, owner string, kin
 		fail(w, http.StatusServiceUnavailable, "relay shutting down\n")
 		return nil
 	}
+	return rl.wait(w, r, f, kind)
+}
+
+// wait answers r from flight f, which it has joined, and leaves it.
+func (rl *Relay) wait(w http.ResponseWriter, r *http.Request, f *flight, kind Kind) error {
 	defer rl.leave(f)
 	select {
 	case <-f.ready:
@@ -229,6 +245,13 @@ func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, owner string, kin
 		// requests answer when their wait ends in vain.
 		fail(w, http.StatusServiceUnavailable, "timed out waiting for the object\n")
 		return nil
+	}
+	if f.held {
+		if f.timedOut {
+			rl.m.held[heldTimeout].Inc()
+		} else {
+			rl.m.held[heldResumed].Inc()
+		}
 	}
 	if f.err != nil {
 		fail(w, http.StatusBadGateway, "owner of the stream unreachable\n")

@@ -42,13 +42,27 @@ fi
 echo "fuzz.sh: ${#targets[@]} targets, $fuzztime each" >&2
 
 failed=()
+flaked=()
 kept=0
 for t in "${targets[@]}"; do
   pkg=${t% *} name=${t#* }
   echo "== $name ($pkg)" >&2
-  if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"; then
-    failed+=("$name ($pkg)")
+  out=$(mktemp)
+  if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1 | tee "$out" >&2; then
+    # Go 1.26's fuzz coordinator can fail a target with a bare "context
+    # deadline exceeded" when -fuzztime ends while a worker is mid-call
+    # (go.dev/issue/75804, fixed in Go 1.27): no input is written and
+    # nothing reproduces. Anything else, a written crasher above all, fails.
+    if ! grep -q 'Failing input written to' "$out" &&
+      [ "$(grep -c -- '--- FAIL' "$out")" = 1 ] &&
+      grep -A1 -- '--- FAIL' "$out" | tail -n 1 | grep -q '^ *context deadline exceeded$'; then
+      echo "fuzz.sh: $name: the fuzztime deadline race of go.dev/issue/75804, no crasher; not a failure" >&2
+      flaked+=("$name")
+    else
+      failed+=("$name ($pkg)")
+    fi
   fi
+  rm -f "$out"
   if [ "$keep" = 1 ] && [ -d "$cache/$pkg/$name" ]; then
     dir=$(go list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$name
     mkdir -p "$dir"
@@ -70,4 +84,4 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "the failing inputs are in each package's testdata/fuzz/<Target>/; go test -run <Target> replays them" >&2
   exit 1
 fi
-echo "fuzz.sh: no crash" >&2
+echo "fuzz.sh: no crash (${#flaked[@]} targets ended by the deadline race: ${flaked[*]:-none})" >&2

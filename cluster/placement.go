@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -460,10 +461,7 @@ func (p *Placement) heartbeat() {
 		return
 	}
 	p.opMu.Lock()
-	keys := make([]string, 0, len(p.mine))
-	for k := range p.mine {
-		keys = append(keys, k)
-	}
+	keys := slices.Collect(maps.Keys(p.mine))
 	p.opMu.Unlock()
 	for _, k := range keys {
 		if o, err := p.refresh(kv, k); err != nil {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -499,10 +501,7 @@ func (c *clustering) saveContinuity() {
 		case <-t.C:
 		}
 		c.mu.Lock()
-		names := make([]string, 0, len(c.owned))
-		for name := range c.owned {
-			names = append(names, name)
-		}
+		names := slices.Collect(maps.Keys(c.owned))
 		c.mu.Unlock()
 		for _, name := range names {
 			c.save(name, false)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/internal/testpeer"
-	"github.com/headwater-live/headwater/store"
 )
 
 // The fault tests of issue 13 for GOP workers, end to end: node A runs in
@@ -285,17 +284,7 @@ func (fc *faultCluster) checkRenditions(t *testing.T, maxGaps int) {
 		t.Fatal("no stream in A's store")
 	}
 	names := []string{"video", "240p", "180p"}
-	snaps := map[string]*store.Snapshot{}
-	testpeer.WaitFor(t, 20*time.Second, "every rendition ended", func() bool {
-		for _, n := range names {
-			r, ok := st.Rendition(n)
-			if !ok || !r.Snapshot().Ended {
-				return false
-			}
-			snaps[n] = r.Snapshot()
-		}
-		return true
-	})
+	snaps := endedSnapshots(t, st, names...)
 	src := snaps["video"]
 	if len(src.Segments) < 5 {
 		t.Fatalf("source has %d segments", len(src.Segments))

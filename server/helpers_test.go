@@ -7,12 +7,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/server"
+	"github.com/headwater-live/headwater/store"
 )
 
 // testServer is a Headwater instance on loopback port-0 listeners.
@@ -119,4 +121,22 @@ func metricValue(t *testing.T, s *testServer, prefix string) float64 {
 		}
 	}
 	return -1
+}
+
+// endedSnapshots waits until every named rendition of st has ended and
+// returns their final snapshots.
+func endedSnapshots(t *testing.T, st *store.Stream, names ...string) map[string]*store.Snapshot {
+	t.Helper()
+	snaps := map[string]*store.Snapshot{}
+	testpeer.WaitFor(t, 20*time.Second, "every rendition ended", func() bool {
+		for _, n := range names {
+			r, ok := st.Rendition(n)
+			if !ok || !r.Snapshot().Ended {
+				return false
+			}
+			snaps[n] = r.Snapshot()
+		}
+		return true
+	})
+	return snaps
 }

@@ -104,17 +104,7 @@ func TestTranscodeABRLadder(t *testing.T) {
 		t.Fatal("no stream in the store")
 	}
 	names := []string{"video", "480p", "360p"}
-	snaps := map[string]*store.Snapshot{}
-	testpeer.WaitFor(t, 20*time.Second, "every rendition ended", func() bool {
-		for _, n := range names {
-			r, ok := st.Rendition(n)
-			if !ok || !r.Snapshot().Ended {
-				return false
-			}
-			snaps[n] = r.Snapshot()
-		}
-		return true
-	})
+	snaps := endedSnapshots(t, st, names...)
 
 	// Segment boundaries: same MSNs, same decode times (tfdt), same
 	// program date times; durations too except the last segment's.
@@ -281,17 +271,7 @@ func TestTranscodeWorkerKilled(t *testing.T) {
 		t.Fatalf("publisher: %v\n%s", err, pub.Stderr.String())
 	}
 	st, _ := s.Store().Stream("live/kill")
-	snaps := map[string]*store.Snapshot{}
-	testpeer.WaitFor(t, 20*time.Second, "every rendition ended", func() bool {
-		for _, n := range []string{"video", "480p", "360p"} {
-			r, ok := st.Rendition(n)
-			if !ok || !r.Snapshot().Ended {
-				return false
-			}
-			snaps[n] = r.Snapshot()
-		}
-		return true
-	})
+	snaps := endedSnapshots(t, st, "video", "480p", "360p")
 	src := snaps["video"]
 	for _, seg := range src.Segments {
 		if seg.Gap {
@@ -382,17 +362,7 @@ func TestTranscodeOpusAudioToAAC(t *testing.T) {
 	if !ok {
 		t.Fatal("no stream in the store")
 	}
-	snaps := map[string]*store.Snapshot{}
-	testpeer.WaitFor(t, 20*time.Second, "every rendition ended", func() bool {
-		for _, n := range []string{"video", "180p", "audio"} {
-			r, ok := st.Rendition(n)
-			if !ok || !r.Snapshot().Ended {
-				return false
-			}
-			snaps[n] = r.Snapshot()
-		}
-		return true
-	})
+	snaps := endedSnapshots(t, st, "video", "180p", "audio")
 	if len(st.Renditions()) != 3 {
 		t.Errorf("%d renditions, want video, 180p, audio", len(st.Renditions()))
 	}

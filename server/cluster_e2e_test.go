@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -166,28 +165,9 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 
 	// B's status API lists the stream with owner A.
-	var list struct {
-		Streams []struct {
-			Name  string `json:"name"`
-			Live  bool   `json:"live"`
-			Owner *struct {
-				Node      string `json:"node"`
-				OriginURL string `json:"origin_url"`
-			} `json:"owner"`
-		} `json:"streams"`
-	}
-	r := get(t, b.adminURL("/api/v1/streams"))
-	if err := json.Unmarshal(r.body, &list); err != nil {
-		t.Fatalf("B's stream list: %v\n%s", err, r.body)
-	}
-	found := false
-	for _, s := range list.Streams {
-		if s.Name == "live/c1" {
-			found = s.Live && s.Owner != nil && s.Owner.Node == "node-a" && s.Owner.OriginURL == "http://"+originA
-		}
-	}
-	if !found {
-		t.Errorf("B's status API does not list live/c1 owned by node-a:\n%s", r.body)
+	if st, ok := listedStream(t, b, "live/c1"); !ok || !st.Live || st.Owner == nil ||
+		st.Owner.Node != "node-a" || st.Owner.OriginURL != "http://"+originA {
+		t.Errorf("B's status API lists live/c1 as %+v (listed %v), want it live, owned by node-a at http://%s", st, ok, originA)
 	}
 
 	if err := pub.Wait(t, 30*time.Second); err != nil {

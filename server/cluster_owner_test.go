@@ -3,7 +3,6 @@ package server_test
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -499,28 +498,14 @@ func (p *tcpProxy) down() {
 // it is not listed live.
 func streamOwner(t *testing.T, s *testServer, stream string) string {
 	t.Helper()
-	var list struct {
-		Streams []struct {
-			Name  string `json:"name"`
-			Live  bool   `json:"live"`
-			Owner *struct {
-				Node string `json:"node"`
-			} `json:"owner"`
-		} `json:"streams"`
+	st, ok := listedStream(t, s, stream)
+	switch {
+	case !ok || !st.Live:
+		return ""
+	case st.Owner == nil:
+		return "(no owner)"
 	}
-	r := get(t, s.adminURL("/api/v1/streams"))
-	if err := json.Unmarshal(r.body, &list); err != nil {
-		t.Fatalf("stream list: %v\n%s", err, r.body)
-	}
-	for _, st := range list.Streams {
-		if st.Name == stream && st.Live {
-			if st.Owner == nil {
-				return "(no owner)"
-			}
-			return st.Owner.Node
-		}
-	}
-	return ""
+	return st.Owner.Node
 }
 
 // TestClusterLostClaimKicks: node A is cut off from NATS (a TCP proxy

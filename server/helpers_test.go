@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
+	"github.com/headwater-live/headwater/api"
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/server"
@@ -139,4 +141,22 @@ func endedSnapshots(t *testing.T, st *store.Stream, names ...string) map[string]
 		return true
 	})
 	return snaps
+}
+
+// listedStream is stream as s's status API lists it (GET /api/v1/streams).
+func listedStream(t *testing.T, s *testServer, stream string) (api.Stream, bool) {
+	t.Helper()
+	var list struct {
+		Streams []api.Stream `json:"streams"`
+	}
+	r := get(t, s.adminURL("/api/v1/streams"))
+	if err := json.Unmarshal(r.body, &list); err != nil {
+		t.Fatalf("stream list: %v\n%s", err, r.body)
+	}
+	for _, st := range list.Streams {
+		if st.Name == stream {
+			return st, true
+		}
+	}
+	return api.Stream{}, false
 }

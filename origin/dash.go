@@ -63,6 +63,12 @@ func (h *handler) serveMPD(w *respWriter, r *http.Request, t *target) object {
 		return h.relayed(w, r, u, t.prefix, relay.KindMPD, o)
 	}
 	if !ok {
+		// No owner now: a stream relayed recently has just lost its own.
+		if h.relay != nil {
+			if o, held := h.held(w, r, t.prefix, relay.KindMPD, o); held {
+				return o
+			}
+		}
 		return h.notFound(w, o)
 	}
 	tagStream(r, st)

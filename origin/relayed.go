@@ -52,8 +52,8 @@ func (h *handler) relayed(w *respWriter, r *http.Request, ownerURL, stream strin
 	}
 	gzip := h.cfg.Gzip && acceptsGzip(r)
 	var err error
-	if kind == relay.KindPlaylist {
-		// A playlist rides out the loss of its owner (relay.ServePlaylist).
+	if kind == relay.KindPlaylist || kind == relay.KindMPD {
+		// A playlist or MPD rides out the loss of its owner (relay.ServePlaylist).
 		_, err = h.relay.ServePlaylist(w, r, stream, ownerURL, h.lookupOf(stream), h.cfg.BlockTimeout, kind, gzip)
 	} else {
 		err = h.relay.Serve(w, r, ownerURL, kind, gzip)
@@ -69,15 +69,16 @@ func (h *handler) lookupOf(stream string) relay.Lookup {
 	return func() (string, bool) { return h.lookup(stream) }
 }
 
-// held holds a playlist request for stream, which no other node owns now,
-// when this node relayed it recently: its owner was lost, and the request
-// waits (up to BlockTimeout) for the next one (relay.ServePlaylist). It
-// reports false, having written nothing, for a stream not relayed recently.
-func (h *handler) held(w *respWriter, r *http.Request, stream string, o object) (object, bool) {
+// held holds a playlist (kind KindPlaylist) or MPD (KindMPD) request for
+// stream, which no other node owns now, when this node relayed it
+// recently: its owner was lost, and the request waits (up to BlockTimeout)
+// for the next one (relay.ServePlaylist). It reports false, having written
+// nothing, for a stream not relayed recently.
+func (h *handler) held(w *respWriter, r *http.Request, stream string, kind relay.Kind, o object) (object, bool) {
 	if outOfScope(r, stream) {
 		return o, false
 	}
-	handled, err := h.relay.ServePlaylist(w, r, stream, "", h.lookupOf(stream), h.cfg.BlockTimeout, relay.KindPlaylist, h.cfg.Gzip && acceptsGzip(r))
+	handled, err := h.relay.ServePlaylist(w, r, stream, "", h.lookupOf(stream), h.cfg.BlockTimeout, kind, h.cfg.Gzip && acceptsGzip(r))
 	if !handled {
 		return o, false
 	}
@@ -108,13 +109,13 @@ func (h *handler) relayIndex(w *respWriter, r *http.Request, t *target, parent *
 	}
 	// No owner now: a stream relayed recently has just lost its own.
 	if t.renditionOK() && parent == nil {
-		if o, ok := h.held(w, r, t.stream(), objectMediaPlaylist); ok {
+		if o, ok := h.held(w, r, t.stream(), relay.KindPlaylist, objectMediaPlaylist); ok {
 			return o, true
 		}
 	}
 	if t.multivariantOK() {
 		if _, ok := h.st.Stream(t.prefix); !ok {
-			if o, ok := h.held(w, r, t.prefix, objectMultivariant); ok {
+			if o, ok := h.held(w, r, t.prefix, relay.KindPlaylist, objectMultivariant); ok {
 				return o, true
 			}
 		}

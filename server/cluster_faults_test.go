@@ -111,49 +111,11 @@ log:
 // (ffmpeg children and the fork server, which have process groups of
 // their own).
 func (p *proc) kill() {
-	pids := descendants(p.cmd.Process.Pid)
+	pids := testpeer.Descendants(p.cmd.Process.Pid)
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-}
-
-// descendants lists the processes descended from pid, from /proc.
-func descendants(pid int) []int {
-	parent := map[int]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, cut after ')'.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 {
-			continue
-		}
-		pp, _ := strconv.Atoi(f[1])
-		parent[n] = pp
-	}
-	var out []int
-	for n := range parent {
-		for a, hops := parent[n], 0; a > 1 && hops < 64; a, hops = parent[a], hops+1 {
-			if a == pid {
-				out = append(out, n)
-				break
-			}
-		}
-	}
-	return out
 }
 
 // metric sums the samples of the metric name whose label set contains

@@ -3,7 +3,6 @@ package transcoder
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -34,38 +33,7 @@ func tinyFixture(t testing.TB) *fixture {
 
 // childProcs lists this process's descendants (the fork server's children
 // are its grandchildren).
-func childProcs() []int {
-	parent := map[int]int{}
-	ents, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, e := range ents {
-		b, err := os.ReadFile(e)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 || f[0] == "Z" {
-			continue
-		}
-		pid, _ := strconv.Atoi(strings.Split(e, "/")[2])
-		parent[pid], _ = strconv.Atoi(f[1])
-	}
-	me := os.Getpid()
-	var out []int
-	for pid := range parent {
-		for p, n := parent[pid], 0; p > 1 && n < 64; p, n = parent[p], n+1 {
-			if p == me {
-				out = append(out, pid)
-				break
-			}
-		}
-	}
-	return out
-}
+func childProcs() []int { return testpeer.Descendants(os.Getpid()) }
 
 func counter(t testing.TB, m *Metrics, rendition, outcome string) float64 {
 	t.Helper()

@@ -84,6 +84,12 @@ type Config struct {
 	// Cluster joins the node to a Headwater cluster on NATS JetStream
 	// (docs/cluster.md); off by default.
 	Cluster ClusterConfig `yaml:"cluster" doc:"Cluster on NATS JetStream: GOP workers, stream placement, origin relay (docs/cluster.md); off by default."`
+	// Record configures recording to a directory or S3 (docs/recording.md).
+	Record RecordConfig `yaml:"record" doc:"Recording to a directory or S3-compatible storage, VOD, posters and sprites (docs/recording.md); off by default."`
+	// DVR configures rewinding recorded live streams.
+	DVR DVRConfig `yaml:"dvr" doc:"Rewinding recorded live streams (DVR, start-over)."`
+	// Events configures lifecycle events sent outside NATS.
+	Events EventsConfig `yaml:"events" doc:"Lifecycle events delivered by webhook (docs/events.md)."`
 }
 
 // LogConfig configures the process logger.
@@ -505,5 +511,18 @@ func Default() *Config {
 			PlacementTTL: Duration(cluster.DefaultPlacementTTL),
 			Role:         RoleAll,
 		},
+		Record: RecordConfig{
+			Prefixes:          []string{""},
+			Exclude:           []string{},
+			Backend:           recordBackendDir,
+			Dir:               defaultRecordDir,
+			SpoolMaxBytes:     defaultRecordSpoolBytes,
+			S3:                RecordS3Config{Region: "us-east-1"},
+			Retention:         []string{},
+			RetentionInterval: Duration(defaultRetentionInterval),
+			PosterInterval:    Duration(defaultPosterInterval),
+			SpriteInterval:    Duration(defaultSpriteInterval),
+		},
+		Events: EventsConfig{WebhookTimeout: Duration(defaultWebhookTimeout)},
 	}
 }

@@ -183,6 +183,30 @@ cluster:
   node_id: node-a
   origin_url: "http://10.0.0.5:8080"
   placement_ttl: 5s
+record:
+  enabled: true
+  prefixes: ["live/"]
+  exclude: ["live/test/"]
+  backend: dir
+  dir: /var/lib/headwater/recordings
+  spool_dir: /var/lib/headwater/spool
+  spool_max_bytes: 1073741824
+  s3:
+    endpoint: "https://s3.example"
+    region: eu-west-1
+    bucket: rec
+    prefix: hw/
+    path_style: true
+    sse: AES256
+  retention: ["live/=168h", "live/big/=0:500GB"]
+  retention_interval: 5m
+  poster_interval: 3s
+  sprite_interval: 20s
+dvr:
+  window: 2h
+events:
+  webhook: "https://hooks.example/headwater"
+  webhook_timeout: 3s
 `
 
 // fullConfig is what fullFile decodes to.
@@ -278,6 +302,13 @@ func fullConfig() *Config {
 		// The cluster stays off: its files and NATS URL are checked in cluster_test.go.
 		Cluster: ClusterConfig{Name: "hw", Routes: []string{"nats-route://10.0.0.6:6222"}, Replicas: 3, NodeID: "node-a",
 			OriginURL: "http://10.0.0.5:8080", PlacementTTL: Duration(5 * time.Second), Role: RoleAll},
+		Record: RecordConfig{Enabled: true, Prefixes: []string{"live/"}, Exclude: []string{"live/test/"}, Backend: "dir",
+			Dir: "/var/lib/headwater/recordings", SpoolDir: "/var/lib/headwater/spool", SpoolMaxBytes: 1 << 30,
+			S3:        RecordS3Config{Endpoint: "https://s3.example", Region: "eu-west-1", Bucket: "rec", Prefix: "hw/", PathStyle: true, SSE: "AES256"},
+			Retention: []string{"live/=168h", "live/big/=0:500GB"}, RetentionInterval: Duration(5 * time.Minute),
+			PosterInterval: Duration(3 * time.Second), SpriteInterval: Duration(20 * time.Second)},
+		DVR:    DVRConfig{Window: Duration(2 * time.Hour)},
+		Events: EventsConfig{Webhook: "https://hooks.example/headwater", WebhookTimeout: Duration(3 * time.Second)},
 	}
 }
 

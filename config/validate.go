@@ -135,6 +135,7 @@ func (c *Config) Validate() error {
 	c.validateHLS(v)
 	c.validateTranscoder(v)
 	c.validateCluster(v)
+	c.validateRecord(v)
 
 	v.address("admin.address", c.Admin.Address, true)
 

@@ -87,6 +87,10 @@ type Options struct {
 	// is final. 0 means DefaultEndGrace; a negative value makes the MPD final
 	// as soon as the stream ends.
 	EndGrace time.Duration
+	// Static renders a static MPD (MPD@type="static", a recording played
+	// as VOD) of renditions that have all ended: no availability or update
+	// timing, mediaPresentationDuration set. It implies an EndGrace of -1.
+	Static bool
 }
 
 // MPD renders the live MPD of a stream from its renditions' snapshots, in
@@ -316,7 +320,7 @@ func (b *builder) collect(renditions []Rendition) {
 		if grace == 0 {
 			grace = DefaultEndGrace
 		}
-		b.ended = grace < 0 || !b.o.PublishTime.Before(endedAt.Add(grace))
+		b.ended = grace < 0 || b.o.Static || !b.o.PublishTime.Before(endedAt.Add(grace))
 	}
 	b.ll = b.o.LowLatency && !b.ended
 }
@@ -334,12 +338,18 @@ func newItem(s *store.Snapshot, seg *store.Segment) item {
 
 // build makes the MPD model of the planned Periods.
 func (b *builder) build() *mpd.MPD {
+	static := b.o.Static && b.ended
 	m := mpd.NewMPD(mpd.DYNAMIC_TYPE)
+	if static {
+		m = mpd.NewMPD(mpd.STATIC_TYPE)
+	}
 	m.Profiles = ProfileLive + "," + ProfileCMAF
 	if b.ll {
 		m.Profiles += "," + ProfileLowLatency
 	}
-	m.AvailabilityStartTime = dateTime(b.ast)
+	if !static {
+		m.AvailabilityStartTime = dateTime(b.ast)
+	}
 	publish := b.o.PublishTime
 	if publish.IsZero() {
 		for i := range b.rends {
@@ -374,10 +384,13 @@ func (b *builder) build() *mpd.MPD {
 	default:
 		m.MinimumUpdatePeriod = dur(b.segTgt)
 	}
-	if b.ll {
+	switch {
+	case static:
+		m.MinBufferTime = dur(b.segTgt)
+	case b.ll:
 		m.MinBufferTime = dur(b.partTgt)
 		m.SuggestedPresentationDelay = dur(targetLatency)
-	} else {
+	default:
 		m.MinBufferTime = dur(b.segTgt)
 		m.SuggestedPresentationDelay = dur(3 * b.segTgt)
 	}

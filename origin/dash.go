@@ -100,6 +100,19 @@ func (h *handler) serveMPD(w *respWriter, r *http.Request, t *target) object {
 	if !listed {
 		return h.notFound(w, o)
 	}
+	// With DVR, every rendition lists its whole DVR window (older
+	// segments are served from the recording) and timeShiftBufferDepth
+	// follows it.
+	window, dvrLen := h.cfg.Window, 0
+	if h.archive != nil {
+		for i, x := range all {
+			if v := h.archive.DVR(st, x.Name(), snaps[i]); len(v.Segments) > len(snaps[i].Segments) {
+				snaps[i] = v
+				dvrLen += len(v.Segments)
+				window = max(window, len(v.Segments))
+			}
+		}
+	}
 	now := time.Now()
 	// The MPD turns final EndGrace after the end (as dash.MPD decides it,
 	// with the same clock reading as the PublishTime it is rendered with),
@@ -116,7 +129,7 @@ func (h *handler) serveMPD(w *respWriter, r *http.Request, t *target) object {
 	if final {
 		flags |= flagMPDFinal
 	}
-	hash := contentHash(st, keyMPD|flags, snaps, -1)
+	hash := contentHash(st, keyMPD|flags, snaps, -1) + uint64(dvrLen)
 	e := h.cache.get(cacheKey{stream: st, flags: keyMPD}, hash)
 	err := e.renderErr(func() ([]byte, error) {
 		rs := make([]dash.Rendition, len(all))
@@ -126,7 +139,7 @@ func (h *handler) serveMPD(w *respWriter, r *http.Request, t *target) object {
 		return dash.MPD(rs, dash.Options{
 			AvailabilityStart: st.Started(),
 			PublishTime:       now,
-			Window:            h.cfg.Window,
+			Window:            window,
 			LowLatency:        h.cfg.DASHLowLatency,
 			TargetLatency:     h.cfg.DASHTargetLatency,
 			UTCTimingURL:      utcTimingURL,

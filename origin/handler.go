@@ -30,7 +30,7 @@ type handler struct {
 
 	histories dashHistories
 
-	ccSegment, ccPlaylist, ccMultivariant, ccBlocking, ccNotFound, ccEnded []string
+	ccSegment, ccPlaylist, ccMultivariant, ccBlocking, ccNotFound, ccEnded, ccPoster []string
 
 	corsAny      bool
 	origins      map[string][]string // allowed origin -> its header value
@@ -56,6 +56,9 @@ type handler struct {
 	// nil: only local streams.
 	relay  *relay.Relay
 	lookup func(stream string) (ownerURL string, remote bool)
+
+	archive Archive // nil: no DVR, no VOD (WithArchive)
+	posters Posters // nil: no posters (WithPosters)
 }
 
 // Option adds an optional collaborator to the origin handler.
@@ -86,6 +89,7 @@ func NewHandler(cfg Config, st *store.Store, m *Metrics, log *slog.Logger, opts 
 		ccBlocking:     []string{"public, max-age=" + seconds(cfg.Cache.BlockingMaxAge)},
 		ccNotFound:     []string{"public, max-age=" + seconds(cfg.Cache.NotFoundMaxAge)},
 		ccEnded:        []string{"public, max-age=" + seconds(cfg.Cache.EndedMaxAge)},
+		ccPoster:       []string{"public, max-age=" + seconds(posterMaxAge)},
 		origins:        make(map[string][]string),
 	}
 	h.writers.New = func() any { return new(respWriter) }

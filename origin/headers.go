@@ -14,6 +14,8 @@ var (
 	hvM3U8         = []string{"application/vnd.apple.mpegurl"}
 	hvVideoMP4     = []string{"video/mp4"}
 	hvAudioMP4     = []string{"audio/mp4"}
+	hvJPEG         = []string{"image/jpeg"}
+	hvVTT          = []string{"text/vtt; charset=utf-8"}
 	hvTextPlain    = []string{"text/plain; charset=utf-8"}
 	hvNoSniff      = []string{"nosniff"}
 	hvNoCache      = []string{"no-cache"}

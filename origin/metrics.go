@@ -22,10 +22,13 @@ const (
 	objectMPD
 	objectTime
 	objectKey
+	objectDVR
+	objectVOD
+	objectPoster
 	numObjects
 )
 
-var objectNames = [numObjects]string{"other", "multivariant", "media_playlist", "init", "segment", "part", "health", "mpd", "time", "key"}
+var objectNames = [numObjects]string{"other", "multivariant", "media_playlist", "init", "segment", "part", "health", "mpd", "time", "key", "dvr_playlist", "vod", "poster"}
 
 // String is the label value of o.
 func (o object) String() string { return objectNames[o] }

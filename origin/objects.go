@@ -73,6 +73,9 @@ func (h *handler) serveObject(w *respWriter, r *http.Request, t *target) object 
 	case objInit:
 		in, ok := snap.Init(t.object)
 		if !ok {
+			if h.serveFromDVR(w, r, st, rend, t, o) {
+				return o
+			}
 			return h.notFound(w, o)
 		}
 		tag := append(buf[:0], '"')
@@ -89,6 +92,9 @@ func (h *handler) serveObject(w *respWriter, r *http.Request, t *target) object 
 
 	case objSegment:
 		seg, ok := snap.Segment(t.msn)
+		if !ok && olderThanWindow(snap, t.msn) && h.serveFromDVR(w, r, st, rend, t, o) {
+			return o
+		}
 		if !ok || !seg.Complete && len(seg.Parts) == 0 {
 			// The next segment, or the open one before its first part:
 			// wait for its first part (low-latency DASH players ask for it
@@ -161,6 +167,14 @@ func (h *handler) serveObject(w *respWriter, r *http.Request, t *target) object 
 		h.serveBytes(w, r, data, kindType(snap.Info.Kind), tag, p.Published)
 		return o
 	}
+}
+
+// olderThanWindow reports whether segment msn precedes what s holds.
+func olderThanWindow(s *store.Snapshot, msn uint64) bool {
+	if len(s.Segments) > 0 {
+		return msn < s.Segments[0].MSN
+	}
+	return msn < s.NextMSN()
 }
 
 // findPart returns part index of segment msn and its segment, or nils.

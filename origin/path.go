@@ -21,6 +21,8 @@ const (
 	objMPD                // <stream>/manifest.mpd: the DASH MPD
 	objTime               // /time and <stream>/time: the origin's clock for DASH UTCTiming
 	objKey                // /keys/<stream>/<id>.key: an HLS AES-128 key
+	objDVR                // <prefix>/dvr.m3u8: the DVR view's multivariant or media playlist
+	objPoster             // <stream>/poster.jpg: a recent key frame as JPEG
 )
 
 const (
@@ -124,12 +126,12 @@ func parsePath(p string) (target, int) {
 		return target{}, 404
 	}
 	switch t.kind {
-	case objIndex:
+	case objIndex, objDVR:
 		if !t.multivariantOK() && !t.renditionOK() {
 			return target{}, 400
 		}
 		return t, 0
-	case objMPD, objTime:
+	case objMPD, objTime, objPoster:
 		// Stream-level objects: the prefix is a stream name.
 		if !t.multivariantOK() {
 			return target{}, 400
@@ -169,6 +171,12 @@ func parseObject(t *target) bool {
 		return true
 	case o == "manifest.mpd":
 		t.kind = objMPD
+		return true
+	case o == "dvr.m3u8":
+		t.kind = objDVR
+		return true
+	case o == "poster.jpg":
+		t.kind = objPoster
 		return true
 	case o == "time":
 		t.kind = objTime
@@ -239,6 +247,10 @@ func objectName(t *target) string {
 		return "index.m3u8"
 	case objMPD:
 		return "manifest.mpd"
+	case objDVR:
+		return "dvr.m3u8"
+	case objPoster:
+		return "poster.jpg"
 	case objTime:
 		return "time"
 	case objKey:

@@ -3,6 +3,7 @@ package origin
 import (
 	"io"
 	"net/http"
+	"strings"
 )
 
 // route serves one request and returns the object label for metrics.
@@ -24,6 +25,9 @@ func (h *handler) route(w *respWriter, r *http.Request) object {
 	if r.URL.RawPath != "" {
 		h.fail(w, http.StatusBadRequest, "bad path\n")
 		return objectOther
+	}
+	if h.archive != nil && strings.HasPrefix(r.URL.Path, vodPrefix) {
+		return h.serveVOD(w, r)
 	}
 	t, status := parsePath(r.URL.Path)
 	if status != 0 {
@@ -49,6 +53,10 @@ func (h *handler) route(w *respWriter, r *http.Request) object {
 		return h.serveTime(w, r)
 	case objKey:
 		return h.serveKey(w, r, &t)
+	case objDVR:
+		return h.serveDVR(w, r, &t)
+	case objPoster:
+		return h.servePoster(w, r, &t)
 	}
 	return h.serveObject(w, r, &t)
 }

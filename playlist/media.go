@@ -28,6 +28,9 @@ type MediaOptions struct {
 	// Encryption, when set, lists the segments and parts as encrypted with
 	// METHOD=AES-128 (EXT-X-KEY tags); nil lists them in the clear.
 	Encryption *Encryption
+	// PlaylistType, when set, is written as EXT-X-PLAYLIST-TYPE ("VOD"
+	// for a recorded session, whose snapshot has ended).
+	PlaylistType string
 }
 
 // DefaultWindow is the number of complete segments a media playlist lists

@@ -13,6 +13,8 @@ type mediaLayout struct {
 	s  *store.Snapshot
 	ll bool // low-latency: parts, preload hint, server control, reports
 
+	playlistType string // EXT-X-PLAYLIST-TYPE, "" for none
+
 	// list is the complete segments listed, skipped ones included.
 	list []*store.Segment
 	// open is the snapshot's open segment (nil when none); openListed says
@@ -38,7 +40,7 @@ func newMediaLayout(s *store.Snapshot, o MediaOptions) mediaLayout {
 	if window <= 0 {
 		window = DefaultWindow
 	}
-	l := mediaLayout{s: s, ll: o.LowLatency, list: tail(s.Segments, window), open: s.Open}
+	l := mediaLayout{s: s, ll: o.LowLatency, list: tail(s.Segments, window), open: s.Open, playlistType: o.PlaylistType}
 	l.openListed = l.ll && l.open != nil && len(l.open.Parts) > 0
 	if l.openListed && len(l.list) > 0 && l.open.MSN != l.list[len(l.list)-1].MSN+1 {
 		// The open segment does not follow the last complete one (a number

@@ -29,6 +29,11 @@ func (l *mediaLayout) appendHeader(b []byte) []byte {
 		b = appendSecondsShort(b, pt)
 		b = append(b, '\n')
 	}
+	if l.playlistType != "" {
+		b = append(b, "#EXT-X-PLAYLIST-TYPE:"...)
+		b = append(b, l.playlistType...)
+		b = append(b, '\n')
+	}
 	b = append(b, "#EXT-X-MEDIA-SEQUENCE:"...)
 	b = strconv.AppendUint(b, l.msn, 10)
 	b = append(b, "\n#EXT-X-DISCONTINUITY-SEQUENCE:"...)

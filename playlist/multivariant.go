@@ -24,6 +24,12 @@ const audioGroup = "audio"
 // as variant streams. Renditions without an init segment yet are left out; it
 // returns nil when none is left.
 func Multivariant(renditions []Rendition) []byte {
+	return MultivariantOf(renditions, "index.m3u8")
+}
+
+// MultivariantOf is Multivariant with the renditions' media playlists
+// named mediaName ("dvr.m3u8" for the DVR view) instead of index.m3u8.
+func MultivariantOf(renditions []Rendition, mediaName string) []byte {
 	type entry struct {
 		r             Rendition
 		info          store.RenditionInfo
@@ -90,7 +96,9 @@ func Multivariant(renditions []Rendition) []byte {
 		}
 		b = append(b, '\n')
 		b = append(b, e.r.Name...)
-		b = append(b, "/index.m3u8\n"...)
+		b = append(b, '/')
+		b = append(b, mediaName...)
+		b = append(b, '\n')
 		return b
 	}
 
@@ -122,7 +130,9 @@ func Multivariant(renditions []Rendition) []byte {
 		}
 		b = append(b, ",URI=\""...)
 		b = append(b, a.r.Name...)
-		b = append(b, "/index.m3u8\"\n"...)
+		b = append(b, '/')
+		b = append(b, mediaName...)
+		b = append(b, "\"\n"...)
 		audioPeak = max(audioPeak, a.peak)
 		audioAverage = max(audioAverage, a.average)
 		if a.codec != "" && !contains(audioCodecs, a.codec) {

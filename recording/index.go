@@ -118,9 +118,13 @@ type Summary struct {
 	Bytes    int64 `json:"bytes"`
 	// Duration is the longest rendition's recorded duration.
 	Duration Seconds `json:"duration"`
-	// Encrypted is true when the live stream was served with AES-128: its
-	// keys are at keys/<stream>/<session>.json, apart from the media.
+	// Encrypted is true when the live stream was served with AES-128
+	// (its recording is not served in the clear).
 	Encrypted bool `json:"encrypted,omitempty"`
+	// Ready is true once recording.ready was announced: everything was
+	// stored. A session that ended but is not Ready (the node stopped
+	// while uploading) is announced by Recover after a restart.
+	Ready bool `json:"ready,omitempty"`
 }
 
 // RenditionMeta is what a player needs to know of a recorded rendition.

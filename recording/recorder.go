@@ -477,22 +477,37 @@ func (s *session) finish(ctx context.Context) {
 		s.log.Warn("recording: interrupted by shutdown; the spool keeps what was recorded")
 		return
 	}
-	s.rec.finalise(sum, s.log)
+	s.rec.finalise(ctx, sum, s.log)
 }
 
-// finalise waits (in the background of the session's goroutine) until the
-// session's objects are stored and announces it ready.
-func (r *Recorder) finalise(sum Summary, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+// finaliseTimeout bounds the wait for a session's objects to be stored.
+const finaliseTimeout = 30 * time.Minute
+
+// finalise waits until the session's objects are stored, announces it
+// ready and marks its summary so. When ctx ends first (a shutdown) the
+// session stays unannounced, and Recover announces it after a restart.
+func (r *Recorder) finalise(ctx context.Context, sum Summary, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, finaliseTimeout)
 	defer cancel()
 	for _, prefix := range []string{MediaPrefix(sum.Stream, sum.Session), SummaryKey(sum.Stream, sum.Session), "index/" + sum.Stream + "/" + sum.Session + "/"} {
 		if err := r.cfg.Writer.Flush(ctx, prefix); err != nil {
+			if errors.Is(err, context.Canceled) {
+				log.Info("recording: stopped before it was stored; it is announced after the next start")
+				return
+			}
 			r.notify(Event{Kind: EventFailed, Summary: sum, Error: "not stored in time: " + err.Error()})
 			log.Error("recording: not stored in time", "error", err)
 			return
 		}
 	}
-	log.Info("recording: ready", "segments", sum.Segments, "gaps", sum.Gaps, "bytes", sum.Bytes, "duration", sum.Duration.D().Round(time.Millisecond))
+	sum.Ready = true
+	if b, err := marshalSummary(sum); err == nil {
+		if err := r.cfg.Writer.Add(SummaryKey(sum.Stream, sum.Session), b, "application/json"); err != nil {
+			log.Error("recording: cannot spool", "key", SummaryKey(sum.Stream, sum.Session), "error", err)
+		}
+	}
+	r.vod.drop(sum.Stream + "/" + sum.Session)
+	log.Info("recording: ready", "state", sum.State, "segments", sum.Segments, "gaps", sum.Gaps, "bytes", sum.Bytes, "duration", sum.Duration.D().Round(time.Millisecond))
 	r.notify(Event{Kind: EventReady, Summary: sum})
 }
 
@@ -543,4 +558,52 @@ func marshalSummary(sum Summary) ([]byte, error) {
 		return nil, fmt.Errorf("recording: summary: %w", err)
 	}
 	return b, nil
+}
+
+// Payload is the JSON body of a recording event, on NATS and the events
+// webhook alike (docs/events.md).
+type Payload struct {
+	Stream     string    `json:"stream"`
+	Session    string    `json:"session"`
+	Node       string    `json:"node"`
+	State      string    `json:"state"`
+	Started    time.Time `json:"started"`
+	Ended      time.Time `json:"ended,omitzero"`
+	Duration   Seconds   `json:"duration"`
+	Segments   int       `json:"segments"`
+	Gaps       int       `json:"gaps"`
+	Bytes      int64     `json:"bytes"`
+	Renditions []string  `json:"renditions,omitempty"`
+	// HLS, DASH and Thumbnails are the origin paths of the VOD
+	// (recording.ready); thumbnails.vtt exists once the sprite job has run.
+	HLS        string `json:"hls,omitempty"`
+	DASH       string `json:"dash,omitempty"`
+	Thumbnails string `json:"thumbnails,omitempty"`
+	// Error says why, for recording.failed.
+	Error string `json:"error,omitempty"`
+}
+
+// VODPath is the origin path of a recorded session's object
+// ("/vod/live/key/<session>/index.m3u8").
+func VODPath(stream, session, object string) string {
+	return "/vod/" + stream + "/" + session + "/" + object
+}
+
+// Payload returns the event's JSON body.
+func (e Event) Payload() Payload {
+	s := e.Summary
+	p := Payload{
+		Stream: s.Stream, Session: s.Session, Node: s.Node, State: s.State,
+		Started: s.Started, Ended: s.Ended, Duration: s.Duration,
+		Segments: s.Segments, Gaps: s.Gaps, Bytes: s.Bytes, Error: e.Error,
+	}
+	for _, m := range s.Renditions {
+		p.Renditions = append(p.Renditions, m.Name)
+	}
+	if e.Kind == EventReady {
+		p.HLS = VODPath(s.Stream, s.Session, "index.m3u8")
+		p.DASH = VODPath(s.Stream, s.Session, "manifest.mpd")
+		p.Thumbnails = VODPath(s.Stream, s.Session, "thumbnails.vtt")
+	}
+	return p
 }

@@ -18,11 +18,22 @@ func (r *Recorder) Recover(ctx context.Context) error {
 		return err
 	}
 	for _, sum := range sums {
-		if sum.State != StateRecording || sum.Node != r.cfg.Node || r.recordingNow(sum.Stream, sum.Session) {
+		if sum.Node != r.cfg.Node || r.recordingNow(sum.Stream, sum.Session) {
 			continue
 		}
-		if err := r.interrupt(ctx, sum); err != nil {
-			return err
+		switch {
+		case sum.State == StateRecording:
+			if err := r.interrupt(ctx, sum); err != nil {
+				return err
+			}
+		case !sum.Ready:
+			// Ended, but the node stopped before it was all stored.
+			log := r.log.With("stream", sum.Stream, "recording", sum.Session)
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				r.finalise(ctx, sum, log)
+			}()
 		}
 	}
 	return nil
@@ -77,7 +88,7 @@ func (r *Recorder) interrupt(ctx context.Context, sum Summary) error {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.finalise(sum, log)
+		r.finalise(ctx, sum, log)
 	}()
 	return nil
 }

@@ -81,6 +81,17 @@ if ! cmp -s scripts/players/package-lock.json "$players/package-lock.json" || [ 
   npm ci --prefix "$players" --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
+# versitygw, the real S3 server the recording storage tests run against
+# (internal/s3test), built from source with the Go toolchain into
+# .cache/bin once per version (go install names no version in the binary:
+# a stamp file beside it does); a tool, not a dependency in go.mod.
+versitygw_version=v1.8.0
+if [ ! -x .cache/bin/versitygw ] || [ "$(cat .cache/bin/versitygw.version 2>/dev/null)" != "$versitygw_version" ]; then
+  echo "test.sh: building versitygw $versitygw_version into .cache/bin" >&2
+  GOBIN="$PWD/.cache/bin" go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
+  echo "$versitygw_version" >.cache/bin/versitygw.version
+fi
+
 go vet ./...
 go vet -tags eval ./...   # the evaluations kept out of the tests still build
 ./scripts/lint.sh         # golangci-lint, pinned (.golangci.yml)

@@ -4,6 +4,9 @@
 //	GET    /api/v1/streams/{name}  one stream ("live/key")
 //	DELETE /api/v1/streams/{name}  kick the publisher
 //
+// and, with recording on (WithRecordings), the recorded sessions under
+// /api/v1/recordings.
+//
 // Errors are JSON: {"error": {"code": "not_found", "message": "..."}}. The
 // schema is documented in docs/openapi.yaml.
 package api
@@ -65,6 +68,8 @@ type Handler struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	cluster  ClusterStreams // nil on one node
+
+	recordings Recordings // nil: recording is off
 }
 
 // New returns the API handler. viewers may be nil; window is the number of
@@ -80,6 +85,7 @@ func New(registry *media.Registry, st *store.Store, viewers ViewerCounter, windo
 	h.mux.HandleFunc("GET /api/v1/streams", h.list)
 	h.mux.HandleFunc("GET /api/v1/streams/{name...}", h.get)
 	h.mux.HandleFunc("DELETE /api/v1/streams/{name...}", h.kick)
+	h.routeRecordings()
 	h.mux.HandleFunc("/api/", notFoundOrMethod)
 	return h
 }
@@ -94,8 +100,10 @@ func notFoundOrMethod(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/api/v1/streams":
 		allow = "GET"
-	case strings.HasPrefix(r.URL.Path, "/api/v1/streams/"):
+	case strings.HasPrefix(r.URL.Path, "/api/v1/streams/"), strings.HasPrefix(r.URL.Path, "/api/v1/recordings/"):
 		allow = "GET, DELETE"
+	case r.URL.Path == "/api/v1/recordings":
+		allow = "GET"
 	}
 	if allow != "" {
 		w.Header().Set("Allow", allow)

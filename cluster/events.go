@@ -27,6 +27,12 @@ const (
 	KindNodeJoined = "node_joined"
 	// KindNodeLeft is published with a [NodeLeft].
 	KindNodeLeft = "node_left"
+	// KindRecordingStarted, KindRecordingReady, KindRecordingFailed and
+	// KindRecordingDeleted are published with a recording.Payload.
+	KindRecordingStarted = "recording_started"
+	KindRecordingReady   = "recording_ready"
+	KindRecordingFailed  = "recording_failed"
+	KindRecordingDeleted = "recording_deleted"
 )
 
 // EventsBuffer is the number of events [Events.Publish] queues before it

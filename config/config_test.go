@@ -1222,3 +1222,60 @@ func TestDiffMasksURLPasswords(t *testing.T) {
 		t.Fatalf("Diff = %+v", d)
 	}
 }
+
+func TestParseRetention(t *testing.T) {
+	got, err := ParseRetention([]string{"live/=168h", "big/=0:2TiB", "=24h:500GB", "x/=1h:1048576"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []RetentionRule{
+		{Prefix: "live/", MaxAge: 168 * time.Hour},
+		{Prefix: "big/", MaxBytes: 2 << 40},
+		{Prefix: "", MaxAge: 24 * time.Hour, MaxBytes: 500e9},
+		{Prefix: "x/", MaxAge: time.Hour, MaxBytes: 1 << 20},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ParseRetention = %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"live/", "live/=0", "live/=abc", "live/=1h:12XB", "live/=-1h", "a/=1h\x00", "live/=1h,live/=2h"} {
+		rules := []string{bad}
+		if bad == "live/=1h,live/=2h" {
+			rules = []string{"live/=1h", "live/=2h"}
+		}
+		if _, err := ParseRetention(rules); err == nil {
+			t.Errorf("ParseRetention(%q) accepted", bad)
+		}
+	}
+}
+
+func TestRecordValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(c *Config)
+		key  string
+	}{
+		{"dvr without recording", func(c *Config) { c.DVR.Window = Duration(time.Hour) }, "dvr.window"},
+		{"s3 without bucket", func(c *Config) {
+			c.Record.Enabled, c.Record.Backend, c.Record.S3.Endpoint = true, "s3", "http://127.0.0.1:7070"
+		}, "record.s3.bucket"},
+		{"s3 bad endpoint", func(c *Config) {
+			c.Record.Enabled, c.Record.Backend, c.Record.S3.Endpoint, c.Record.S3.Bucket = true, "s3", "ftp://x", "b"
+		}, "record.s3.endpoint"},
+		{"kms without key", func(c *Config) {
+			c.Record.Enabled, c.Record.Backend, c.Record.S3.Endpoint, c.Record.S3.Bucket, c.Record.S3.SSE = true, "s3", "http://h", "b", "aws:kms"
+		}, "record.s3.kms_key_id"},
+		{"unknown backend", func(c *Config) { c.Record.Backend = "ftp" }, "record.backend"},
+		{"small spool", func(c *Config) { c.Record.SpoolMaxBytes = 1 << 20 }, "record.spool_max_bytes"},
+		{"bad retention", func(c *Config) { c.Record.Retention = []string{"live/=soon"} }, "record.retention"},
+		{"bad exclude", func(c *Config) { c.Record.Exclude = []string{""} }, "record.exclude"},
+		{"webhook credentials", func(c *Config) { c.Events.Webhook = "https://u:p@h.example/x" }, "events.webhook"},
+		{"fast posters", func(c *Config) { c.Record.PosterInterval = Duration(100 * time.Millisecond) }, "record.poster_interval"},
+	} {
+		c := Default()
+		tc.set(c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.key+":") {
+			t.Errorf("%s: Validate = %v, want an error for %s", tc.name, err, tc.key)
+		}
+	}
+}

@@ -18,6 +18,9 @@ import (
 // ErrNoSession is returned (wrapped) for a session that is not recorded.
 var ErrNoSession = errors.New("recording: no such session")
 
+// ErrRecordingNow is returned (wrapped) by Delete for a session being recorded.
+var ErrRecordingNow = errors.New("recording: session is being recorded")
+
 // Session is a recorded session loaded for playback: its summary and one
 // ended store.Snapshot per rendition, listing every recorded segment
 // (without their bytes), so that the live playlist and MPD renderers
@@ -299,7 +302,7 @@ func (r *Recorder) Delete(ctx context.Context, stream, id, reason string) (int64
 		return 0, err
 	}
 	if sum.State == StateRecording && r.recordingNow(stream, id) {
-		return 0, fmt.Errorf("recording: %s %s is being recorded", stream, id)
+		return 0, fmt.Errorf("%w: %s %s", ErrRecordingNow, stream, id)
 	}
 	var keys []string
 	var bytes int64

@@ -7,11 +7,12 @@
 //	                                    MaxAge 2 min, MaxBytes 1 GiB (discard new)
 //	  headwater.gops.jobs.<node>.<job>  one message per job: metadata (JSON:
 //	                                    the transcoder.Job without its input, the
-//	                                    owner, the result subject) + the input inline
-//	  headwater.gops.data.<node>.<job>.<i>
-//	                                    the input's chunks when it does not fit
+//	                                    owner, the result subject) + the input
+//	                                    inline when it is small
 //	  consumer "workers"                durable pull consumer on the jobs,
 //	                                    explicit ack, AckWait 2 s, MaxDeliver 5
+//	headwater.inputs.<node>.<job>       core NATS request/reply, not stored: the
+//	                                    owner serves a held input
 //	headwater.results.<node>.<job>      core NATS, not stored: a start message
 //	                                    per delivery, one message per output
 //	                                    frame, a final result
@@ -19,22 +20,31 @@
 // <job> is the executor's incarnation (random) and a counter, so jobs of a
 // restarted node never mix with the old ones.
 //
-// # Large inputs
+// # Large inputs: a claim check
 //
 // A GOP is often 0.5–2 MB of MPEG-TS and NATS's default max_payload is
-// 1 MB. A job whose metadata and input fit in the connection's max payload
-// (less 4 KiB) is one message. A larger input is cut into chunks
-// (ExecutorConfig.ChunkSize, 512 KiB) published on the job's data
-// subjects of the same stream just before the job message: JetStream
-// stores one connection's messages to one stream in order, so the chunks
-// are stored before the job can be delivered, and nothing waits for their
-// acknowledgements. They match no consumer, so the work queue keeps them
-// until the owner purges them once the job is done (or canceled, or
-// expired); MaxAge removes the leftovers of an owner that died. The worker
-// reads the chunks in parallel with direct gets (last message of each
-// chunk subject; a replica not caught up yet is asked again). No server
-// setting has to change and the NATS servers never see a message above
-// 1 MB.
+// 1 MB. An input of at most ExecutorConfig.InlineMax (64 KiB) whose job
+// message fits in the connection's max payload less 4 KiB travels inline.
+// A larger one is held: the job message carries the metadata only (a few
+// KiB: durable, at-least-once, acked, with its deadline and renditions as
+// any job) and the input stays in the owner's memory while the job is
+// pending. The worker that takes the job asks the owner for it on the
+// job's input subject; the owner answers on the request's inbox with the
+// input in chunks of at most ExecutorConfig.ChunkSize (512 KiB) and the
+// worker's max payload less 4 KiB, each chunk's offset in a header, and
+// the worker copies them into one buffer as they arrive. A request not
+// answered in full within WorkerConfig.InputWait (1 s) is sent again (at
+// most three, none past the deadline). No server setting has to change
+// and no message is above 1 MB. Nothing of the input is written to
+// JetStream: no file write, no replication to the stream's replicas, no
+// purge.
+//
+// The input dies with its owner, and so would the job's results (they go
+// back to the owner on core NATS): a worker whose request finds nobody
+// serving the subject (NATS's no-responders) or an owner that no longer
+// has the job (done, canceled, past its deadline, or a restarted node's
+// new incarnation) terms the job, counted as not started "owner_gone",
+// and sends no result.
 //
 // # Deliveries, redelivery and late results
 //
@@ -71,7 +81,8 @@
 // NumRedelivered and NumWaiting, polled every second on every node running
 // an Executor or a Worker. Workers observe job_wait_seconds (stored in the
 // stream → taken) and count jobs_redelivered_total and
-// jobs_not_started_total; owners count jobs_total by outcome,
-// late_results_discarded_total and first_frame_seconds (GOP closed → first
-// rendition frame back).
+// jobs_not_started_total and observe input_fetch_seconds (a held input's
+// request → its last chunk); owners count jobs_total by outcome,
+// jobs_input_held_total, input_requests_total, late_results_discarded_total
+// and first_frame_seconds (GOP closed → first rendition frame back).
 package gopqueue

@@ -24,8 +24,12 @@ var _ transcoder.Executor = (*Executor)(nil)
 
 // Defaults of ExecutorConfig.
 const (
-	// DefaultChunkSize is the size of the chunks a large input is cut into.
+	// DefaultChunkSize is the largest chunk of a held input in one
+	// message to the worker.
 	DefaultChunkSize = 512 << 10
+	// DefaultInlineMax is the largest input that travels inline, in the
+	// job message; a larger one is held by the owner.
+	DefaultInlineMax = 64 << 10
 	// DefaultBacklog is how many jobs may wait for their publish.
 	DefaultBacklog = 1024
 	// DefaultPollInterval is how often the consumer's state is read.
@@ -37,9 +41,16 @@ type ExecutorConfig struct {
 	// Node is this node's id, a subject token: results come back on
 	// headwater.results.<Node>.<job>. Required.
 	Node string
-	// ChunkSize is the chunk size of an input too large to travel inline
-	// (DefaultChunkSize; at most the connection's max payload less 4 KiB).
+	// ChunkSize is the largest chunk of a held input sent in one message
+	// to a worker (DefaultChunkSize; at most the connection's and the
+	// worker's max payload less 4 KiB).
 	ChunkSize int
+	// InlineMax is the largest input that travels inline in the job
+	// message, stored in JetStream (DefaultInlineMax; negative: none). A
+	// larger input, or one that with the metadata does not fit in the
+	// connection's max payload less 4 KiB, is held by the executor and
+	// served to the worker that takes the job (a claim check).
+	InlineMax int
 	// Backlog bounds the jobs submitted and not yet published
 	// (DefaultBacklog); past it a job is rejected (its GOP a gap).
 	Backlog int
@@ -52,6 +63,12 @@ type ExecutorConfig struct {
 // transcoder.Executor that publishes each job to the HEADWATER_GOPS work
 // queue and turns the result messages that workers stream back into the
 // job's Progress calls (in order, per rendition) and one Done.
+//
+// A job's input above InlineMax is not published: the job message is a
+// claim check (the metadata only), and the executor serves the input from
+// memory to the worker that takes the job, on the job's input subject
+// (headwater.inputs.<node>.<job>, request/reply, in chunks under the max
+// payload), for as long as the job is pending.
 //
 // A job's current delivery is the highest JetStream delivery number a
 // worker announced for it (a start message precedes a delivery's frames):
@@ -72,10 +89,11 @@ type Executor struct {
 	inst string // this executor's incarnation, part of every job key
 	seq  atomic.Uint64
 
-	sub    *nats.Subscription
+	sub    *nats.Subscription // results
+	insub  *nats.Subscription // input requests
 	pubq   chan *pending
 	ackq   chan pubAck
-	cleanq chan cleanup
+	cleanq chan string // keys of jobs whose message may still be queued
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -88,11 +106,10 @@ type Executor struct {
 
 // pending is a job submitted and not yet done.
 type pending struct {
-	key    string
-	job    *transcoder.Job
-	chunks atomic.Int32
-	timer  *time.Timer // set under Executor.mu
-	stop   func() bool // ends the Ctx watch; set under Executor.mu
+	key   string
+	job   *transcoder.Job
+	timer *time.Timer // set under Executor.mu
+	stop  func() bool // ends the Ctx watch; set under Executor.mu
 
 	mu       sync.Mutex // serializes Progress and Done
 	done     bool
@@ -116,12 +133,6 @@ type pubAck struct {
 	f jetstream.PubAckFuture
 }
 
-type cleanup struct {
-	key    string
-	job    bool // the job message too (it may not have been taken)
-	chunks bool
-}
-
 // NewExecutor returns an executor publishing jobs through js and reading
 // results on nc; log and reg may be nil. It subscribes at once; Close
 // ends it. The streams must exist (EnsureStreams).
@@ -138,6 +149,9 @@ func NewExecutor(nc *nats.Conn, js jetstream.JetStream, cfg ExecutorConfig, log 
 	if max := int(nc.MaxPayload()) - 4096; max > 0 && cfg.ChunkSize > max {
 		cfg.ChunkSize = max
 	}
+	if cfg.InlineMax == 0 {
+		cfg.InlineMax = DefaultInlineMax
+	}
 	if cfg.Backlog <= 0 {
 		cfg.Backlog = DefaultBacklog
 	}
@@ -150,7 +164,7 @@ func NewExecutor(nc *nats.Conn, js jetstream.JetStream, cfg ExecutorConfig, log 
 	e := &Executor{nc: nc, js: js, cfg: cfg, log: log.With("component", "gopqueue"), m: NewMetrics(reg),
 		inst: incarnation(), jobs: map[string]*pending{},
 		pubq: make(chan *pending, cfg.Backlog), ackq: make(chan pubAck, cfg.Backlog),
-		cleanq: make(chan cleanup, cfg.Backlog)}
+		cleanq: make(chan string, cfg.Backlog)}
 	sub, err := nc.Subscribe(ResultSubjectPrefix+"."+cfg.Node+".*", e.onResult)
 	if err != nil {
 		return nil, fmt.Errorf("gopqueue: subscribing to results: %w", err)
@@ -158,6 +172,10 @@ func NewExecutor(nc *nats.Conn, js jetstream.JetStream, cfg ExecutorConfig, log 
 	// Frames must not be dropped for a slow callback: no pending limits.
 	_ = sub.SetPendingLimits(-1, -1)
 	e.sub = sub
+	if e.insub, err = nc.Subscribe(InputSubjectPrefix+"."+cfg.Node+".*", e.onInput); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("gopqueue: subscribing to input requests: %w", err)
+	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.wg.Add(3)
 	go e.publisher()
@@ -199,6 +217,7 @@ func (e *Executor) Close() {
 	e.once.Do(func() {
 		e.closed.Store(true)
 		_ = e.sub.Unsubscribe()
+		_ = e.insub.Unsubscribe()
 		e.cancel()
 		e.wg.Wait()
 		e.mu.Lock()
@@ -240,7 +259,7 @@ func (e *Executor) Submit(j *transcoder.Job) {
 	p.timer = time.AfterFunc(time.Until(j.Deadline), func() { e.expire(p) })
 	p.stop = context.AfterFunc(j.Ctx, func() {
 		e.finish(p, e.shedAll(p, transcoder.OutcomeShed, "canceled", nil), outcomeCanceled)
-		e.clean(cleanup{key: p.key, job: true, chunks: p.chunks.Load() > 0})
+		e.clean(p.key)
 	})
 	e.mu.Unlock()
 	select {
@@ -250,11 +269,8 @@ func (e *Executor) Submit(j *transcoder.Job) {
 	}
 }
 
-// publisher publishes the submitted jobs in order: the input's chunks
-// first when it does not fit in one message, then the job. Both go
-// asynchronously: the stream stores one connection's messages in order,
-// so the chunks are stored before the job can be delivered, and the
-// acknowledgements are checked by acks.
+// publisher publishes the submitted jobs in order, asynchronously; acks
+// checks the acknowledgements.
 func (e *Executor) publisher() {
 	defer e.wg.Done()
 	for {
@@ -267,6 +283,9 @@ func (e *Executor) publisher() {
 	}
 }
 
+// publish publishes one job: its metadata and its input inline when the
+// input is at most InlineMax and both fit in the max payload less 4 KiB,
+// else its metadata only, the input held here (Held).
 func (e *Executor) publish(p *pending) {
 	p.mu.Lock()
 	done := p.done
@@ -278,27 +297,18 @@ func (e *Executor) publish(p *pending) {
 	meta := &jobMeta{V: wireVersion, Key: p.key, Node: e.cfg.Node, Reply: resultSubject(e.cfg.Node, p.key),
 		Job: *j, InputSize: len(j.Input)}
 	meta.Job.Input = nil
-	inline := j.Input
-	max := int(e.nc.MaxPayload()) - 4096
-	head, err := encodeJob(meta, nil)
-	if err == nil && len(head)+len(inline) > max {
-		meta.Chunks = (len(inline) + e.cfg.ChunkSize - 1) / e.cfg.ChunkSize
-		p.chunks.Store(int32(meta.Chunks))
-		inline = nil
-		e.m.chunked.Inc()
-		base := dataSubject(e.cfg.Node, p.key)
-		for i := 0; i < meta.Chunks && err == nil; i++ {
-			lo, hi := i*e.cfg.ChunkSize, min((i+1)*e.cfg.ChunkSize, len(j.Input))
-			var f jetstream.PubAckFuture
-			f, err = e.js.PublishMsgAsync(&nats.Msg{Subject: base + "." + strconv.Itoa(i), Data: j.Input[lo:hi]})
-			if err == nil {
-				e.queueAck(p, f)
-			}
+	meta.Held = len(j.Input) > e.cfg.InlineMax
+	var body []byte
+	var err error
+	if !meta.Held {
+		body, err = encodeJob(meta, j.Input)
+		if err == nil && len(body) > int(e.nc.MaxPayload())-4096 {
+			meta.Held = true
 		}
 	}
-	var body []byte
-	if err == nil {
-		body, err = encodeJob(meta, inline)
+	if meta.Held && err == nil {
+		e.m.held.Inc()
+		body, err = encodeJob(meta, nil)
 	}
 	var f jetstream.PubAckFuture
 	if err == nil {
@@ -324,7 +334,7 @@ func (e *Executor) rejected(p *pending, err error) {
 	e.m.pubErrors.Inc()
 	e.log.Warn("gopqueue: cannot publish a job", "stream", p.job.Stream, "gop", p.job.Seq, "error", err)
 	if e.finish(p, e.shedAll(p, transcoder.OutcomeFailed, "failed", fmt.Errorf("gopqueue: publishing the job: %w", err)), outcomeRejected) {
-		e.clean(cleanup{key: p.key, job: true, chunks: p.chunks.Load() > 0})
+		e.clean(p.key)
 	}
 }
 
@@ -348,14 +358,12 @@ func (e *Executor) acks() {
 	}
 }
 
-// clean queues the removal of a finished job's leftovers from the stream;
-// when the cleaner is behind, MaxAge removes them.
-func (e *Executor) clean(c cleanup) {
-	if !c.job && !c.chunks {
-		return
-	}
+// clean queues the removal of a finished job's message from the stream,
+// in case no worker took it; when the cleaner is behind, MaxAge removes
+// it (a worker taking it meanwhile is told the job is gone).
+func (e *Executor) clean(key string) {
 	select {
-	case e.cleanq <- c:
+	case e.cleanq <- key:
 	default:
 	}
 }
@@ -364,31 +372,28 @@ func (e *Executor) cleaner() {
 	defer e.wg.Done()
 	var st jetstream.Stream
 	for {
-		var c cleanup
+		var key string
 		select {
 		case <-e.ctx.Done():
 			return
-		case c = <-e.cleanq:
+		case key = <-e.cleanq:
 		}
 		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 		var err error
 		if st == nil {
 			st, err = e.js.Stream(ctx, StreamName)
 		}
-		if err == nil && c.chunks {
-			err = st.Purge(ctx, jetstream.WithPurgeSubject(dataSubject(e.cfg.Node, c.key)+".*"))
-		}
-		if err == nil && c.job {
-			err = st.Purge(ctx, jetstream.WithPurgeSubject(jobSubject(e.cfg.Node, c.key)))
+		if err == nil {
+			err = st.Purge(ctx, jetstream.WithPurgeSubject(jobSubject(e.cfg.Node, key)))
 		}
 		cancel()
 		if err != nil && e.ctx.Err() == nil {
-			e.log.Debug("gopqueue: cannot purge a finished job", "job", c.key, "error", err)
+			e.log.Debug("gopqueue: cannot purge a finished job", "job", key, "error", err)
 		}
 	}
 }
 
-// purgeNode removes this node's jobs and chunks from the stream: its
+// purgeNode removes this node's jobs from the stream: its
 // pending jobs are completed as canceled, nobody wants their results
 // (there is one executor per node id).
 func (e *Executor) purgeNode() {
@@ -397,9 +402,6 @@ func (e *Executor) purgeNode() {
 	st, err := e.js.Stream(ctx, StreamName)
 	if err == nil {
 		err = st.Purge(ctx, jetstream.WithPurgeSubject(JobSubjectPrefix+"."+e.cfg.Node+".*"))
-	}
-	if err == nil {
-		err = st.Purge(ctx, jetstream.WithPurgeSubject(DataSubjectPrefix+"."+e.cfg.Node+".>"))
 	}
 	if err != nil {
 		e.log.Debug("gopqueue: cannot purge this node's jobs at close", "error", err)
@@ -416,7 +418,9 @@ func (e *Executor) expire(p *pending) {
 	} else {
 		e.finish(p, e.shedAll(p, transcoder.OutcomeShed, "late", nil), outcomeLate)
 	}
-	e.clean(cleanup{key: p.key, job: !started, chunks: p.chunks.Load() > 0})
+	if !started {
+		e.clean(p.key)
+	}
 }
 
 // shedAll is a result producing none of a job's renditions.

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/headwater-live/headwater/internal/testpeer"
@@ -78,24 +81,36 @@ func TestRemoteJobsStreamInOrder(t *testing.T) {
 	e.Close()
 }
 
-// TestLargeInputTravelsInChunks: an input above the connection's max
-// payload travels as chunks and comes back whole; the owner purges the
-// chunks once the job is done.
-func TestLargeInputTravelsInChunks(t *testing.T) {
+// TestLargeInputStaysWithOwner: an input above the inline limit (here
+// above the connection's max payload too) is not published: the job
+// message is the metadata only, and the worker gets the input from the
+// owner in chunks and runs it whole.
+func TestLargeInputStaysWithOwner(t *testing.T) {
 	leakCheck(t)
 	url := natsServer(t)
+	reg := prometheus.NewRegistry()
 	nc, js := connect(t, url)
-	e := newExecutor(t, nc, js, "owner", nil)
+	e, err := NewExecutor(nc, js, ExecutorConfig{Node: "owner", ChunkSize: 300 << 10, PollInterval: -1}, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
 	wnc, wjs := connect(t, url)
 	var got []byte
+	var stored uint64
 	run := &fakeRunner{frames: 2, hold: func(_ context.Context, j *transcoder.Job, k int) error {
 		if k == 0 {
 			got = j.Input
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if st, err := js.Stream(ctx, StreamName); err == nil {
+				stored = st.CachedInfo().State.Bytes
+			}
 		}
 		return nil
 	}}
 	pool := startPool(t, transcoder.PoolConfig{Size: 1, Runner: run})
-	runWorker(t, wnc, wjs, pool, WorkerConfig{}, nil)
+	runWorker(t, wnc, wjs, pool, WorkerConfig{}, reg)
 
 	rec := newRecord()
 	j := rec.attach(fakeJob("live/big", 1_600_000, 10*time.Second))
@@ -108,12 +123,142 @@ func TestLargeInputTravelsInChunks(t *testing.T) {
 	if !bytes.Equal(got, j.Input) {
 		t.Fatalf("worker got %d bytes, want the %d submitted", len(got), len(j.Input))
 	}
-	testpeer.WaitFor(t, 5*time.Second, "the chunks purged", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		st, err := js.Stream(ctx, StreamName)
-		return err == nil && st.CachedInfo().State.Msgs == 0
+	if stored > 16<<10 {
+		t.Errorf("the stream held %d bytes while the job ran: the input was stored", stored)
+	}
+	for _, m := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"headwater_gopqueue_jobs_input_held_total", nil, 1},
+		{"headwater_gopqueue_input_requests_total", []string{"result", "served"}, 1},
+	} {
+		if v := testpeer.MetricSum(t, reg, m.name, m.labels...); v != m.want {
+			t.Errorf("%s%v = %v, want %v", m.name, m.labels, v, m.want)
+		}
+	}
+	if n := histogramCount(t, reg, "headwater_gopqueue_input_fetch_seconds"); n != 1 {
+		t.Errorf("input_fetch_seconds count = %d, want 1", n)
+	}
+}
+
+// TestHeldInputOwnerGone: a worker taking a job whose input is held by an
+// owner that no longer has the job (it finished it, or another
+// incarnation of the node) or by no owner at all (it died) does not run
+// it: it terms the message and counts it as not started "owner_gone",
+// with no result sent.
+func TestHeldInputOwnerGone(t *testing.T) {
+	leakCheck(t)
+	url := natsServer(t)
+	reg := prometheus.NewRegistry()
+	nc, js := connect(t, url)
+	newExecutor(t, nc, js, "owner", nil) // alive, without these jobs
+	results, err := nc.SubscribeSync(ResultSubjectPrefix + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, node := range []string{"owner", "dead"} {
+		j := fakeJob("live/gone", 0, 10*time.Second)
+		body, err := encodeJob(&jobMeta{V: wireVersion, Key: "k1", Node: node, Reply: resultSubject(node, "k1"), Job: *j,
+			InputSize: 200_000, Held: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, jobSubject(node, "k1"), body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := &fakeRunner{frames: 1}
+	pool := startPool(t, transcoder.PoolConfig{Size: 1, Runner: run})
+	wnc, wjs := connect(t, url)
+	runWorker(t, wnc, wjs, pool, WorkerConfig{}, reg)
+
+	testpeer.WaitMetric(t, reg, 2, 5*time.Second, "headwater_gopqueue_jobs_not_started_total", "reason", "owner_gone")
+	testpeer.WaitFor(t, 5*time.Second, "the jobs gone from the queue", func() bool {
+		ci := consumerInfo(t, js)
+		return ci.NumPending == 0 && ci.NumAckPending == 0
 	})
+	if run.ran.Load() != 0 {
+		t.Error("a job without its input ran")
+	}
+	for {
+		m, err := results.NextMsg(100 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		if len(m.Data) > 0 && m.Data[0] != kindStart {
+			t.Errorf("a result message of kind %d on %s for a job whose owner is gone", m.Data[0], m.Subject)
+		}
+	}
+}
+
+// TestHeldInputAskedAgain: an owner's answer that loses a chunk (core
+// NATS loses messages across a reconnect) is completed by asking again
+// after InputWait; chunks received twice are taken once.
+func TestHeldInputAskedAgain(t *testing.T) {
+	leakCheck(t)
+	url := natsServer(t)
+	nc, js := connect(t, url)
+	in := fakeJob("live/again", 200_000, 0).Input
+	const chunk = 64 << 10
+	var asked atomic.Int32
+	// A hand-made owner: the first answer lacks its second chunk.
+	owner, err := nc.Subscribe(inputSubject("fake", "k1"), func(m *nats.Msg) {
+		n := asked.Add(1)
+		for off := 0; off < len(in); off += chunk {
+			if n == 1 && off == chunk {
+				continue
+			}
+			_ = nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: nats.Header{hdrOffset: []string{strconv.Itoa(off)}},
+				Data: in[off:min(off+chunk, len(in))]})
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = owner.Unsubscribe() })
+	var got []byte
+	run := &fakeRunner{frames: 1, hold: func(_ context.Context, j *transcoder.Job, _ int) error {
+		got = j.Input
+		return nil
+	}}
+	pool := startPool(t, transcoder.PoolConfig{Size: 1, Runner: run})
+	wnc, wjs := connect(t, url)
+	runWorker(t, wnc, wjs, pool, WorkerConfig{InputWait: 200 * time.Millisecond}, nil)
+
+	reply, err := nc.SubscribeSync(resultSubject("fake", "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := fakeJob("live/again", 0, 10*time.Second)
+	body, err := encodeJob(&jobMeta{V: wireVersion, Key: "k1", Node: "fake", Reply: resultSubject("fake", "k1"), Job: *j,
+		InputSize: len(in), Held: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := js.Publish(ctx, jobSubject("fake", "k1"), body); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := reply.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("no final result: %v", err)
+		}
+		if m.Data[0] == kindResult {
+			break
+		}
+	}
+	if n := asked.Load(); n != 2 {
+		t.Errorf("the input was asked for %d times, want 2", n)
+	}
+	if !bytes.Equal(got, in) {
+		t.Errorf("the worker ran %d bytes, want the %d held", len(got), len(in))
+	}
 }
 
 // TestWorkersShareTheQueue: two workers on the same consumer each take
@@ -178,8 +323,9 @@ func TestKilledWorkerJobIsRedelivered(t *testing.T) {
 	poolA := startPool(t, transcoder.PoolConfig{Size: 1, Runner: runA})
 	stopA := runWorker(t, anc, ajs, poolA, WorkerConfig{}, nil)
 
+	// A held input: the second worker gets it from the owner again.
 	rec := newRecord()
-	j := rec.attach(fakeJob("live/a", 1000, 15*time.Second))
+	j := rec.attach(fakeJob("live/a", 200_000, 15*time.Second))
 	e.Submit(j)
 	select {
 	case <-started:

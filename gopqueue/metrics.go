@@ -37,11 +37,13 @@ type Metrics struct {
 	redelivered prometheus.Counter
 	notStarted  *prometheus.CounterVec
 	running     prometheus.Gauge
+	inputFetch  prometheus.Histogram
 
 	jobs       *prometheus.CounterVec
 	discarded  prometheus.Counter
 	firstFrame prometheus.Histogram
-	chunked    prometheus.Counter
+	held       prometheus.Counter
+	inputs     *prometheus.CounterVec
 	pubErrors  prometheus.Counter
 	pollErrors prometheus.Counter
 }
@@ -66,14 +68,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "job_wait_seconds", Help: "Time from a job stored in JetStream to a worker taking it (observed by the worker).", Buckets: lat})),
 		redelivered: counter("jobs_redelivered_total", "Jobs a worker took on a redelivery (a previous worker died, paused or gave it back)."),
 		notStarted: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "jobs_not_started_total", Help: "Jobs a worker took and did not start, by reason (late: the deadline had passed; invalid; input_missing)."}, []string{"reason"})),
+			Name: "jobs_not_started_total", Help: "Jobs a worker took and did not start, by reason (late: the deadline had passed; owner_gone: the owner no longer has the job or is unreachable; input_missing; invalid)."}, []string{"reason"})),
 		running: gauge("worker_jobs_running", "Jobs this node's workers are running."),
+		inputFetch: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "input_fetch_seconds", Help: "Time for a worker to get a held input from the job's owner (request to last chunk).", Buckets: lat})),
 		jobs: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "jobs_total", Help: "Jobs submitted on this node, by outcome (ok, partial, failed, timeout, late, canceled, rejected)."}, []string{"outcome"})),
 		discarded: counter("late_results_discarded_total", "Result messages (frames and final results) discarded by the owner: from a delivery older than the job's current one, or for a job already done."),
 		firstFrame: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "first_frame_seconds", Help: "Time from a GOP closed to its first rendition frame back at the owner.", Buckets: lat})),
-		chunked:    counter("jobs_chunked_total", "Jobs whose input was too large for one message and travelled as chunks."),
+		held: counter("jobs_input_held_total", "Jobs whose input stayed on this owner (above the inline limit): the job message carried the metadata only and the worker fetched the input from the owner."),
+		inputs: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "input_requests_total", Help: "Workers' requests for a held input answered by this owner, by result (served; gone: the job was no longer pending)."}, []string{"result"})),
 		pubErrors:  counter("publish_errors_total", "Jobs that could not be published to JetStream."),
 		pollErrors: counter("consumer_poll_errors_total", "Failed polls of the JetStream consumer's state."),
 	}

@@ -66,9 +66,7 @@ func (e *Executor) onResult(msg *nats.Msg) {
 			e.m.discarded.Inc()
 			return
 		}
-		if e.finish(p, res, outcome) {
-			e.clean(cleanup{key: p.key, chunks: p.chunks.Load() > 0})
-		}
+		e.finish(p, res, outcome)
 	}
 }
 

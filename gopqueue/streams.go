@@ -13,8 +13,7 @@ import (
 
 // Names of the JetStream objects and subjects the GOP queue uses.
 const (
-	// StreamName is the work-queue stream holding the jobs and their
-	// chunked inputs.
+	// StreamName is the work-queue stream holding the jobs.
 	StreamName = "HEADWATER_GOPS"
 	// ConsumerName is the durable pull consumer every worker fetches jobs
 	// from.
@@ -22,9 +21,10 @@ const (
 	// JobSubjectPrefix prefixes a job's subject:
 	// headwater.gops.jobs.<node>.<job>.
 	JobSubjectPrefix = "headwater.gops.jobs"
-	// DataSubjectPrefix prefixes the chunks of a job's input:
-	// headwater.gops.data.<node>.<job>.<i>.
-	DataSubjectPrefix = "headwater.gops.data"
+	// InputSubjectPrefix prefixes the subject on which a job's owner
+	// serves its held input: headwater.inputs.<node>.<job> (core NATS
+	// request/reply, not stored; outside the stream's subjects).
+	InputSubjectPrefix = "headwater.inputs"
 	// ResultSubjectPrefix prefixes a job's results:
 	// headwater.results.<node>.<job> (core NATS, not stored).
 	ResultSubjectPrefix = "headwater.results"
@@ -40,12 +40,13 @@ const (
 	// lost this way is redelivered one GOP duration later, leaving time
 	// for another worker to run it.
 	DefaultAckWait = 2 * time.Second
-	// DefaultMaxAge expires what nobody consumed or cleaned up (the
-	// chunks of an owner that died, jobs of a cluster without workers):
-	// a GOP is worthless long before.
+	// DefaultMaxAge expires what nobody consumed or cleaned up (jobs of a
+	// cluster without workers): a GOP is worthless long before.
 	DefaultMaxAge = 2 * time.Minute
 	// DefaultMaxBytes bounds the stream; past it publishing a job fails
-	// (the GOP becomes a gap) rather than dropping queued ones.
+	// (the GOP becomes a gap) rather than dropping queued ones. Held
+	// inputs are not in the stream: a job is its metadata (a few KiB) or
+	// a small inline input.
 	DefaultMaxBytes = 1 << 30
 	// DefaultMaxDeliver bounds the deliveries of one job (a job that
 	// crashes every worker).
@@ -86,8 +87,8 @@ func WithMemoryStorage() StreamOption {
 
 // EnsureStreams creates or updates, idempotently, the work-queue stream
 // HEADWATER_GOPS (subjects headwater.gops.>, WorkQueue retention, file
-// storage, replicas copies, direct gets allowed for the chunks) and its
-// durable pull consumer "workers" (explicit ack, filtered on the jobs).
+// storage, replicas copies) and its durable pull consumer "workers"
+// (explicit ack, filtered on the jobs).
 // Every node may call it at start.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int, opts ...StreamOption) error {
 	s := streamSettings{ackWait: DefaultAckWait, maxAge: DefaultMaxAge, maxBytes: DefaultMaxBytes,
@@ -103,7 +104,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int, op
 	}
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
-		Description: "Headwater GOP transcoding jobs (work queue) and their chunked inputs",
+		Description: "Headwater GOP transcoding jobs (work queue); large inputs stay on their owner",
 		Subjects:    []string{"headwater.gops.>"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     s.storage,
@@ -111,7 +112,6 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int, op
 		MaxAge:      s.maxAge,
 		MaxBytes:    s.maxBytes,
 		Discard:     jetstream.DiscardNew,
-		AllowDirect: true,
 	})
 	if err != nil {
 		return fmt.Errorf("gopqueue: creating stream %s: %w", StreamName, err)
@@ -185,5 +185,5 @@ func checkToken(what, s string) error {
 }
 
 func jobSubject(node, key string) string    { return JobSubjectPrefix + "." + node + "." + key }
-func dataSubject(node, key string) string   { return DataSubjectPrefix + "." + node + "." + key }
+func inputSubject(node, key string) string  { return InputSubjectPrefix + "." + node + "." + key }
 func resultSubject(node, key string) string { return ResultSubjectPrefix + "." + node + "." + key }

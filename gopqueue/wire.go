@@ -11,11 +11,13 @@ import (
 	"github.com/headwater-live/headwater/transcoder"
 )
 
-// wireVersion is the version of the job and result messages.
-const wireVersion = 1
+// wireVersion is the version of the job, input and result messages. A
+// worker terms a job of another version as invalid (counted): owners and
+// workers of one cluster are upgraded together.
+const wireVersion = 2
 
 // jobMeta is a job message's metadata: the job without its input, where to
-// send results and where the input is when it is not inline.
+// send results and whether the input follows or stays with the owner.
 type jobMeta struct {
 	V     int    `json:"v"`
 	Key   string `json:"key"`
@@ -25,10 +27,10 @@ type jobMeta struct {
 	Job transcoder.Job `json:"job"`
 	// InputSize is len(Job.Input).
 	InputSize int `json:"input_size"`
-	// Chunks is how many chunk messages hold the input (on
-	// DataSubjectPrefix.<node>.<key>.<i>); 0 means the input follows the
-	// metadata in the job message.
-	Chunks int `json:"chunks,omitempty"`
+	// Held means the input stayed on the owner (a claim check): the worker
+	// asks for it on InputSubjectPrefix.<node>.<key>. Otherwise the input
+	// follows the metadata in the job message.
+	Held bool `json:"held,omitempty"`
 }
 
 // encodeJob is a job message: the metadata's length (4 bytes, big endian),
@@ -61,6 +63,37 @@ func decodeJob(data []byte) (*jobMeta, []byte, error) {
 		return nil, nil, fmt.Errorf("job message version %d, want %d", m.V, wireVersion)
 	}
 	return m, data[4+n:], nil
+}
+
+// Input messages. A worker's request for a held input is its wire
+// version and the largest chunk it takes (uvarints). The owner answers on
+// the request's reply subject with the input's chunks, in order: each
+// message's data is a piece of the input (not copied into a frame of our
+// own) and its header hdrOffset the piece's offset in decimal; or with one
+// message whose header hdrInput is inputGone when it no longer has the job.
+const (
+	hdrOffset = "Headwater-Offset"
+	hdrInput  = "Headwater-Input"
+	inputGone = "gone" // done, canceled, expired, or another incarnation's
+)
+
+func encodeInputRequest(maxChunk int) []byte {
+	b := binary.AppendUvarint(nil, wireVersion)
+	return binary.AppendUvarint(b, uint64(maxChunk))
+}
+
+func decodeInputRequest(data []byte) (int, error) {
+	r := reader{b: data}
+	v, c := r.uvarint(), r.uvarint()
+	switch {
+	case r.err != nil:
+		return 0, r.err
+	case v != wireVersion:
+		return 0, fmt.Errorf("input request version %d, want %d", v, wireVersion)
+	case c < 1024 || c > 1<<30:
+		return 0, fmt.Errorf("input request for chunks of %d bytes", c)
+	}
+	return int(c), nil
 }
 
 // Kinds of result messages (their first byte).
@@ -138,7 +171,7 @@ func appendBytes(b, p []byte) []byte {
 	return append(b, p...)
 }
 
-// reader decodes the fields of a result message.
+// reader decodes the fields of a result or input message.
 type reader struct {
 	b   []byte
 	err error
@@ -150,7 +183,7 @@ func (r *reader) uvarint() uint64 {
 	}
 	v, n := binary.Uvarint(r.b)
 	if n <= 0 {
-		r.err = errors.New("truncated result message")
+		r.err = errors.New("truncated message")
 		return 0
 	}
 	r.b = r.b[n:]
@@ -163,7 +196,7 @@ func (r *reader) varint() int64 {
 	}
 	v, n := binary.Varint(r.b)
 	if n <= 0 {
-		r.err = errors.New("truncated result message")
+		r.err = errors.New("truncated message")
 		return 0
 	}
 	r.b = r.b[n:]
@@ -172,7 +205,7 @@ func (r *reader) varint() int64 {
 
 func (r *reader) byte() byte {
 	if r.err != nil || len(r.b) == 0 {
-		r.err = errors.New("truncated result message")
+		r.err = errors.New("truncated message")
 		return 0
 	}
 	c := r.b[0]
@@ -183,7 +216,7 @@ func (r *reader) byte() byte {
 func (r *reader) bytes() []byte {
 	n := r.uvarint()
 	if r.err != nil || n > uint64(len(r.b)) {
-		r.err = errors.New("truncated result message")
+		r.err = errors.New("truncated message")
 		return nil
 	}
 	p := r.b[:n:n]

@@ -46,4 +46,13 @@ func TestWireRoundTrip(t *testing.T) {
 			}
 		}
 	}
+	c, err := decodeInputRequest(encodeInputRequest(1 << 20))
+	if err != nil || c != 1<<20 {
+		t.Fatalf("input request came back as %d, %v", c, err)
+	}
+	for _, bad := range [][]byte{nil, {wireVersion}, {wireVersion + 1, 0x80, 0x80, 0x40}, encodeInputRequest(10)} {
+		if _, err := decodeInputRequest(bad); err == nil {
+			t.Errorf("input request %x decoded", bad)
+		}
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,10 +31,11 @@ var _ JobPool = (*transcoder.Pool)(nil)
 const (
 	// DefaultFetchWait is how long one pull request waits for jobs.
 	DefaultFetchWait = 5 * time.Second
-	// chunkRetries is how many times a chunk not found yet (a replica
-	// behind the leader) is read again, chunkRetryWait apart.
-	chunkRetries   = 20
-	chunkRetryWait = 10 * time.Millisecond
+	// DefaultInputWait is how long a worker waits for the whole of a held
+	// input after asking its owner for it, before asking again.
+	DefaultInputWait = time.Second
+	// inputTries is how many times a worker asks for a held input.
+	inputTries = 3
 )
 
 // WorkerConfig configures a Worker.
@@ -46,6 +46,11 @@ type WorkerConfig struct {
 	// FetchWait is how long one pull request waits for jobs
 	// (DefaultFetchWait).
 	FetchWait time.Duration
+	// InputWait is how long the worker waits for the whole of a held
+	// input after asking the job's owner for it, before asking again
+	// (DefaultInputWait; three requests at most, none past the job's
+	// deadline).
+	InputWait time.Duration
 	// PollInterval is how often the consumer's state is copied into the
 	// metrics (DefaultPollInterval; negative: never).
 	PollInterval time.Duration
@@ -63,8 +68,9 @@ type WorkerConfig struct {
 //   - discards it (Term, counted as not started "late", a final result
 //     with every rendition shed as "late") when its deadline has passed;
 //   - announces the delivery (a start message with JetStream's delivery
-//     number) on the job's result subject, reads the input's chunks when
-//     it did not travel inline, and submits a transcoder.Job to the pool
+//     number) on the job's result subject, gets the input from the owner
+//     when the owner held it (the job message a claim check), and submits
+//     a transcoder.Job to the pool
 //     whose Progress publishes each frame on the result subject as soon as
 //     ffmpeg produced it and whose Done publishes the final result and
 //     acknowledges the message;
@@ -72,6 +78,10 @@ type WorkerConfig struct {
 //     while the job runs: a worker that dies or stops (SIGSTOP) stops
 //     them, and JetStream redelivers the job to another worker after the
 //     ack wait;
+//   - terms the job, counted as not started "owner_gone", when its owner
+//     answers that it no longer has the job or nobody serves the job's
+//     input (the owner died, or lost NATS): its results could not reach
+//     the owner either;
 //   - gives the job back at once (Nak) when its run is canceled because
 //     the worker stops or its pool closed.
 //
@@ -104,6 +114,9 @@ func NewWorker(nc *nats.Conn, js jetstream.JetStream, pool JobPool, cfg WorkerCo
 	if cfg.FetchWait <= 0 {
 		cfg.FetchWait = DefaultFetchWait
 	}
+	if cfg.InputWait <= 0 {
+		cfg.InputWait = DefaultInputWait
+	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
@@ -124,7 +137,6 @@ type task struct {
 type workerRun struct {
 	*Worker
 	cons    jetstream.Consumer
-	stream  jetstream.Stream
 	ackWait time.Duration
 
 	running atomic.Int64
@@ -143,11 +155,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gopqueue: worker: consumer %s on %s: %w", ConsumerName, StreamName, err)
 	}
-	st, err := w.js.Stream(ctx, StreamName)
-	if err != nil {
-		return fmt.Errorf("gopqueue: worker: stream %s: %w", StreamName, err)
-	}
-	r := &workerRun{Worker: w, cons: cons, stream: st, ackWait: cons.CachedInfo().Config.AckWait,
+	r := &workerRun{Worker: w, cons: cons, ackWait: cons.CachedInfo().Config.AckWait,
 		freed: make(chan struct{}, 1), tasks: map[*task]struct{}{}}
 	if r.ackWait <= 0 {
 		r.ackWait = 30 * time.Second
@@ -234,18 +242,21 @@ func (r *workerRun) release(t *task) {
 }
 
 // notStarted ends a task that will not run: term (no redelivery), tell
-// the owner, count.
+// the owner (unless it is gone), count.
 func (r *workerRun) notStarted(t *task, reason, outcome string, err error) {
 	r.m.notStarted.WithLabelValues(reason).Inc()
 	_ = t.msg.TermWithReason(reason)
-	if t.meta != nil {
+	if t.meta != nil && reason != reasonOwnerGone {
 		msg := ""
 		if err != nil {
 			msg = err.Error()
 		}
 		r.reply(t, shedResult(t.meta.Job.Renditions, outcome, reason, msg))
 	}
-	if err != nil {
+	switch {
+	case reason == reasonOwnerGone: // expected when an owner dies: counted
+		r.log.Debug("gopqueue: job not started", "reason", reason, "error", err)
+	case err != nil:
 		r.log.Warn("gopqueue: job not started", "reason", reason, "error", err)
 	}
 	r.release(t)
@@ -261,8 +272,12 @@ func (r *workerRun) reply(t *task, res *wireResult) {
 	}
 }
 
+// reasonOwnerGone is the reason a job is not started when its owner no
+// longer has it.
+const reasonOwnerGone = "owner_gone"
+
 // start checks a job, gets its input and submits it to the pool (its own
-// goroutine: reading chunks takes round trips).
+// goroutine: getting a held input takes a round trip).
 func (r *workerRun) start(ctx context.Context, t *task) {
 	md, err := t.msg.Metadata()
 	if err != nil {
@@ -299,16 +314,20 @@ func (r *workerRun) start(ctx context.Context, t *task) {
 		r.log.Warn("gopqueue: cannot announce a job", "job", meta.Key, "error", err)
 	}
 	input := inline
-	if meta.Chunks > 0 {
+	if meta.Held {
 		dctx, cancel := context.WithDeadline(ctx, j.Deadline)
-		input, err = r.readChunks(dctx, meta)
+		input, err = r.fetchInput(dctx, meta)
 		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				_ = t.msg.Nak()
-				r.release(t)
-				return
-			}
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			_ = t.msg.Nak()
+			r.release(t)
+			return
+		case errors.Is(err, errOwnerGone):
+			r.notStarted(t, reasonOwnerGone, transcoder.OutcomeShed, err)
+			return
+		default:
 			r.notStarted(t, "input_missing", transcoder.OutcomeFailed, err)
 			return
 		}
@@ -359,47 +378,6 @@ func (r *workerRun) done(t *task, res *transcoder.Result) {
 		_ = t.msg.Ack()
 	}
 	r.release(t)
-}
-
-// readChunks reads a job's input from its chunk messages, all at once.
-func (r *workerRun) readChunks(ctx context.Context, meta *jobMeta) ([]byte, error) {
-	parts := make([][]byte, meta.Chunks)
-	errs := make([]error, meta.Chunks)
-	base := dataSubject(meta.Node, meta.Key)
-	var wg sync.WaitGroup
-	for i := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			subj := base + "." + strconv.Itoa(i)
-			for try := 0; ; try++ {
-				m, err := r.stream.GetLastMsgForSubject(ctx, subj)
-				if err == nil {
-					parts[i] = m.Data
-					return
-				}
-				if !errors.Is(err, jetstream.ErrMsgNotFound) || try == chunkRetries {
-					errs[i] = fmt.Errorf("job %s: chunk %d: %w", meta.Key, i, err)
-					return
-				}
-				select {
-				case <-time.After(chunkRetryWait):
-				case <-ctx.Done():
-					errs[i] = fmt.Errorf("job %s: chunk %d: %w", meta.Key, i, ctx.Err())
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	input := make([]byte, 0, meta.InputSize)
-	for _, p := range parts {
-		input = append(input, p...)
-	}
-	return input, nil
 }
 
 // heartbeats tells JetStream the running jobs are in progress every third

@@ -1,0 +1,103 @@
+package thumbnail
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/headwater-live/headwater/internal/testpeer"
+)
+
+// childCPU is the user+system CPU time of this process's waited-for
+// children so far.
+func childCPU(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkPoster measures a poster: its wall time (ms/poster, one at a
+// time) and the CPU time of its ffmpeg process (cpu-ms/poster), for a
+// segment of a 720p and a 1080p H.264 stream (2 s GOPs, B-frames) scaled
+// to 640 pixels wide; "x2" runs two at a time, as the default
+// PosterProcesses allows, and reports the throughput (posters/s).
+func BenchmarkPoster(b *testing.B) {
+	testpeer.NeedFFmpeg(b)
+	fx1080 := fixture{name: "h264-1080p", size: "1920x1080", seconds: 4, codec: fxH264.codec}
+	for _, bc := range []struct {
+		name     string
+		fx       fixture
+		parallel int
+	}{
+		{"720p", fxH264, 1},
+		{"1080p", fx1080, 1},
+		{"720p-x2", fxH264, 2},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			m := newMaker(b, Config{PosterProcesses: bc.parallel})
+			init, frags := split(b, bc.fx.bytes(b))
+			poster := func() {
+				jpg, err := m.Poster(context.Background(), init, frags[1], 640)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if len(jpg) == 0 {
+					b.Error("empty poster")
+				}
+			}
+			cpu0 := childCPU(b)
+			start := time.Now()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for w := range bc.parallel {
+				wg.Go(func() {
+					for i := w; i < b.N; i += bc.parallel {
+						poster()
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			el := time.Since(start)
+			cpu := childCPU(b) - cpu0
+			b.ReportMetric(float64(el.Microseconds())/1e3/float64(b.N), "ms/poster")
+			b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(b.N), "cpu-ms/poster")
+			b.ReportMetric(float64(b.N)/el.Seconds(), "posters/s")
+		})
+	}
+}
+
+// BenchmarkSprites measures sprites of a 12 s 720p H.264 recording at the
+// default 10 s interval: the CPU time of ffmpeg per minute of media
+// (cpu-s/media-min), decoding key frames only or every frame.
+func BenchmarkSprites(b *testing.B) {
+	testpeer.NeedFFmpeg(b)
+	m := newMaker(b, Config{})
+	media := fxH264.bytes(b)
+	for _, all := range []bool{false, true} {
+		name := "key-frames"
+		if all {
+			name = "all-frames"
+		}
+		b.Run(name, func(b *testing.B) {
+			o := SpriteOptions{Duration: time.Duration(fxH264.seconds) * time.Second, AllFrames: all}
+			cpu0 := childCPU(b)
+			for b.Loop() {
+				if _, err := m.Sprites(context.Background(), bytes.NewReader(media), o); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu := childCPU(b) - cpu0
+			perMin := cpu.Seconds() / float64(b.N) / (float64(fxH264.seconds) / 60)
+			b.ReportMetric(perMin, "cpu-s/media-min")
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
+		})
+	}
+}

@@ -1,0 +1,468 @@
+// Package spool is the bounded, crash-safe local queue that recorded
+// objects wait in until they are stored in an objstore.Backend, so that
+// the live path never waits on storage: Add writes an entry to local disk
+// and returns; Run uploads the entries, oldest first, retrying failures
+// with exponential backoff for as long as it takes.
+//
+// Each entry is two files in the spool directory, named by a sequence
+// number that only grows: <seq>.data (the object's bytes, which a
+// FilePutter backend can take by rename) and <seq>.meta (its key, content
+// type and size, as JSON). Add writes both as .tmp files, syncs them,
+// renames them into place (.meta last: it commits the entry) and syncs
+// the directory, so an entry that Add returned for survives a crash or
+// kill -9. Open resumes the entries left by a previous process, in their
+// order, and removes torn ones and leftover .tmp files.
+//
+// The spool is bounded by Config.MaxBytes: past it the oldest entries not
+// being uploaded are dropped (and counted), never the newest, and Add
+// never blocks on the backend.
+package spool
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/objstore"
+	"github.com/headwater-live/headwater/objstore/local"
+)
+
+// Defaults of Config's zero fields.
+const (
+	DefaultMaxBytes       = 1 << 30
+	DefaultWorkers        = 4
+	DefaultMinBackoff     = 200 * time.Millisecond
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultUnhealthyAfter = 30 * time.Second
+	DefaultUploadTimeout  = 2 * time.Minute
+)
+
+// Config configures a Spool.
+type Config struct {
+	// Dir is the spool directory, created if missing. One spool (one
+	// process) uses it at a time: Open locks it.
+	Dir string
+	// MaxBytes caps the bytes of the entries spooled (their data); past
+	// it the oldest entries not being uploaded are dropped. It defaults to
+	// DefaultMaxBytes (1 GiB).
+	MaxBytes int64
+	// Workers is the number of uploads at once. It defaults to 4.
+	Workers int
+	// MinBackoff and MaxBackoff bound the pause after a failed upload: it
+	// starts at MinBackoff and doubles with each failure in a row, up to
+	// MaxBackoff. They default to 200ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// UnhealthyAfter is how long uploads must have been failing (with no
+	// success since) before Healthy reports it. It defaults to 30s.
+	UnhealthyAfter time.Duration
+	// UploadTimeout bounds one upload. It defaults to 2 minutes.
+	UploadTimeout time.Duration
+	// OnStored, when set, is called after each entry has been stored,
+	// from the goroutine that uploaded it. It must not block for long.
+	OnStored func(key string, size int64)
+}
+
+// withDefaults returns c with its zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.UnhealthyAfter == 0 {
+		c.UnhealthyAfter = DefaultUnhealthyAfter
+	}
+	if c.UploadTimeout == 0 {
+		c.UploadTimeout = DefaultUploadTimeout
+	}
+	return c
+}
+
+// check reports the first invalid field of c (after withDefaults).
+func (c Config) check() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("spool: no directory")
+	case c.MaxBytes < 0:
+		return fmt.Errorf("spool: max bytes %d below 0", c.MaxBytes)
+	case c.Workers < 0:
+		return fmt.Errorf("spool: %d workers", c.Workers)
+	case c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff:
+		return fmt.Errorf("spool: backoff %s..%s is not a range", c.MinBackoff, c.MaxBackoff)
+	case c.UnhealthyAfter < 0 || c.UploadTimeout < 0:
+		return errors.New("spool: a negative duration")
+	}
+	return nil
+}
+
+// Spool is an on-disk queue of objects waiting to be stored. Its methods
+// are safe for concurrent use.
+type Spool struct {
+	cfg     Config
+	backend objstore.Backend
+	putter  objstore.FilePutter // backend's, or nil
+	log     *slog.Logger
+	m       *spoolMetrics
+	lock    *os.File // the directory's lock file, flock'ed
+
+	mu      sync.Mutex
+	closed  bool
+	running bool
+	queue   list.List         // *entry, by seq
+	latest  map[string]*entry // each key's newest entry
+	busy    map[string]bool   // keys being uploaded
+	bytes   int64             // data bytes of the queue
+	nextSeq uint64
+	uploads int                  // uploads running
+	waiters map[*waiter]struct{} // Flush calls
+	changed chan struct{}        // closed (and replaced) when an entry leaves
+	wake    chan struct{}        // wakes Run: an entry or a free slot
+
+	failures     int       // uploads failed in a row (a failure during a pause not counted)
+	pauseUntil   time.Time // no upload starts before
+	failingSince time.Time // the first failure since the last success
+	lastErr      error
+
+	burst dropBurst // drops not yet logged
+}
+
+// entry is one spooled object.
+type entry struct {
+	seq         uint64
+	flushSeq    uint64 // the seq of the oldest entry this one replaced (Flush waits for it as for that one)
+	key         string
+	contentType string
+	size        int64
+	elem        *list.Element
+	uploading   bool
+}
+
+// meta is the content of an entry's .meta file.
+type meta struct {
+	Key         string `json:"key"`
+	ContentType string `json:"content_type,omitempty"`
+	Size        int64  `json:"size"`
+}
+
+// waiter is a Flush call.
+type waiter struct {
+	prefix  string
+	mark    uint64 // entries with a flushSeq up to mark are waited for
+	dropped int    // of them, dropped
+}
+
+// dropBurst counts the drops since the last time the spool had room.
+type dropBurst struct {
+	entries     int
+	bytes       int64
+	first, last string
+}
+
+// Open opens (creating it if need be) and locks the spool directory
+// cfg.Dir, resumes the entries a previous process left there and returns
+// the spool; Run uploads them to backend. reg receives the spool's
+// metrics (headwater_record_*); nil registers none.
+func Open(cfg Config, backend objstore.Backend, log *slog.Logger, reg prometheus.Registerer) (*Spool, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if backend == nil {
+		return nil, errors.New("spool: no backend")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Spool{
+		cfg:     cfg,
+		backend: backend,
+		log:     log.With("spool", cfg.Dir),
+		m:       newMetrics(reg),
+		latest:  map[string]*entry{},
+		busy:    map[string]bool{},
+		waiters: map[*waiter]struct{}{},
+		changed: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+	}
+	s.putter, _ = backend.(objstore.FilePutter)
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("spool dir %s: %w", cfg.Dir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cfg.Dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("spool dir %s: %w", cfg.Dir, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("spool dir %s: in use by another spool (process)", cfg.Dir)
+		}
+		return nil, fmt.Errorf("spool dir %s: lock: %w", cfg.Dir, err)
+	}
+	s.lock = lock
+	if err := s.resume(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close unlocks the spool directory. The entries stay in it for the next
+// Open. Call it after Run has returned; Add fails after it.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.endBurstLocked()
+	return s.lock.Close()
+}
+
+// Add spools data under key with contentType: it writes the entry to the
+// spool directory crash-safely and returns, without touching the
+// backend. An entry of the same key not yet being uploaded is replaced
+// (the newest wins). When the spool then holds more than MaxBytes, the
+// oldest entries not being uploaded are dropped. It fails for an invalid
+// key (local.ValidateKey), data larger than MaxBytes, or an error writing
+// the files (the disk).
+func (s *Spool) Add(key string, data []byte, contentType string) error {
+	if err := local.ValidateKey(key); err != nil {
+		return fmt.Errorf("spool add: %w", err)
+	}
+	if int64(len(data)) > s.cfg.MaxBytes {
+		return fmt.Errorf("spool add %s: %d bytes, more than the spool's cap %d", key, len(data), s.cfg.MaxBytes)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("spool add %s: spool closed", key)
+	}
+	seq := s.nextSeq
+	s.nextSeq++
+	s.mu.Unlock()
+
+	if err := s.writeEntry(seq, meta{Key: key, ContentType: contentType, Size: int64(len(data))}, data); err != nil {
+		return fmt.Errorf("spool add %s: %w", key, err)
+	}
+	e := &entry{seq: seq, flushSeq: seq, key: key, contentType: contentType, size: int64(len(data))}
+
+	s.mu.Lock()
+	var remove []uint64
+	if old := s.latest[key]; old != nil && old.seq > seq {
+		// A concurrent Add of the same key, called later, finished first.
+		remove = append(remove, seq)
+		e = nil
+	} else {
+		if old != nil && !old.uploading {
+			e.flushSeq = min(e.flushSeq, old.flushSeq)
+			s.removeLocked(old)
+			remove = append(remove, old.seq)
+		}
+		s.insertLocked(e)
+		remove = append(remove, s.dropOverCapLocked()...)
+	}
+	s.updateGaugesLocked()
+	s.mu.Unlock()
+
+	for _, seq := range remove {
+		s.removeFiles(seq)
+	}
+	s.signal()
+	return nil
+}
+
+// insertLocked puts e into the queue in seq order and makes it its key's
+// newest entry.
+func (s *Spool) insertLocked(e *entry) {
+	at := s.queue.Back()
+	for at != nil && at.Value.(*entry).seq > e.seq {
+		at = at.Prev()
+	}
+	if at == nil {
+		e.elem = s.queue.PushFront(e)
+	} else {
+		e.elem = s.queue.InsertAfter(e, at)
+	}
+	s.latest[e.key] = e
+	s.bytes += e.size
+}
+
+// removeLocked takes e out of the queue and wakes the Flush calls.
+func (s *Spool) removeLocked(e *entry) {
+	s.queue.Remove(e.elem)
+	if s.latest[e.key] == e {
+		delete(s.latest, e.key)
+	}
+	s.bytes -= e.size
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// dropOverCapLocked drops the oldest entries not being uploaded until the
+// spool is within its cap, and returns their seqs (whose files the caller
+// removes). It ends a burst of drops when no drop was needed.
+func (s *Spool) dropOverCapLocked() []uint64 {
+	var dropped []uint64
+	for el := s.queue.Front(); el != nil && s.bytes > s.cfg.MaxBytes; {
+		e := el.Value.(*entry)
+		el = el.Next()
+		if e.uploading {
+			continue
+		}
+		if s.burst.entries == 0 {
+			s.log.Warn("recording spool full: dropping the oldest entries not stored yet",
+				"max_bytes", s.cfg.MaxBytes, "bytes", s.bytes, "entries", s.queue.Len())
+			s.burst.first = e.key
+		}
+		s.burst.entries++
+		s.burst.bytes += e.size
+		s.burst.last = e.key
+		s.dropLocked(e, dropCap)
+		dropped = append(dropped, e.seq)
+	}
+	if dropped == nil {
+		s.endBurstLocked()
+	}
+	return dropped
+}
+
+// dropLocked takes e out of the queue for good, for reason, counting it
+// in the metrics and against the Flush calls waiting for it.
+func (s *Spool) dropLocked(e *entry, reason string) {
+	for w := range s.waiters {
+		if strings.HasPrefix(e.key, w.prefix) && e.flushSeq <= w.mark {
+			w.dropped++
+		}
+	}
+	s.m.droppedEntries.WithLabelValues(reason).Inc()
+	s.m.droppedBytes.WithLabelValues(reason).Add(float64(e.size))
+	s.removeLocked(e)
+}
+
+// endBurstLocked logs the drops since the spool last had room, if any.
+func (s *Spool) endBurstLocked() {
+	if s.burst.entries == 0 {
+		return
+	}
+	s.log.Warn("recording spool dropped entries to stay within its cap",
+		"dropped_entries", s.burst.entries, "dropped_bytes", s.burst.bytes,
+		"first_key", s.burst.first, "last_key", s.burst.last, "max_bytes", s.cfg.MaxBytes)
+	s.burst = dropBurst{}
+}
+
+// updateGaugesLocked sets the entries and bytes gauges.
+func (s *Spool) updateGaugesLocked() {
+	s.m.entries.Set(float64(s.queue.Len()))
+	s.m.bytes.Set(float64(s.bytes))
+}
+
+// signal wakes Run.
+func (s *Spool) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Pending returns the number of entries spooled and their bytes, those
+// being uploaded included.
+func (s *Spool) Pending() (entries int, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queue.Len(), s.bytes
+}
+
+// Open opens the data of key's newest entry still in the spool, for a
+// reader of an object that is not stored yet (DVR during an outage). It
+// reports false when there is none (stored already, or never added): the
+// backend has it, or nobody does.
+func (s *Spool) Open(key string) (io.ReadCloser, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.latest[key]
+	if e == nil {
+		return nil, false
+	}
+	f, err := os.Open(s.dataPath(e.seq))
+	if err != nil {
+		return nil, false // taken by a FilePutter a moment ago: the backend has it
+	}
+	return f, true
+}
+
+// Flush waits until every entry under prefix that was added before the
+// call has been stored, or ctx ends. An entry replaced by a newer one of
+// its key is waited for as that one. It fails when ctx ends first, and
+// when some of those entries were dropped (the spool was full) rather
+// than stored.
+func (s *Spool) Flush(ctx context.Context, prefix string) error {
+	s.mu.Lock()
+	if s.nextSeq == 0 {
+		s.mu.Unlock()
+		return nil // nothing was ever added
+	}
+	w := &waiter{prefix: prefix, mark: s.nextSeq - 1}
+	s.waiters[w] = struct{}{}
+	defer func() {
+		s.mu.Lock()
+		delete(s.waiters, w)
+		s.mu.Unlock()
+	}()
+	for {
+		waiting := false
+		for el := s.queue.Front(); el != nil && !waiting; el = el.Next() {
+			e := el.Value.(*entry)
+			waiting = e.flushSeq <= w.mark && strings.HasPrefix(e.key, prefix)
+		}
+		dropped := w.dropped
+		changed := s.changed
+		s.mu.Unlock()
+		if !waiting {
+			if dropped > 0 {
+				return fmt.Errorf("spool flush %s: %d entries dropped (the spool was full), the others stored", prefix, dropped)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("spool flush %s: %w", prefix, ctx.Err())
+		case <-changed:
+		}
+		s.mu.Lock()
+	}
+}
+
+// Healthy returns nil unless uploads have been failing, with no success,
+// for longer than UnhealthyAfter; then an error naming the backend, for
+// how long, and the last upload error.
+func (s *Spool) Healthy() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failingSince.IsZero() {
+		return nil
+	}
+	if d := time.Since(s.failingSince); d > s.cfg.UnhealthyAfter {
+		return fmt.Errorf("spool: uploads to %s failing for %s: %w", s.backend, d.Round(time.Millisecond), s.lastErr)
+	}
+	return nil
+}

@@ -475,7 +475,9 @@ func (h *handler) serveVODPlaylist(w *respWriter, r *http.Request, sess *recordi
 		h.fail(w, http.StatusNotFound, "not found\n")
 		return
 	}
-	cc := h.ccEnded
+	// A finished session's playlists never change (only its deletion
+	// ends them): they are cached like media, without "immutable".
+	cc := h.ccVOD
 	if !final {
 		cc = h.ccPlaylist
 	}

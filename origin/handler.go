@@ -30,7 +30,7 @@ type handler struct {
 
 	histories dashHistories
 
-	ccSegment, ccPlaylist, ccMultivariant, ccBlocking, ccNotFound, ccEnded, ccPoster []string
+	ccSegment, ccPlaylist, ccMultivariant, ccBlocking, ccNotFound, ccEnded, ccPoster, ccVOD []string
 
 	corsAny      bool
 	origins      map[string][]string // allowed origin -> its header value
@@ -90,6 +90,7 @@ func NewHandler(cfg Config, st *store.Store, m *Metrics, log *slog.Logger, opts 
 		ccNotFound:     []string{"public, max-age=" + seconds(cfg.Cache.NotFoundMaxAge)},
 		ccEnded:        []string{"public, max-age=" + seconds(cfg.Cache.EndedMaxAge)},
 		ccPoster:       []string{"public, max-age=" + seconds(posterMaxAge)},
+		ccVOD:          []string{"public, max-age=" + seconds(cfg.Cache.SegmentMaxAge)},
 		origins:        make(map[string][]string),
 	}
 	h.writers.New = func() any { return new(respWriter) }

@@ -87,6 +87,9 @@ func (s *Server) adminHandler() http.Handler {
 	if s.cl != nil {
 		apiOpts = append(apiOpts, api.WithCluster(s.cl.clusterStreams))
 	}
+	if s.rec != nil {
+		apiOpts = append(apiOpts, api.WithRecordings(s.rec.rec))
+	}
 	mux.Handle("/api/", api.New(s.registry, s.store, s.viewers, s.cfg.Segmenter.Window, s.log, apiOpts...))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -98,6 +101,12 @@ func (s *Server) adminHandler() http.Handler {
 		// A node cut off from the cluster still ingests and serves its
 		// own streams: it stays ready, and says why it is degraded.
 		if ok, reason := s.cl.health(); !ok {
+			_, _ = w.Write([]byte("ready, degraded: " + reason + "\n"))
+			return
+		}
+		// Recording storage failing is not a reason to stop ingest: the
+		// spool holds what is recorded meanwhile.
+		if ok, reason := s.rec.health(); !ok {
 			_, _ = w.Write([]byte("ready, degraded: " + reason + "\n"))
 			return
 		}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -69,9 +70,14 @@ func (s *Server) buildPackaging() error {
 		s.cl.store, s.cl.segDur = s.store, s.cfg.Segmenter.SegmentDuration.Duration()
 		seed = s.cl.beginStream
 	}
+	var follow func(context.Context, *store.Stream)
+	if s.rec != nil {
+		follow = s.rec.follow
+	}
 	s.pipes = newPipelines(s.ctx, pipelineConfig{
 		store:     s.store,
 		seed:      seed,
+		follow:    follow,
 		segmenter: seg,
 		stages:    s.abr.stages(seg),
 		buffer:    s.cfg.Segmenter.SubscriberBuffer,
@@ -159,6 +165,12 @@ func (s *Server) buildOrigin() {
 		rc.Header = s.cl.relayHeader()
 		s.relay = relay.New(rc, s.log.With("component", "relay"), s.reg)
 		opts = append(opts, origin.WithRelay(s.cl.owner, s.relay))
+	}
+	if s.rec != nil {
+		opts = append(opts, origin.WithArchive(s.rec.rec))
+		if s.rec.posters != nil {
+			opts = append(opts, origin.WithPosters(s.rec.posters))
+		}
 	}
 	h := http.Handler(origin.NewHandler(oc, s.store, om, s.log, opts...))
 	if _, off := s.tp.(noop.TracerProvider); !off {

@@ -538,3 +538,12 @@ func (c *clustering) save(name string, ended bool) {
 		c.log.Debug("cluster: continuity record not saved", "stream", name, "error", err)
 	}
 }
+
+// publishEvent publishes a lifecycle event of another component (the
+// recording's) on the cluster's event stream.
+func (c *clustering) publishEvent(kind string, v any) {
+	if c.node == nil {
+		return
+	}
+	_ = c.node.Events().Publish(c.ctx, kind, v)
+}

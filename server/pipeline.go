@@ -83,6 +83,7 @@ type pipelines struct {
 	ctx       context.Context // the server's: cancelled at the end of Shutdown
 	store     *store.Store
 	seed      func(*store.Store, string) *store.Stream // pipelineConfig.seed
+	follow    func(context.Context, *store.Stream)     // pipelineConfig.follow
 	segmenter *segmenter.Segmenter
 	stages    []stage
 	buffer    int // frames per subscription (segmenter.subscriber_buffer)
@@ -100,7 +101,12 @@ type pipelineConfig struct {
 	// seed, when set, begins a publish's stream in the store instead of
 	// store.Begin: a cluster node seeds a stream taken over from another
 	// node with where it stood (clustering.beginStream).
-	seed      func(*store.Store, string) *store.Stream
+	seed func(*store.Store, string) *store.Stream
+	// follow, when set, is told of each publish once it has its place
+	// in the store, before the first frame is packaged: the recorder
+	// follows the store stream from there (it reads what the store
+	// holds, so it is not a stage).
+	follow    func(context.Context, *store.Stream)
 	segmenter *segmenter.Segmenter
 	stages    []stage
 	buffer    int
@@ -113,6 +119,7 @@ func newPipelines(ctx context.Context, c pipelineConfig) *pipelines {
 		ctx:       ctx,
 		store:     c.store,
 		seed:      c.seed,
+		follow:    c.follow,
 		segmenter: c.segmenter,
 		stages:    c.stages,
 		buffer:    c.buffer,
@@ -179,6 +186,9 @@ func (p *pipelines) start(ms *media.Stream) {
 func (p *pipelines) run(ctx context.Context, ms *media.Stream, sub *media.Subscription, runs []stageRun, log *slog.Logger) error {
 	pub := &publish{name: ms.Name(), dst: p.begin(ms.Name()), log: log}
 	log.Info("pipeline: started", "epoch", pub.dst.Epoch())
+	if p.follow != nil {
+		p.follow(p.ctx, pub.dst)
+	}
 	var opts segmenter.RunOptions
 	for _, r := range runs {
 		r.join(pub, &opts)

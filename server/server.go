@@ -42,10 +42,11 @@ type Server struct {
 	sec      *security // publish auth, playback tokens, CDN secret, admin token
 	registry *media.Registry
 	store    *store.Store
-	abr      *abr         // the ABR ladder; nil when transcoder.enabled is false
-	cl       *clustering  // the node's cluster part; nil when the cluster is off
-	relay    *relay.Relay // fetches other nodes' streams; nil when the cluster is off
-	pipes    *pipelines   // one per publish
+	abr      *abr           // the ABR ladder; nil when transcoder.enabled is false
+	cl       *clustering    // the node's cluster part; nil when the cluster is off
+	rec      *recordingPart // recording, DVR, VOD, posters; nil when record.enabled is false
+	relay    *relay.Relay   // fetches other nodes' streams; nil when the cluster is off
+	pipes    *pipelines     // one per publish
 	rtmp     *rtmp.Server
 	srt      *srt.Server
 	rtsp     *rtsp.Server
@@ -124,6 +125,9 @@ func (s *Server) build() (err error) {
 	if err := s.buildCluster(); err != nil {
 		return err
 	}
+	if s.rec, err = newRecordingPart(s.cfg, s.reg, s.log); err != nil {
+		return err
+	}
 	if err := s.buildPackaging(); err != nil {
 		return err
 	}
@@ -163,6 +167,10 @@ func (s *Server) Start() (err error) {
 	if err := s.cl.start(s.ctx); err != nil {
 		return err
 	}
+	if s.rec != nil && s.cl != nil {
+		s.rec.publish = s.cl.publishEvent
+	}
+	s.rec.start(s.ctx, s.store)
 	if err := s.origin.Start(); err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
@@ -295,6 +303,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.cancel()
 	s.pipes.join()
+	s.rec.wait()
 	s.wg.Wait()
 	return errors.Join(errs...)
 }

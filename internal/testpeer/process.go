@@ -54,6 +54,17 @@ func (p *Process) Wait(t testing.TB, timeout time.Duration) error {
 	}
 }
 
+// Exited reports, without waiting, whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
 // PublishRTMP starts ffmpeg publishing, in real time for dur, a 640x360
 // testsrc2 at 30 fps as H.264 (ultrafast, zerolatency, 800 kb/s, a key
 // frame every gop frames) and a 440 Hz sine as AAC (96 kb/s) to the RTMP

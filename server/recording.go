@@ -1,0 +1,404 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headwater-live/headwater/cluster"
+	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/eventhook"
+	"github.com/headwater-live/headwater/media"
+	"github.com/headwater-live/headwater/metrics"
+	"github.com/headwater-live/headwater/objstore"
+	"github.com/headwater-live/headwater/objstore/local"
+	"github.com/headwater-live/headwater/objstore/s3"
+	"github.com/headwater-live/headwater/recording"
+	"github.com/headwater-live/headwater/spool"
+	"github.com/headwater-live/headwater/store"
+	"github.com/headwater-live/headwater/thumbnail"
+)
+
+// recordingPart is the node's recording (record.enabled): the storage
+// backend and the spool in front of it, the recorder following every
+// recorded publish, and the jobs its events trigger: sprites for each
+// session ready, retention. It also makes the live posters and delivers
+// events to events.webhook. Nil when recording is off.
+type recordingPart struct {
+	cfg       config.RecordConfig
+	backend   objstore.Backend
+	spool     *spool.Spool
+	rec       *recording.Recorder
+	thumbs    *thumbnail.Maker
+	posters   *posterLoop
+	hook      *eventhook.Hook // nil without events.webhook
+	retention []recording.RetentionRule
+	publish   func(kind string, v any) // cluster events; nil without a cluster
+	log       *slog.Logger
+
+	jobs       chan recording.Summary // sessions ready for their sprite job
+	retentionC chan struct{}          // a retention run is due (a session was stored)
+	jobFails   *prometheus.CounterVec
+	wg         sync.WaitGroup
+}
+
+// newRecordingPart builds the recording part when record.enabled: it checks
+// the backend (a directory that cannot be written, a missing bucket or
+// refused credentials stop the start with the reason) and opens the spool,
+// which resumes whatever a previous run left in it.
+func newRecordingPart(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*recordingPart, error) {
+	rc := cfg.Record
+	if !rc.Enabled {
+		return nil, nil
+	}
+	log = log.With("component", "recording")
+	backend, spoolDir, err := recordBackend(rc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := backend.Check(ctx); err != nil {
+		return nil, fmt.Errorf("record: %s: %w", backend, err)
+	}
+	p := &recordingPart{
+		cfg:        rc,
+		backend:    backend,
+		log:        log,
+		jobs:       make(chan recording.Summary, 64),
+		retentionC: make(chan struct{}, 1),
+		jobFails: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headwater_record_jobs_total",
+			Help: "Recording jobs run, by job (sprites, retention) and result (ok, error).",
+		}, []string{"job", "result"})),
+	}
+	p.spool, err = spool.Open(spool.Config{
+		Dir:      spoolDir,
+		MaxBytes: int64(rc.SpoolMaxBytes),
+		OnStored: p.stored,
+	}, backend, log.With("component", "spool"), reg)
+	if err != nil {
+		return nil, fmt.Errorf("record.spool_dir: %w", err)
+	}
+	rules, err := config.ParseRetention(rc.Retention)
+	if err != nil {
+		return nil, fmt.Errorf("record.retention: %w", err)
+	}
+	for _, r := range rules {
+		p.retention = append(p.retention, recording.RetentionRule{Prefix: r.Prefix, MaxAge: r.MaxAge, MaxBytes: r.MaxBytes})
+	}
+	if p.thumbs, err = thumbnail.New(thumbnail.Config{FFmpeg: cfg.Transcoder.FFmpeg}); err != nil {
+		return nil, fmt.Errorf("record: thumbnails: %w", err)
+	}
+	if cfg.Events.Webhook != "" {
+		var secret []byte
+		if f := cfg.Events.WebhookSecretFile; f != "" {
+			if secret, err = os.ReadFile(f); err != nil {
+				return nil, fmt.Errorf("events.webhook_secret_file: %w", err)
+			}
+		}
+		p.hook = eventhook.New(eventhook.Config{URL: cfg.Events.Webhook, Secret: secret,
+			Timeout: cfg.Events.WebhookTimeout.Duration()}, log.With("component", "events-webhook"), reg)
+	}
+	p.rec, err = recording.New(recording.Config{
+		Writer:     p.spool,
+		Backend:    backend,
+		Rules:      recording.Rules{Include: rc.Prefixes, Exclude: rc.Exclude},
+		Node:       recordNode(cfg),
+		DVRWindow:  cfg.DVR.Window.Duration(),
+		Notify:     p.event,
+		Log:        log,
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if d := rc.PosterInterval.Duration(); d > 0 {
+		p.posters = newPosterLoop(p.thumbs, d, log)
+	}
+	return p, nil
+}
+
+// recordBackend builds the configured backend and names the spool directory.
+func recordBackend(rc config.RecordConfig) (objstore.Backend, string, error) {
+	switch rc.Backend {
+	case "s3":
+		b, err := s3.New(s3.Config{
+			Endpoint: rc.S3.Endpoint, Region: rc.S3.Region, Bucket: rc.S3.Bucket, Prefix: rc.S3.Prefix,
+			PathStyle: rc.S3.PathStyle, AccessKeyFile: rc.S3.AccessKeyFile, SecretKeyFile: rc.S3.SecretKeyFile,
+			ServerSideEncryption: rc.S3.SSE, KMSKeyID: rc.S3.KMSKeyID,
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("record.s3: %w", err)
+		}
+		dir := rc.SpoolDir
+		if dir == "" {
+			dir = "./recordings-spool"
+		}
+		return b, dir, nil
+	default:
+		b, err := local.New(rc.Dir)
+		if err != nil {
+			return nil, "", fmt.Errorf("record.dir: %w", err)
+		}
+		dir := rc.SpoolDir
+		if dir == "" {
+			dir = filepath.Join(rc.Dir, ".spool")
+		}
+		return b, dir, nil
+	}
+}
+
+// recordNode is the node id written into sessions: cluster.node_id, else
+// the host name. It must stay the same across restarts for interrupted
+// sessions to be found (recording.Recorder.Recover).
+func recordNode(cfg *config.Config) string {
+	if cfg.Cluster.NodeID != "" {
+		return cfg.Cluster.NodeID
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "local"
+}
+
+// start runs the spool's uploads, the jobs, the posters and the webhook
+// until ctx ends, and finds the sessions a previous run left unfinished.
+func (p *recordingPart) start(ctx context.Context, st *store.Store) {
+	if p == nil {
+		return
+	}
+	run := func(f func()) {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			f()
+		}()
+	}
+	run(func() { p.spool.Run(ctx) })
+	if p.hook != nil {
+		run(func() { p.hook.Run(ctx) })
+	}
+	run(func() { p.runJobs(ctx, st) })
+	if p.posters != nil {
+		run(func() { p.posters.run(ctx, st) })
+	}
+	if err := p.rec.Recover(ctx); err != nil {
+		p.log.Error("recording: cannot look for unfinished sessions", "error", err)
+	}
+}
+
+// wait waits for every goroutine of the part; ctx has ended.
+func (p *recordingPart) wait() {
+	if p == nil {
+		return
+	}
+	p.rec.Wait()
+	p.wg.Wait()
+}
+
+// follow records a publish that has begun in the store.
+func (p *recordingPart) follow(ctx context.Context, st *store.Stream) {
+	if p == nil || !p.rec.Records(st.Name()) {
+		return
+	}
+	p.rec.Follow(ctx, st, st.Epoch())
+}
+
+// health reports the spool's uploads for /readyz.
+func (p *recordingPart) health() (bool, string) {
+	if p == nil {
+		return true, ""
+	}
+	if err := p.spool.Healthy(); err != nil {
+		return false, "recording storage: " + err.Error()
+	}
+	return true, ""
+}
+
+// event handles a recording event: it goes to the webhook and the
+// cluster, and a ready session gets its sprite job.
+func (p *recordingPart) event(e recording.Event) {
+	payload := e.Payload()
+	if p.hook != nil {
+		p.hook.Send(e.Kind, payload)
+	}
+	if p.publish != nil {
+		kind := map[string]string{
+			recording.EventStarted: cluster.KindRecordingStarted,
+			recording.EventReady:   cluster.KindRecordingReady,
+			recording.EventFailed:  cluster.KindRecordingFailed,
+			recording.EventDeleted: cluster.KindRecordingDeleted,
+		}[e.Kind]
+		p.publish(kind, payload)
+	}
+	if e.Kind == recording.EventReady {
+		select {
+		case p.jobs <- e.Summary:
+		default:
+			p.log.Warn("recording: sprite jobs queue full; thumbnails skipped", "stream", e.Summary.Stream, "recording", e.Summary.Session)
+			p.jobFails.WithLabelValues("sprites", "error").Inc()
+		}
+	}
+}
+
+// stored is the spool's OnStored: a stored session summary makes a
+// retention run due.
+func (p *recordingPart) stored(key string, _ int64) {
+	if len(p.retention) == 0 || filepath.Ext(key) != ".json" {
+		return
+	}
+	select {
+	case p.retentionC <- struct{}{}:
+	default:
+	}
+}
+
+// runJobs runs the sprite jobs and retention, one at a time, until ctx
+// ends. Both are idempotent: a sprite job finding thumbnails.vtt stored
+// does nothing; retention deletes only what its rules say must go.
+func (p *recordingPart) runJobs(ctx context.Context, st *store.Store) {
+	every := p.cfg.RetentionInterval.Duration()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	sweep := time.NewTicker(10 * time.Second)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sum := <-p.jobs:
+			p.spriteJob(ctx, sum)
+		case <-p.retentionC:
+			p.retentionJob(ctx)
+		case <-t.C:
+			p.retentionJob(ctx)
+		case <-sweep.C:
+			p.rec.Sweep(st)
+		}
+	}
+}
+
+func (p *recordingPart) retentionJob(ctx context.Context) {
+	if len(p.retention) == 0 {
+		return
+	}
+	if _, err := p.rec.ApplyRetention(ctx, p.retention, time.Now()); err != nil {
+		if ctx.Err() == nil {
+			p.jobFails.WithLabelValues("retention", "error").Inc()
+			p.log.Error("recording: retention", "error", err)
+		}
+		return
+	}
+	p.jobFails.WithLabelValues("retention", "ok").Inc()
+}
+
+// spriteJob makes a ready session's sprite sheets and thumbnails.vtt from
+// its first video rendition, retried a few times.
+func (p *recordingPart) spriteJob(ctx context.Context, sum recording.Summary) {
+	interval := p.cfg.SpriteInterval.Duration()
+	if interval <= 0 {
+		return
+	}
+	log := p.log.With("stream", sum.Stream, "recording", sum.Session)
+	vtt := recording.MediaPrefix(sum.Stream, sum.Session) + "thumbnails.vtt"
+	if _, err := p.backend.Stat(ctx, vtt); err == nil {
+		return // done before (a retried event)
+	}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = p.sprites(ctx, sum, interval); err == nil || ctx.Err() != nil {
+			break
+		}
+		log.Warn("recording: sprites failed, retrying", "attempt", attempt+1, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt+1) * 2 * time.Second):
+		}
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			p.jobFails.WithLabelValues("sprites", "error").Inc()
+			log.Error("recording: no sprites", "error", err)
+		}
+		return
+	}
+	p.jobFails.WithLabelValues("sprites", "ok").Inc()
+}
+
+func (p *recordingPart) sprites(ctx context.Context, sum recording.Summary, interval time.Duration) error {
+	sess, err := p.rec.Session(ctx, sum.Stream, sum.Session)
+	if err != nil {
+		return err
+	}
+	var video *recording.Rendition
+	for i := range sess.Renditions {
+		if sess.Renditions[i].Snap.Info.Kind == media.KindVideo {
+			video = &sess.Renditions[i]
+			break
+		}
+	}
+	if video == nil {
+		return nil // audio only: nothing to show
+	}
+	var total time.Duration
+	var objects []string
+	initSeen := ""
+	for _, seg := range video.Snap.Segments {
+		if seg.Gap {
+			continue
+		}
+		if seg.InitName != initSeen {
+			objects = append(objects, video.Name+"/"+seg.InitName)
+			initSeen = seg.InitName
+		}
+		objects = append(objects, video.Name+"/"+recording.SegmentObject(seg.MSN))
+		total += seg.Duration
+	}
+	if total <= 0 {
+		return nil
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(p.copyObjects(ctx, sum, objects, pw))
+	}()
+	set, err := p.thumbs.Sprites(ctx, pr, thumbnail.SpriteOptions{Duration: total, Interval: interval})
+	_ = pr.CloseWithError(errors.New("sprites: done"))
+	if err != nil {
+		return err
+	}
+	prefix := recording.MediaPrefix(sum.Stream, sum.Session)
+	for i, sheet := range set.Sheets {
+		if err := p.spool.Add(prefix+"thumbs/sprite-"+strconv.Itoa(i)+".jpg", sheet, "image/jpeg"); err != nil {
+			return err
+		}
+	}
+	vtt := set.VTT(func(i int) string { return "thumbs/sprite-" + strconv.Itoa(i) + ".jpg" })
+	return p.spool.Add(prefix+"thumbnails.vtt", vtt, "text/vtt")
+}
+
+// copyObjects writes a session's objects back to back into w (init and
+// segments: a fragmented MP4 stream).
+func (p *recordingPart) copyObjects(ctx context.Context, sum recording.Summary, objects []string, w io.Writer) error {
+	for _, o := range objects {
+		rc, err := p.rec.OpenMedia(ctx, sum.Stream, sum.Session, o)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(w, rc)
+		_ = rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -3,8 +3,8 @@ package origin
 import (
 	"bytes"
 	"context"
-	"hash/fnv"
 	"errors"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"

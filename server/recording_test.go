@@ -311,4 +311,3 @@ func TestRecordingVOD(t *testing.T) {
 		t.Errorf("deleted sessions metric %v", n)
 	}
 }
-

@@ -34,7 +34,7 @@ var backendKinds = []backendKind{
 	{"s3", func(t *testing.T) objstore.Backend { return newS3(t, s3test.Start(t)) }},
 }
 
-func newLocal(t *testing.T) *local.Backend {
+func newLocal(t testing.TB) *local.Backend {
 	t.Helper()
 	b, err := local.New(filepath.Join(t.TempDir(), "rec"))
 	if err != nil {
@@ -46,7 +46,7 @@ func newLocal(t *testing.T) *local.Backend {
 	return b
 }
 
-func newS3(t *testing.T, srv *s3test.Server) *s3.Backend {
+func newS3(t testing.TB, srv *s3test.Server) *s3.Backend {
 	t.Helper()
 	b, err := s3.New(s3Config(t, srv))
 	if err != nil {
@@ -59,7 +59,7 @@ func newS3(t *testing.T, srv *s3test.Server) *s3.Backend {
 	return b
 }
 
-func s3Config(t *testing.T, srv *s3test.Server) s3.Config {
+func s3Config(t testing.TB, srv *s3test.Server) s3.Config {
 	t.Helper()
 	dir := t.TempDir()
 	a, k := filepath.Join(dir, "access"), filepath.Join(dir, "secret")
@@ -71,7 +71,7 @@ func s3Config(t *testing.T, srv *s3test.Server) s3.Config {
 // harness is a spool under test with what it logs, its metrics and the
 // keys it reported stored.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	s       *Spool
 	backend objstore.Backend
 	reg     *prometheus.Registry
@@ -83,7 +83,7 @@ type harness struct {
 
 // openSpool opens a spool on dir (a new one when "") with cfg's other
 // fields, storing into backend. It is closed when the test ends.
-func openSpool(t *testing.T, dir string, cfg Config, backend objstore.Backend) *harness {
+func openSpool(t testing.TB, dir string, cfg Config, backend objstore.Backend) *harness {
 	t.Helper()
 	if dir == "" {
 		dir = filepath.Join(t.TempDir(), "spool")

@@ -24,7 +24,7 @@ import (
 	"github.com/headwater-live/headwater/objstore/s3"
 )
 
-func writeFile(t *testing.T, path, data string) {
+func writeFile(t testing.TB, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)

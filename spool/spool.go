@@ -453,12 +453,12 @@ func (s *Spool) Flush(ctx context.Context, prefix string) error {
 }
 
 // Healthy returns nil unless uploads have been failing, with no success,
-// for longer than UnhealthyAfter; then an error naming the backend, for
-// how long, and the last upload error.
+// for longer than UnhealthyAfter and there are entries waiting; then an
+// error naming the backend, for how long, and the last upload error.
 func (s *Spool) Healthy() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failingSince.IsZero() {
+	if s.failingSince.IsZero() || s.queue.Len() == 0 {
 		return nil
 	}
 	if d := time.Since(s.failingSince); d > s.cfg.UnhealthyAfter {

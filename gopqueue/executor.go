@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,17 @@ type ExecutorConfig struct {
 	// connection's max payload less 4 KiB, is held by the executor and
 	// served to the worker that takes the job (a claim check).
 	InlineMax int
+	// InputListen, when set, is the TCP address ("host:port"; port 0
+	// picks one) on which the executor serves its held inputs over plain
+	// HTTP directly to workers, the job message carrying the input's URL
+	// and a per-job token; workers that cannot reach it ask over NATS. A
+	// listener that cannot be opened is logged and inputs go over NATS.
+	// "": over NATS only. DirectInputs derives it from the node's origin
+	// URL.
+	InputListen string
+	// InputHost is the host workers reach InputListen at; by default the
+	// listener's own, which must then not be unspecified (0.0.0.0, ::).
+	InputHost string
 	// Backlog bounds the jobs submitted and not yet published
 	// (DefaultBacklog); past it a job is rejected (its GOP a gap).
 	Backlog int
@@ -89,8 +101,12 @@ type Executor struct {
 	inst string // this executor's incarnation, part of every job key
 	seq  atomic.Uint64
 
-	sub    *nats.Subscription // results
-	insub  *nats.Subscription // input requests
+	sub   *nats.Subscription // results
+	insub *nats.Subscription // input requests
+
+	inputSrv  *http.Server // direct input transfer (InputListen), or nil
+	inputBase string       // its URL prefix, "" without
+
 	pubq   chan *pending
 	ackq   chan pubAck
 	cleanq chan string // keys of jobs whose message may still be queued
@@ -108,6 +124,7 @@ type Executor struct {
 type pending struct {
 	key   string
 	job   *transcoder.Job
+	token string      // of the direct input transfer, "" without
 	timer *time.Timer // set under Executor.mu
 	stop  func() bool // ends the Ctx watch; set under Executor.mu
 
@@ -177,6 +194,12 @@ func NewExecutor(nc *nats.Conn, js jetstream.JetStream, cfg ExecutorConfig, log 
 		return nil, fmt.Errorf("gopqueue: subscribing to input requests: %w", err)
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	if cfg.InputListen != "" {
+		// An optimization: without it, inputs go over NATS.
+		if err := e.listenInputs(); err != nil {
+			e.log.Warn("gopqueue: no direct input transfer; workers get held inputs over NATS", "error", err)
+		}
+	}
 	e.wg.Add(3)
 	go e.publisher()
 	go e.acks()
@@ -218,6 +241,9 @@ func (e *Executor) Close() {
 		e.closed.Store(true)
 		_ = e.sub.Unsubscribe()
 		_ = e.insub.Unsubscribe()
+		if e.inputSrv != nil {
+			_ = e.inputSrv.Close()
+		}
 		e.cancel()
 		e.wg.Wait()
 		e.mu.Lock()
@@ -241,6 +267,9 @@ func (e *Executor) Submit(j *transcoder.Job) {
 	}
 	p := &pending{key: e.inst + "-" + strconv.FormatUint(e.seq.Add(1), 10), job: j,
 		parts: make([]part, len(j.Renditions))}
+	if e.inputBase != "" && len(j.Input) > e.cfg.InlineMax {
+		p.token = incarnation() + incarnation()
+	}
 	switch {
 	case e.closed.Load():
 		e.complete(p, e.shedAll(p, transcoder.OutcomeShed, "canceled", nil), outcomeCanceled)
@@ -308,6 +337,9 @@ func (e *Executor) publish(p *pending) {
 	}
 	if meta.Held && err == nil {
 		e.m.held.Inc()
+		if p.token != "" {
+			meta.InputURL, meta.Token = e.inputBase+p.key, p.token
+		}
 		body, err = encodeJob(meta, nil)
 	}
 	var f jetstream.PubAckFuture
@@ -466,8 +498,27 @@ func (e *Executor) complete(p *pending, res *transcoder.Result, outcome string) 
 	return true
 }
 
+// held returns the input of a job pending here and its direct transfer
+// token, or nil when the job is not pending (never modified after
+// Submit, the input is read without a lock).
+func (e *Executor) held(key string) ([]byte, string) {
+	e.mu.Lock()
+	p := e.jobs[key]
+	e.mu.Unlock()
+	if p == nil {
+		return nil, ""
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return nil, ""
+	}
+	return p.job.Input, p.token
+}
+
 // incarnation is a random token naming one Executor's life: job keys of
-// a node restarted with the same id never collide with its old ones.
+// a node restarted with the same id never collide with its old ones. Two
+// make a direct input transfer's token.
 func incarnation() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])

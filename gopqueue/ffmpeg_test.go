@@ -167,20 +167,33 @@ func TestFFmpegGOPOverTheQueue(t *testing.T) {
 //	go test -run '^$' -bench FirstFrame -benchtime 30x ./gopqueue/
 func BenchmarkFirstFrame(b *testing.B) {
 	g := bigGOP(b)
-	b.Run("ffmpeg", func(b *testing.B) {
-		benchFirstFrame(b, g, ffmpegPool(b), 150*time.Millisecond) // the replacement ffmpeg warms up
-	})
-	b.Run("transport", func(b *testing.B) {
-		benchFirstFrame(b, g, startPool(b, transcoder.PoolConfig{Size: 1, Runner: &fakeRunner{frames: 1}}), 20*time.Millisecond)
-	})
+	ways := []struct {
+		name string
+		cfg  ExecutorConfig
+	}{
+		{"direct", directCfg("")},
+		{"nats", ExecutorConfig{}},
+	}
+	for _, w := range ways {
+		b.Run("ffmpeg/"+w.name, func(b *testing.B) {
+			benchFirstFrame(b, g, w.cfg, ffmpegPool(b), 150*time.Millisecond) // the replacement ffmpeg warms up
+		})
+	}
+	for _, w := range ways {
+		b.Run("transport/"+w.name, func(b *testing.B) {
+			benchFirstFrame(b, g, w.cfg, startPool(b, transcoder.PoolConfig{Size: 1, Runner: &fakeRunner{frames: 1}}), 20*time.Millisecond)
+		})
+	}
 }
 
 // benchFirstFrame runs b.N GOPs on pool directly and b.N through the
-// queue to a worker on the same pool, alternating, gap apart.
-func benchFirstFrame(b *testing.B, g *gop, pool *transcoder.Pool, gap time.Duration) {
+// queue (an executor configured as cfg) to a worker on the same pool,
+// alternating, gap apart.
+func benchFirstFrame(b *testing.B, g *gop, cfg ExecutorConfig, pool *transcoder.Pool, gap time.Duration) {
 	url := natsServer(b)
 	nc, js := connect(b, url)
-	e := newExecutor(b, nc, js, "owner", nil)
+	cfg.Node, cfg.PollInterval = "owner", -1
+	e := newExecutorCfg(b, nc, js, cfg, nil)
 	wnc, wjs := connect(b, url)
 	runWorker(b, wnc, wjs, pool, WorkerConfig{}, nil)
 

@@ -4,7 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,90 +89,209 @@ func TestRemoteJobsStreamInOrder(t *testing.T) {
 // TestLargeInputStaysWithOwner: an input above the inline limit (here
 // above the connection's max payload too) is not published: the job
 // message is the metadata only, and the worker gets the input from the
-// owner in chunks and runs it whole.
+// owner, directly from its listener or, without one, over NATS in chunks,
+// and runs it whole.
 func TestLargeInputStaysWithOwner(t *testing.T) {
+	for _, via := range []string{"direct", "nats"} {
+		t.Run(via, func(t *testing.T) {
+			leakCheck(t)
+			url := natsServer(t)
+			reg := prometheus.NewRegistry()
+			nc, js := connect(t, url)
+			cfg := ExecutorConfig{Node: "owner", ChunkSize: 300 << 10}
+			if via == "direct" {
+				cfg = directCfg("owner")
+			}
+			e := newExecutorCfg(t, nc, js, cfg, reg)
+			wnc, wjs := connect(t, url)
+			var got []byte
+			var stored uint64
+			run := &fakeRunner{frames: 2, hold: func(_ context.Context, j *transcoder.Job, k int) error {
+				if k == 0 {
+					got = bytes.Clone(j.Input)
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					defer cancel()
+					if st, err := js.Stream(ctx, StreamName); err == nil {
+						stored = st.CachedInfo().State.Bytes
+					}
+				}
+				return nil
+			}}
+			pool := startPool(t, transcoder.PoolConfig{Size: 1, Runner: run})
+			runWorker(t, wnc, wjs, pool, WorkerConfig{}, reg)
+
+			for i := range 2 { // the second reuses the first's buffer
+				rec := newRecord()
+				j := rec.attach(fakeJob("live/big", 1_600_000-i*1000, 10*time.Second))
+				if int64(len(j.Input)) <= nc.MaxPayload() {
+					t.Fatalf("input of %d bytes fits in one message (max payload %d)", len(j.Input), nc.MaxPayload())
+				}
+				e.Submit(j)
+				res := rec.wait(t, 10*time.Second)
+				wantFakeFrames(t, j, res, rec.check(t), 2)
+				if !bytes.Equal(got, j.Input) {
+					t.Fatalf("job %d: worker got %d bytes, want the %d submitted", i, len(got), len(j.Input))
+				}
+				if stored > 16<<10 {
+					t.Errorf("job %d: the stream held %d bytes while the job ran: the input was stored", i, stored)
+				}
+			}
+			for _, m := range []struct {
+				name   string
+				labels []string
+				want   float64
+			}{
+				{"headwater_gopqueue_jobs_input_held_total", nil, 2},
+				{"headwater_gopqueue_input_requests_total", []string{"via", via, "result", "served"}, 2},
+				{"headwater_gopqueue_input_requests_total", nil, 2},
+			} {
+				if v := testpeer.MetricSum(t, reg, m.name, m.labels...); v != m.want {
+					t.Errorf("%s%v = %v, want %v", m.name, m.labels, v, m.want)
+				}
+			}
+			if n := histogramCount(t, reg, "headwater_gopqueue_input_fetch_seconds"); n != 2 {
+				t.Errorf("input_fetch_seconds count = %d, want 2", n)
+			}
+		})
+	}
+}
+
+// TestDirectInputFallsBackToNATS: a worker that cannot reach the owner's
+// input listener gets the input over NATS, and does not try the listener
+// again for the next job.
+func TestDirectInputFallsBackToNATS(t *testing.T) {
 	leakCheck(t)
 	url := natsServer(t)
 	reg := prometheus.NewRegistry()
 	nc, js := connect(t, url)
-	e, err := NewExecutor(nc, js, ExecutorConfig{Node: "owner", ChunkSize: 300 << 10, PollInterval: -1}, nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	wnc, wjs := connect(t, url)
-	var got []byte
-	var stored uint64
-	run := &fakeRunner{frames: 2, hold: func(_ context.Context, j *transcoder.Job, k int) error {
-		if k == 0 {
-			got = j.Input
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			if st, err := js.Stream(ctx, StreamName); err == nil {
-				stored = st.CachedInfo().State.Bytes
-			}
-		}
+	cfg := directCfg("owner")
+	cfg.InputHost = "127.0.0.2" // the listener is on 127.0.0.1 only: refused
+	e := newExecutorCfg(t, nc, js, cfg, reg)
+	var got [][]byte
+	run := &fakeRunner{frames: 1, hold: func(_ context.Context, j *transcoder.Job, _ int) error {
+		got = append(got, bytes.Clone(j.Input))
 		return nil
 	}}
 	pool := startPool(t, transcoder.PoolConfig{Size: 1, Runner: run})
+	wnc, wjs := connect(t, url)
 	runWorker(t, wnc, wjs, pool, WorkerConfig{}, reg)
-
-	rec := newRecord()
-	j := rec.attach(fakeJob("live/big", 1_600_000, 10*time.Second))
-	if int64(len(j.Input)) <= nc.MaxPayload() {
-		t.Fatalf("input of %d bytes fits in one message (max payload %d)", len(j.Input), nc.MaxPayload())
-	}
-	e.Submit(j)
-	res := rec.wait(t, 10*time.Second)
-	wantFakeFrames(t, j, res, rec.check(t), 2)
-	if !bytes.Equal(got, j.Input) {
-		t.Fatalf("worker got %d bytes, want the %d submitted", len(got), len(j.Input))
-	}
-	if stored > 16<<10 {
-		t.Errorf("the stream held %d bytes while the job ran: the input was stored", stored)
-	}
-	for _, m := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
-		{"headwater_gopqueue_jobs_input_held_total", nil, 1},
-		{"headwater_gopqueue_input_requests_total", []string{"result", "served"}, 1},
-	} {
-		if v := testpeer.MetricSum(t, reg, m.name, m.labels...); v != m.want {
-			t.Errorf("%s%v = %v, want %v", m.name, m.labels, v, m.want)
+	for i := range 2 {
+		rec := newRecord()
+		j := rec.attach(fakeJob("live/fallback", 200_000+i, 10*time.Second))
+		e.Submit(j)
+		wantFakeFrames(t, j, rec.wait(t, 10*time.Second), rec.check(t), 1)
+		if !bytes.Equal(got[i], j.Input) {
+			t.Fatalf("job %d: worker got %d bytes, want the %d submitted", i, len(got[i]), len(j.Input))
 		}
 	}
-	if n := histogramCount(t, reg, "headwater_gopqueue_input_fetch_seconds"); n != 1 {
-		t.Errorf("input_fetch_seconds count = %d, want 1", n)
+	if v := testpeer.MetricSum(t, reg, "headwater_gopqueue_input_requests_total", "via", "nats", "result", "served"); v != 2 {
+		t.Errorf("inputs served over NATS: %v, want 2", v)
 	}
+	if v := testpeer.MetricSum(t, reg, "headwater_gopqueue_input_requests_total", "via", "direct"); v != 0 {
+		t.Errorf("inputs served directly: %v, want 0", v)
+	}
+}
+
+// TestDirectInputNeedsToken: the owner's listener serves a pending job's
+// input only with the job's token, answers 410 for a job it does not have
+// and 404 elsewhere.
+func TestDirectInputNeedsToken(t *testing.T) {
+	leakCheck(t)
+	url := natsServer(t)
+	nc, js := connect(t, url)
+	e := newExecutorCfg(t, nc, js, directCfg("owner"), nil)
+	rec := newRecord()
+	j := rec.attach(fakeJob("live/token", 100_000, 30*time.Second))
+	e.Submit(j)
+	var key, token string
+	testpeer.WaitFor(t, 5*time.Second, "the job pending", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for k, p := range e.jobs {
+			key, token = k, p.token
+		}
+		return key != ""
+	})
+	client := &http.Client{}
+	t.Cleanup(client.CloseIdleConnections)
+	get := func(path, token string) (int, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(hdrToken, token)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, b
+	}
+	if len(token) != 32 {
+		t.Fatalf("token %q, want 128 random bits in hex", token)
+	}
+	if code, b := get(e.inputBase+key, token); code != http.StatusOK || !bytes.Equal(b, j.Input) {
+		t.Errorf("with the token: %d, %d bytes; want 200 and the input", code, len(b))
+	}
+	for _, c := range []struct {
+		path, token string
+		want        int
+	}{
+		{e.inputBase + key, "", http.StatusForbidden},
+		{e.inputBase + key, token[:31] + "x", http.StatusForbidden},
+		{e.inputBase + key + "0", token, http.StatusGone},
+		{strings.TrimSuffix(e.inputBase, "/"), token, http.StatusNotFound},
+	} {
+		if code, _ := get(c.path, c.token); code != c.want {
+			t.Errorf("GET %s with token %q: %d, want %d", c.path, c.token, code, c.want)
+		}
+	}
+	e.Close()
+	rec.wait(t, time.Second)
+	rec.check(t)
 }
 
 // TestHeldInputOwnerGone: a worker taking a job whose input is held by an
 // owner that no longer has the job (it finished it, or another
 // incarnation of the node) or by no owner at all (it died) does not run
-// it: it terms the message and counts it as not started "owner_gone",
-// with no result sent.
+// it, whether it asks over NATS or the owner's listener: it terms the
+// message and counts it as not started "owner_gone", with no result sent.
 func TestHeldInputOwnerGone(t *testing.T) {
 	leakCheck(t)
 	url := natsServer(t)
 	reg := prometheus.NewRegistry()
 	nc, js := connect(t, url)
-	newExecutor(t, nc, js, "owner", nil) // alive, without these jobs
+	e := newExecutorCfg(t, nc, js, directCfg("owner"), nil) // alive, without these jobs
 	results, err := nc.SubscribeSync(ResultSubjectPrefix + ".>")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, node := range []string{"owner", "dead"} {
+	dead := "http://" + testpeer.FreeAddr(t) + inputPath // nothing listens
+	for i, c := range []struct{ node, inputURL string }{
+		{"owner", ""},
+		{"dead", ""},
+		{"owner", e.inputBase}, // 410 from the owner
+		{"dead", dead},         // refused, then no responders on NATS
+	} {
+		key := "k" + strconv.Itoa(i)
 		j := fakeJob("live/gone", 0, 10*time.Second)
-		body, err := encodeJob(&jobMeta{V: wireVersion, Key: "k1", Node: node, Reply: resultSubject(node, "k1"), Job: *j,
-			InputSize: 200_000, Held: true}, nil)
+		meta := &jobMeta{V: wireVersion, Key: key, Node: c.node, Reply: resultSubject(c.node, key), Job: *j,
+			InputSize: 200_000, Held: true}
+		if c.inputURL != "" {
+			meta.InputURL, meta.Token = c.inputURL+key, "t"
+		}
+		body, err := encodeJob(meta, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := js.Publish(ctx, jobSubject(node, "k1"), body); err != nil {
+		if _, err := js.Publish(ctx, jobSubject(c.node, key), body); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -176,7 +300,7 @@ func TestHeldInputOwnerGone(t *testing.T) {
 	wnc, wjs := connect(t, url)
 	runWorker(t, wnc, wjs, pool, WorkerConfig{}, reg)
 
-	testpeer.WaitMetric(t, reg, 2, 5*time.Second, "headwater_gopqueue_jobs_not_started_total", "reason", "owner_gone")
+	testpeer.WaitMetric(t, reg, 4, 5*time.Second, "headwater_gopqueue_jobs_not_started_total", "reason", "owner_gone")
 	testpeer.WaitFor(t, 5*time.Second, "the jobs gone from the queue", func() bool {
 		ci := consumerInfo(t, js)
 		return ci.NumPending == 0 && ci.NumAckPending == 0
@@ -195,12 +319,35 @@ func TestHeldInputOwnerGone(t *testing.T) {
 	}
 }
 
-// TestHeldInputAskedAgain: an owner's answer that loses a chunk (core
-// NATS loses messages across a reconnect) is completed by asking again
-// after InputWait; chunks received twice are taken once.
+// TestHeldInputAskedAgain: an owner's listener that accepts and never
+// answers (a connection that died silently) is given up after InputWait
+// for NATS; an answer over NATS that loses a chunk (core NATS loses
+// messages across a reconnect) is completed by asking again after
+// InputWait; chunks received twice are taken once.
 func TestHeldInputAskedAgain(t *testing.T) {
 	leakCheck(t)
 	url := natsServer(t)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns sync.WaitGroup
+	conns.Add(1)
+	go func() {
+		defer conns.Done()
+		var open []net.Conn
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				for _, c := range open {
+					_ = c.Close()
+				}
+				return
+			}
+			open = append(open, c)
+		}
+	}()
+	t.Cleanup(func() { _ = silent.Close(); conns.Wait() })
 	nc, js := connect(t, url)
 	in := fakeJob("live/again", 200_000, 0).Input
 	const chunk = 64 << 10
@@ -235,7 +382,7 @@ func TestHeldInputAskedAgain(t *testing.T) {
 	}
 	j := fakeJob("live/again", 0, 10*time.Second)
 	body, err := encodeJob(&jobMeta{V: wireVersion, Key: "k1", Node: "fake", Reply: resultSubject("fake", "k1"), Job: *j,
-		InputSize: len(in), Held: true}, nil)
+		InputSize: len(in), Held: true, InputURL: "http://" + silent.Addr().String() + inputPath + "k1", Token: "t"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +454,7 @@ func TestKilledWorkerJobIsRedelivered(t *testing.T) {
 	url := natsServer(t)
 	reg := prometheus.NewRegistry()
 	nc, js := connect(t, url)
-	e := newExecutor(t, nc, js, "owner", reg)
+	e := newExecutorCfg(t, nc, js, directCfg("owner"), reg)
 
 	// Worker A: streams two frames, then hangs.
 	anc, ajs := connect(t, url)
@@ -323,7 +470,8 @@ func TestKilledWorkerJobIsRedelivered(t *testing.T) {
 	poolA := startPool(t, transcoder.PoolConfig{Size: 1, Runner: runA})
 	stopA := runWorker(t, anc, ajs, poolA, WorkerConfig{}, nil)
 
-	// A held input: the second worker gets it from the owner again.
+	// A held input, served directly: the second worker gets it from the
+	// owner again.
 	rec := newRecord()
 	j := rec.attach(fakeJob("live/a", 200_000, 15*time.Second))
 	e.Submit(j)

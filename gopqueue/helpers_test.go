@@ -178,12 +178,29 @@ func runWorker(t testing.TB, nc *nats.Conn, js jetstream.JetStream, pool JobPool
 
 func newExecutor(t testing.TB, nc *nats.Conn, js jetstream.JetStream, node string, reg prometheus.Registerer) *Executor {
 	t.Helper()
-	e, err := NewExecutor(nc, js, ExecutorConfig{Node: node, PollInterval: 100 * time.Millisecond}, nil, reg)
+	return newExecutorCfg(t, nc, js, ExecutorConfig{Node: node}, reg)
+}
+
+// newExecutorCfg is an executor configured as cfg, its consumer state
+// polled every 100 ms unless cfg says otherwise, closed at the end of the
+// test.
+func newExecutorCfg(t testing.TB, nc *nats.Conn, js jetstream.JetStream, cfg ExecutorConfig, reg prometheus.Registerer) *Executor {
+	t.Helper()
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	e, err := NewExecutor(nc, js, cfg, nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
 	return e
+}
+
+// directCfg is an owner's configuration serving held inputs directly on
+// loopback.
+func directCfg(node string) ExecutorConfig {
+	return ExecutorConfig{Node: node, InputListen: "127.0.0.1:0"}
 }
 
 // progressCall is one Progress call.

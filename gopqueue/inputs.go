@@ -29,26 +29,16 @@ func (e *Executor) onInput(msg *nats.Msg) {
 		e.log.Warn("gopqueue: bad input request", "job", key, "error", err)
 		return
 	}
-	e.mu.Lock()
-	p := e.jobs[key]
-	e.mu.Unlock()
-	var in []byte
-	if p != nil {
-		p.mu.Lock()
-		if !p.done {
-			in = p.job.Input // never modified after Submit
-		}
-		p.mu.Unlock()
-	}
+	in, _ := e.held(key)
 	if in == nil {
-		e.m.inputs.WithLabelValues("gone").Inc()
+		e.m.inputs.WithLabelValues("nats", "gone").Inc()
 		gone := &nats.Msg{Subject: msg.Reply, Header: nats.Header{hdrInput: []string{inputGone}}}
 		if err := e.nc.PublishMsg(gone); err != nil {
 			e.log.Debug("gopqueue: cannot answer an input request", "job", key, "error", err)
 		}
 		return
 	}
-	e.m.inputs.WithLabelValues("served").Inc()
+	e.m.inputs.WithLabelValues("nats", "served").Inc()
 	size := min(e.cfg.ChunkSize, limit)
 	for off := 0; off < len(in); off += size {
 		// The client copies the data into its write buffer: no copy here.
@@ -61,49 +51,72 @@ func (e *Executor) onInput(msg *nats.Msg) {
 	}
 }
 
-// fetchInput gets a held input from the job's owner: a request on the
-// job's input subject, answered by the input's chunks on this request's
-// own inbox, each copied at its offset into one buffer as it arrives. A
-// request not answered in full within InputWait is sent again (core NATS
-// may lose a message on a reconnect), up to inputTries requests and
-// until ctx ends. errOwnerGone: the owner said so or nobody answers.
+// fetchInput gets a held input from the job's owner: directly from the
+// owner's listener when the job names one and it answers, else over
+// NATS. errOwnerGone: the owner said so, or nobody answers on NATS.
 func (r *workerRun) fetchInput(ctx context.Context, meta *jobMeta) ([]byte, error) {
 	start := time.Now()
+	input := r.inputBuf(meta.InputSize)
+	err := errNotDirect
+	if meta.InputURL != "" {
+		err = r.direct.fetch(ctx, meta, input)
+		if errors.Is(err, errNotDirect) && ctx.Err() == nil {
+			r.log.Debug("gopqueue: direct input fetch failed, asking over NATS", "job", meta.Key, "error", err)
+		}
+	}
+	if errors.Is(err, errNotDirect) && ctx.Err() == nil {
+		err = r.fetchNATS(ctx, meta, input)
+	}
+	if err != nil {
+		r.recycle(input)
+		return nil, err
+	}
+	r.m.inputFetch.Observe(time.Since(start).Seconds())
+	return input, nil
+}
+
+// fetchNATS gets a held input from the job's owner over NATS: a request
+// on the job's input subject, answered by the input's chunks on this
+// request's own inbox, each copied at its offset into one buffer as it
+// arrives. A request not answered in full within InputWait is sent again
+// (core NATS may lose a message on a reconnect), up to inputTries
+// requests and until ctx ends. errOwnerGone: the owner said so or nobody
+// answers. input has the input's size; every byte of it is written.
+func (r *workerRun) fetchNATS(ctx context.Context, meta *jobMeta, input []byte) error {
 	inbox := r.nc.NewInbox()
 	sub, err := r.nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, fmt.Errorf("job %s: subscribing for its input: %w", meta.Key, err)
+		return fmt.Errorf("job %s: subscribing for its input: %w", meta.Key, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	// The chunks of one input are bounded by its size: no drop for them.
 	_ = sub.SetPendingLimits(-1, -1)
-	input := make([]byte, meta.InputSize)
 	seen := map[int]bool{} // offsets received (the owner cuts the same way every time)
 	got := 0
 	req := encodeInputRequest(int(r.nc.MaxPayload()) - 4096)
 	subj := inputSubject(meta.Node, meta.Key)
 	for try := 1; got < len(input); try++ {
 		if err := r.nc.PublishRequest(subj, inbox, req); err != nil {
-			return nil, fmt.Errorf("job %s: asking for its input: %w", meta.Key, err)
+			return fmt.Errorf("job %s: asking for its input: %w", meta.Key, err)
 		}
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.InputWait)
 		for got < len(input) {
 			m, err := sub.NextMsgWithContext(wctx)
 			if errors.Is(err, nats.ErrNoResponders) {
 				cancel()
-				return nil, fmt.Errorf("job %s: nobody serves its input: %w", meta.Key, errOwnerGone)
+				return fmt.Errorf("job %s: nobody serves its input: %w", meta.Key, errOwnerGone)
 			}
 			if err != nil {
 				break
 			}
 			if m.Header.Get(hdrInput) == inputGone {
 				cancel()
-				return nil, fmt.Errorf("job %s: %w", meta.Key, errOwnerGone)
+				return fmt.Errorf("job %s: %w", meta.Key, errOwnerGone)
 			}
 			off, err := strconv.Atoi(m.Header.Get(hdrOffset))
 			if err != nil || off < 0 || off+len(m.Data) > len(input) || len(m.Data) == 0 {
 				cancel()
-				return nil, fmt.Errorf("job %s: a chunk of %d bytes at offset %q of an input of %d", meta.Key, len(m.Data), m.Header.Get(hdrOffset), len(input))
+				return fmt.Errorf("job %s: a chunk of %d bytes at offset %q of an input of %d", meta.Key, len(m.Data), m.Header.Get(hdrOffset), len(input))
 			}
 			if !seen[off] {
 				seen[off] = true
@@ -114,11 +127,10 @@ func (r *workerRun) fetchInput(ctx context.Context, meta *jobMeta) ([]byte, erro
 		switch {
 		case got == len(input):
 		case ctx.Err() != nil:
-			return nil, fmt.Errorf("job %s: %d of %d input bytes: %w", meta.Key, got, len(input), ctx.Err())
+			return fmt.Errorf("job %s: %d of %d input bytes: %w", meta.Key, got, len(input), ctx.Err())
 		case try == inputTries:
-			return nil, fmt.Errorf("job %s: %d of %d input bytes after %d requests", meta.Key, got, len(input), try)
+			return fmt.Errorf("job %s: %d of %d input bytes after %d requests", meta.Key, got, len(input), try)
 		}
 	}
-	r.m.inputFetch.Observe(time.Since(start).Seconds())
-	return input, nil
+	return nil
 }

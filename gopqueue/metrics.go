@@ -79,7 +79,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "first_frame_seconds", Help: "Time from a GOP closed to its first rendition frame back at the owner.", Buckets: lat})),
 		held: counter("jobs_input_held_total", "Jobs whose input stayed on this owner (above the inline limit): the job message carried the metadata only and the worker fetched the input from the owner."),
 		inputs: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "input_requests_total", Help: "Workers' requests for a held input answered by this owner, by result (served; gone: the job was no longer pending)."}, []string{"result"})),
+			Name: "input_requests_total", Help: "Workers' requests for a held input answered by this owner, by way (direct: HTTP on the owner's input listener; nats: request/reply) and result (served; gone: the job was no longer pending; refused: a wrong token)."}, []string{"via", "result"})),
 		pubErrors:  counter("publish_errors_total", "Jobs that could not be published to JetStream."),
 		pollErrors: counter("consumer_poll_errors_total", "Failed polls of the JetStream consumer's state."),
 	}

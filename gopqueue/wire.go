@@ -31,6 +31,10 @@ type jobMeta struct {
 	// asks for it on InputSubjectPrefix.<node>.<key>. Otherwise the input
 	// follows the metadata in the job message.
 	Held bool `json:"held,omitempty"`
+	// InputURL, when set, is where the owner serves the held input over
+	// HTTP, with Token in the request's hdrToken header.
+	InputURL string `json:"input_url,omitempty"`
+	Token    string `json:"token,omitempty"`
 }
 
 // encodeJob is a job message: the metadata's length (4 bytes, big endian),

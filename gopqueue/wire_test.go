@@ -56,3 +56,18 @@ func TestWireRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestDirectInputs(t *testing.T) {
+	for _, c := range []struct{ origin, listen, host string }{
+		{"http://10.0.0.5:8080", "10.0.0.5:0", "10.0.0.5"},
+		{"http://node-a:8080/", "node-a:0", "node-a"},
+		{"http://[fd00::5]:8080", "[fd00::5]:0", "fd00::5"},
+		{"https://node-a:8443", "", ""},
+		{"", "", ""},
+		{"::bad", "", ""},
+	} {
+		if l, h := DirectInputs(c.origin); l != c.listen || h != c.host {
+			t.Errorf("DirectInputs(%q) = %q, %q; want %q, %q", c.origin, l, h, c.listen, c.host)
+		}
+	}
+}

@@ -106,20 +106,20 @@ func (s *Spool) upload(ctx context.Context, e *entry) {
 	took := time.Since(start)
 
 	s.mu.Lock()
-	e.uploading = false
-	delete(s.busy, e.key)
-	s.uploads--
 	switch {
 	case err != nil && ctx.Err() != nil:
 		// Run is ending: the entry stays for the next Run, no failure.
+		s.doneLocked(e)
 		s.mu.Unlock()
 	case errors.Is(err, errEntryGone):
 		s.log.Error("recording spool: an entry's data file is gone, entry dropped", "key", e.key, "seq", e.seq)
 		s.m.errors.WithLabelValues(opRead).Inc()
+		s.doneLocked(e)
 		s.dropEntryLocked(e, dropUnreadable)
 		s.mu.Unlock()
 		s.removeFiles(e.seq)
 	case err != nil:
+		s.doneLocked(e)
 		s.failedLocked(err)
 		s.mu.Unlock()
 	default:
@@ -131,17 +131,26 @@ func (s *Spool) upload(ctx context.Context, e *entry) {
 		}
 		s.failures, s.pauseUntil, s.failingSince, s.lastErr = 0, time.Time{}, time.Time{}, nil
 		s.mu.Unlock()
-		// OnStored before the entry leaves: a Flush that returns has
-		// seen its entries' OnStored calls.
+		// OnStored before the entry leaves (still marked uploading, so
+		// that it is not started again): a Flush that returns has seen
+		// its entries' OnStored calls.
 		if s.cfg.OnStored != nil {
 			s.cfg.OnStored(e.key, e.size)
 		}
 		s.mu.Lock()
+		s.doneLocked(e)
 		s.removeLocked(e)
 		s.updateGaugesLocked()
 		s.mu.Unlock()
 		s.removeFiles(e.seq)
 	}
+}
+
+// doneLocked marks e's upload as over.
+func (s *Spool) doneLocked(e *entry) {
+	e.uploading = false
+	delete(s.busy, e.key)
+	s.uploads--
 }
 
 // dropEntryLocked drops e (no longer uploading) for reason.

@@ -121,7 +121,9 @@ func checkContentTypes(t *testing.T, b *s3.Backend) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := rc.(*minio.Object).Stat()
+		st, err := rc.(interface {
+			Stat() (minio.ObjectInfo, error)
+		}).Stat()
 		rc.Close()
 		if err != nil {
 			t.Fatal(err)

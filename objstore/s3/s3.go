@@ -144,7 +144,7 @@ func New(cfg Config) (*Backend, error) {
 	b.client, err = minio.New(u.Host, &minio.Options{
 		Creds:        b.creds,
 		Secure:       u.Scheme == "https",
-		Transport:    b.transport,
+		Transport:    failFast{b.transport},
 		Region:       cfg.Region,
 		BucketLookup: lookup,
 		MaxRetries:   1,
@@ -272,17 +272,18 @@ func (b *Backend) Check(ctx context.Context) error {
 // servers answer a HEAD with an unknown access key 404, as if there were
 // no bucket).
 func (b *Backend) probe(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, abort := operation(ctx)
 	ch := b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix, MaxKeys: 1})
 	defer func() {
-		cancel()
+		abort(nil)
 		for range ch { // until the lister's goroutine has ended
 		}
 	}()
-	for o := range ch {
-		return o.Err
+	o, ok := <-ch
+	if ok && o.Err == nil {
+		return nil // a key
 	}
-	return nil
+	return aborted(ctx, o.Err) // an error; or none, and no key unless the context ended
 }
 
 // Put uploads size bytes of body as key with contentType ("" is
@@ -293,12 +294,14 @@ func (b *Backend) Put(ctx context.Context, key string, body io.Reader, size int6
 	if err != nil {
 		return fmt.Errorf("s3 put %s: %w", key, err)
 	}
+	ctx, abort := operation(ctx)
+	defer abort(nil)
 	_, err = b.client.PutObject(ctx, b.bucket, name, body, size, minio.PutObjectOptions{
 		ContentType:          contentType,
 		ServerSideEncryption: b.sse,
 	})
 	if err != nil {
-		return fmt.Errorf("s3 put %s: %w", key, classify(err, false))
+		return fmt.Errorf("s3 put %s: %w", key, classify(aborted(ctx, err), false))
 	}
 	return nil
 }
@@ -310,16 +313,31 @@ func (b *Backend) Get(ctx context.Context, key string) (io.ReadCloser, objstore.
 	if err != nil {
 		return nil, objstore.Info{}, fmt.Errorf("s3 get %s: %w", key, err)
 	}
+	ctx, abort := operation(ctx)
 	obj, err := b.client.GetObject(ctx, b.bucket, name, minio.GetObjectOptions{})
-	if err != nil {
-		return nil, objstore.Info{}, fmt.Errorf("s3 get %s: %w", key, classify(err, true))
-	}
-	st, err := obj.Stat()
-	if err != nil {
+	if err == nil {
+		var st minio.ObjectInfo
+		if st, err = obj.Stat(); err == nil {
+			return object{obj, abort}, objstore.Info{Key: key, Size: st.Size, Modified: st.LastModified}, nil
+		}
 		obj.Close()
-		return nil, objstore.Info{}, fmt.Errorf("s3 get %s: %w", key, classify(err, true))
 	}
-	return obj, objstore.Info{Key: key, Size: st.Size, Modified: st.LastModified}, nil
+	err = aborted(ctx, err)
+	abort(nil)
+	return nil, objstore.Info{}, fmt.Errorf("s3 get %s: %w", key, classify(err, true))
+}
+
+// object is an object being read, whose Close ends its operation.
+type object struct {
+	*minio.Object
+	abort context.CancelCauseFunc
+}
+
+// Close closes the object and ends its operation's context.
+func (o object) Close() error {
+	err := o.Object.Close()
+	o.abort(nil)
+	return err
 }
 
 // Stat describes key; the error wraps objstore.ErrNotFound when there is
@@ -329,9 +347,11 @@ func (b *Backend) Stat(ctx context.Context, key string) (objstore.Info, error) {
 	if err != nil {
 		return objstore.Info{}, fmt.Errorf("s3 stat %s: %w", key, err)
 	}
+	ctx, abort := operation(ctx)
+	defer abort(nil)
 	st, err := b.client.StatObject(ctx, b.bucket, name, minio.StatObjectOptions{})
 	if err != nil {
-		return objstore.Info{}, fmt.Errorf("s3 stat %s: %w", key, classify(err, true))
+		return objstore.Info{}, fmt.Errorf("s3 stat %s: %w", key, classify(aborted(ctx, err), true))
 	}
 	return objstore.Info{Key: key, Size: st.Size, Modified: st.LastModified}, nil
 }
@@ -342,20 +362,25 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(objstore.Info
 	if err := local.ValidatePrefix(prefix); err != nil {
 		return fmt.Errorf("s3 list %s: %w", prefix, err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, abort := operation(ctx)
 	ch := b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix + prefix, Recursive: true})
 	defer func() {
-		cancel()
+		abort(nil)
 		for range ch { // until the lister's goroutine has ended
 		}
 	}()
 	for o := range ch {
 		if o.Err != nil {
-			return fmt.Errorf("s3 list %s: %w", prefix, classify(o.Err, false))
+			return fmt.Errorf("s3 list %s: %w", prefix, classify(aborted(ctx, o.Err), false))
 		}
 		if err := fn(objstore.Info{Key: strings.TrimPrefix(o.Key, b.prefix), Size: o.Size, Modified: o.LastModified}); err != nil {
 			return err
 		}
+	}
+	// A listing that ends because its context did (without an error
+	// item: the lister stops sending then) is not a complete one.
+	if err := aborted(ctx, nil); err != nil {
+		return fmt.Errorf("s3 list %s: %w", prefix, classify(err, false))
 	}
 	return nil
 }
@@ -366,7 +391,11 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("s3 delete %s: %w", key, err)
 	}
-	err = classify(b.client.RemoveObject(ctx, b.bucket, name, minio.RemoveObjectOptions{}), true)
+	ctx, abort := operation(ctx)
+	defer abort(nil)
+	if err = b.client.RemoveObject(ctx, b.bucket, name, minio.RemoveObjectOptions{}); err != nil {
+		err = classify(aborted(ctx, err), true)
+	}
 	if err != nil && !errors.Is(err, objstore.ErrNotFound) {
 		return fmt.Errorf("s3 delete %s: %w", key, err)
 	}

@@ -270,9 +270,27 @@ func TestCheck(t *testing.T) {
 	if want := "s3 put k: endpoint unreachable: dial tcp " + srv.Addr + ": connect: connection refused"; !errors.Is(err, ErrUnreachable) || err.Error() != want {
 		t.Errorf("Put with the server down = %v, want %q", err, want)
 	}
+	// Every operation tells the outage the same way, at once (not after
+	// minio-go's wait following its last attempt), and a listing does
+	// not end as if it were complete.
+	refused := "endpoint unreachable: dial tcp " + srv.Addr + ": connect: connection refused"
+	_, _, err = b.Get(ctx, "k")
+	errs := map[string]error{"s3 get k": err}
+	_, errs["s3 stat k"] = b.Stat(ctx, "k")
+	errs["s3 delete k"] = b.Delete(ctx, "k")
+	errs["s3 list k/"] = b.List(ctx, "k/", func(objstore.Info) error { return nil })
+	errs[name+"rec"] = b.Check(ctx)
+	for op, err := range errs {
+		if !errors.Is(err, ErrUnreachable) || err.Error() != op+": "+refused {
+			t.Errorf("%s with the server down: %v, want %q", op, err, op+": "+refused)
+		}
+	}
 	srv.Start()
 	if err := b.Put(ctx, "k", strings.NewReader("x"), 1, ""); err != nil {
 		t.Errorf("Put after the server came back = %v", err)
+	}
+	if err := b.List(ctx, "", func(objstore.Info) error { return nil }); err != nil {
+		t.Errorf("List after the server came back = %v", err)
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/headwater-live/headwater/auth/playback"
 	"github.com/headwater-live/headwater/dash"
+	"github.com/headwater-live/headwater/hlsenc"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/objstore"
 	"github.com/headwater-live/headwater/playlist"
@@ -32,6 +34,9 @@ type Archive interface {
 	Session(ctx context.Context, stream, id string) (*recording.Session, error)
 	// OpenMedia opens a recorded object of a session ("video/seg3.m4s").
 	OpenMedia(ctx context.Context, stream, session, object string) (io.ReadCloser, error)
+	// SessionKey returns the AES-128 key a recorded session of an
+	// encrypted stream is played back with.
+	SessionKey(ctx context.Context, stream, session string) (hlsenc.Key, error)
 }
 
 // Posters gives the latest poster of a live stream.
@@ -311,17 +316,28 @@ func (h *handler) serveVOD(w *respWriter, r *http.Request) object {
 	if outOfScope(r, "vod/"+t.stream) {
 		return h.forbidden(w, o)
 	}
-	if h.enc.covers(t.stream) {
-		// Recordings keep the media in the clear; the keys the live
-		// stream was served with are not kept, so it is not served at all
-		// rather than in the clear.
-		h.fail(w, http.StatusForbidden, "this stream's media is AES-128 encrypted: its recordings are not served in the clear\n")
-		return o
-	}
 	ctx := r.Context()
 	sess, err := h.archive.Session(ctx, t.stream, t.session)
 	if err != nil {
 		h.archiveError(w, r, err, t.stream)
+		return o
+	}
+	// A session of an encrypted stream is played back encrypted with its
+	// own key (recording.Recorder.SessionKey); one recorded in the clear
+	// of a stream encrypted now is not served at all.
+	var key hlsenc.Key
+	switch {
+	case sess.Summary.Encrypted:
+		if t.object == "manifest.mpd" {
+			h.fail(w, http.StatusNotFound, "DASH is not available for this recording: its stream is HLS AES-128 encrypted; play index.m3u8\n")
+			return o
+		}
+		if key, err = h.archive.SessionKey(ctx, t.stream, t.session); err != nil {
+			h.archiveError(w, r, err, t.stream)
+			return o
+		}
+	case h.enc.covers(t.stream):
+		h.fail(w, http.StatusForbidden, "this recording was made in the clear and its stream is encrypted now: it is not served\n")
 		return o
 	}
 	final := sess.Summary.State != recording.StateRecording
@@ -331,7 +347,7 @@ func (h *handler) serveVOD(w *respWriter, r *http.Request) object {
 		if !ok {
 			return o
 		}
-		h.serveVODPlaylist(w, r, clip, t, final)
+		h.serveVODPlaylist(w, r, clip, t, final, key)
 		return o
 	default:
 		object := t.object
@@ -361,7 +377,13 @@ func (h *handler) serveVOD(w *respWriter, r *http.Request) object {
 				}
 			}
 		}
-		tag := `"v.` + t.session + "." + strings.ReplaceAll(object, "/", ".") + "." + strconv.FormatInt(int64(len(data)), 36) + `"`
+		tag := `"v.` + t.session + "." + strings.ReplaceAll(object, "/", ".") + "." + strconv.FormatInt(int64(len(data)), 36)
+		if !key.IsZero() && strings.HasPrefix(t.object, "seg") {
+			msn, _ := parseUint(strings.TrimSuffix(strings.TrimPrefix(t.object, "seg"), ".m4s"))
+			data = hlsenc.EncryptSegment(key, key.IV(msn), data)
+			tag += "e"
+		}
+		tag += `"`
 		h.serveBytes(w, r, data, ctype, []byte(tag), sess.Summary.Ended)
 		return o
 	}
@@ -416,7 +438,7 @@ func clipTime(sess *recording.Session, v string) (time.Duration, error) {
 
 // serveVODPlaylist renders a recorded session's multivariant, media
 // playlist or static MPD.
-func (h *handler) serveVODPlaylist(w *respWriter, r *http.Request, sess *recording.Session, t vodTarget, final bool) {
+func (h *handler) serveVODPlaylist(w *respWriter, r *http.Request, sess *recording.Session, t vodTarget, final bool, key hlsenc.Key) {
 	var body []byte
 	ctype := hvM3U8
 	switch {
@@ -468,8 +490,12 @@ func (h *handler) serveVODPlaylist(w *respWriter, r *http.Request, sess *recordi
 		if !final {
 			typ = "EVENT"
 		}
-		body = playlist.Media(playlist.Rendition{Name: t.rendition, Snap: snap}, nil,
-			playlist.MediaOptions{Window: len(snap.Segments), PlaylistType: typ})
+		opts := playlist.MediaOptions{Window: len(snap.Segments), PlaylistType: typ}
+		if !key.IsZero() {
+			opts.Encryption = &playlist.Encryption{Stream: vodKeyStream(t.stream, t.session),
+				KeyFor: func(uint64) (hlsenc.Key, error) { return key, nil }}
+		}
+		body = playlist.Media(playlist.Rendition{Name: t.rendition, Snap: snap}, nil, opts)
 	}
 	if body == nil {
 		h.fail(w, http.StatusNotFound, "not found\n")
@@ -506,5 +532,44 @@ func (h *handler) servePoster(w *respWriter, r *http.Request, t *target) object 
 	hdr["Etag"] = []string{tag}
 	hdr["Last-Modified"] = []string{httpTime(made)}
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(jpeg))
+	return o
+}
+
+// vodKeyStream names a recorded session in key URIs and paths:
+// /keys/vod/<stream>/<session>/<id>.key.
+func vodKeyStream(stream, session string) string { return "vod/" + stream + "/" + session }
+
+// serveVODKey serves /keys/vod/<stream>/<session>/<id>.key, the key of an
+// encrypted recording, to requests whose playback token covers the
+// recording (vod/<stream>) or that passed the CDN secret check; others get
+// 403. "private, no-store" whatever the answer.
+func (h *handler) serveVODKey(w *respWriter, r *http.Request, t *target) object {
+	const o = objectKey
+	w.private = true
+	hdr := w.Header()
+	hdr["Cache-Control"] = hvPrivate
+	ctx := r.Context()
+	c, tokened := playback.ClaimsFromContext(ctx)
+	if !(tokened && playback.Covers(c.Prefix, r.URL.Path) && playback.CoversStream(c.Prefix, t.prefix)) && !playback.ViaCDN(ctx) {
+		hdr["X-Headwater-Token"] = hvNoToken
+		h.fail(w, http.StatusForbidden, "forbidden\n")
+		return o
+	}
+	rest := strings.TrimPrefix(t.prefix, "vod/")
+	i := strings.LastIndexByte(rest, '/')
+	if i <= 0 || !recording.IsSessionID(rest[i+1:]) {
+		return h.notFound(w, o)
+	}
+	key, err := h.archive.SessionKey(ctx, rest[:i], rest[i+1:])
+	if err != nil || key.ID() != t.keyID() {
+		return h.notFound(w, o)
+	}
+	hdr["Content-Type"] = hvOctets
+	hdr["X-Content-Type-Options"] = hvNoSniff
+	hdr[hvContentLength] = hvKeyLength
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = key.WriteTo(w)
+	}
 	return o
 }

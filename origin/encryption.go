@@ -38,6 +38,22 @@ type EncryptionConfig struct {
 	CacheBytes int64
 }
 
+// Covers reports whether the stream called name is encrypted under c.
+func (c EncryptionConfig) Covers(name string) bool {
+	if !c.Enabled {
+		return false
+	}
+	if len(c.Prefixes) == 0 {
+		return true
+	}
+	for _, p := range c.Prefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // DefaultEncryptionCacheBytes is EncryptionConfig.CacheBytes' default.
 const DefaultEncryptionCacheBytes = 64 << 20
 
@@ -120,15 +136,7 @@ func (e *encryption) covers(name string) bool {
 	if e == nil {
 		return false
 	}
-	if len(e.prefixes) == 0 {
-		return true
-	}
-	for _, p := range e.prefixes {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
+	return EncryptionConfig{Enabled: true, Prefixes: e.prefixes}.Covers(name)
 }
 
 // stateLocked returns the state of st, creating it on first use. A stream
@@ -283,6 +291,9 @@ func (e *encryption) streamCount() int {
 // the key exists. Without encryption the path is 404, as it always was.
 func (h *handler) serveKey(w *respWriter, r *http.Request, t *target) object {
 	const o = objectKey
+	if h.archive != nil && strings.HasPrefix(t.prefix, "vod/") {
+		return h.serveVODKey(w, r, t)
+	}
 	if h.enc == nil && h.relay == nil {
 		return h.notFound(w, o)
 	}

@@ -118,8 +118,9 @@ type Summary struct {
 	Bytes    int64 `json:"bytes"`
 	// Duration is the longest rendition's recorded duration.
 	Duration Seconds `json:"duration"`
-	// Encrypted is true when the live stream was served with AES-128
-	// (its recording is not served in the clear).
+	// Encrypted is true when the live stream was served with AES-128:
+	// the media is recorded in the clear and played back encrypted with
+	// the session's key, stored at KeysKey.
 	Encrypted bool `json:"encrypted,omitempty"`
 	// Ready is true once recording.ready was announced: everything was
 	// stored. A session that ended but is not Ready (the node stopped

@@ -68,8 +68,8 @@ type Config struct {
 	// Notify, when set, is called with each recording event.
 	Notify func(Event)
 	// Encrypted, when set, reports whether a stream's media is served
-	// with AES-128, and Keys returns the keys of a session to store apart
-	// from its media (see KeysKey).
+	// with AES-128: its sessions get a key of their own, stored apart from
+	// the media (KeysKey), to be played back with (SessionKey).
 	Encrypted func(stream string) bool
 	// Log is the recorder's logger.
 	Log *slog.Logger
@@ -229,6 +229,13 @@ type session struct {
 func (s *session) run(ctx context.Context) {
 	s.rec.m.active.Inc()
 	defer s.rec.m.active.Dec()
+	if s.sum.Encrypted {
+		if err := s.writeKey(); err != nil {
+			s.rec.m.writeErrors.Inc()
+			s.failed = err
+			s.log.Error("recording: cannot store the session key", "error", err)
+		}
+	}
 	s.mu.Lock()
 	s.writeSummaryLocked()
 	sum := s.sum

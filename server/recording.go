@@ -116,6 +116,7 @@ func newRecordingPart(cfg *config.Config, reg prometheus.Registerer, log *slog.L
 		Node:       recordNode(cfg),
 		DVRWindow:  cfg.DVR.Window.Duration(),
 		Notify:     p.event,
+		Encrypted:  originConfig(cfg).Encryption.Covers,
 		Log:        log,
 		Registerer: reg,
 	})

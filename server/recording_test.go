@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +25,7 @@ import (
 	"github.com/headwater-live/headwater/auth"
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/eventhook"
+	"github.com/headwater-live/headwater/hlsenc"
 	"github.com/headwater-live/headwater/internal/testpeer"
 	"github.com/headwater-live/headwater/recording"
 	"github.com/headwater-live/headwater/thumbnail"
@@ -309,5 +312,83 @@ func TestRecordingVOD(t *testing.T) {
 	sink.wait(recording.EventDeleted, "live/rec", 10*time.Second)
 	if n := testpeer.MetricSum(t, s.Metrics(), "headwater_record_deleted_sessions_total", "reason", "api"); n != 1 {
 		t.Errorf("deleted sessions metric %v", n)
+	}
+}
+
+// TestRecordingEncryptedVOD: a stream served with HLS AES-128 is recorded
+// in the clear (the stored segment is the store's plaintext) with a
+// session key stored apart (keys/...); its VOD media playlist lists that
+// key (EXT-X-KEY, sequence-number IVs), the key is refused without a
+// playback token covering vod/<stream>, and ffmpeg plays the tokenised
+// VOD URL, decrypting every frame; the static MPD is refused.
+func TestRecordingEncryptedVOD(t *testing.T) {
+	dir := t.TempDir()
+	s, kr := tokenServer(t, func(c *config.Config) {
+		c.HLS.Encryption.Enabled = true
+		c.Record.Enabled, c.Record.Dir = true, dir
+		c.Record.PosterInterval, c.Record.SpriteInterval = 0, 0
+		c.Segmenter.SegmentDuration = config.Duration(time.Second)
+	})
+	pub := testpeer.PublishPattern(t, s.rtmpURL("encrec"), "testsrc2=size=320x240:rate=30", "400k", 8*time.Second, 30)
+	if err := pub.Wait(t, 30*time.Second); err != nil {
+		t.Fatalf("publisher: %v", err)
+	}
+	var sess recording.Payload
+	testpeer.WaitFor(t, 30*time.Second, "the recording to be complete", func() bool {
+		var list struct{ Recordings []recording.Payload }
+		decodeJSON(t, get(t, s.adminURL("/api/v1/recordings?stream=live/encrec")).body, &list)
+		if len(list.Recordings) == 1 && list.Recordings[0].State == recording.StateComplete {
+			sess = list.Recordings[0]
+			return true
+		}
+		return false
+	})
+	if _, err := os.Stat(filepath.Join(dir, recording.KeysKey("live/encrec", sess.Session))); err != nil {
+		t.Fatalf("no session key stored apart: %v", err)
+	}
+	vodPath := recording.VODPath("live/encrec", sess.Session, "index.m3u8")
+	// A prefix claim over the stream's recordings (a stream claim covers
+	// two levels below the stream: not <session>/<rendition>/<object>).
+	token, err := kr.Sign("/vod/live/encrec/", time.Now().Add(5*time.Minute), netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenPrefix := s.originURL("/t/" + token)
+	media := get(t, tokenPrefix+recording.VODPath("live/encrec", sess.Session, "video/index.m3u8"))
+	m := regexp.MustCompile(`#EXT-X-KEY:METHOD=AES-128,URI="([^"]+)"\n`).FindSubmatch(media.body)
+	if media.status != http.StatusOK || m == nil {
+		t.Fatalf("encrypted VOD playlist %d %v:\n%s", media.status, media.header, media.body)
+	}
+	keyURL, err := url.Parse(tokenPrefix + recording.VODPath("live/encrec", sess.Session, "video/index.m3u8"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyURL, _ = keyURL.Parse(string(m[1]))
+	if !strings.Contains(keyURL.Path, "/keys/vod/live/encrec/"+sess.Session+"/") {
+		t.Fatalf("key URI %s", keyURL)
+	}
+	if r := get(t, s.originURL(strings.TrimPrefix(keyURL.Path, strings.TrimPrefix(tokenPrefix, s.originURL(""))))); r.status != http.StatusForbidden {
+		t.Errorf("the key without a token: %d", r.status)
+	}
+	key := get(t, keyURL.String())
+	if key.status != http.StatusOK || len(key.body) != 16 || key.header.Get("Cache-Control") != "private, no-store" {
+		t.Fatalf("key with the token: %d, %d bytes, %q", key.status, len(key.body), key.header.Get("Cache-Control"))
+	}
+	// The recording holds plaintext; the origin serves it encrypted.
+	clear, err := os.ReadFile(filepath.Join(dir, recording.MediaKey("live/encrec", sess.Session, "video", "seg2.m4s")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := get(t, tokenPrefix+recording.VODPath("live/encrec", sess.Session, "video/seg2.m4s"))
+	k, _ := hlsenc.KeyFromBytes("k", [16]byte(key.body), [16]byte{}, true)
+	plain, err := hlsenc.DecryptSegment(k, hlsenc.SequenceIV(2), enc.body)
+	if err != nil || !bytes.Equal(plain, clear) || bytes.Equal(enc.body[:len(clear)], clear) {
+		t.Fatalf("seg2: decrypts %v, equals the recorded plaintext %v", err, bytes.Equal(plain, clear))
+	}
+	if n := countFrames(t, tokenPrefix+vodPath); n < 240-30 || n > 240+30 {
+		t.Errorf("ffprobe decoded %d frames of the encrypted VOD, want 240 ±30", n)
+	}
+	if r := get(t, tokenPrefix+recording.VODPath("live/encrec", sess.Session, "manifest.mpd")); r.status != http.StatusNotFound {
+		t.Errorf("the MPD of an encrypted recording: %d", r.status)
 	}
 }

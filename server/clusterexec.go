@@ -74,7 +74,9 @@ func (x *clusterExec) Start(ctx context.Context) error {
 		}
 	}
 	n := x.cl.node
-	e, err := gopqueue.NewExecutor(n.Conn(), n.JetStream(), gopqueue.ExecutorConfig{Node: n.ID()}, x.log, x.reg)
+	// Held GOP inputs go to workers directly, on a port of the origin's host.
+	listen, host := gopqueue.DirectInputs(x.cl.cfg.OriginURL)
+	e, err := gopqueue.NewExecutor(n.Conn(), n.JetStream(), gopqueue.ExecutorConfig{Node: n.ID(), InputListen: listen, InputHost: host}, x.log, x.reg)
 	if err != nil {
 		return err
 	}

@@ -118,8 +118,9 @@ func defaultPorts(t *testing.T) map[string]string {
 
 func TestDockerfile(t *testing.T) {
 	ins := parseDockerfile(t)
-	var froms, exposes, users, healthchecks, entrypoints, cmds, runs, copies []dockerInstruction
+	var froms, exposes, users, healthchecks, entrypoints, cmds, runs, copies, workdirs []dockerInstruction
 	args := map[string]bool{}
+	argDefaults := map[string]string{} // ARG NAME=default, before the first FROM
 	for _, in := range ins {
 		switch in.cmd {
 		case "FROM":
@@ -139,8 +140,13 @@ func TestDockerfile(t *testing.T) {
 		case "COPY":
 			copies = append(copies, in)
 		case "ARG":
-			name, _, _ := strings.Cut(in.args, "=")
+			name, def, _ := strings.Cut(in.args, "=")
 			args[name] = true
+			if len(froms) == 0 {
+				argDefaults[name] = strings.Trim(def, `"`)
+			}
+		case "WORKDIR":
+			workdirs = append(workdirs, in)
 		}
 	}
 
@@ -148,14 +154,26 @@ func TestDockerfile(t *testing.T) {
 		if len(froms) != 2 {
 			t.Fatalf("want a build and a runtime stage, got %d FROM", len(froms))
 		}
-		if !regexp.MustCompile(`^golang:\S*bookworm AS build$`).MatchString(froms[0].args) {
-			t.Errorf("build stage %q, want golang:<1.26>-bookworm AS build", froms[0].args)
+		// The base images are build arguments (scripts/container-test.sh
+		// gives locally made ones) whose defaults are the upstream images.
+		if froms[0].args != "${BUILD_IMAGE} AS build" || argDefaults["BUILD_IMAGE"] != "golang:${GO_VERSION}-bookworm" {
+			t.Errorf("build stage %q (BUILD_IMAGE=%q), want ${BUILD_IMAGE} AS build with golang:${GO_VERSION}-bookworm by default",
+				froms[0].args, argDefaults["BUILD_IMAGE"])
 		}
-		if !strings.Contains(readRepoFile(t, "Dockerfile"), "ARG GO_VERSION=1.26") {
-			t.Error("the build stage should use Go 1.26 (go.mod)")
+		if argDefaults["GO_VERSION"] != "1.26" {
+			t.Errorf("ARG GO_VERSION=%q before the first FROM, want 1.26 (go.mod)", argDefaults["GO_VERSION"])
 		}
-		if froms[1].args != "debian:bookworm-slim" {
-			t.Errorf("runtime stage %q, want debian:bookworm-slim", froms[1].args)
+		if froms[1].args != "${RUNTIME_IMAGE}" || argDefaults["RUNTIME_IMAGE"] != "debian:bookworm-slim" {
+			t.Errorf("runtime stage %q (RUNTIME_IMAGE=%q), want ${RUNTIME_IMAGE} with debian:bookworm-slim by default",
+				froms[1].args, argDefaults["RUNTIME_IMAGE"])
+		}
+		// scripts/container-base.sh makes the local ones from Debian's
+		// bookworm, the same release as the defaults.
+		base := readRepoFile(t, "scripts/container-base.sh")
+		for _, want := range []string{"mmdebstrap", "bookworm", "localhost/headwater-base/golang:${gover}-bookworm", "localhost/headwater-base/debian:bookworm-slim"} {
+			if !strings.Contains(base, want) {
+				t.Errorf("scripts/container-base.sh lacks %q", want)
+			}
 		}
 		if !args["VERSION"] {
 			t.Error("no VERSION build argument")
@@ -235,16 +253,43 @@ func TestDockerfile(t *testing.T) {
 			t.Error("the health check script is not copied to /usr/local/bin/headwater-healthcheck (mode 0755)")
 		}
 		// The transcoder preloads its fork server library only from a
-		// directory owned by the user it runs as.
+		// directory owned by the user it runs as, mode 0700, which it
+		// cannot tighten on a read-only root: the directory is made so
+		// before the library is copied into it.
 		forkLib := false
 		for _, c := range copies {
-			if strings.Contains(c.args, "/out/cache/headwater /var/cache/headwater") &&
+			if strings.Contains(c.args, "/out/cache/headwater/ /var/cache/headwater/") &&
 				strings.Contains(c.args, "--chown=10001:10001") {
 				forkLib = true
 			}
 		}
 		if !forkLib {
-			t.Error("the fork server library is not copied to /var/cache/headwater owned by 10001:10001")
+			t.Error("the fork server library is not copied into /var/cache/headwater/ owned by 10001:10001")
+		}
+		dirs := ""
+		for _, r := range runs {
+			if r.line > froms[len(froms)-1].line {
+				dirs += r.args + "\n"
+			}
+		}
+		for _, want := range []string{
+			"install -d -o 10001 -g 10001 -m 0700 /var/cache/headwater",
+			"install -d -o 10001 -g 10001 -m 0750 /var/lib/headwater",
+		} {
+			if !strings.Contains(dirs, want) {
+				t.Errorf("the runtime stage does not run %q", want)
+			}
+		}
+		// The data directory is the working directory (relative paths such
+		// as record.dir land on its volume), as docs/operations.md says.
+		if len(workdirs) == 0 || workdirs[len(workdirs)-1].args != "/var/lib/headwater" {
+			t.Errorf("WORKDIR %+v, want /var/lib/headwater", workdirs)
+		}
+		ops := readRepoFile(t, "docs/operations.md")
+		for _, want := range []string{"--read-only", "/var/lib/headwater", "--tmpfs /tmp"} {
+			if !strings.Contains(ops, want) {
+				t.Errorf("docs/operations.md does not show %s", want)
+			}
 		}
 		if len(entrypoints) != 1 || entrypoints[0].args != `["headwater"]` {
 			t.Errorf("ENTRYPOINT %+v, want [\"headwater\"]", entrypoints)
@@ -371,9 +416,26 @@ type composeService struct {
 	Profiles      []string
 	ContainerName string `yaml:"container_name"`
 	Healthcheck   *struct {
-		Test    []string
+		Test    healthTest
 		Disable bool
 	}
+}
+
+// healthTest is a compose healthcheck's test: a list (["CMD", ...],
+// ["CMD-SHELL", "..."]) or a string, which compose runs as CMD-SHELL.
+type healthTest []string
+
+func (h *healthTest) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*h = healthTest{"CMD-SHELL", n.Value}
+		return nil
+	}
+	var l []string
+	if err := n.Decode(&l); err != nil {
+		return err
+	}
+	*h = l
+	return nil
 }
 
 func loadCompose(t *testing.T) composeFile {
@@ -878,9 +940,12 @@ func TestComposeClusterProfile(t *testing.T) {
 		}
 		workerAdmin = portOf(t, cfg.Admin.Address)
 		// No origin: the image's HEALTHCHECK (origin /healthz) must be
-		// replaced by one on the admin listener.
-		if w.Healthcheck == nil || !slices.Equal(w.Healthcheck.Test, []string{"CMD", "headwater-healthcheck", "127.0.0.1:" + workerAdmin}) {
-			t.Errorf("worker healthcheck %+v, want headwater-healthcheck 127.0.0.1:%s (it has no origin)", w.Healthcheck, workerAdmin)
+		// replaced by one on the admin listener. Written as a string
+		// (CMD-SHELL): podman-compose 1.0.3 takes "CMD" off a list test in
+		// place, once per service, so the second replica of a scaled
+		// service fails to start ("unknown healthcheck test type").
+		if w.Healthcheck == nil || !slices.Equal(w.Healthcheck.Test, healthTest{"CMD-SHELL", "headwater-healthcheck 127.0.0.1:" + workerAdmin}) {
+			t.Errorf("worker healthcheck %+v, want the string headwater-healthcheck 127.0.0.1:%s (it has no origin; a string for podman-compose's replicas)", w.Healthcheck, workerAdmin)
 		}
 		if deps := dependsOn(t, "worker", w); deps["nats"] != "service_healthy" {
 			t.Errorf("worker depends on %v, want nats healthy", deps)

@@ -1061,6 +1061,62 @@ func TestComposeClusterProfile(t *testing.T) {
 	})
 }
 
+// TestPodmanCompose checks what scripts/container-test.sh runs
+// docker-compose.yml with under podman-compose, where no registry is
+// reachable: deploy/podman/compose.yml names only services of the compose
+// file and replaces every registry image but Grafana's (no Debian package)
+// with a localhost image the script builds from a Containerfile of
+// deploy/podman; the script starts every service of the default stack but
+// Grafana, and every service of the cluster profile; CI runs it.
+func TestPodmanCompose(t *testing.T) {
+	c := loadCompose(t)
+	var o struct {
+		Services map[string]struct {
+			Image  string
+			Deploy struct{ Replicas string }
+		}
+	}
+	unmarshalYAML(t, "deploy/podman/compose.yml", &o)
+	script := readRepoFile(t, "scripts/container-test.sh")
+	for name, s := range o.Services {
+		if _, ok := c.Services[name]; !ok {
+			t.Errorf("deploy/podman/compose.yml names %s, which docker-compose.yml does not have", name)
+			continue
+		}
+		if s.Image == "" {
+			continue
+		}
+		m := regexp.MustCompile(`(?m)^build ` + regexp.QuoteMeta(s.Image) + ` (deploy/podman/[a-z-]+\.Containerfile)\b`).FindStringSubmatch(script)
+		if !strings.HasPrefix(s.Image, "localhost/") || m == nil {
+			t.Errorf("%s: image %s is not a localhost image scripts/container-test.sh builds from deploy/podman", name, s.Image)
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(repoRoot, m[1])); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for name, s := range c.Services {
+		if s.Build != nil || name == "grafana" {
+			continue
+		}
+		if o.Services[name].Image == "" {
+			t.Errorf("%s runs the registry image %s, which deploy/podman/compose.yml does not replace", name, s.Image)
+		}
+	}
+	if o.Services["worker"].Deploy.Replicas == "" {
+		t.Error("deploy/podman/compose.yml does not scale the workers (podman-compose 1.0.3 ignores --scale)")
+	}
+	stack := slices.DeleteFunc(slices.Clone(defaultServices), func(s string) bool { return s == "grafana" })
+	for _, want := range [][]string{stack, clusterServices} {
+		if up := "up -d --no-build " + strings.Join(want, " "); !strings.Contains(script, up) {
+			t.Errorf("scripts/container-test.sh does not run podman-compose %s", up)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^\./scripts/container-test\.sh$`).MatchString(readRepoFile(t, ".ci/run")) {
+		t.Error(".ci/run does not run ./scripts/container-test.sh")
+	}
+}
+
 func unmarshalYAML(t *testing.T, name string, v any) {
 	t.Helper()
 	if err := yaml.Unmarshal([]byte(readRepoFile(t, name)), v); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/headwater-live/headwater/hlsenc"
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/objstore"
+	"github.com/headwater-live/headwater/origin/relay"
 	"github.com/headwater-live/headwater/playlist"
 	"github.com/headwater-live/headwater/recording"
 	"github.com/headwater-live/headwater/store"
@@ -81,35 +82,47 @@ const dvrFlag = 0x10
 // <stream>/<rendition>/dvr.m3u8 (a media playlist listing the whole DVR
 // window: plain HLS, no parts, a CDN-cacheable sliding window).
 func (h *handler) serveDVR(w *respWriter, r *http.Request, t *target) object {
+	// Another node's stream: its owner records it and serves its DVR view.
+	if u, stream, remote := h.remoteTarget(t); remote {
+		return h.relayed(w, r, u, stream, relay.KindOther, objectDVR)
+	}
 	if h.archive == nil {
 		return h.notFound(w, objectDVR)
 	}
 	if t.renditionOK() {
 		if st, ok := h.st.Stream(t.stream()); ok {
 			if rend, ok := st.Rendition(t.rendition()); ok {
-				if h.remote(st) {
-					return h.notFound(w, objectDVR)
-				}
 				return h.serveDVRMedia(w, r, st, rend)
 			}
 		}
 	}
 	if t.multivariantOK() {
-		if st, ok := h.st.Stream(t.prefix); ok && !h.remote(st) {
+		if st, ok := h.st.Stream(t.prefix); ok {
 			return h.serveDVRMultivariant(w, r, st)
 		}
 	}
 	return h.notFound(w, objectDVR)
 }
 
-// remote reports whether another node owns st (DVR is served by the
-// owner's recorder; edges relay the live playlists only).
-func (h *handler) remote(st *store.Stream) bool {
-	if h.lookup == nil {
-		return false
+// remoteTarget returns the owner of the stream a stream-level or
+// rendition-level path names, when another node owns it.
+func (h *handler) remoteTarget(t *target) (ownerURL, stream string, remote bool) {
+	if h.relay == nil {
+		return "", "", false
 	}
-	_, remote := h.owner(st.Name(), st, true)
-	return remote
+	if t.renditionOK() {
+		st, ok := h.st.Stream(t.stream())
+		if u, remote := h.owner(t.stream(), st, ok); remote {
+			return u, t.stream(), true
+		}
+	}
+	if t.multivariantOK() {
+		st, ok := h.st.Stream(t.prefix)
+		if u, remote := h.owner(t.prefix, st, ok); remote {
+			return u, t.prefix, true
+		}
+	}
+	return "", "", false
 }
 
 func (h *handler) serveDVRMultivariant(w *respWriter, r *http.Request, st *store.Stream) object {
@@ -515,6 +528,9 @@ func (h *handler) serveVODPlaylist(w *respWriter, r *http.Request, sess *recordi
 // servePoster serves <stream>/poster.jpg.
 func (h *handler) servePoster(w *respWriter, r *http.Request, t *target) object {
 	const o = objectPoster
+	if u, stream, remote := h.remoteTarget(t); remote && stream == t.prefix {
+		return h.relayed(w, r, u, stream, relay.KindOther, o)
+	}
 	if h.posters == nil {
 		return h.notFound(w, o)
 	}

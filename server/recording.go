@@ -185,7 +185,11 @@ func (p *recordingPart) start(ctx context.Context, st *store.Store) {
 			f()
 		}()
 	}
-	run(func() { p.spool.Run(ctx) })
+	run(func() {
+		if err := p.spool.Run(ctx); err != nil && ctx.Err() == nil {
+			p.log.Error("recording: spool stopped", "error", err)
+		}
+	})
 	if p.hook != nil {
 		run(func() { p.hook.Run(ctx) })
 	}
@@ -198,13 +202,17 @@ func (p *recordingPart) start(ctx context.Context, st *store.Store) {
 	}
 }
 
-// wait waits for every goroutine of the part; ctx has ended.
+// wait waits for every goroutine of the part (ctx has ended) and closes
+// the spool (it unlocks its directory).
 func (p *recordingPart) wait() {
 	if p == nil {
 		return
 	}
 	p.rec.Wait()
 	p.wg.Wait()
+	if err := p.spool.Close(); err != nil {
+		p.log.Error("recording: spool close", "error", err)
+	}
 }
 
 // follow records a publish that has begun in the store.

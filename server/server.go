@@ -109,13 +109,17 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 
 // build builds the components in dependency order (see build.go). On
 // error it closes what it built that holds resources before Start: the
-// ABR's executor and the publish auth chain (webhook notifications).
+// ABR's executor, the publish auth chain (webhook notifications) and the
+// recording spool (it locks its directory).
 func (s *Server) build() (err error) {
 	defer func() {
 		if err != nil {
 			s.abr.close()
 			if s.sec != nil {
 				s.sec.close()
+			}
+			if s.rec != nil {
+				_ = s.rec.spool.Close()
 			}
 		}
 	}()

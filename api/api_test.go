@@ -129,6 +129,8 @@ func TestErrors(t *testing.T) {
 		{"POST", "/api/v1/streams", 405, "method_not_allowed"},
 		{"PUT", "/api/v1/streams/live/a", 405, "method_not_allowed"},
 		{"GET", "/api/v2/whatever", 404, "not_found"},
+		{"GET", "/api/v1/recordings", 404, "recording_off"},
+		{"DELETE", "/api/v1/recordings/live/a/20261207T161800.123Z", 404, "recording_off"},
 	} {
 		rec, body := do(t, h, tc.method, tc.path)
 		e, _ := body["error"].(map[string]any)

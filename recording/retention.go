@@ -2,6 +2,7 @@ package recording
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strings"
 	"time"
@@ -62,6 +63,9 @@ func (r *Recorder) ApplyRetention(ctx context.Context, rules []RetentionRule, no
 				continue
 			}
 			if _, err := r.Delete(ctx, s.Stream, s.Session, reason); err != nil {
+				if errors.Is(err, ErrNoSession) {
+					continue // another node's retention deleted it meanwhile
+				}
 				return deleted, err
 			}
 			deleted++

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,11 @@ type recordingPart struct {
 	hook      *eventhook.Hook // nil without events.webhook
 	retention []recording.RetentionRule
 	publish   func(kind string, v any) // cluster events; nil without a cluster
+	// runJobs, in a cluster, takes jobs from the events every recording
+	// node shares (cluster.Node.RunJobs): a session's sprites are made by
+	// whichever node takes its recording_ready event. Nil on one box,
+	// where jobs run in-process.
+	runJobs func(ctx context.Context, name, kind string, ackWait time.Duration, handle func(context.Context, []byte) error)
 	log       *slog.Logger
 
 	jobs       chan recording.Summary // sessions ready for their sprite job
@@ -193,7 +199,12 @@ func (p *recordingPart) start(ctx context.Context, st *store.Store) {
 	if p.hook != nil {
 		run(func() { p.hook.Run(ctx) })
 	}
-	run(func() { p.runJobs(ctx, st) })
+	run(func() { p.jobsLoop(ctx, st) })
+	if p.runJobs != nil {
+		run(func() {
+			p.runJobs(ctx, "recording-sprites", cluster.KindRecordingReady, time.Minute, p.spriteEvent)
+		})
+	}
 	if p.posters != nil {
 		run(func() { p.posters.run(ctx, st) })
 	}
@@ -250,7 +261,7 @@ func (p *recordingPart) event(e recording.Event) {
 		}[e.Kind]
 		p.publish(kind, payload)
 	}
-	if e.Kind == recording.EventReady {
+	if e.Kind == recording.EventReady && p.runJobs == nil {
 		select {
 		case p.jobs <- e.Summary:
 		default:
@@ -272,10 +283,11 @@ func (p *recordingPart) stored(key string, _ int64) {
 	}
 }
 
-// runJobs runs the sprite jobs and retention, one at a time, until ctx
-// ends. Both are idempotent: a sprite job finding thumbnails.vtt stored
-// does nothing; retention deletes only what its rules say must go.
-func (p *recordingPart) runJobs(ctx context.Context, st *store.Store) {
+// jobsLoop runs the sprite jobs of this node's sessions (on one box) and
+// retention, one at a time, until ctx ends. Both are idempotent: a sprite
+// job finding thumbnails.vtt stored does nothing; retention deletes only
+// what its rules say must go.
+func (p *recordingPart) jobsLoop(ctx context.Context, st *store.Store) {
 	every := p.cfg.RetentionInterval.Duration()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -311,41 +323,58 @@ func (p *recordingPart) retentionJob(ctx context.Context) {
 	p.jobFails.WithLabelValues("retention", "ok").Inc()
 }
 
-// spriteJob makes a ready session's sprite sheets and thumbnails.vtt from
-// its first video rendition, retried a few times.
+// spriteJob makes a ready session's sprites, retried twice on one box.
 func (p *recordingPart) spriteJob(ctx context.Context, sum recording.Summary) {
-	interval := p.cfg.SpriteInterval.Duration()
-	if interval <= 0 {
-		return
-	}
-	log := p.log.With("stream", sum.Stream, "recording", sum.Session)
-	vtt := recording.MediaPrefix(sum.Stream, sum.Session) + "thumbnails.vtt"
-	if _, err := p.backend.Stat(ctx, vtt); err == nil {
-		return // done before (a retried event)
-	}
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if err = p.sprites(ctx, sum, interval); err == nil || ctx.Err() != nil {
-			break
+		if err = p.spriteAttempt(ctx, sum.Stream, sum.Session); err == nil || ctx.Err() != nil {
+			return
 		}
-		log.Warn("recording: sprites failed, retrying", "attempt", attempt+1, "error", err)
+		p.log.Warn("recording: sprites failed, retrying", "stream", sum.Stream, "recording", sum.Session, "attempt", attempt+1, "error", err)
 		select {
 		case <-ctx.Done():
+			return
 		case <-time.After(time.Duration(attempt+1) * 2 * time.Second):
 		}
 	}
-	if err != nil {
-		if ctx.Err() == nil {
-			p.jobFails.WithLabelValues("sprites", "error").Inc()
-			log.Error("recording: no sprites", "error", err)
-		}
-		return
-	}
-	p.jobFails.WithLabelValues("sprites", "ok").Inc()
 }
 
-func (p *recordingPart) sprites(ctx context.Context, sum recording.Summary, interval time.Duration) error {
-	sess, err := p.rec.Session(ctx, sum.Stream, sum.Session)
+// spriteEvent is the sprite job of a recording_ready event taken from
+// the cluster; its error has the event delivered again.
+func (p *recordingPart) spriteEvent(ctx context.Context, data []byte) error {
+	var e recording.Payload
+	if err := json.Unmarshal(data, &e); err != nil || e.Stream == "" || !recording.IsSessionID(e.Session) {
+		p.log.Error("recording: a recording_ready event without a session", "error", err)
+		return nil // never valid: not worth retrying
+	}
+	return p.spriteAttempt(ctx, e.Stream, e.Session)
+}
+
+// spriteAttempt makes a ready session's sprite sheets and thumbnails.vtt
+// from its first video rendition, unless they exist. It counts the result.
+func (p *recordingPart) spriteAttempt(ctx context.Context, stream, session string) error {
+	interval := p.cfg.SpriteInterval.Duration()
+	if interval <= 0 {
+		return nil
+	}
+	vtt := recording.MediaPrefix(stream, session) + "thumbnails.vtt"
+	if _, err := p.backend.Stat(ctx, vtt); err == nil {
+		return nil // done before (a retried event)
+	}
+	err := p.sprites(ctx, stream, session, interval)
+	switch {
+	case err == nil:
+		p.jobFails.WithLabelValues("sprites", "ok").Inc()
+		p.log.Info("recording: sprites made", "stream", stream, "recording", session)
+	case ctx.Err() == nil:
+		p.jobFails.WithLabelValues("sprites", "error").Inc()
+		p.log.Error("recording: no sprites", "stream", stream, "recording", session, "error", err)
+	}
+	return err
+}
+
+func (p *recordingPart) sprites(ctx context.Context, stream, session string, interval time.Duration) error {
+	sess, err := p.rec.Session(ctx, stream, session)
 	if err != nil {
 		return err
 	}
@@ -378,14 +407,14 @@ func (p *recordingPart) sprites(ctx context.Context, sum recording.Summary, inte
 	}
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(p.copyObjects(ctx, sum, objects, pw))
+		pw.CloseWithError(p.copyObjects(ctx, stream, session, objects, pw))
 	}()
 	set, err := p.thumbs.Sprites(ctx, pr, thumbnail.SpriteOptions{Duration: total, Interval: interval})
 	_ = pr.CloseWithError(errors.New("sprites: done"))
 	if err != nil {
 		return err
 	}
-	prefix := recording.MediaPrefix(sum.Stream, sum.Session)
+	prefix := recording.MediaPrefix(stream, session)
 	for i, sheet := range set.Sheets {
 		if err := p.spool.Add(prefix+"thumbs/sprite-"+strconv.Itoa(i)+".jpg", sheet, "image/jpeg"); err != nil {
 			return err
@@ -397,9 +426,9 @@ func (p *recordingPart) sprites(ctx context.Context, sum recording.Summary, inte
 
 // copyObjects writes a session's objects back to back into w (init and
 // segments: a fragmented MP4 stream).
-func (p *recordingPart) copyObjects(ctx context.Context, sum recording.Summary, objects []string, w io.Writer) error {
+func (p *recordingPart) copyObjects(ctx context.Context, stream, session string, objects []string, w io.Writer) error {
 	for _, o := range objects {
-		rc, err := p.rec.OpenMedia(ctx, sum.Stream, sum.Session, o)
+		rc, err := p.rec.OpenMedia(ctx, stream, session, o)
 		if err != nil {
 			return err
 		}

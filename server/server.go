@@ -171,8 +171,9 @@ func (s *Server) Start() (err error) {
 	if err := s.cl.start(s.ctx); err != nil {
 		return err
 	}
-	if s.rec != nil && s.cl != nil {
+	if s.rec != nil && s.cl != nil && s.cl.node != nil {
 		s.rec.publish = s.cl.publishEvent
+		s.rec.runJobs = s.cl.node.RunJobs
 	}
 	s.rec.start(s.ctx, s.store)
 	if err := s.origin.Start(); err != nil {

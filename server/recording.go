@@ -49,7 +49,7 @@ type recordingPart struct {
 	// whichever node takes its recording_ready event. Nil on one box,
 	// where jobs run in-process.
 	runJobs func(ctx context.Context, name, kind string, ackWait time.Duration, handle func(context.Context, []byte) error)
-	log       *slog.Logger
+	log     *slog.Logger
 
 	jobs       chan recording.Summary // sessions ready for their sprite job
 	retentionC chan struct{}          // a retention run is due (a session was stored)

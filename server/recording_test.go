@@ -392,3 +392,48 @@ func TestRecordingEncryptedVOD(t *testing.T) {
 		t.Errorf("the MPD of an encrypted recording: %d", r.status)
 	}
 }
+
+// TestRecordingRepublish: a publisher that leaves and comes back within
+// streams.ended_grace continues the live playlists (one store stream) but
+// makes a second session: two complete recordings, each with its own
+// publish's segments only, the second numbered after the first.
+func TestRecordingRepublish(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, func(c *config.Config) {
+		c.Record.Enabled, c.Record.Dir = true, dir
+		c.Record.PosterInterval, c.Record.SpriteInterval = 0, 0
+		c.Segmenter.SegmentDuration = config.Duration(time.Second)
+	})
+	for range 2 {
+		pub := testpeer.PublishPattern(t, s.rtmpURL("again"), "testsrc2=size=320x240:rate=30", "400k", 5*time.Second, 30)
+		if err := pub.Wait(t, 30*time.Second); err != nil {
+			t.Fatalf("publisher: %v", err)
+		}
+		testpeer.WaitFor(t, 10*time.Second, "the publish to end", func() bool {
+			_, live := s.Registry().Get("live/again")
+			return !live
+		})
+	}
+	var list struct{ Recordings []recording.Payload }
+	testpeer.WaitFor(t, 30*time.Second, "two complete sessions", func() bool {
+		decodeJSON(t, get(t, s.adminURL("/api/v1/recordings?stream=live/again")).body, &list)
+		return len(list.Recordings) == 2 && list.Recordings[0].State == recording.StateComplete && list.Recordings[1].State == recording.StateComplete
+	})
+	if st, ok := s.Store().Stream("live/again"); !ok || st.Epoch() != 1 {
+		t.Fatalf("the live stream was not continued by the republish")
+	}
+	var last uint64
+	for i, rec := range list.Recordings {
+		m, r := mediaPlaylist(t, s.originURL(recording.VODPath("live/again", rec.Session, "video/index.m3u8")))
+		if len(m.Segments) < 4 || len(m.Segments) > 6 {
+			t.Errorf("session %d lists %d segments of a 5 s publish:\n%s", i, len(m.Segments), r.body)
+		}
+		if i == 1 && uint64(m.MediaSequence) <= last {
+			t.Errorf("the second session starts at %d, not after the first's %d", m.MediaSequence, last)
+		}
+		if bytes.Contains(r.body, []byte("#EXT-X-DISCONTINUITY\n")) {
+			t.Errorf("session %d has a discontinuity:\n%s", i, r.body)
+		}
+		last = uint64(m.MediaSequence) + uint64(len(m.Segments)) - 1
+	}
+}

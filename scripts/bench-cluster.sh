@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Cluster benchmarks (issue 13), measured side by side in one run:
-#   1. gopqueue BenchmarkFirstFrame: a ~1.7 MB ffmpeg GOP closed → its first
+#   1. gopqueue BenchmarkFirstFrame: a ~1.7 MB GOP closed → its first
 #      rendition frame back at the owner, on the local pool and through the
 #      queue (Executor → JetStream on loopback → Worker → the same pool →
-#      frames over core NATS), alternating; p50 and p99 of both and the
-#      added latency (target: added p99 ≤ 10 ms).
+#      frames over core NATS), alternating; the input held by the owner and
+#      fetched directly (…/direct, what serve nodes do) or over NATS
+#      (…/nats, the fallback). ffmpeg/*: the real ffmpeg run, added latency
+#      = difference of the two paths' percentiles; transport/*: a runner
+#      answering at once, so each pair's difference is the queue's added
+#      latency itself (pairwise-p50/p99). Target: added p99 ≤ 10 ms.
 #   2. origin BenchmarkRelayLivePart: 100 lock-step LL-HLS viewers of the
 #      live part on the owner and on an edge relaying it: CPU per viewer
 #      request (target: edge ≤ 1.5 × owner) and upstream requests per part
@@ -14,7 +18,7 @@
 # and on what else runs on it (the load average is printed before each).
 #
 #   scripts/bench-cluster.sh
-#   COUNT=5 FIRSTFRAME_N=40x scripts/bench-cluster.sh
+#   COUNT=5 FIRSTFRAME_N=40x TRANSPORT_N=500x scripts/bench-cluster.sh
 #
 # Needs go and ffmpeg. Everything runs on 127.0.0.1 inside the test
 # binaries (an in-process NATS server), which clean up after themselves.
@@ -22,7 +26,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COUNT=${COUNT:-3}
-FIRSTFRAME_N=${FIRSTFRAME_N:-30x} # GOPs per path per run
+FIRSTFRAME_N=${FIRSTFRAME_N:-30x} # ffmpeg GOPs per path per run
+TRANSPORT_N=${TRANSPORT_N:-300x}  # GOPs per path per run without ffmpeg
 RELAY_TIME=${RELAY_TIME:-20000x}  # viewer requests per run (100 viewers × 200 parts)
 
 for tool in go ffmpeg; do
@@ -38,8 +43,14 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 echo "== $(nproc) cores, $(go env GOOS)/$(go env GOARCH), $(go version | cut -d' ' -f3)"
 
 echo
-echo "== GOP closed → first rendition frame (gopqueue BenchmarkFirstFrame, $FIRSTFRAME_N, count $COUNT), load average $(load)"
-go test -run '^$' -bench FirstFrame -benchtime "$FIRSTFRAME_N" -count "$COUNT" ./gopqueue/ | tee "$work/firstframe.txt"
+echo "== GOP closed → first rendition frame, ffmpeg (gopqueue BenchmarkFirstFrame/ffmpeg, $FIRSTFRAME_N, count $COUNT), load average $(load)"
+go test -run '^$' -bench 'FirstFrame/ffmpeg' -benchtime "$FIRSTFRAME_N" -count "$COUNT" ./gopqueue/ | tee "$work/firstframe.txt"
+echo "   load average after: $(load)"
+
+echo
+echo "== GOP closed → first rendition frame, transport only (gopqueue BenchmarkFirstFrame/transport, $TRANSPORT_N, count $COUNT), load average $(load)"
+go test -run '^$' -bench 'FirstFrame/transport' -benchtime "$TRANSPORT_N" -count "$COUNT" ./gopqueue/ | tee "$work/transport.txt"
+echo "   load average after: $(load)"
 
 echo
 echo "== relayed live part (origin BenchmarkRelayLivePart, $RELAY_TIME, count $COUNT), load average $(load)"
@@ -61,8 +72,8 @@ summarize() {
       for (j = 1; j <= n; j++) {
         split(order[j], p, SUBSEP)
         if (p[2] == "B/op" || p[2] == "allocs/op") continue
-        if (p[1] == "BenchmarkFirstFrame" && p[2] == "ns/op") continue # a whole local+queue pair, with sleeps
-        printf "  %-34s %-14s %12.3f .. %-12.3f\n", p[1], p[2], lo[order[j]], hi[order[j]]
+        if (p[1] ~ /^BenchmarkFirstFrame/ && p[2] == "ns/op") continue # a whole local+queue pair, with sleeps
+        printf "  %-38s %-16s %12.3f .. %-12.3f\n", p[1], p[2], lo[order[j]], hi[order[j]]
       }
     }' "$1"
 }
@@ -70,6 +81,7 @@ summarize() {
 echo
 echo "== summary (min .. max over $COUNT runs; load average now $(load))"
 summarize "$work/firstframe.txt"
+summarize "$work/transport.txt"
 summarize "$work/relay.txt"
 awk '
   /^BenchmarkRelayLivePart\/owner/ { for (i = 3; i < NF; i += 2) if ($(i + 1) == "cpu-ns/req") owner[++no] = $i }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -396,7 +397,8 @@ func TestRecordingEncryptedVOD(t *testing.T) {
 // TestRecordingRepublish: a publisher that leaves and comes back within
 // streams.ended_grace continues the live playlists (one store stream) but
 // makes a second session: two complete recordings, each with its own
-// publish's segments only, the second numbered after the first.
+// publish's segments only, the second numbered after the first; once both
+// are stored, nothing of the sessions is left running.
 func TestRecordingRepublish(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, func(c *config.Config) {
@@ -404,6 +406,7 @@ func TestRecordingRepublish(t *testing.T) {
 		c.Record.PosterInterval, c.Record.SpriteInterval = 0, 0
 		c.Segmenter.SegmentDuration = config.Duration(time.Second)
 	})
+	baseline := runtime.NumGoroutine()
 	for range 2 {
 		pub := testpeer.PublishPattern(t, s.rtmpURL("again"), "testsrc2=size=320x240:rate=30", "400k", 5*time.Second, 30)
 		if err := pub.Wait(t, 30*time.Second); err != nil {
@@ -436,4 +439,5 @@ func TestRecordingRepublish(t *testing.T) {
 		}
 		last = uint64(m.MediaSequence) + uint64(len(m.Segments)) - 1
 	}
+	waitGoroutines(t, baseline, "the sessions' goroutines to end")
 }

@@ -107,6 +107,18 @@ func (e *Executor) listenInputs() error {
 	return nil
 }
 
+// closeInputs stops the input listener: it waits up to 2 s for the
+// transfers under way to end (their handlers return), then closes the
+// connections of the rest (a worker stopped mid-transfer), whose writes
+// then fail at once.
+func (e *Executor) closeInputs() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := e.inputSrv.Shutdown(ctx); err != nil {
+		_ = e.inputSrv.Close()
+	}
+}
+
 // directClient is a worker's HTTP client for owners' input listeners,
 // with the addresses that failed lately.
 type directClient struct {

@@ -242,7 +242,7 @@ func (e *Executor) Close() {
 		_ = e.sub.Unsubscribe()
 		_ = e.insub.Unsubscribe()
 		if e.inputSrv != nil {
-			_ = e.inputSrv.Close()
+			e.closeInputs()
 		}
 		e.cancel()
 		e.wg.Wait()

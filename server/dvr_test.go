@@ -60,6 +60,7 @@ video.play().catch(() => {});
 // behind the live edge and play on from there, fetching segments that
 // only the recording holds, with no fatal error.
 func TestRecordingDVR(t *testing.T) {
+	t.Parallel() // real-time bound: overlaps the other recording tests
 	requireChromium(t)
 	dir := t.TempDir()
 	s := startServer(t, func(c *config.Config) {

@@ -21,6 +21,7 @@ import (
 // (the jobs consumer the recording nodes share), and B serves the VOD
 // from the bucket, which ffprobe decodes.
 func TestClusterRecording(t *testing.T) {
+	t.Parallel() // real-time bound: overlaps the other recording tests
 	s3 := s3test.Start(t)
 	originA := testpeer.FreeAddr(t)
 	a := startServer(t, func(c *config.Config) {

@@ -94,6 +94,7 @@ func checkStoredSegments(t *testing.T, sum recording.Summary, media map[string]b
 // complete, no gap) and its VOD, read back from S3, decodes the published
 // frames.
 func TestRecordingS3Outage(t *testing.T) {
+	t.Parallel() // real-time bound: overlaps the other recording tests
 	s3 := s3test.Start(t)
 	sink, secretFile := newEventSink(t)
 	s := startServer(t, func(c *config.Config) {
@@ -136,6 +137,7 @@ func TestRecordingS3Outage(t *testing.T) {
 // spooled objects are uploaded and the session is finalised as
 // interrupted, ready, with no hole in any rendition.
 func TestRecordingKill9(t *testing.T) {
+	t.Parallel() // real-time bound: overlaps the other recording tests
 	bin := buildHeadwater(t)
 	s3 := s3test.Start(t)
 	access, secret := s3Keys(t, s3)
@@ -228,6 +230,7 @@ func get0(t *testing.T, url string) int {
 // TestRecordingBadStorage: storage that cannot be used stops the start
 // with the key and the reason.
 func TestRecordingBadStorage(t *testing.T) {
+	t.Parallel() // real-time bound: overlaps the other recording tests
 	s3 := s3test.Start(t)
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {

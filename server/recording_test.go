@@ -135,6 +135,7 @@ func countFrames(t *testing.T, u string) int {
 // segments; thumbnails.vtt covers the recording with decodable sprites;
 // and DELETE removes it (recording.deleted).
 func TestRecordingVOD(t *testing.T) {
+	t.Parallel() // real-time bound: overlaps the other recording tests
 	requireChromium(t)
 	sink, secretFile := newEventSink(t)
 	dir := t.TempDir()
@@ -323,6 +324,7 @@ func TestRecordingVOD(t *testing.T) {
 // playback token covering vod/<stream>, and ffmpeg plays the tokenised
 // VOD URL, decrypting every frame; the static MPD is refused.
 func TestRecordingEncryptedVOD(t *testing.T) {
+	t.Parallel() // real-time bound: overlaps the other recording tests
 	dir := t.TempDir()
 	s, kr := tokenServer(t, func(c *config.Config) {
 		c.HLS.Encryption.Enabled = true

@@ -354,8 +354,8 @@ func (h *handler) serveVOD(w *respWriter, r *http.Request) object {
 		return o
 	}
 	final := sess.Summary.State != recording.StateRecording
-	switch {
-	case t.object == "index.m3u8" || t.object == "manifest.mpd":
+	switch t.object {
+	case "index.m3u8", "manifest.mpd":
 		clip, ok := h.vodClip(w, r, sess)
 		if !ok {
 			return o

@@ -116,8 +116,9 @@ func (r *Recorder) DVR(st *store.Stream, rendition string, live *store.Snapshot)
 		return live
 	}
 	view := *live
-	view.Segments = append(older, live.Segments...)
-	for _, seg := range older {
+	older = append(older, live.Segments...)
+	view.Segments = older
+	for _, seg := range view.Segments {
 		view.MaxSegmentDuration = max(view.MaxSegmentDuration, seg.Duration)
 	}
 	return &view

@@ -187,8 +187,8 @@ log:
 		t.Fatalf("%v objects spooled during the outage", spooled)
 	}
 	a.kill()
-	<-a.done
-	a.done <- nil
+	killed := <-a.done
+	a.done <- killed
 	s3.Start()
 	admin2 := testpeer.FreeAddr(t)
 	b := startProc(t, bin, "rec-b", yaml(admin2), "serve")

@@ -146,6 +146,7 @@ cleanup() {
 on_exit() {
   local rc=$?
   cleanup
+  wait 2>/dev/null || true   # a build still running in the background
   rm -rf "$work"
   if [ "$failed" = 0 ] && [ "$rc" != 0 ]; then
     echo "container-test: FAIL the script stopped (exit $rc) outside a check"
@@ -230,41 +231,52 @@ figure "base images ready in $((SECONDS - t))s ($BUILD_IMAGE, $RUNTIME_IMAGE)"
 image=localhost/headwater:container-test
 version=$(git describe --tags --always --dirty 2>/dev/null || echo container-test)
 # build TAG FILE ARGS...: podman build of FILE (context: the repository),
-# keeping the layer cache; the image it replaces is removed when unused.
+# keeping the layer cache (independent stages run side by side: --jobs 2);
+# the image it replaces is removed when unused. Its output is kept in
+# $work/build-FILE.log when it fails (false).
 build() {
-  local tag=$1 file=$2 old
+  local tag=$1 file=$2 old new log
+  log="$work/build-$(basename "$file" .Containerfile).log"
   shift 2
   old=$("${podman[@]}" image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
-  if ! "${podman[@]}" build --format docker --network host -f "$file" -t "$tag" \
+  "${podman[@]}" build --format docker --network host --jobs 2 -f "$file" -t "$tag" \
     --build-arg "BUILD_IMAGE=$BUILD_IMAGE" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE" \
-    --build-arg "BASE_IMAGE=$RUNTIME_IMAGE" "$@" . >"$work/build.log" 2>&1; then
-    fail "podman build -f $file"
-  fi
-  local new
+    --build-arg "BASE_IMAGE=$RUNTIME_IMAGE" "$@" . >"$log" 2>&1 || return 1
   new=$("${podman[@]}" image inspect --format '{{.Id}}' "$tag")
   if [ -n "$old" ] && [ "$old" != "$new" ]; then
     "${podman[@]}" rmi "$old" >/dev/null 2>&1 || true
   fi
-  : >"$work/build.log"
+  rm -f "$log"
 }
 
 t=$SECONDS
-build "$image" Dockerfile --build-arg "VERSION=$version"
+# The service images (apt-get: the network more than the CPU) are built
+# while the Go compiler builds Headwater; NATS (Go too) after it, from the
+# same module and build caches.
+{
+  build localhost/headwater-nginx:bookworm deploy/podman/nginx.Containerfile &&
+    build localhost/headwater-nginx-exporter:bookworm deploy/podman/nginx-exporter.Containerfile &&
+    build localhost/headwater-prometheus:bookworm deploy/podman/prometheus.Containerfile
+} &
+services=$!
+build "$image" Dockerfile --build-arg "VERSION=$version" || fail "podman build of the Dockerfile"
 build_s=$((SECONDS - t))
 size=$("${podman[@]}" image inspect --format '{{.Size}}' "$image")
 figure "image $image built in ${build_s}s, $((size / 1000000)) MB"
+t=$SECONDS
+wait "$services" || fail "podman build of deploy/podman's nginx, nginx-exporter or prometheus image"
+nats_version=$(awk '$1 == "github.com/nats-io/nats-server/v2" { sub(/^v/, "", $2); print $2 }' go.mod)
+build localhost/headwater-nats:bookworm deploy/podman/nats.Containerfile --build-arg "NATS_SERVER_VERSION=$nats_version" ||
+  fail "podman build of deploy/podman/nats.Containerfile"
+figure "service images (nginx, nginx-prometheus-exporter, Prometheus; nats-server $nats_version) ready $((SECONDS - t))s after it"
 got=$("${podman[@]}" run --rm "${ulimits[@]}" "$image" version 2>>"$work/run.log")
 [[ "$got" == "headwater $version "* ]] && pass "the image runs: $got" || fail "headwater version printed \"$got\""
 hc=$("${podman[@]}" image inspect --format '{{json .Config.Healthcheck}}' "$image")
 [[ "$hc" == *headwater-healthcheck* ]] && pass "the image keeps its HEALTHCHECK (docker format)" || fail "no HEALTHCHECK in the image: $hc"
-
-t=$SECONDS
-build localhost/headwater-nginx:bookworm deploy/podman/nginx.Containerfile
-build localhost/headwater-nginx-exporter:bookworm deploy/podman/nginx-exporter.Containerfile
-build localhost/headwater-prometheus:bookworm deploy/podman/prometheus.Containerfile
-nats_version=$(awk '$1 == "github.com/nats-io/nats-server/v2" { sub(/^v/, "", $2); print $2 }' go.mod)
-build localhost/headwater-nats:bookworm deploy/podman/nats.Containerfile --build-arg "NATS_SERVER_VERSION=$nats_version"
-figure "service images (nginx, nginx-prometheus-exporter, Prometheus, nats-server $nats_version) built in $((SECONDS - t))s"
+# Untagged images of earlier builds (their build stages, mostly: ~560 MB a
+# source change) made from the local base images: kept a day as the layer
+# cache of the next builds, then removed.
+"${podman[@]}" image prune -f --filter label=org.headwater.base-recipe --filter until=24h >/dev/null
 
 # ---- 2. One container --------------------------------------------------------
 

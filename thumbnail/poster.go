@@ -22,7 +22,9 @@ var errNoPicture = errors.New("ffmpeg decoded no picture")
 // Poster returns a JPEG of the first picture of segment, a media segment
 // (or a segment's first part) of the video rendition whose init segment is
 // init, starting with a key frame: moof+mdat fragments, H.264, H.265 or AV1
-// as ffmpeg decodes them. Only the segment's first fragment is read. The
+// as ffmpeg decodes them. Only the segment's first fragment is read, and
+// its first video sample must be a sync sample (else an error before any
+// process starts). The
 // picture is scaled to fit maxWidth, keeping its display aspect ratio
 // (pixel aspect ratio applied), with even dimensions and never enlarged;
 // maxWidth 0 keeps the source's width. The call waits for one of
@@ -51,23 +53,25 @@ func (m *Maker) Poster(ctx context.Context, init, segment []byte, maxWidth int) 
 	}
 	defer release(m.posters)
 
-	stderr := &tail{}
-	out := &cappedBuffer{limit: maxPosterBytes}
-	cmd := m.command(ctx, posterArgs(maxWidth), stderr)
-	cmd.Stdin = io.MultiReader(bytes.NewReader(init), bytes.NewReader(first))
-	cmd.Stdout = out
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("thumbnail: poster: %w", runError(ctx, "ffmpeg did not finish", err, stderr))
-	}
-	jpg := out.buf.Bytes()
-	switch {
-	case len(jpg) == 0:
-		if s := stderr.String(); s != "" {
-			return nil, fmt.Errorf("thumbnail: poster: %w (does the segment start with a key frame?): %s", errNoPicture, s)
+	var jpg []byte
+	read := func(out io.Reader) error {
+		b, err := io.ReadAll(io.LimitReader(out, maxPosterBytes+1))
+		switch {
+		case err != nil:
+			return fmt.Errorf("reading the poster: %w", err)
+		case len(b) > maxPosterBytes:
+			return fmt.Errorf("ffmpeg wrote more than %d bytes", maxPosterBytes)
+		case len(b) == 0:
+			return fmt.Errorf("%w (does the segment start with a key frame?)", errNoPicture)
+		case !bytes.HasPrefix(b, []byte{0xff, 0xd8}):
+			return fmt.Errorf("ffmpeg wrote %d bytes that are not a JPEG", len(b))
 		}
-		return nil, fmt.Errorf("thumbnail: poster: %w (does the segment start with a key frame?)", errNoPicture)
-	case !bytes.HasPrefix(jpg, []byte{0xff, 0xd8}):
-		return nil, fmt.Errorf("thumbnail: poster: ffmpeg wrote %d bytes that are not a JPEG", len(jpg))
+		jpg = b
+		return nil
+	}
+	in := io.MultiReader(bytes.NewReader(init), bytes.NewReader(first))
+	if err := m.run(ctx, posterArgs(maxWidth), in, read); err != nil {
+		return nil, fmt.Errorf("thumbnail: poster: %w", err)
 	}
 	return jpg, nil
 }
@@ -92,18 +96,4 @@ func posterArgs(maxWidth int) []string {
 		"-c:v", "mjpeg", "-q:v", posterQuality,
 		"-f", "image2pipe", "pipe:1",
 	}
-}
-
-// cappedBuffer is a bytes.Buffer that refuses to grow past limit.
-type cappedBuffer struct {
-	buf   bytes.Buffer
-	limit int
-}
-
-// Write implements io.Writer.
-func (c *cappedBuffer) Write(p []byte) (int, error) {
-	if c.buf.Len()+len(p) > c.limit {
-		return 0, fmt.Errorf("output larger than %d bytes", c.limit)
-	}
-	return c.buf.Write(p)
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -211,6 +213,7 @@ func TestPosterHung(t *testing.T) {
 	script := "if [ -e '" + flag + "' ]; then exec sleep 60; fi\nexec '" + ffmpeg + "' \"$@\""
 	m := newMaker(t, Config{FFmpeg: fakeFFmpeg(t, script), PosterProcesses: 1, PosterTimeout: 500 * time.Millisecond})
 	init, frags := split(t, fxH264.bytes(t))
+	goroutines := runtime.NumGoroutine()
 
 	start := time.Now()
 	_, err = m.Poster(context.Background(), init, frags[0], 640)
@@ -244,17 +247,18 @@ func TestPosterHung(t *testing.T) {
 	if b := decodeJPEG(t, jpg).Bounds(); b.Dx() != 640 || b.Dy() != 360 {
 		t.Fatalf("poster is %v, want 640x360", b)
 	}
+	testpeer.WaitGoroutines(t, goroutines)
 }
 
 // TestPosterProcessCap checks that no more than PosterProcesses ffmpeg
 // processes run at once: the other posters wait for a slot, until their
 // context ends.
 func TestPosterProcessCap(t *testing.T) {
-	testpeer.RequireLinux(t, "counting child processes in /proc")
 	testpeer.NeedFFmpeg(t)
 	init, frags := split(t, fxParts.bytes(t))
-	segment := frags[0]
-	m := newMaker(t, Config{FFmpeg: fakeFFmpeg(t, "exec sleep 60"), PosterProcesses: 2, PosterTimeout: time.Minute})
+	st := &recordingStarter{execStarter: execStarter{path: fakeFFmpeg(t, "exec sleep 60")}}
+	m := newMaker(t, Config{Starter: st, PosterProcesses: 2, PosterTimeout: time.Minute})
+	goroutines := runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const n = 5
@@ -262,13 +266,11 @@ func TestPosterProcessCap(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			_, err := m.Poster(ctx, init, segment, 640)
+			_, err := m.Poster(ctx, init, frags[0], 640)
 			errs <- err
 		})
 	}
-	testpeer.WaitFor(t, 10*time.Second, "2 ffmpeg processes", func() bool {
-		return len(testpeer.Descendants(os.Getpid())) == 2
-	})
+	testpeer.WaitFor(t, 10*time.Second, "2 ffmpeg processes", func() bool { return st.counts().live == 2 })
 	time.Sleep(300 * time.Millisecond)
 	if d := testpeer.Descendants(os.Getpid()); len(d) != 2 {
 		t.Fatalf("%d processes running, want 2", len(d))
@@ -276,6 +278,9 @@ func TestPosterProcessCap(t *testing.T) {
 	cancel()
 	wg.Wait()
 	close(errs)
+	// Once the context ends, a poster that was waiting may still take a
+	// slot freed by a killed one before its own context is cancelled (the
+	// posters' contexts end one by one): its process is killed at once.
 	var killed, waited int
 	for err := range errs {
 		switch {
@@ -289,10 +294,13 @@ func TestPosterProcessCap(t *testing.T) {
 			t.Fatalf("error %v", err)
 		}
 	}
-	if killed != 2 || waited != 3 {
-		t.Fatalf("%d killed and %d waiting, want 2 and 3", killed, waited)
+	c := st.counts()
+	if c.peak != 2 || c.live != 0 || killed != c.started || killed+waited != n {
+		t.Fatalf("at most %d processes at once, %d left, %d started; %d posters killed and %d waiting: "+
+			"want at most 2 at once, none left, a killed poster per process and %d posters", c.peak, c.live, c.started, killed, waited, n)
 	}
 	noChildren(t)
+	testpeer.WaitGoroutines(t, goroutines)
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -326,4 +334,89 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// recordingStarter starts ffmpeg through execStarter, standing for
+// another Starter (a fork server's), and records the processes: their
+// arguments, how many live and the most at once.
+type recordingStarter struct {
+	execStarter
+	mu         sync.Mutex
+	args       [][]string
+	live, peak int
+}
+
+// starterCounts are a recordingStarter's counts.
+type starterCounts struct{ started, live, peak int }
+
+func (r *recordingStarter) counts() starterCounts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return starterCounts{len(r.args), r.live, r.peak}
+}
+
+func (r *recordingStarter) StartFFmpeg(args []string, stdin, stdout, stderr *os.File) (Process, error) {
+	p, err := r.execStarter.StartFFmpeg(args, stdin, stdout, stderr)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.args = append(r.args, args)
+	r.live++
+	r.peak = max(r.peak, r.live)
+	return &recordedProcess{Process: p, r: r}, nil
+}
+
+// recordedProcess counts its exit in its recordingStarter.
+type recordedProcess struct {
+	Process
+	r *recordingStarter
+}
+
+func (p *recordedProcess) Wait() error {
+	err := p.Process.Wait()
+	p.r.mu.Lock()
+	p.r.live--
+	p.r.mu.Unlock()
+	return err
+}
+
+// TestStarter checks that a Config.Starter starts every process, and
+// that its processes are killed through it.
+func TestStarter(t *testing.T) {
+	testpeer.NeedFFmpeg(t)
+	init, frags := split(t, fxH264.bytes(t))
+	st := &recordingStarter{execStarter: execStarter{path: "ffmpeg"}}
+	m := newMaker(t, Config{FFmpeg: "/nonexistent/ffmpeg", Starter: st})
+	jpg, err := m.Poster(context.Background(), init, frags[0], 320)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := decodeJPEG(t, jpg).Bounds(); b.Dx() != 320 || b.Dy() != 180 {
+		t.Fatalf("poster is %v, want 320x180", b)
+	}
+	set, err := m.Sprites(context.Background(), bytes.NewReader(fxH264.bytes(t)), SpriteOptions{Duration: 12 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Sheets) != 1 || set.Tiles() != 2 {
+		t.Fatalf("%d sheets, %d thumbnails, want 1 and 2", len(set.Sheets), set.Tiles())
+	}
+	if c := st.counts(); c.started != 2 || c.live != 0 || c.peak != 1 || !slices.Equal(st.args[0], posterArgs(320)) ||
+		!slices.Equal(st.args[1], spriteArgs(SpriteOptions{Duration: 12 * time.Second}.withDefaults())) {
+		t.Fatalf("started %q", st.args)
+	}
+
+	hung := &recordingStarter{execStarter: execStarter{path: fakeFFmpeg(t, "exec sleep 60")}}
+	m = newMaker(t, Config{Starter: hung})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := m.Poster(ctx, init, frags[0], 320); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error %v, want the deadline", err)
+	}
+	if c := hung.counts(); c.started != 1 || c.live != 0 {
+		t.Fatalf("%d started, %d live, want 1 killed and waited for", c.started, c.live)
+	}
+	noChildren(t)
 }

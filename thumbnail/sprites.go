@@ -158,37 +158,14 @@ func (m *Maker) Sprites(ctx context.Context, media io.Reader, o SpriteOptions) (
 	}
 	defer release(m.sprites)
 
-	run, kill := context.WithCancel(ctx)
-	defer kill()
-	stderr := &tail{}
-	cmd := m.command(run, spriteArgs(o), stderr)
-	cmd.Stdin = media
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
+	var set *SpriteSet
+	read := func(out io.Reader) error {
+		var err error
+		set, err = tileSheets(newPPMReader(out, o.Width*maxTileHeight), o)
+		return err
+	}
+	if err := m.run(ctx, spriteArgs(o), media, read); err != nil {
 		return nil, fmt.Errorf("thumbnail: sprites: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("thumbnail: sprites: starting ffmpeg: %w", err)
-	}
-	set, tileErr := tileSheets(newPPMReader(stdout, o.Width*maxTileHeight), o)
-	if tileErr != nil {
-		kill() // its output is of no use any more
-	}
-	_, _ = io.Copy(io.Discard, stdout) // up to ffmpeg's exit
-	waitErr := cmd.Wait()
-	switch {
-	case ctx.Err() != nil && (tileErr != nil || waitErr != nil):
-		return nil, fmt.Errorf("thumbnail: sprites: ffmpeg did not finish: %w", context.Cause(ctx))
-	case tileErr != nil && !errors.Is(tileErr, errNoPicture):
-		// Unreadable output, or a size change: ffmpeg was killed.
-		return nil, fmt.Errorf("thumbnail: sprites: %w", tileErr)
-	case waitErr != nil:
-		return nil, fmt.Errorf("thumbnail: sprites: %w", runError(ctx, "ffmpeg did not finish", waitErr, stderr))
-	case tileErr != nil:
-		if s := stderr.String(); s != "" {
-			return nil, fmt.Errorf("thumbnail: sprites: %w: %s", tileErr, s)
-		}
-		return nil, fmt.Errorf("thumbnail: sprites: %w", tileErr)
 	}
 	return set, nil
 }

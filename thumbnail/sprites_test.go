@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -226,6 +227,7 @@ func TestSpritesCancel(t *testing.T) {
 	m := newMaker(t, Config{})
 	init, frags := split(t, fxH264.bytes(t))
 	half := append(append([]byte(nil), init...), frags[0]...)
+	goroutines := runtime.NumGoroutine()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	start := time.Now()
@@ -238,6 +240,7 @@ func TestSpritesCancel(t *testing.T) {
 		t.Fatalf("error %v, want the deadline", err)
 	}
 	noChildren(t)
+	testpeer.WaitGoroutines(t, goroutines)
 
 	// A sprite job waiting for the one slot ends with its context.
 	m = newMaker(t, Config{})

@@ -24,10 +24,9 @@ var errNoPicture = errors.New("ffmpeg decoded no picture")
 // init, starting with a key frame: moof+mdat fragments, H.264, H.265 or AV1
 // as ffmpeg decodes them. Only the segment's first fragment is read, and
 // its first video sample must be a sync sample (else an error before any
-// process starts). The
-// picture is scaled to fit maxWidth, keeping its display aspect ratio
-// (pixel aspect ratio applied), with even dimensions and never enlarged;
-// maxWidth 0 keeps the source's width. The call waits for one of
+// process starts). The picture is scaled to fit maxWidth, keeping its
+// display aspect ratio (pixel aspect ratio applied), with even dimensions
+// and never enlarged; maxWidth 0 keeps the source's width. The call waits for one of
 // Config.PosterProcesses slots and is bounded by ctx and
 // Config.PosterTimeout; an ffmpeg that fails or hangs fails this poster
 // only.

@@ -76,10 +76,10 @@ const pipeDrain = 2 * time.Second
 // run runs ffmpeg with args: in is copied to its stdin, its stdout is
 // given to read (which reads it to its end or fails) and its stderr's
 // tail is kept for its error. When ctx ends, or read fails, the process
-// is killed. The error says why it failed: ctx (what: what did not
-// finish), read's error, or ffmpeg's exit with the tail of its stderr.
-// read's errNoPicture comes with that tail too. If in's Read blocks, its
-// copy goroutine ends when the Read returns.
+// is killed. The error says why it failed: ctx's end, read's error, or
+// ffmpeg's exit with the tail of its stderr (read's errNoPicture comes
+// with that tail too). run returns once the process was waited for; if
+// in's Read blocks, its copy goroutine ends when the Read returns.
 func (m *Maker) run(ctx context.Context, args []string, in io.Reader, read func(io.Reader) error) error {
 	inR, inW, err := os.Pipe()
 	if err != nil {

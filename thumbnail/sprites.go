@@ -145,8 +145,8 @@ func (s *SpriteSet) sheetSize(i int) image.Point {
 // to make. One ffmpeg process decodes it (with one thread; key frames only
 // unless o.AllFrames) and writes the scaled thumbnails, which are tiled
 // into sheets here. There are ceil(o.Duration/o.Interval) thumbnails:
-// when the media ends before the last of them, the last picture stands for
-// the rest. The call waits for one of Config.SpriteProcesses slots and is
+// when the media ends before the last of them, the last thumbnail made
+// stands for the rest. The call waits for one of Config.SpriteProcesses slots and is
 // bounded by ctx, which should also end a media reader that blocks.
 func (m *Maker) Sprites(ctx context.Context, media io.Reader, o SpriteOptions) (*SpriteSet, error) {
 	if err := o.Validate(); err != nil {
@@ -192,8 +192,8 @@ func spriteArgs(o SpriteOptions) []string {
 	)
 }
 
-// tileSheets reads the thumbnails from pr and tiles them into sheets,
-// the last picture standing for thumbnails past the end of the pictures.
+// tileSheets reads the thumbnails from pr and tiles them into sheets, the
+// last one read standing for those past the end of the pictures.
 func tileSheets(pr *ppmReader, o SpriteOptions) (*SpriteSet, error) {
 	set := &SpriteSet{Width: o.Width, Columns: o.Columns, Rows: o.Rows, Interval: o.Interval, Duration: o.Duration}
 	n := set.Tiles()

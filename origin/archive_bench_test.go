@@ -147,8 +147,10 @@ func dvrPath(msn uint64) string {
 // benchDVRServe asks h for path one request at a time, handed to the
 // handler directly (no client or connection), and reports, besides ns/op
 // and the allocations, cpu-ns/op (the process's user+system CPU per
-// request, all goroutines) and the p50 and p99 of the requests' times.
-func benchDVRServe(b *testing.B, h http.Handler, path string, size int) {
+// request, all goroutines) and the p50 and p99 of the requests' times;
+// with server set, also server-cpu-ns/op, the CPU per request of this
+// process's child processes of that name (the S3 server).
+func benchDVRServe(b *testing.B, h http.Handler, path string, size int, server string) {
 	req := httptest.NewRequest(http.MethodGet, path, nil)
 	w := &discardWriter{h: make(http.Header, 16)}
 	serve := func() {
@@ -166,6 +168,7 @@ func benchDVRServe(b *testing.B, h http.Handler, path string, size int) {
 	lat := make([]time.Duration, 0, b.N)
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
+	srv0, srvOK := childProcCPU(server)
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	for range b.N {
@@ -175,6 +178,10 @@ func benchDVRServe(b *testing.B, h http.Handler, path string, size int) {
 	}
 	cpu := cpuTime() - cpu0
 	b.StopTimer()
+	srv1, _ := childProcCPU(server)
+	if server != "" && srvOK {
+		b.ReportMetric(float64((srv1-srv0).Nanoseconds())/float64(b.N), "server-cpu-ns/op")
+	}
 	slices.Sort(lat)
 	at := func(q float64) float64 {
 		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Nanoseconds()) / 1e3
@@ -203,7 +210,7 @@ func segmentSize(uint64) int { return dvrSegmentSize }
 // in BenchmarkSegmentFromRecording.
 func BenchmarkSegmentFromMemory(b *testing.B) {
 	d := newDVRBench(b, b, localBackend(b, b), 30, segmentSize)
-	benchDVRServe(b, d.h, dvrPath(d.live+5), dvrSegmentSize)
+	benchDVRServe(b, d.h, dvrPath(d.live+5), dvrSegmentSize, "")
 }
 
 // BenchmarkSegmentFromRecording serves a segment (300 KB) of a live
@@ -217,7 +224,8 @@ func BenchmarkSegmentFromMemory(b *testing.B) {
 //     window's oldest, are 1 KB): the window's look-up is a scan;
 //   - s3: the recording in versitygw (a real S3 server on loopback, its
 //     posix backend over a directory), through objstore/s3 (minio-go);
-//     its own CPU, another process's, is not in cpu-ns/op.
+//     its own CPU, another process's, is not in cpu-ns/op but reported
+//     as server-cpu-ns/op (from /proc, in 10 ms ticks).
 //
 // Each fixture is built once (the 2 h window's takes a while: each
 // segment is spooled with fsyncs).
@@ -227,17 +235,18 @@ func BenchmarkSegmentFromRecording(b *testing.B) {
 		n       int
 		size    func(uint64) int
 		backend func(b *testing.B, tb testing.TB) objstore.Backend
+		server  string // the backend's server process, a child of this one
 	}
 	const window = 3600 // 2 h of 2 s segments
 	for _, v := range []variant{
-		{"local", 30, segmentSize, localBackend},
+		{"local", 30, segmentSize, localBackend, ""},
 		{"local-2h-window", window + 10, func(msn uint64) int {
 			if msn == 10 {
 				return dvrSegmentSize
 			}
 			return 1000
-		}, localBackend},
-		{"s3", 30, segmentSize, s3Backend},
+		}, localBackend, ""},
+		{"s3", 30, segmentSize, s3Backend, "versitygw"},
 	} {
 		var d *dvrBench // built by the first run, kept for the next ones
 		b.Run(v.name, func(sb *testing.B) {
@@ -251,7 +260,7 @@ func BenchmarkSegmentFromRecording(b *testing.B) {
 			if msn >= d.live {
 				sb.Fatalf("segment %d is in the store (from %d)", msn, d.live)
 			}
-			benchDVRServe(sb, d.h, dvrPath(msn), v.size(msn))
+			benchDVRServe(sb, d.h, dvrPath(msn), v.size(msn), v.server)
 		})
 	}
 }
@@ -277,4 +286,39 @@ func s3Backend(b *testing.B, tb testing.TB) objstore.Backend {
 		b.Fatal(err)
 	}
 	return backend
+}
+
+// childProcCPU returns the user+system CPU time of this process's child
+// processes named comm, from /proc/<pid>/stat (clock ticks of 10 ms); ok
+// is false for comm "" and where there is no /proc or no such child.
+func childProcCPU(comm string) (cpu time.Duration, ok bool) {
+	if comm == "" {
+		return 0, false
+	}
+	paths, _ := filepath.Glob("/proc/[0-9]*/stat")
+	self := strconv.Itoa(os.Getpid())
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < open || s[open+1:closing] != comm {
+			continue
+		}
+		// fields[0] is field 3 of proc(5): state, ppid, ..., utime (14), stime (15).
+		fields := strings.Fields(s[closing+1:])
+		if len(fields) < 13 || fields[1] != self {
+			continue
+		}
+		ut, err1 := strconv.ParseUint(fields[11], 10, 64)
+		st, err2 := strconv.ParseUint(fields[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		cpu += time.Duration(ut+st) * 10 * time.Millisecond
+		ok = true
+	}
+	return cpu, ok
 }

@@ -26,14 +26,15 @@
 //
 // By default ffmpeg is executed (Config.FFmpeg). Measured on 2 shared
 // cores with Debian's ffmpeg 5.1 (215 shared libraries), a 1280x720 H.264
-// segment to a 640x360 poster costs 79–81 ms of CPU (87–89 ms one at a
-// time; 1080p: 90 ms of CPU), of which ffmpeg's start before main takes
-// about 62 ms (ffmpeg -version alone): a poster every 5 s for 100 streams
-// would take 1.6 cores. Forked from the transcoder's fork server instead
-// (an ffmpeg whose libraries are loaded once), the same poster costs 17–18
-// ms of CPU and 21 ms (measured with a copy of its code, as package
-// transcoder keeps the fork server to itself): Config.Starter takes such
-// a process starter, so that the server can hand one in.
+// segment to a 640x360 poster costs 78–81 ms of CPU and 86–89 ms one at
+// a time (1080p: 87–90 ms of CPU), of which ffmpeg's start before main
+// takes about 62 ms (ffmpeg -version alone): a poster every 5 s for 100
+// streams would take 1.6 cores. Forked from the transcoder's fork server
+// instead (an ffmpeg whose libraries are loaded once), the same poster
+// costs 17–19 ms of CPU and 21 ms on an idle machine (measured with a copy
+// of its code, as package transcoder keeps the fork server to itself):
+// Config.Starter takes such a process starter, so that the server can hand
+// one in.
 //
 // # Sprites
 //
@@ -47,7 +48,7 @@
 // it as a raw PPM picture; the sheets are tiled and encoded as JPEG here,
 // one sheet in memory at a time. A recording of duration D has
 // ceil(D/Interval) thumbnails; when the media ends early the last
-// thumbnail stands for the rest, and the last cue ends at D. Key frames
-// only cost 0.49 s of CPU per minute of 720p media, every frame 3.3 s
-// (BenchmarkSprites).
+// thumbnail stands for the rest, and the last cue ends at D. Of a minute
+// of 720p H.264 with 2 s GOPs, key frames only cost 0.19 s of CPU, every
+// frame 2.8 s (BenchmarkSprites).
 package thumbnail

@@ -1086,7 +1086,7 @@ func TestPodmanCompose(t *testing.T) {
 		if s.Image == "" {
 			continue
 		}
-		m := regexp.MustCompile(`(?m)^build ` + regexp.QuoteMeta(s.Image) + ` (deploy/podman/[a-z-]+\.Containerfile)\b`).FindStringSubmatch(script)
+		m := regexp.MustCompile(`(?m)^\s*build ` + regexp.QuoteMeta(s.Image) + ` (deploy/podman/[a-z-]+\.Containerfile)\b`).FindStringSubmatch(script)
 		if !strings.HasPrefix(s.Image, "localhost/") || m == nil {
 			t.Errorf("%s: image %s is not a localhost image scripts/container-test.sh builds from deploy/podman", name, s.Image)
 			continue

@@ -65,6 +65,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "container-test.sh: installing ${missing[*]} with apt-get" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    installed="installed ${missing[*]} with apt-get in $((SECONDS - t_total))s"
   else
     {
       echo "container-test.sh: the test needs tools that are not installed, and this script cannot install them (no apt-get)"
@@ -99,7 +100,7 @@ serve=hwct-serve              # the single container of part 2
 idle=hwct-idle
 data=hwct-data                # its data volume
 pids=()                       # host ffmpeg processes this script started
-summary=()
+summary=(${installed:+"$installed"})
 
 pass() { passed=$((passed + 1)); echo "container-test: ok   $*"; }
 # fail DESC: the failure, the logs of every container still there, then exit.
@@ -129,6 +130,7 @@ cleanup() {
   for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
   for p in ${pids[@]+"${pids[@]}"}; do wait "$p" 2>/dev/null || true; done
   pids=()
+  rm -f "$work"/publish-*.log "$work"/ffprobe.log
   local ids
   ids=$("${podman[@]}" ps -aq --filter "label=io.podman.compose.project=$project" 2>/dev/null || true)
   ids="$ids $("${podman[@]}" ps -aq --filter "name=^($serve|$idle)\$" 2>/dev/null || true)"

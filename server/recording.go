@@ -27,6 +27,7 @@ import (
 	"github.com/headwater-live/headwater/spool"
 	"github.com/headwater-live/headwater/store"
 	"github.com/headwater-live/headwater/thumbnail"
+	"github.com/headwater-live/headwater/transcoder"
 )
 
 // recordingPart is the node's recording (record.enabled): the storage
@@ -40,6 +41,7 @@ type recordingPart struct {
 	spool     *spool.Spool
 	rec       *recording.Recorder
 	thumbs    *thumbnail.Maker
+	forks     *forkStarter // the thumbnails' fork server; nil: ffmpeg is executed
 	posters   *posterLoop
 	hook      *eventhook.Hook // nil without events.webhook
 	retention []recording.RetentionRule
@@ -61,11 +63,20 @@ type recordingPart struct {
 // the backend (a directory that cannot be written, a missing bucket or
 // refused credentials stop the start with the reason) and opens the spool,
 // which resumes whatever a previous run left in it.
-func newRecordingPart(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*recordingPart, error) {
+func newRecordingPart(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (_ *recordingPart, err error) {
 	rc := cfg.Record
 	if !rc.Enabled {
 		return nil, nil
 	}
+	var p *recordingPart
+	defer func() {
+		if err != nil && p != nil {
+			p.forks.close()
+			if p.spool != nil {
+				_ = p.spool.Close()
+			}
+		}
+	}()
 	log = log.With("component", "recording")
 	backend, spoolDir, err := recordBackend(rc)
 	if err != nil {
@@ -76,7 +87,7 @@ func newRecordingPart(cfg *config.Config, reg prometheus.Registerer, log *slog.L
 	if err := backend.Check(ctx); err != nil {
 		return nil, fmt.Errorf("record: %s: %w", backend, err)
 	}
-	p := &recordingPart{
+	p = &recordingPart{
 		cfg:        rc,
 		backend:    backend,
 		log:        log,
@@ -102,7 +113,18 @@ func newRecordingPart(cfg *config.Config, reg prometheus.Registerer, log *slog.L
 	for _, r := range rules {
 		p.retention = append(p.retention, recording.RetentionRule{Prefix: r.Prefix, MaxAge: r.MaxAge, MaxBytes: r.MaxBytes})
 	}
-	if p.thumbs, err = thumbnail.New(thumbnail.Config{FFmpeg: cfg.Transcoder.FFmpeg}); err != nil {
+	mode, err := transcoder.ParseForkServerMode(cfg.Transcoder.ForkServer)
+	if err != nil {
+		return nil, fmt.Errorf("transcoder.fork_server: %w", err)
+	}
+	if p.forks, err = newForkStarter(mode, cfg.Transcoder.FFmpeg, "", log); err != nil {
+		return nil, fmt.Errorf("record: thumbnails: %w", err)
+	}
+	tc := thumbnail.Config{FFmpeg: cfg.Transcoder.FFmpeg}
+	if p.forks != nil {
+		tc.Starter = p.forks
+	}
+	if p.thumbs, err = thumbnail.New(tc); err != nil {
 		return nil, fmt.Errorf("record: thumbnails: %w", err)
 	}
 	if cfg.Events.Webhook != "" {
@@ -221,6 +243,7 @@ func (p *recordingPart) wait() {
 	}
 	p.rec.Wait()
 	p.wg.Wait()
+	p.forks.close()
 	if err := p.spool.Close(); err != nil {
 		p.log.Error("recording: spool close", "error", err)
 	}

@@ -160,6 +160,9 @@ func TestRecordingVOD(t *testing.T) {
 	if ct, cc := r.header.Get("Content-Type"), r.header.Get("Cache-Control"); ct != "image/jpeg" || cc != "public, max-age=2" {
 		t.Errorf("poster Content-Type %q, Cache-Control %q", ct, cc)
 	}
+	if !strings.Contains(s.logs.String(), "thumbnails: ffmpeg forked from a fork server of their own") {
+		t.Error("posters are not made by ffmpeg processes forked from a fork server")
+	}
 	live := map[string]map[uint64][]byte{"video": {}, "audio": {}}
 	for !pub.Exited() {
 		for rend, segs := range live {

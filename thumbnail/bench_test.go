@@ -3,13 +3,45 @@ package thumbnail
 import (
 	"bytes"
 	"context"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/headwater-live/headwater/internal/testpeer"
+	"github.com/headwater-live/headwater/transcoder"
 )
+
+// forkedStarter starts ffmpeg from a transcoder.ForkServer, as the server
+// does, and sums the CPU time the fork server reports for each process
+// (they are the fork server's children, not this process's).
+type forkedStarter struct {
+	fs  *transcoder.ForkServer
+	cpu atomic.Int64
+}
+
+func (s *forkedStarter) StartFFmpeg(args []string, stdin, stdout, stderr *os.File) (Process, error) {
+	p, err := s.fs.Start(args, stdin, stdout, stderr)
+	if err != nil {
+		return nil, err
+	}
+	return &forkedProcess{p: p, s: s}, nil
+}
+
+type forkedProcess struct {
+	p *transcoder.ForkedProcess
+	s *forkedStarter
+}
+
+func (f *forkedProcess) Wait() error {
+	err := f.p.Wait()
+	f.s.cpu.Add(int64(f.p.CPU()))
+	return err
+}
+
+func (f *forkedProcess) Kill() { f.p.Kill() }
 
 // childCPU is the user+system CPU time of this process's waited-for
 // children so far.
@@ -26,7 +58,8 @@ func childCPU(b *testing.B) time.Duration {
 // H.264 stream (2 s GOPs, B-frames) scaled to 640 pixels wide: the CPU
 // time of its ffmpeg process (cpu-ms/poster), the elapsed time per poster
 // (ms/poster: its latency one at a time) and the throughput (posters/s);
-// "x2" runs two at a time, as the default PosterProcesses allows.
+// "x2" runs two at a time, as the default PosterProcesses allows;
+// "forked" starts ffmpeg from a transcoder.ForkServer, as the server does.
 func BenchmarkPoster(b *testing.B) {
 	testpeer.NeedFFmpeg(b)
 	fx1080 := fixture{name: "h264-1080p", size: "1920x1080", seconds: 4, codec: fxH264.codec}
@@ -34,13 +67,27 @@ func BenchmarkPoster(b *testing.B) {
 		name     string
 		fx       fixture
 		parallel int
+		forked   bool
 	}{
-		{"720p", fxH264, 1},
-		{"1080p", fx1080, 1},
-		{"720p-x2", fxH264, 2},
+		{"720p", fxH264, 1, false},
+		{"1080p", fx1080, 1, false},
+		{"720p-x2", fxH264, 2, false},
+		{"720p-forked", fxH264, 1, true},
+		{"720p-forked-x2", fxH264, 2, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			m := newMaker(b, Config{PosterProcesses: bc.parallel})
+			cfg := Config{PosterProcesses: bc.parallel}
+			var fs *forkedStarter
+			if bc.forked {
+				srv, err := transcoder.StartForkServer(context.Background(), "ffmpeg", b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(srv.Close)
+				fs = &forkedStarter{fs: srv}
+				cfg.Starter = fs
+			}
+			m := newMaker(b, cfg)
 			init, frags := split(b, bc.fx.bytes(b))
 			poster := func() {
 				jpg, err := m.Poster(context.Background(), init, frags[1], 640)
@@ -67,6 +114,9 @@ func BenchmarkPoster(b *testing.B) {
 			b.StopTimer()
 			el := time.Since(start)
 			cpu := childCPU(b) - cpu0
+			if fs != nil {
+				cpu = time.Duration(fs.cpu.Load())
+			}
 			b.ReportMetric(float64(el.Microseconds())/1e3/float64(b.N), "ms/poster")
 			b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(b.N), "cpu-ms/poster")
 			b.ReportMetric(float64(b.N)/el.Seconds(), "posters/s")

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/headwater-live/headwater/thumbnail"
 )
 
 // Recording defaults owned by this package (the recording packages take
@@ -15,12 +17,11 @@ const (
 	defaultRecordSpoolBytes   = 10 << 30
 	defaultRetentionInterval  = time.Minute
 	defaultPosterInterval     = 5 * time.Second
-	defaultSpriteInterval     = 10 * time.Second
+	defaultSpriteInterval     = thumbnail.DefaultInterval
 	defaultWebhookTimeout     = 5 * time.Second
 	recordBackendDir          = "dir"
 	recordBackendS3           = "s3"
 	minRecordSpoolBytes       = 64 << 20
-	maxSpriteIntervalSeconds  = 3600
 	minPosterIntervalDuration = time.Second
 )
 
@@ -174,8 +175,8 @@ func (c *Config) validateRecord(v *validator) {
 	if d := time.Duration(r.PosterInterval); d != 0 && d < minPosterIntervalDuration {
 		v.add("record.poster_interval", "must be 0 (off) or at least %s, got %s", minPosterIntervalDuration, d)
 	}
-	if d := time.Duration(r.SpriteInterval); d < 0 || d > maxSpriteIntervalSeconds*time.Second {
-		v.add("record.sprite_interval", "must be between 0 (off) and %ds, got %s", maxSpriteIntervalSeconds, d)
+	if d := time.Duration(r.SpriteInterval); d != 0 && (d < thumbnail.MinInterval || d > thumbnail.MaxInterval || d%time.Millisecond != 0) {
+		v.add("record.sprite_interval", "must be 0 (off) or whole milliseconds between %s and %s, got %s", thumbnail.MinInterval, thumbnail.MaxInterval, d)
 	}
 	if r.Enabled {
 		switch r.Backend {

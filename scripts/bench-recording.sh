@@ -11,17 +11,18 @@
 #               and sprites off, dvr.window 2h
 #   dir         the same to a local directory (record.backend dir)
 #   s3-posters  s3 with the default poster_interval (5 s): one short
-#               ffmpeg decode per stream every 5 s, child processes
+#               ffmpeg decode per stream every 5 s (forked by a fork server,
+#               child processes)
 #
 # Each run: STREAMS publishers `ffmpeg -re -stream_loop -1 -i sample -c copy
 # -f flv rtmp://...` (hwload live, no readers: two renditions per stream,
 # video and audio, passed through), WARMUP s, then a DURATION s window in
 # which are measured: Headwater's CPU (utime+stime of /proc/<pid>/stat) and
-# its reaped children's (cutime+cstime: poster decodes), the part-publish
-# latency (headwater_part_publish_latency_seconds, p50/p99 interpolated in
-# the bucket deltas), and with recording the upload time of each spooled
-# object (headwater_record_upload_duration_seconds, same way), the
-# segments and bytes recorded, missed segments, upload errors and spool
+# its child processes' (poster decodes: the whole process tree under it),
+# the part-publish latency (headwater_part_publish_latency_seconds, p50/p99
+# interpolated in the bucket deltas), and with recording the upload time of
+# each spooled object (headwater_record_upload_duration_seconds, same way),
+# the segments and bytes recorded, missed segments, upload errors and spool
 # drops. The 1-minute load average and the machine's busy cores (hwload)
 # are printed with every run: the machine is shared, read the figures with
 # them in view. The table ends with the CPU each recording mode added to
@@ -191,12 +192,28 @@ start_server() { # name config
   return 1
 }
 
+# tree_cpu pid: the CPU time (clock ticks) of pid's descendants: of each
+# one alive, its own and its reaped children's (utime+stime+cutime+cstime),
+# plus pid's reaped children's. Poster decodes are forked by a fork server
+# (a child of Headwater that reaps them), so Headwater's own cutime misses
+# them.
+tree_cpu() {
+  cat /proc/[0-9]*/stat 2>/dev/null | sed -n 's/^\([0-9]*\) (.*) /\1 /p' | awk -v root="$1" '
+    { pp[$1] = $3; t[$1] = $13 + $14 + $15 + $16; c[$1] = $15 + $16 }
+    END {
+      s = c[root]
+      for (p in pp) { q = pp[p]; while (q != "" && q != root && q > 1) q = pp[q]; if (q == root) s += t[p] }
+      print s
+    }'
+}
+
 # sample_state prefix: the server's metrics, /proc/<pid>/stat fields from
-# the state on ($1 = state, $12/$13 utime/stime, $14/$15 cutime/cstime, in
-# clock ticks) and the time.
+# the state on ($1 = state, $12/$13 utime/stime, in clock ticks), its
+# process tree's CPU and the time.
 sample_state() {
   curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$1.prom"
   sed 's/.*) //' "/proc/$hw_pid/stat" >"$1.stat"
+  tree_cpu "$hw_pid" >"$1.tree"
   date +%s.%N >"$1.time"
 }
 
@@ -273,7 +290,7 @@ run() { # mode rep
   wall=$(awk 'NR == 1 { a = $1 } NR == 2 { print $1 - a }' "$work/$name.1.time" "$work/$name.2.time")
   cpu=$(paste "$s1" "$s2" | awk -v w="$wall" '{ n = NF / 2; printf "%.3f", (($(n + 12) + $(n + 13)) - ($12 + $13)) / 100 / w }')
   sys=$(paste "$s1" "$s2" | awk -v w="$wall" '{ n = NF / 2; printf "%.3f", ($(n + 13) - $13) / 100 / w }')
-  child=$(paste "$s1" "$s2" | awk -v w="$wall" '{ n = NF / 2; printf "%.3f", (($(n + 14) + $(n + 15)) - ($14 + $15)) / 100 / w }')
+  child=$(awk -v w="$wall" 'NR == 1 { a = $1 } NR == 2 { printf "%.3f", ($1 - a) / 100 / w }' "$work/$name.1.tree" "$work/$name.2.tree")
   read -r part_n _ part_p50 part_p99 <<<"$(hist headwater_part_publish_latency_seconds "$m1" "$m2")"
   read -r up_n up_mean up_p50 up_p99 <<<"$(hist headwater_record_upload_duration_seconds "$m1" "$m2")"
   local seg_s mb_s
@@ -305,7 +322,7 @@ done
 
 echo
 echo "== results: $STREAMS streams × 2 renditions (video+audio passthrough, 360p $BITRATE + AAC), ${DURATION} s windows after ${WARMUP} s"
-echo "   cpu (of which sys), child: cores (Headwater, user+system (system); its reaped child processes); runq: s/s its threads waited for a CPU; latencies in ms"
+echo "   cpu (of which sys), child: cores (Headwater, user+system (system); its child processes); runq: s/s its threads waited for a CPU; latencies in ms"
 column -t -s $'\t' "$results"
 echo
 echo "== per mode (min..max over $REPEAT runs); added CPU = (mode − off) / off, same repetition"

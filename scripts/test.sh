@@ -36,6 +36,8 @@ have node || missing+=("nodejs|node: runs the edge-worker token verifier of docs
 have npm || missing+=("npm|npm: installs the Shaka Player build for the browser tests")
 have openssl || missing+=("openssl|openssl: AES-128 cross-check")
 have xmllint || missing+=("libxml2-utils|xmllint: checks every MPD is well-formed XML")
+have obs && have xvfb-run && have Xvfb && have xauth || missing+=("obs-studio xvfb xauth|OBS Studio, headless under xvfb-run (Xvfb, xauth): the OBS end-to-end test")
+compgen -G '/usr/lib/*/dri/swrast_dri.so' >/dev/null || missing+=("libgl1-mesa-dri|mesa's software OpenGL (swrast_dri.so): OBS renders under Xvfb")
 
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=()
@@ -61,7 +63,7 @@ if [ ${#missing[@]} -gt 0 ]; then
       for m in "${missing[@]}"; do echo "  - ${m#*|}"; done
       echo "install them, then run ./scripts/test.sh again:"
       echo "  Debian/Ubuntu:  sudo apt-get install -y ${pkgs[*]}"
-      echo "  Fedora:         sudo dnf install ffmpeg chromium nginx gcc nodejs npm openssl libxml2"
+      echo "  Fedora:         sudo dnf install ffmpeg chromium nginx gcc nodejs npm openssl libxml2 obs-studio xorg-x11-server-Xvfb xorg-x11-xauth mesa-dri-drivers"
       echo "  macOS:          brew install ffmpeg nginx node openssl libxml2 && brew install --cask chromium"
       echo "the tools must be in PATH (nginx may be in /usr/sbin; Chromium may be set with CHROMIUM=/path/to/chrome)"
     } >&2

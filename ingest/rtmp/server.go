@@ -11,14 +11,15 @@
 //
 // # Protocol implementation
 //
-// The handshake is done by gomedia's go-rtmp (github.com/yapingcat/gomedia),
-// fed exactly C0C1 and C2. Its message layer is not used: on untrusted input
-// its chunk reader spins forever on a zero-length message or a Set Chunk Size
-// of 0, accepts any chunk size, panics on malformed AMF or on a publish
-// without arguments, ignores onMetaData, hides the sequence headers, and its
-// frame callbacks convert AVCC to Annex-B in place and prepend ADTS headers
-// to AAC, which Headwater would have to undo. The chunk reader, AMF0 codec
-// and command handling here are small, bounded and fuzzed instead.
+// Everything is this package's own, small, bounded and fuzzed: the
+// handshake (handshake.go: S2 echoes C1 for the simple handshake; the
+// digest handshake of Flash-era and librtmp clients is answered with the
+// FMS keys), the chunk reader, the AMF0 codec and the command handling.
+// gomedia's go-rtmp was probed and dropped (docs/decisions.md): on untrusted
+// input its chunk reader spins forever on a zero-length message or a Set
+// Chunk Size of 0, it panics on malformed AMF, hides the sequence headers,
+// and its handshake's S2 does not echo C1 (librtmp clients such as OBS log
+// "client signature does not match").
 package rtmp
 
 import (

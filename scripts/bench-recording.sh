@@ -198,7 +198,7 @@ start_server() { # name config
 # (a child of Headwater that reaps them), so Headwater's own cutime misses
 # them.
 tree_cpu() {
-  cat /proc/[0-9]*/stat 2>/dev/null | sed -n 's/^\([0-9]*\) (.*) /\1 /p' | awk -v root="$1" '
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | sed -n 's/^\([0-9]*\) (.*) /\1 /p' | awk -v root="$1" '
     { pp[$1] = $3; t[$1] = $13 + $14 + $15 + $16; c[$1] = $15 + $16 }
     END {
       s = c[root]
@@ -308,6 +308,7 @@ run() { # mode rep
     "$(delta headwater_record_dropped_entries_total "$m1" "$m2")" \
     "$(gauge headwater_record_spool_entries "$m2")" \
     "$(jq -r '.load_generator.publishers_exited' "$j")" >>"$results"
+  { head -n 1 "$results"; tail -n 1 "$results"; } | column -t -s $'\t' | sed 's/^/  /'
   stop_server
   local errors
   errors=$(grep -c 'level=ERROR' "$work/$name.log" || true)

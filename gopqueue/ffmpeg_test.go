@@ -187,8 +187,8 @@ func BenchmarkFirstFrame(b *testing.B) {
 }
 
 // benchFirstFrame runs b.N GOPs on pool directly and b.N through the
-// queue (an executor configured as cfg) to a worker on the same pool,
-// alternating, gap apart.
+// queue (an executor configured as cfg) to a worker on the same pool, in
+// pairs (either first by turns), gap apart.
 func benchFirstFrame(b *testing.B, g *gop, cfg ExecutorConfig, pool *transcoder.Pool, gap time.Duration) {
 	url := natsServer(b)
 	nc, js := connect(b, url)
@@ -226,8 +226,13 @@ func benchFirstFrame(b *testing.B, g *gop, cfg ExecutorConfig, pool *transcoder.
 	one(e)
 	var local, remote, added []time.Duration
 	b.ResetTimer()
-	for range b.N {
-		l, r := one(pool), one(e)
+	for i := range b.N {
+		var l, r time.Duration
+		if i%2 == 0 { // either first by turns: no order effect
+			l, r = one(pool), one(e)
+		} else {
+			r, l = one(e), one(pool)
+		}
 		local, remote, added = append(local, l), append(remote, r), append(added, r-l)
 	}
 	b.StopTimer()

@@ -65,6 +65,12 @@ type Config struct {
 	// SummaryEvery bounds how stale a session's summary (duration, bytes)
 	// may get while it records. It defaults to 5s.
 	SummaryEvery time.Duration
+	// IndexEvery bounds how stale the index chunk being filled may get
+	// while a session records: it is written at most this often (and when
+	// full, and at the end), not once per segment. Segments stored after
+	// the last index write of a session cut short by a crash are indexed
+	// again from their own boxes by Recover. It defaults to 2s.
+	IndexEvery time.Duration
 	// Notify, when set, is called with each recording event.
 	Notify func(Event)
 	// Encrypted, when set, reports whether a stream's media is served
@@ -119,6 +125,9 @@ func New(cfg Config) (*Recorder, error) {
 	}
 	if cfg.SummaryEvery <= 0 {
 		cfg.SummaryEvery = 5 * time.Second
+	}
+	if cfg.IndexEvery <= 0 {
+		cfg.IndexEvery = 2 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -221,6 +230,7 @@ type session struct {
 	sum         Summary
 	chunk       []Entry
 	lastSummary time.Time
+	lastChunk   time.Time                // when the chunk being filled was last written
 	durations   map[string]time.Duration // recorded per rendition
 	failed      error                    // the first error writing to the spool
 }
@@ -390,12 +400,15 @@ func (s *session) append(info store.RenditionInfo, e Entry, d time.Duration) {
 	}
 	s.sum.Bytes += int64(e.Size)
 	s.addDurationLocked(e.Rendition, d)
-	s.writeChunkLocked()
 	if len(s.chunk) >= s.rec.cfg.ChunkEntries {
+		s.writeChunkLocked()
 		s.sum.Chunks++
 		s.chunk = nil
 		s.writeSummaryLocked()
 		return
+	}
+	if time.Since(s.lastChunk) >= s.rec.cfg.IndexEvery {
+		s.writeChunkLocked()
 	}
 	if time.Since(s.lastSummary) >= s.rec.cfg.SummaryEvery {
 		s.writeSummaryLocked()
@@ -429,6 +442,7 @@ func (s *session) noteRenditionLocked(info store.RenditionInfo) {
 }
 
 func (s *session) writeChunkLocked() {
+	s.lastChunk = time.Now()
 	b, err := json.Marshal(Chunk{Entries: s.chunk})
 	if err != nil {
 		panic(err) // plain data

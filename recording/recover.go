@@ -2,8 +2,12 @@ package recording
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 )
 
 // Recover finds the sessions this node was recording when it stopped
@@ -44,6 +48,20 @@ func (r *Recorder) interrupt(ctx context.Context, sum Summary) error {
 	entries, chunks, err := r.readEntries(ctx, sum.Stream, sum.Session, sum.Chunks)
 	if err != nil {
 		return fmt.Errorf("recording: recover %s %s: %w", sum.Stream, sum.Session, err)
+	}
+	// The segments stored after the index was last written are indexed
+	// again from their own boxes, as one more chunk.
+	if more := r.reindex(ctx, sum, entries); len(more) > 0 {
+		b, err := json.Marshal(Chunk{Entries: more})
+		if err != nil {
+			return fmt.Errorf("recording: recover %s %s: %w", sum.Stream, sum.Session, err)
+		}
+		if err := r.cfg.Writer.Add(ChunkKey(sum.Stream, sum.Session, chunks), b, "application/json"); err != nil {
+			return fmt.Errorf("recording: recover %s %s: %w", sum.Stream, sum.Session, err)
+		}
+		chunks++
+		entries = append(entries, more...)
+		r.log.Info("recording: segments indexed again from their boxes", "stream", sum.Stream, "recording", sum.Session, "segments", len(more))
 	}
 	sum.Chunks = chunks
 	sum.Segments, sum.Gaps, sum.Bytes = 0, 0, 0
@@ -91,4 +109,78 @@ func (r *Recorder) interrupt(ctx context.Context, sum Summary) error {
 		r.finalise(ctx, sum, log)
 	}()
 	return nil
+}
+
+// reindex finds, per rendition, the segments stored after the last one
+// indexed (a crash came before the index was written again) and makes
+// their entries from their own moof boxes: decode time and duration from
+// tfdt and trun, the init and wall-clock time following the previous entry.
+// A rendition with no entry starts where the others do (their sequence
+// numbers are aligned). It stops at the first sequence number not stored.
+func (r *Recorder) reindex(ctx context.Context, sum Summary, entries []Entry) []Entry {
+	last := make(map[string]Entry)
+	var first uint64
+	haveFirst := false
+	for _, e := range entries {
+		if l, ok := last[e.Rendition]; !ok || e.MSN > l.MSN {
+			last[e.Rendition] = e
+		}
+		if !haveFirst || e.MSN < first {
+			first, haveFirst = e.MSN, true
+		}
+	}
+	var out []Entry
+	for _, m := range sum.Renditions {
+		prev, ok := last[m.Name]
+		next := first
+		if ok {
+			next = prev.MSN + 1
+		} else if !haveFirst {
+			continue
+		}
+		for ; ctx.Err() == nil; next++ {
+			e, found := r.segmentEntry(ctx, sum, m, next)
+			if !found {
+				break
+			}
+			if ok {
+				e.Init = prev.Init
+				e.PDT = prev.PDT.Add(time.Duration(prev.Ticks) * time.Second / time.Duration(max(m.Timescale, 1)))
+			} else {
+				e.Init = "init.mp4"
+				e.PDT = sum.Started
+			}
+			out = append(out, e)
+			prev, ok = e, true
+		}
+	}
+	return out
+}
+
+// segmentEntry reads stored segment msn of rendition m and makes its
+// entry (without init and wall-clock time); false when it is not stored
+// or not readable as fMP4.
+func (r *Recorder) segmentEntry(ctx context.Context, sum Summary, m RenditionMeta, msn uint64) (Entry, bool) {
+	rc, err := r.open(ctx, MediaKey(sum.Stream, sum.Session, m.Name, SegmentObject(msn)))
+	if err != nil {
+		return Entry{}, false
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, 256<<20))
+	_ = rc.Close()
+	if err != nil {
+		return Entry{}, false
+	}
+	var parts fmp4.Parts
+	if err := parts.Unmarshal(data); err != nil || len(parts) == 0 || len(parts[0].Tracks) == 0 {
+		return Entry{}, false
+	}
+	e := Entry{Rendition: m.Name, MSN: msn, Time: parts[0].Tracks[0].BaseTime, Size: len(data)}
+	for _, p := range parts {
+		for _, tr := range p.Tracks {
+			for _, smp := range tr.Samples {
+				e.Ticks += uint64(smp.Duration)
+			}
+		}
+	}
+	return e, true
 }

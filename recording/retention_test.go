@@ -17,7 +17,7 @@ import (
 )
 
 // newTestRecorder is a recorder over a local directory backend with its
-// spool, both in temporary directories.
+// spool (uploading), both in temporary directories.
 func newTestRecorder(t *testing.T) (*Recorder, objstore.Backend, *[]Event) {
 	t.Helper()
 	backend, err := local.New(t.TempDir())
@@ -28,7 +28,17 @@ func newTestRecorder(t *testing.T) (*Recorder, objstore.Backend, *[]Event) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = sp.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = sp.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = sp.Close()
+	})
 	var events []Event
 	r, err := New(Config{Writer: sp, Backend: backend, Registerer: prometheus.NewRegistry(),
 		Notify: func(e Event) { events = append(events, e) }})

@@ -41,7 +41,7 @@ func TestRecoverReindexes(t *testing.T) {
 	ctx := context.Background()
 	started := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	sum := Summary{Stream: "live/k", Session: NewSessionID(started), Node: "n", State: StateRecording, Started: started,
-		Updated: started.Add(4 * time.Second),
+		Updated:    started.Add(4 * time.Second),
 		Renditions: []RenditionMeta{{Name: "video", Kind: "video", Codec: "avc1.64001f", Timescale: 90000}}}
 	put := func(key string, data []byte) {
 		if err := b.Put(ctx, key, bytes.NewReader(data), int64(len(data)), ""); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -233,9 +234,19 @@ func (h *handler) archiveError(w *respWriter, r *http.Request, err error, stream
 	h.fail(w, http.StatusServiceUnavailable, "recording storage unavailable\n")
 }
 
-// readAll reads an archive object, bounded.
+// readAll reads an archive object, bounded, into a buffer of its size when
+// the reader tells it (a file: the spool's, the local backend's).
 func readAll(rc io.ReadCloser) ([]byte, error) {
 	defer func() { _ = rc.Close() }()
+	if f, ok := rc.(interface{ Stat() (fs.FileInfo, error) }); ok {
+		if st, err := f.Stat(); err == nil && st.Size() <= maxArchiveObject {
+			b := make([]byte, st.Size())
+			if _, err := io.ReadFull(rc, b); err != nil {
+				return nil, err
+			}
+			return b, nil
+		}
+	}
 	b, err := io.ReadAll(io.LimitReader(rc, maxArchiveObject+1))
 	if err != nil {
 		return nil, err

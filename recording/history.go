@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,14 +138,22 @@ func (r *Recorder) OpenDVR(ctx context.Context, st *store.Stream, rendition, obj
 	if !ok || h.st != st {
 		return nil, false, nil
 	}
+	msn, isSegment := parseSegmentObject(object)
 	h.mu.Lock()
 	session := ""
 	if rh := h.rend[rendition]; rh != nil {
-		for i := len(rh.segs) - 1; i >= 0; i-- {
-			rs := rh.segs[i]
-			if SegmentObject(rs.seg.MSN) == object && !rs.seg.Gap || rs.seg.InitName == object {
-				session = rs.session
-				break
+		if isSegment {
+			// The window is in sequence order: binary search.
+			i := sort.Search(len(rh.segs), func(i int) bool { return rh.segs[i].seg.MSN >= msn })
+			if i < len(rh.segs) && rh.segs[i].seg.MSN == msn && !rh.segs[i].seg.Gap {
+				session = rh.segs[i].session
+			}
+		} else {
+			for i := len(rh.segs) - 1; i >= 0; i-- {
+				if rh.segs[i].seg.InitName == object {
+					session = rh.segs[i].session
+					break
+				}
 			}
 		}
 	}
@@ -155,4 +166,17 @@ func (r *Recorder) OpenDVR(ctx context.Context, st *store.Stream, rendition, obj
 		return nil, true, fmt.Errorf("dvr %s/%s/%s: %w", st.Name(), rendition, object, err)
 	}
 	return rc, true, nil
+}
+
+// parseSegmentObject returns the sequence number of "seg<N>.m4s".
+func parseSegmentObject(object string) (uint64, bool) {
+	n, ok := strings.CutPrefix(object, "seg")
+	if !ok {
+		return 0, false
+	}
+	if n, ok = strings.CutSuffix(n, ".m4s"); !ok {
+		return 0, false
+	}
+	msn, err := strconv.ParseUint(n, 10, 64)
+	return msn, err == nil
 }

@@ -21,9 +21,9 @@ func segment(b *testing.B) []byte {
 	return data
 }
 
-// BenchmarkSpoolAdd measures Add of a 2 MB segment: two files written
-// and synced, renamed, the directory synced. Nothing is uploaded (no
-// Run); past the 1 GiB cap the oldest entries are dropped.
+// BenchmarkSpoolAdd measures Add of a 2 MB segment: two files written,
+// unsynced, the meta renamed. Nothing is committed nor uploaded (no Run);
+// past the 1 GiB cap the oldest entries are dropped.
 func BenchmarkSpoolAdd(b *testing.B) {
 	h := openSpool(b, "", Config{}, newLocal(b))
 	data := segment(b)
@@ -37,8 +37,9 @@ func BenchmarkSpoolAdd(b *testing.B) {
 
 // BenchmarkUploadLatency measures, against versitygw on loopback, the
 // time from Add of a 2 MB segment to its OnStored (spool: written to the
-// spool, dispatched, PUT), and a Put of it straight to the backend
-// (put), one at a time, and reports their p50 and p99.
+// spool, committed CommitInterval later, dispatched, PUT), and a Put of
+// it straight to the backend (put), one at a time, and reports their p50
+// and p99.
 func BenchmarkUploadLatency(b *testing.B) {
 	srv := s3test.Start(b)
 	backend := newS3(b, srv)

@@ -32,52 +32,39 @@ func (s *Spool) path(seq uint64, suffix string) string {
 	return filepath.Join(s.cfg.Dir, fmt.Sprintf("%0*d%s", seqDigits, seq, suffix))
 }
 
-// writeEntry writes the files of the entry seq: data and meta as .tmp
-// files, each synced, renamed into place (the .meta last: its presence
-// commits the entry) and the directory synced.
+// writeEntry writes the files of the entry seq, unsynced (a commit syncs
+// them): the data as <seq>.data, then the meta as a .tmp file renamed to
+// <seq>.meta, whose presence makes the entry whole (a process that dies
+// before leaves a torn .data and maybe a .tmp, which Open removes).
 func (s *Spool) writeEntry(seq uint64, m meta, data []byte) error {
 	mj, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("entry meta: %w", err)
 	}
 	dataPath, metaPath := s.dataPath(seq), s.metaPath(seq)
-	if err := writeSynced(dataPath+tmpSuffix, data); err != nil {
+	if err := writeUnsynced(dataPath, data); err != nil {
 		return err
 	}
-	if err := writeSynced(metaPath+tmpSuffix, mj); err != nil {
-		os.Remove(dataPath + tmpSuffix)
-		return err
-	}
-	if err := os.Rename(dataPath+tmpSuffix, dataPath); err != nil {
-		os.Remove(dataPath + tmpSuffix)
-		os.Remove(metaPath + tmpSuffix)
+	if err := writeUnsynced(metaPath+tmpSuffix, mj); err != nil {
+		os.Remove(dataPath)
 		return err
 	}
 	if err := os.Rename(metaPath+tmpSuffix, metaPath); err != nil {
-		os.Remove(dataPath)
 		os.Remove(metaPath + tmpSuffix)
-		return err
-	}
-	if err := syncDir(s.cfg.Dir); err != nil {
-		os.Remove(metaPath)
 		os.Remove(dataPath)
 		return err
 	}
 	return nil
 }
 
-// writeSynced creates the file path holding data, synced to disk.
-func writeSynced(path string, data []byte) error {
+// writeUnsynced creates (or truncates) the file path holding data, unsynced;
+// it removes it on failure.
+func writeUnsynced(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	if err := f.Sync(); err != nil {
 		f.Close()
 		os.Remove(path)
 		return err
@@ -89,20 +76,24 @@ func writeSynced(path string, data []byte) error {
 	return nil
 }
 
-// syncDir syncs the directory dir.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// syncPath syncs the file or directory at path.
+func syncPath(path string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
 }
 
-// removeFiles removes the files of the entry seq: the .meta first, so
-// that a crash in between leaves a torn .data, which Open removes, rather
-// than an entry. A failure is logged and counted: the entry would come
-// back at the next Open.
+// removeFiles removes the files of the entry seq, unsynced: the .meta
+// first, so that a crash in between leaves a torn .data, which Open
+// removes, rather than an entry. A failure is logged and counted: the
+// entry would come back at the next Open, as after a machine crash
+// before the removal is durable.
 func (s *Spool) removeFiles(seq uint64) {
 	for _, p := range []string{s.metaPath(seq), s.dataPath(seq)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -118,10 +109,13 @@ type found struct {
 }
 
 // resume loads the entries in the spool directory into the queue, in seq
-// order. It removes .tmp files (an Add cut short), a .data without its
-// .meta (the same), a .meta without its .data (an entry whose upload
-// took the file before the process ended), unreadable entries, and the
-// older entries of a key with several (a replacement cut short).
+// order, as not committed (the previous process may have ended before
+// their commit): the first commit makes them durable, and the older
+// entries of a key with several (a replacement not committed) leave the
+// disk then. It removes .tmp files (an Add cut short), a .data without
+// its .meta (the same), a .meta without its .data (an entry whose upload
+// took the file before the process ended), and unreadable entries (a
+// machine crash before their commit, or a damaged disk).
 func (s *Spool) resume() error {
 	ents, err := os.ReadDir(s.cfg.Dir)
 	if err != nil {
@@ -189,15 +183,21 @@ func (s *Spool) resume() error {
 		}
 		if old := s.latest[e.key]; old != nil {
 			s.removeLocked(old)
-			s.removeFiles(old.seq)
+			e.obsolete = append(e.obsolete, old.obsolete...)
+			e.obsolete = append(e.obsolete, old.seq)
+			old.obsolete = nil
 		}
 		s.insertLocked(e)
+		s.pending = append(s.pending, e)
 	}
 	for _, seq := range s.dropOverCapLocked() {
 		s.removeFiles(seq)
 	}
 	s.endBurstLocked()
 	s.updateGaugesLocked()
+	if len(s.pending) > 0 {
+		s.signalCommit()
+	}
 	if s.queue.Len() > 0 || tmps+torn+bad > 0 {
 		s.log.Info("recording spool resumed", "entries", s.queue.Len(), "bytes", s.bytes,
 			"tmp_files_removed", tmps, "torn_entries_removed", torn, "unreadable_entries_dropped", bad)

@@ -196,3 +196,38 @@ func contents(t *testing.T, b objstore.Backend) map[string]string {
 
 // same reports whether two maps of objects are equal, for messages too.
 func same(a, b map[string]string) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+// histogramCount is the sample count of a histogram of the spool's
+// registry (0 when absent).
+func (h *harness) histogramCount(name string) uint64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
+// crash leaves the spool as a process that dies leaves it: nothing more
+// is committed (Run must have returned), its Close does nothing, and the
+// directory's lock is released (the kernel closes a dead process's
+// files). What a machine crash would lose besides is the test's to do to
+// the files.
+func (h *harness) crash() {
+	h.t.Helper()
+	h.s.mu.Lock()
+	running := h.s.running
+	h.s.closed = true
+	h.s.mu.Unlock()
+	if running {
+		h.t.Fatal("crash while Run is running")
+	}
+	if err := h.s.lock.Close(); err != nil {
+		h.t.Fatal(err)
+	}
+}

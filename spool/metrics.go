@@ -12,8 +12,10 @@ const (
 	resultError    = "error"
 	dropCap        = "cap"        // the spool was over its cap
 	dropUnreadable = "unreadable" // the entry's files could not be read
+	dropSync       = "sync"       // the entry's files could not be synced
 	opRead         = "read"
 	opRemove       = "remove"
+	opSync         = "sync"
 )
 
 // spoolMetrics are the spool's Prometheus metrics (docs/operations.md,
@@ -26,6 +28,7 @@ type spoolMetrics struct {
 	droppedEntries *prometheus.CounterVec
 	droppedBytes   *prometheus.CounterVec
 	errors         *prometheus.CounterVec
+	commitDuration prometheus.Histogram
 }
 
 // newMetrics registers the spool's metrics on reg (none when reg is nil).
@@ -50,15 +53,20 @@ func newMetrics(reg prometheus.Registerer) *spoolMetrics {
 		})),
 		droppedEntries: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headwater_record_dropped_entries_total",
-			Help: "Spooled objects dropped without being stored, by reason (cap, unreadable).",
+			Help: "Spooled objects dropped without being stored, by reason (cap, unreadable, sync).",
 		}, []string{"reason"})),
 		droppedBytes: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headwater_record_dropped_bytes_total",
-			Help: "Bytes of the spooled objects dropped without being stored, by reason (cap, unreadable).",
+			Help: "Bytes of the spooled objects dropped without being stored, by reason (cap, unreadable, sync).",
 		}, []string{"reason"})),
 		errors: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headwater_record_spool_errors_total",
-			Help: "Errors of the spool's own disk, by operation (read: an entry could not be read; remove: a stored entry's file could not be removed).",
+			Help: "Errors of the spool's own disk, by operation (read: an entry could not be read; remove: a stored entry's file could not be removed; sync: a commit's syncfs, or a file's or the directory's fsync, failed).",
 		}, []string{"op"})),
+		commitDuration: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "headwater_record_spool_commit_duration_seconds",
+			Help:    "Time a commit of the spool took to make its batch of new objects durable (one syncfs of the spool's file system); its count is the commits.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		})),
 	}
 }

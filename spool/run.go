@@ -13,14 +13,15 @@ import (
 // errEntryGone is store's error for an entry whose data file is missing.
 var errEntryGone = errors.New("the entry's data file is gone")
 
-// Run uploads the spooled entries until ctx ends, then waits for the
-// uploads under way (cut short by ctx: their entries stay spooled) and
-// returns nil. Entries are started oldest first, up to Workers at once,
-// never two of one key at once. After a failed upload no upload starts
-// for a pause that doubles with each failure in a row (MinBackoff up to
-// MaxBackoff), and until one succeeds again they go one at a time, so
-// that an outage costs one request per pause, whatever the backlog. It
-// fails at once when another Run is running.
+// Run commits (see the package doc) and uploads the spooled entries until
+// ctx ends, then waits for the commit and the uploads under way (uploads
+// cut short by ctx: their entries stay spooled) and returns nil; Close
+// commits what is left. Committed entries are started oldest first, up to
+// Workers at once, never two of one key at once. After a failed upload no
+// upload starts for a pause that doubles with each failure in a row
+// (MinBackoff up to MaxBackoff), and until one succeeds again they go one
+// at a time, so that an outage costs one request per pause, whatever the
+// backlog. It fails at once when another Run is running.
 func (s *Spool) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running {
@@ -30,8 +31,10 @@ func (s *Spool) Run(ctx context.Context) error {
 	s.running = true
 	s.mu.Unlock()
 
-	var uploads sync.WaitGroup
+	var uploads, committer sync.WaitGroup
+	committer.Go(func() { s.commitLoop(ctx) })
 	defer func() {
+		committer.Wait()
 		uploads.Wait()
 		s.mu.Lock()
 		s.running = false
@@ -72,7 +75,7 @@ func (s *Spool) dispatch(ctx context.Context, uploads *sync.WaitGroup) time.Dura
 	}
 	for el := s.queue.Front(); el != nil && s.uploads < limit; el = el.Next() {
 		e := el.Value.(*entry)
-		if e.uploading || s.busy[e.key] {
+		if !e.committed || e.uploading || s.busy[e.key] {
 			continue
 		}
 		e.uploading = true
@@ -115,9 +118,11 @@ func (s *Spool) upload(ctx context.Context, e *entry) {
 		s.log.Error("recording spool: an entry's data file is gone, entry dropped", "key", e.key, "seq", e.seq)
 		s.m.errors.WithLabelValues(opRead).Inc()
 		s.doneLocked(e)
-		s.dropEntryLocked(e, dropUnreadable)
+		remove := s.dropEntryLocked(e, dropUnreadable)
 		s.mu.Unlock()
-		s.removeFiles(e.seq)
+		for _, seq := range remove {
+			s.removeFiles(seq)
+		}
 	case err != nil:
 		s.doneLocked(e)
 		s.failedLocked(err)
@@ -153,10 +158,12 @@ func (s *Spool) doneLocked(e *entry) {
 	s.uploads--
 }
 
-// dropEntryLocked drops e (no longer uploading) for reason.
-func (s *Spool) dropEntryLocked(e *entry, reason string) {
-	s.dropLocked(e, reason)
+// dropEntryLocked drops e (no longer uploading) for reason, and returns
+// the seqs whose files the caller removes (dropLocked).
+func (s *Spool) dropEntryLocked(e *entry, reason string) []uint64 {
+	remove := s.dropLocked(e, reason)
 	s.updateGaugesLocked()
+	return remove
 }
 
 // failedLocked records a failed upload: the pause before the next one

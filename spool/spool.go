@@ -7,11 +7,39 @@
 // Each entry is two files in the spool directory, named by a sequence
 // number that only grows: <seq>.data (the object's bytes, which a
 // FilePutter backend can take by rename) and <seq>.meta (its key, content
-// type and size, as JSON). Add writes both as .tmp files, syncs them,
-// renames them into place (.meta last: it commits the entry) and syncs
-// the directory, so an entry that Add returned for survives a crash or
-// kill -9. Open resumes the entries left by a previous process, in their
-// order, and removes torn ones and leftover .tmp files.
+// type and size, as JSON). Add writes the .data, then the .meta as a .tmp
+// file renamed into place (its presence commits the entry), and returns
+// without syncing anything. Durability is made in groups (group commit):
+// Run's committer, CommitInterval after the first entry added since its
+// last commit, makes every entry added by then durable at once, with one
+// syncfs(2) of the spool's file system (on Linux; elsewhere, or when the
+// syncfs fails, with an fsync of each of the batch's files and one of the
+// directory), and only then lets them be uploaded. So:
+//
+//   - an entry whose Add returned survives a crash of the process (kill
+//     -9): its files are in the kernel's cache, and Open resumes it;
+//   - an entry survives a crash of the machine (kernel crash, power loss)
+//     once it is committed: at the latest CommitInterval, plus the time the
+//     sync takes, after its Add returned (Durable waits for it). A machine
+//     crash may lose the entries not committed yet, never resume one torn:
+//     Open drops an entry whose .meta is missing, unreadable or does not
+//     match its .data's size (file systems that order their metadata after
+//     the data, as ext4's default data=ordered, XFS and btrfs do, never
+//     show a crashed file's unwritten blocks);
+//   - no entry is uploaded, nor its files removed, before it is committed;
+//     an entry that replaces another of its key keeps the older one's
+//     files until it is committed itself, so that a machine crash leaves
+//     one of the two;
+//   - removing an entry's files (after its upload, its replacement, or a
+//     drop) is not synced: after a machine crash an entry stored just
+//     before may come back and be stored again (the same bytes under the
+//     same key);
+//   - Close commits what is left.
+//
+// Open resumes the entries left by a previous process, in their order,
+// and removes torn ones and leftover .tmp files. A commit whose sync
+// fails drops the entries whose files cannot be synced (logged, counted,
+// reported by Healthy until a commit succeeds).
 //
 // The spool is bounded by Config.MaxBytes: past it the oldest entries not
 // being uploaded are dropped (and counted), never the newest, and Add
@@ -46,6 +74,7 @@ const (
 	DefaultMaxBackoff     = 30 * time.Second
 	DefaultUnhealthyAfter = 30 * time.Second
 	DefaultUploadTimeout  = 2 * time.Minute
+	DefaultCommitInterval = 100 * time.Millisecond
 )
 
 // Config configures a Spool.
@@ -68,6 +97,12 @@ type Config struct {
 	UnhealthyAfter time.Duration
 	// UploadTimeout bounds one upload. It defaults to 2 minutes.
 	UploadTimeout time.Duration
+	// CommitInterval is how long the first entry added since the last
+	// commit waits for others before Run's committer makes them all
+	// durable with one sync (see the package doc): the longest an entry
+	// stays exposed to a machine crash, not counting the sync itself, and
+	// the delay it adds before an upload. It defaults to 100ms.
+	CommitInterval time.Duration
 	// OnStored, when set, is called after each entry has been stored,
 	// from the goroutine that uploaded it. It must not block for long.
 	OnStored func(key string, size int64)
@@ -93,6 +128,9 @@ func (c Config) withDefaults() Config {
 	if c.UploadTimeout == 0 {
 		c.UploadTimeout = DefaultUploadTimeout
 	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = DefaultCommitInterval
+	}
 	return c
 }
 
@@ -107,7 +145,7 @@ func (c Config) check() error {
 		return fmt.Errorf("spool: %d workers", c.Workers)
 	case c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff:
 		return fmt.Errorf("spool: backoff %s..%s is not a range", c.MinBackoff, c.MaxBackoff)
-	case c.UnhealthyAfter < 0 || c.UploadTimeout < 0:
+	case c.UnhealthyAfter < 0 || c.UploadTimeout < 0 || c.CommitInterval < 0:
 		return errors.New("spool: a negative duration")
 	}
 	return nil
@@ -123,6 +161,15 @@ type Spool struct {
 	m       *spoolMetrics
 	lock    *os.File // the directory's lock file, flock'ed
 
+	// syncFS makes everything written to the spool's file system durable
+	// (syncfs(2) on the lock file); nil where there is no such call: each
+	// file is synced then. syncPath syncs one file or directory. Tests
+	// replace them to make syncs fail.
+	syncFS   func() error
+	syncPath func(path string) error
+
+	adds sync.WaitGroup // Adds under way (Close waits for them)
+
 	mu      sync.Mutex
 	closed  bool
 	running bool
@@ -135,6 +182,14 @@ type Spool struct {
 	waiters map[*waiter]struct{} // Flush calls
 	changed chan struct{}        // closed (and replaced) when an entry leaves
 	wake    chan struct{}        // wakes Run: an entry or a free slot
+
+	pending   []*entry      // entries not committed yet, by the end of their Add (some may have left the queue)
+	commitC   chan struct{} // wakes the committer: pending is no longer empty
+	batches   uint64        // batches taken by a commit so far
+	committed uint64        // of them, those whose commit has ended
+	commitEnd chan struct{} // closed (and replaced) when a commit ends
+	syncErr   error         // the last commit's sync failure, nil once one succeeds
+	syncDrops int           // entries dropped by failed syncs since syncErr was set
 
 	failures     int       // uploads failed in a row (a failure during a pause not counted)
 	pauseUntil   time.Time // no upload starts before
@@ -153,6 +208,9 @@ type entry struct {
 	size        int64
 	elem        *list.Element
 	uploading   bool
+	committed   bool     // durable: it may be uploaded
+	removed     bool     // out of the queue (stored, replaced or dropped)
+	obsolete    []uint64 // the seqs of older entries of its key, whose files stay until it is committed
 }
 
 // meta is the content of an entry's .meta file.
@@ -192,15 +250,18 @@ func Open(cfg Config, backend objstore.Backend, log *slog.Logger, reg prometheus
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Spool{
-		cfg:     cfg,
-		backend: backend,
-		log:     log.With("spool", cfg.Dir),
-		m:       newMetrics(reg),
-		latest:  map[string]*entry{},
-		busy:    map[string]bool{},
-		waiters: map[*waiter]struct{}{},
-		changed: make(chan struct{}),
-		wake:    make(chan struct{}, 1),
+		cfg:       cfg,
+		backend:   backend,
+		log:       log.With("spool", cfg.Dir),
+		m:         newMetrics(reg),
+		latest:    map[string]*entry{},
+		busy:      map[string]bool{},
+		waiters:   map[*waiter]struct{}{},
+		changed:   make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		commitC:   make(chan struct{}, 1),
+		commitEnd: make(chan struct{}),
+		syncPath:  syncPath,
 	}
 	s.putter, _ = backend.(objstore.FilePutter)
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
@@ -218,6 +279,7 @@ func Open(cfg Config, backend objstore.Backend, log *slog.Logger, reg prometheus
 		return nil, fmt.Errorf("spool dir %s: lock: %w", cfg.Dir, err)
 	}
 	s.lock = lock
+	s.syncFS = syncFSOf(lock)
 	if err := s.resume(); err != nil {
 		lock.Close()
 		return nil, err
@@ -225,26 +287,38 @@ func Open(cfg Config, backend objstore.Backend, log *slog.Logger, reg prometheus
 	return s, nil
 }
 
-// Close unlocks the spool directory. The entries stay in it for the next
-// Open. Call it after Run has returned; Add fails after it.
+// Close commits the entries not committed yet (waiting for the Adds under
+// way) and unlocks the spool directory. The entries stay in it for the
+// next Open. Call it after Run has returned; Add fails after it. It fails
+// when the commit dropped entries (their files could not be synced) or
+// the lock file cannot be closed.
 func (s *Spool) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
+	s.mu.Unlock()
+	s.adds.Wait()
+	err := s.commit()
+	s.mu.Lock()
 	s.endBurstLocked()
-	return s.lock.Close()
+	s.mu.Unlock()
+	if cerr := s.lock.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("spool dir %s: closing the lock file: %w", s.cfg.Dir, cerr))
+	}
+	return err
 }
 
 // Add spools data under key with contentType: it writes the entry to the
-// spool directory crash-safely and returns, without touching the
-// backend. An entry of the same key not yet being uploaded is replaced
-// (the newest wins). When the spool then holds more than MaxBytes, the
-// oldest entries not being uploaded are dropped. It fails for an invalid
-// key (local.ValidateKey), data larger than MaxBytes, or an error writing
-// the files (the disk).
+// spool directory and returns, without syncing (the committer makes it
+// durable, see the package doc) nor touching the backend. An entry of the
+// same key not yet being uploaded is replaced (the newest wins). When the
+// spool then holds more than MaxBytes, the oldest entries not being
+// uploaded are dropped. It fails for an invalid key (local.ValidateKey),
+// data larger than MaxBytes, a closed spool, or an error writing the
+// files (the disk).
 func (s *Spool) Add(key string, data []byte, contentType string) error {
 	if err := local.ValidateKey(key); err != nil {
 		return fmt.Errorf("spool add: %w", err)
@@ -257,6 +331,8 @@ func (s *Spool) Add(key string, data []byte, contentType string) error {
 		s.mu.Unlock()
 		return fmt.Errorf("spool add %s: spool closed", key)
 	}
+	s.adds.Add(1)
+	defer s.adds.Done()
 	seq := s.nextSeq
 	s.nextSeq++
 	s.mu.Unlock()
@@ -268,17 +344,26 @@ func (s *Spool) Add(key string, data []byte, contentType string) error {
 
 	s.mu.Lock()
 	var remove []uint64
+	kick := false
 	if old := s.latest[key]; old != nil && old.seq > seq {
 		// A concurrent Add of the same key, called later, finished first.
 		remove = append(remove, seq)
-		e = nil
 	} else {
 		if old != nil && !old.uploading {
 			e.flushSeq = min(e.flushSeq, old.flushSeq)
 			s.removeLocked(old)
-			remove = append(remove, old.seq)
+			if old.committed {
+				// Its files stay until e is durable: a machine crash
+				// before then must leave one of the two.
+				e.obsolete = append(e.obsolete, old.seq)
+			} else {
+				e.obsolete = append(e.obsolete, old.obsolete...)
+				remove = append(remove, old.seq)
+			}
 		}
 		s.insertLocked(e)
+		kick = len(s.pending) == 0 // else the committer is waiting to commit them
+		s.pending = append(s.pending, e)
 		remove = append(remove, s.dropOverCapLocked()...)
 	}
 	s.updateGaugesLocked()
@@ -287,7 +372,9 @@ func (s *Spool) Add(key string, data []byte, contentType string) error {
 	for _, seq := range remove {
 		s.removeFiles(seq)
 	}
-	s.signal()
+	if kick {
+		s.signalCommit()
+	}
 	return nil
 }
 
@@ -309,6 +396,7 @@ func (s *Spool) insertLocked(e *entry) {
 
 // removeLocked takes e out of the queue and wakes the Flush calls.
 func (s *Spool) removeLocked(e *entry) {
+	e.removed = true
 	s.queue.Remove(e.elem)
 	if s.latest[e.key] == e {
 		delete(s.latest, e.key)
@@ -319,8 +407,9 @@ func (s *Spool) removeLocked(e *entry) {
 }
 
 // dropOverCapLocked drops the oldest entries not being uploaded until the
-// spool is within its cap, and returns their seqs (whose files the caller
-// removes). It ends a burst of drops when no drop was needed.
+// spool is within its cap, and returns the seqs whose files the caller
+// removes (theirs and those of the older entries they replaced). It ends
+// a burst of drops when no drop was needed.
 func (s *Spool) dropOverCapLocked() []uint64 {
 	var dropped []uint64
 	for el := s.queue.Front(); el != nil && s.bytes > s.cfg.MaxBytes; {
@@ -337,8 +426,7 @@ func (s *Spool) dropOverCapLocked() []uint64 {
 		s.burst.entries++
 		s.burst.bytes += e.size
 		s.burst.last = e.key
-		s.dropLocked(e, dropCap)
-		dropped = append(dropped, e.seq)
+		dropped = append(dropped, s.dropLocked(e, dropCap)...)
 	}
 	if dropped == nil {
 		s.endBurstLocked()
@@ -347,8 +435,10 @@ func (s *Spool) dropOverCapLocked() []uint64 {
 }
 
 // dropLocked takes e out of the queue for good, for reason, counting it
-// in the metrics and against the Flush calls waiting for it.
-func (s *Spool) dropLocked(e *entry, reason string) {
+// in the metrics and against the Flush calls waiting for it. It returns
+// the seqs whose files the caller removes: e's and those of the older
+// entries of its key it replaced.
+func (s *Spool) dropLocked(e *entry, reason string) []uint64 {
 	for w := range s.waiters {
 		if strings.HasPrefix(e.key, w.prefix) && e.flushSeq <= w.mark {
 			w.dropped++
@@ -357,6 +447,9 @@ func (s *Spool) dropLocked(e *entry, reason string) {
 	s.m.droppedEntries.WithLabelValues(reason).Inc()
 	s.m.droppedBytes.WithLabelValues(reason).Add(float64(e.size))
 	s.removeLocked(e)
+	remove := append([]uint64{e.seq}, e.obsolete...)
+	e.obsolete = nil
+	return remove
 }
 
 // endBurstLocked logs the drops since the spool last had room, if any.
@@ -380,6 +473,14 @@ func (s *Spool) updateGaugesLocked() {
 func (s *Spool) signal() {
 	select {
 	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// signalCommit wakes the committer.
+func (s *Spool) signalCommit() {
+	select {
+	case s.commitC <- struct{}{}:
 	default:
 	}
 }
@@ -452,12 +553,40 @@ func (s *Spool) Flush(ctx context.Context, prefix string) error {
 	}
 }
 
-// Healthy returns nil unless uploads have been failing, with no success,
-// for longer than UnhealthyAfter and there are entries waiting; then an
-// error naming the backend, for how long, and the last upload error.
+// Durable waits until every entry whose Add returned before the call has
+// been committed (it survives a machine crash) or has left the spool
+// (replaced, dropped), or ctx ends. The commits are Run's, CommitInterval
+// apart: without Run it waits for ctx. It fails when ctx ends first.
+func (s *Spool) Durable(ctx context.Context) error {
+	s.mu.Lock()
+	target := s.batches // the commit under way, if any, ends the wait...
+	if len(s.pending) > 0 {
+		target++ // ...unless entries wait for the next one
+	}
+	for s.committed < target {
+		end := s.commitEnd
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("spool durable: %w", ctx.Err())
+		case <-end:
+		}
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Healthy returns nil unless the last commit could not sync some entries
+// (an error with the sync's), or uploads have been failing, with no
+// success, for longer than UnhealthyAfter and there are entries waiting
+// (an error naming the backend, for how long, and the last upload error).
 func (s *Spool) Healthy() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.syncErr != nil {
+		return fmt.Errorf("spool: syncing %s failed, entries dropped: %w", s.cfg.Dir, s.syncErr)
+	}
 	if s.failingSince.IsZero() || s.queue.Len() == 0 {
 		return nil
 	}

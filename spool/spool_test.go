@@ -230,9 +230,11 @@ func TestRestartResumes(t *testing.T) {
 			if n, _ := h2.s.Pending(); n != 5 {
 				t.Fatalf("resumed %d entries, want 5", n)
 			}
+			// The replaced entry's files stay until its replacement is
+			// committed (Run's first commit).
 			if got, want := spoolFiles(t, dir), []string{
-				seqName(1, ".data"), seqName(1, ".meta"), seqName(3, ".data"), seqName(3, ".meta"), seqName(4, ".data"), seqName(4, ".meta"),
-				seqName(5, ".data"), seqName(5, ".meta"), seqName(6, ".data"), seqName(6, ".meta"),
+				seqName(1, ".data"), seqName(1, ".meta"), seqName(2, ".data"), seqName(2, ".meta"), seqName(3, ".data"), seqName(3, ".meta"),
+				seqName(4, ".data"), seqName(4, ".meta"), seqName(5, ".data"), seqName(5, ".meta"), seqName(6, ".data"), seqName(6, ".meta"),
 			}; !slices.Equal(got, want) {
 				t.Fatalf("spool files after Open %v, want %v", got, want)
 			}
@@ -250,6 +252,9 @@ func TestRestartResumes(t *testing.T) {
 				"r/0": "data 0", "r/1": "data 1 again", "r/2": "data 2", "r/3": "data 3", "r/4": "data 4", "r/5": "after the restart",
 			}; !same(got, want) {
 				t.Fatalf("backend holds %v, want %v", got, want)
+			}
+			if got := spoolFiles(t, dir); len(got) != 0 {
+				t.Fatalf("spool files left: %v", got)
 			}
 		})
 	}
@@ -276,6 +281,7 @@ func TestOpenLocks(t *testing.T) {
 		{Config{}, "spool: no directory"},
 		{Config{Dir: dir, MaxBytes: -1}, "spool: max bytes -1 below 0"},
 		{Config{Dir: dir, MinBackoff: time.Second, MaxBackoff: time.Millisecond}, "spool: backoff 1s..1ms is not a range"},
+		{Config{Dir: dir, CommitInterval: -time.Millisecond}, "spool: a negative duration"},
 	} {
 		if _, err := Open(tc.cfg, newLocal(t), nil, nil); fmt.Sprint(err) != tc.want {
 			t.Errorf("Open(%+v) = %v, want %q", tc.cfg, err, tc.want)
@@ -463,8 +469,9 @@ func TestS3Outage(t *testing.T) {
 }
 
 // TestKilled kills (SIGKILL) a process adding entries in a loop, then
-// opens its spool: every entry whose Add had returned is there, nothing
-// torn is, and all of it is stored.
+// opens its spool: every entry whose Add had returned is there, though
+// none was committed (the adder runs no Run), nothing torn is, and all of
+// it is stored.
 func TestKilled(t *testing.T) {
 	if dir := os.Getenv("SPOOL_TEST_ADDER_DIR"); dir != "" {
 		runAdder(t, dir)

@@ -237,3 +237,53 @@ func histogramCount(t testing.TB, g prometheus.Gatherer, name string) uint64 {
 	t.Fatalf("no histogram %s", name)
 	return 0
 }
+
+// TestOversizedInputIsRefused: a job announcing an input larger than any
+// GOP is not started (counted as invalid, the owner told every rendition
+// failed) and nothing of that size is allocated.
+func TestOversizedInputIsRefused(t *testing.T) {
+	leakCheck(t)
+	url := natsServer(t)
+	reg := prometheus.NewRegistry()
+	nc, js := connect(t, url)
+	reply := resultSubject("owner", "k1")
+	sub, err := nc.SubscribeSync(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := fakeJob("live/huge", 0, 10*time.Second)
+	body, err := encodeJob(&jobMeta{V: wireVersion, Key: "k1", Node: "owner", Reply: reply, Job: *j, InputSize: 1 << 40, Held: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := js.Publish(ctx, jobSubject("owner", "k1"), body); err != nil {
+		t.Fatal(err)
+	}
+	run := &fakeRunner{frames: 1}
+	pool := startPool(t, transcoder.PoolConfig{Size: 1, Runner: run})
+	wnc, wjs := connect(t, url)
+	runWorker(t, wnc, wjs, pool, WorkerConfig{}, reg)
+
+	msg, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Data[0] != kindResult {
+		t.Fatalf("first message of kind %d, want a result", msg.Data[0])
+	}
+	_, res, err := decodeResult(msg.Data[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.Renditions {
+		if r.Outcome != transcoder.OutcomeFailed {
+			t.Errorf("rendition %s: %s, want failed", r.Name, r.Outcome)
+		}
+	}
+	testpeer.WaitMetric(t, reg, 1, 5*time.Second, "headwater_gopqueue_jobs_not_started_total", "reason", "invalid")
+	if run.ran.Load() != 0 {
+		t.Error("the job ran")
+	}
+}

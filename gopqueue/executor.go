@@ -78,9 +78,10 @@ type ExecutorConfig struct {
 //
 // A job's input above InlineMax is not published: the job message is a
 // claim check (the metadata only), and the executor serves the input from
-// memory to the worker that takes the job, on the job's input subject
-// (headwater.inputs.<node>.<job>, request/reply, in chunks under the max
-// payload), for as long as the job is pending.
+// memory to the worker that takes the job, for as long as the job is
+// pending: on its input listener (InputListen: plain HTTP with the job's
+// token) and on the job's input subject (headwater.inputs.<node>.<job>,
+// request/reply, in chunks under the max payload).
 //
 // A job's current delivery is the highest JetStream delivery number a
 // worker announced for it (a start message precedes a delivery's frames):

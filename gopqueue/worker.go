@@ -39,6 +39,9 @@ const (
 	DefaultInputWait = time.Second
 	// inputTries is how many times a worker asks for a held input.
 	inputTries = 3
+	// maxInputSize bounds the input a job may announce (a GOP is a few
+	// MB): a worker allocates it before the first byte arrives.
+	maxInputSize = 256 << 20
 )
 
 // WorkerConfig configures a Worker.
@@ -307,6 +310,10 @@ func (r *workerRun) start(ctx context.Context, t *task) {
 		return
 	}
 	t.meta = meta
+	if meta.InputSize < 0 || meta.InputSize > maxInputSize {
+		r.notStarted(t, "invalid", transcoder.OutcomeFailed, fmt.Errorf("job %s: an input of %d bytes", meta.Key, meta.InputSize))
+		return
+	}
 	j := &meta.Job
 	if !time.Now().Before(j.Deadline) {
 		r.notStarted(t, "late", transcoder.OutcomeShed, nil)

@@ -59,7 +59,7 @@ func (s *Spool) commit() error {
 	s.m.commitDuration.Observe(time.Since(start).Seconds())
 
 	s.mu.Lock()
-	var remove []uint64
+	var remove []*entry
 	dropped := 0
 	for _, e := range batch {
 		switch {
@@ -94,14 +94,15 @@ func (s *Spool) commit() error {
 	s.updateGaugesLocked()
 	s.mu.Unlock()
 
-	for _, seq := range remove {
-		s.removeFiles(seq)
+	for _, e := range remove {
+		s.removeEntryFiles(e)
 	}
 	s.signal()
 	return err
 }
 
-// syncBatch makes the files of batch's entries and the directory durable:
+// syncBatch makes the files of batch's entries (their data files and the
+// meta log segments holding their records) and the directory durable:
 // with syncFS, or when there is none or it fails, one file at a time,
 // then the directory. It returns the seqs of the entries whose files could
 // not be synced (all of them when the directory could not) and the first
@@ -117,18 +118,28 @@ func (s *Spool) syncBatch(batch []*entry) (failed map[uint64]bool, err error) {
 		s.log.Warn("recording spool: syncfs failed, syncing the batch's files one by one", "entries", len(batch), "err", ferr)
 	}
 	failed = map[uint64]bool{}
+	segs := map[uint64]error{} // a segment's sync's result, by name
 	for _, e := range batch {
-		for _, p := range []string{s.dataPath(e.seq), s.metaPath(e.seq)} {
-			perr := s.syncPath(p)
-			if perr == nil || errors.Is(perr, fs.ErrNotExist) {
-				continue
+		perr := s.syncPath(s.dataPath(e.seq))
+		switch {
+		case perr != nil && !errors.Is(perr, fs.ErrNotExist):
+		case e.seg == nil: // a legacy entry, resumed
+			perr = s.syncPath(s.metaPath(e.seq))
+		default:
+			serr, done := segs[e.seg.name]
+			if !done {
+				serr = s.syncPath(s.path(e.seg.name, logSuffix))
+				segs[e.seg.name] = serr
 			}
-			s.m.errors.WithLabelValues(opSync).Inc()
-			failed[e.seq] = true
-			if err == nil {
-				err = perr
-			}
-			break
+			perr = serr
+		}
+		if perr == nil || errors.Is(perr, fs.ErrNotExist) {
+			continue
+		}
+		s.m.errors.WithLabelValues(opSync).Inc()
+		failed[e.seq] = true
+		if err == nil {
+			err = perr
 		}
 	}
 	if derr := s.syncPath(s.cfg.Dir); derr != nil {

@@ -111,19 +111,34 @@ func TestGroupCommit(t *testing.T) {
 	h.add("k/2", "two again", "")
 	h.add("k/4", "four", "")
 	h.add("k/5", "five", "")
-	var all []string
+	all := []string{seqName(1, ".log")}
 	for seq := uint64(1); seq <= 6; seq++ {
-		all = append(all, seqName(seq, ".data"), seqName(seq, ".meta"))
+		all = append(all, seqName(seq, ".data"))
 	}
+	slices.Sort(all)
 	if got := spoolFiles(t, dir); !slices.Equal(got, all) {
 		t.Fatalf("spool files %v, want %v (the replaced k/2's kept)", got, all)
 	}
 	h.crash()
 	// What a machine crash may leave of the entries not committed: k/2's
-	// replacement without its meta, k/4's data cut short. k/5 is whole.
-	if err := os.Remove(filepath.Join(dir, seqName(4, ".meta"))); err != nil {
+	// replacement without its record, k/4's data cut short. k/5 is whole.
+	logPath := filepath.Join(dir, seqName(1, ".log"))
+	lines, err := os.ReadFile(logPath)
+	if err != nil {
 		t.Fatal(err)
 	}
+	var kept []string
+	for _, l := range strings.SplitAfter(string(lines), "\n") {
+		if !strings.HasPrefix(l, `{"seq":4,`) {
+			kept = append(kept, l)
+		}
+	}
+	if len(kept) != 6 { // 5 records and the empty string after the last newline
+		t.Fatalf("meta log %q has no record of seq 4", lines)
+	}
+	// And zeros where a record not committed was (shown by a file
+	// system that does not order its metadata after the data).
+	writeFile(t, logPath, strings.Join(kept, "")+"\x00\x00\x00\x00")
 	if err := os.Truncate(filepath.Join(dir, seqName(5, ".data")), 2); err != nil {
 		t.Fatal(err)
 	}
@@ -212,8 +227,8 @@ func TestSyncFailure(t *testing.T) {
 		strings.Count(log, "level=ERROR") != 1 {
 		t.Fatalf("the failure is not logged:\n%s", log)
 	}
-	if got := spoolFiles(t, dir); len(got) != 0 {
-		t.Fatalf("spool files left: %v", got)
+	if got, want := spoolFiles(t, dir), []string{seqName(1, ".log")}; !slices.Equal(got, want) {
+		t.Fatalf("spool files left: %v, want %v", got, want)
 	}
 
 	setFailing(false)
@@ -265,5 +280,52 @@ func TestRunEndsBeforeCommit(t *testing.T) {
 	h.waitStored(10 * time.Second)
 	if got, want := contents(t, b), map[string]string{"r/1": "one"}; !same(got, want) {
 		t.Fatalf("backend holds %v, want %v", got, want)
+	}
+}
+
+// TestLogSegments: the meta log starts a new segment when the current one
+// is full; Open reads every segment and appends to none of them; a
+// segment is removed once the entries it holds records of are stored,
+// unless it is the current one.
+func TestLogSegments(t *testing.T) {
+	b := newLocal(t)
+	dir := filepath.Join(t.TempDir(), "spool")
+	h := openSpool(t, dir, Config{}, b)
+	h.s.logMax = 60 // two records: {"seq":1,"key":"g/0","size":1} and a newline, 31 bytes
+	for i := range 6 {
+		h.add(fmt.Sprintf("g/%d", i), "x", "")
+	}
+	files := func(datas []uint64, logs ...uint64) []string {
+		var out []string
+		for _, seq := range datas {
+			out = append(out, seqName(seq, ".data"))
+		}
+		for _, seq := range logs {
+			out = append(out, seqName(seq, ".log"))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := spoolFiles(t, dir), files([]uint64{1, 2, 3, 4, 5, 6}, 1, 3, 5); !slices.Equal(got, want) {
+		t.Fatalf("spool files %v, want %v", got, want)
+	}
+	h.crash()
+
+	h2 := openSpool(t, dir, Config{Workers: 1}, b)
+	h2.s.logMax = 60
+	if log := h2.log.String(); !strings.Contains(log, " entries=6 bytes=6 tmp_files_removed=0 torn_entries_removed=0 unreadable_entries_dropped=0\n") {
+		t.Fatalf("no resume line with 6 entries:\n%s", log)
+	}
+	h2.add("g/6", "x", "")
+	if got, want := spoolFiles(t, dir), files([]uint64{1, 2, 3, 4, 5, 6, 7}, 1, 3, 5, 7); !slices.Equal(got, want) {
+		t.Fatalf("spool files %v, want %v", got, want)
+	}
+	h2.run()
+	h2.waitStored(10 * time.Second)
+	if got, want := h2.storedKeys(), []string{"g/0", "g/1", "g/2", "g/3", "g/4", "g/5", "g/6"}; !slices.Equal(got, want) {
+		t.Fatalf("stored in the order %v, want %v", got, want)
+	}
+	if got, want := spoolFiles(t, dir), files(nil, 7); !slices.Equal(got, want) {
+		t.Fatalf("spool files left %v, want %v", got, want)
 	}
 }

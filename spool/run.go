@@ -120,8 +120,8 @@ func (s *Spool) upload(ctx context.Context, e *entry) {
 		s.doneLocked(e)
 		remove := s.dropEntryLocked(e, dropUnreadable)
 		s.mu.Unlock()
-		for _, seq := range remove {
-			s.removeFiles(seq)
+		for _, e := range remove {
+			s.removeEntryFiles(e)
 		}
 	case err != nil:
 		s.doneLocked(e)
@@ -147,7 +147,7 @@ func (s *Spool) upload(ctx context.Context, e *entry) {
 		s.removeLocked(e)
 		s.updateGaugesLocked()
 		s.mu.Unlock()
-		s.removeFiles(e.seq)
+		s.removeEntryFiles(e)
 	}
 }
 
@@ -159,8 +159,8 @@ func (s *Spool) doneLocked(e *entry) {
 }
 
 // dropEntryLocked drops e (no longer uploading) for reason, and returns
-// the seqs whose files the caller removes (dropLocked).
-func (s *Spool) dropEntryLocked(e *entry, reason string) []uint64 {
+// the entries whose files the caller removes (dropLocked).
+func (s *Spool) dropEntryLocked(e *entry, reason string) []*entry {
 	remove := s.dropLocked(e, reason)
 	s.updateGaugesLocked()
 	return remove

@@ -4,11 +4,12 @@
 // and returns; Run uploads the entries, oldest first, retrying failures
 // with exponential backoff for as long as it takes.
 //
-// Each entry is two files in the spool directory, named by a sequence
-// number that only grows: <seq>.data (the object's bytes, which a
-// FilePutter backend can take by rename) and <seq>.meta (its key, content
-// type and size, as JSON). Add writes the .data, then the .meta as a .tmp
-// file renamed into place (its presence commits the entry), and returns
+// Each entry is one file in the spool directory, <seq>.data, named by a
+// sequence number that only grows: the object's bytes, which a FilePutter
+// backend can take by rename. Its key, content type and size are its
+// record, a JSON line of the meta log, <seq>.log files shared by the
+// entries (see log.go). Add writes the data file, then appends the
+// record (a data file without one is an Add cut short), and returns
 // without syncing anything. Durability is made in groups (group commit):
 // Run's committer, CommitInterval after the first entry added since its
 // last commit, makes every entry added by then durable at once, with one
@@ -22,22 +23,22 @@
 //     once it is committed: at the latest CommitInterval, plus the time the
 //     sync takes, after its Add returned (Durable waits for it). A machine
 //     crash may lose the entries not committed yet, never resume one torn:
-//     Open drops an entry whose .meta is missing, unreadable or does not
-//     match its .data's size (file systems that order their metadata after
-//     the data, as ext4's default data=ordered, XFS and btrfs do, never
-//     show a crashed file's unwritten blocks);
-//   - no entry is uploaded, nor its files removed, before it is committed;
-//     an entry that replaces another of its key keeps the older one's
-//     files until it is committed itself, so that a machine crash leaves
-//     one of the two;
+//     Open drops an entry whose record is missing or unreadable or does
+//     not match its data file's size (file systems that order their
+//     metadata after the data, as ext4's default data=ordered, XFS and
+//     btrfs do, never show a crashed file's unwritten blocks);
+//   - no entry is uploaded before it is committed; an entry that replaces
+//     a committed one of its key keeps the older one's files until it is
+//     committed itself, so that a machine crash leaves one of the two;
 //   - removing an entry's files (after its upload, its replacement, or a
 //     drop) is not synced: after a machine crash an entry stored just
 //     before may come back and be stored again (the same bytes under the
 //     same key);
 //   - Close commits what is left.
 //
-// Open resumes the entries left by a previous process, in their order,
-// and removes torn ones and leftover .tmp files. A commit whose sync
+// Open resumes the entries left by a previous process, in their order
+// (those of a spool written before the meta log too, each with its record
+// in a <seq>.meta file), and removes torn ones. A commit whose sync
 // fails drops the entries whose files cannot be synced (logged, counted,
 // reported by Healthy until a commit succeeds).
 //
@@ -170,6 +171,10 @@ type Spool struct {
 
 	adds sync.WaitGroup // Adds under way (Close waits for them)
 
+	logMax int64      // maxLogBytes (tests lower it)
+	logMu  sync.Mutex // guards the meta log: cur, and each segment's fields
+	cur    *logSeg    // the segment Add appends to; nil before the first
+
 	mu      sync.Mutex
 	closed  bool
 	running bool
@@ -208,16 +213,10 @@ type entry struct {
 	size        int64
 	elem        *list.Element
 	uploading   bool
+	seg         *logSeg  // the meta log segment holding its record; nil for a legacy entry (a .meta file)
 	committed   bool     // durable: it may be uploaded
 	removed     bool     // out of the queue (stored, replaced or dropped)
-	obsolete    []uint64 // the seqs of older entries of its key, whose files stay until it is committed
-}
-
-// meta is the content of an entry's .meta file.
-type meta struct {
-	Key         string `json:"key"`
-	ContentType string `json:"content_type,omitempty"`
-	Size        int64  `json:"size"`
+	obsolete    []*entry // older entries of its key out of the queue, whose files stay until it is committed
 }
 
 // waiter is a Flush call.
@@ -262,6 +261,7 @@ func Open(cfg Config, backend objstore.Backend, log *slog.Logger, reg prometheus
 		commitC:   make(chan struct{}, 1),
 		commitEnd: make(chan struct{}),
 		syncPath:  syncPath,
+		logMax:    maxLogBytes,
 	}
 	s.putter, _ = backend.(objstore.FilePutter)
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
@@ -302,6 +302,7 @@ func (s *Spool) Close() error {
 	s.mu.Unlock()
 	s.adds.Wait()
 	err := s.commit()
+	s.closeLog()
 	s.mu.Lock()
 	s.endBurstLocked()
 	s.mu.Unlock()
@@ -337,17 +338,17 @@ func (s *Spool) Add(key string, data []byte, contentType string) error {
 	s.nextSeq++
 	s.mu.Unlock()
 
-	if err := s.writeEntry(seq, meta{Key: key, ContentType: contentType, Size: int64(len(data))}, data); err != nil {
+	e := &entry{seq: seq, flushSeq: seq, key: key, contentType: contentType, size: int64(len(data))}
+	if err := s.writeEntry(e, data); err != nil {
 		return fmt.Errorf("spool add %s: %w", key, err)
 	}
-	e := &entry{seq: seq, flushSeq: seq, key: key, contentType: contentType, size: int64(len(data))}
 
 	s.mu.Lock()
-	var remove []uint64
+	var remove []*entry
 	kick := false
 	if old := s.latest[key]; old != nil && old.seq > seq {
 		// A concurrent Add of the same key, called later, finished first.
-		remove = append(remove, seq)
+		remove = append(remove, e)
 	} else {
 		if old != nil && !old.uploading {
 			e.flushSeq = min(e.flushSeq, old.flushSeq)
@@ -355,10 +356,11 @@ func (s *Spool) Add(key string, data []byte, contentType string) error {
 			if old.committed {
 				// Its files stay until e is durable: a machine crash
 				// before then must leave one of the two.
-				e.obsolete = append(e.obsolete, old.seq)
+				e.obsolete = append(e.obsolete, old)
 			} else {
 				e.obsolete = append(e.obsolete, old.obsolete...)
-				remove = append(remove, old.seq)
+				old.obsolete = nil
+				remove = append(remove, old)
 			}
 		}
 		s.insertLocked(e)
@@ -369,8 +371,8 @@ func (s *Spool) Add(key string, data []byte, contentType string) error {
 	s.updateGaugesLocked()
 	s.mu.Unlock()
 
-	for _, seq := range remove {
-		s.removeFiles(seq)
+	for _, e := range remove {
+		s.removeEntryFiles(e)
 	}
 	if kick {
 		s.signalCommit()
@@ -407,11 +409,11 @@ func (s *Spool) removeLocked(e *entry) {
 }
 
 // dropOverCapLocked drops the oldest entries not being uploaded until the
-// spool is within its cap, and returns the seqs whose files the caller
-// removes (theirs and those of the older entries they replaced). It ends
-// a burst of drops when no drop was needed.
-func (s *Spool) dropOverCapLocked() []uint64 {
-	var dropped []uint64
+// spool is within its cap, and returns the entries whose files the caller
+// removes (them and the older entries they replaced). It ends a burst of
+// drops when no drop was needed.
+func (s *Spool) dropOverCapLocked() []*entry {
+	var dropped []*entry
 	for el := s.queue.Front(); el != nil && s.bytes > s.cfg.MaxBytes; {
 		e := el.Value.(*entry)
 		el = el.Next()
@@ -436,9 +438,9 @@ func (s *Spool) dropOverCapLocked() []uint64 {
 
 // dropLocked takes e out of the queue for good, for reason, counting it
 // in the metrics and against the Flush calls waiting for it. It returns
-// the seqs whose files the caller removes: e's and those of the older
-// entries of its key it replaced.
-func (s *Spool) dropLocked(e *entry, reason string) []uint64 {
+// the entries whose files the caller removes: e and the older entries of
+// its key it replaced.
+func (s *Spool) dropLocked(e *entry, reason string) []*entry {
 	for w := range s.waiters {
 		if strings.HasPrefix(e.key, w.prefix) && e.flushSeq <= w.mark {
 			w.dropped++
@@ -447,7 +449,7 @@ func (s *Spool) dropLocked(e *entry, reason string) []uint64 {
 	s.m.droppedEntries.WithLabelValues(reason).Inc()
 	s.m.droppedBytes.WithLabelValues(reason).Add(float64(e.size))
 	s.removeLocked(e)
-	remove := append([]uint64{e.seq}, e.obsolete...)
+	remove := append([]*entry{e}, e.obsolete...)
 	e.obsolete = nil
 	return remove
 }

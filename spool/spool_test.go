@@ -64,8 +64,7 @@ func TestOrderAndReplace(t *testing.T) {
 				t.Fatalf("Pending = %d, %d; want 4 entries (index.json replaced twice), 19 bytes", n, bytes)
 			}
 			if got, want := spoolFiles(t, h.s.cfg.Dir), []string{
-				seqName(1, ".data"), seqName(1, ".meta"), seqName(3, ".data"), seqName(3, ".meta"),
-				seqName(5, ".data"), seqName(5, ".meta"), seqName(6, ".data"), seqName(6, ".meta"),
+				seqName(1, ".data"), seqName(1, ".log"), seqName(3, ".data"), seqName(5, ".data"), seqName(6, ".data"),
 			}; !slices.Equal(got, want) {
 				t.Fatalf("spool files %v, want %v", got, want)
 			}
@@ -98,8 +97,8 @@ func TestOrderAndReplace(t *testing.T) {
 			if _, ok := h.s.Open("s/index.json"); ok {
 				t.Fatal("Open found a stored entry in the spool")
 			}
-			if got := spoolFiles(t, h.s.cfg.Dir); len(got) != 0 {
-				t.Fatalf("spool files left: %v", got)
+			if got, want := spoolFiles(t, h.s.cfg.Dir), []string{seqName(1, ".log")}; !slices.Equal(got, want) {
+				t.Fatalf("spool files left: %v, want %v (the current meta log segment)", got, want)
 			}
 			if h.metric("headwater_record_uploads_total", "result", "ok") != 4 || h.metric("headwater_record_uploads_total", "result", "error") != 0 ||
 				h.metric("headwater_record_spool_entries") != 0 || h.metric("headwater_record_spool_bytes") != 0 {
@@ -214,33 +213,53 @@ func TestRestartResumes(t *testing.T) {
 			if err := h.s.Add("r/9", nil, ""); fmt.Sprint(err) != "spool add r/9: spool closed" {
 				t.Fatalf("Add after Close = %v", err)
 			}
-			// What a crash leaves: tmp files of an Add cut short, a .data
-			// without its .meta, a .meta whose .data a FilePutter took, an
-			// entry whose meta is garbage, and a replaced entry's files.
+			if got, want := spoolFiles(t, dir), []string{
+				seqName(1, ".data"), seqName(1, ".log"), seqName(3, ".data"), seqName(4, ".data"), seqName(5, ".data"), seqName(6, ".data"),
+			}; !slices.Equal(got, want) {
+				t.Fatalf("spool files after Close %v, want %v", got, want)
+			}
+			// What a crash leaves: a .tmp file (an older version's), a
+			// data file without its record (an Add cut short), another
+			// whose record's line was cut short, a record whose data file
+			// is gone (stored), an entry whose record is garbage, one
+			// whose data file is shorter than its record says, a line that
+			// is no record, and a replaced entry's data file (its record
+			// is in the first segment).
 			writeFile(t, filepath.Join(dir, seqName(7, ".data.tmp")), "torn")
-			writeFile(t, filepath.Join(dir, seqName(7, ".meta.tmp")), "{")
-			writeFile(t, filepath.Join(dir, seqName(8, ".data")), "no meta")
-			writeFile(t, filepath.Join(dir, seqName(9, ".meta")), `{"key":"r/gone","size":3}`)
+			writeFile(t, filepath.Join(dir, seqName(8, ".data")), "no record")
+			writeFile(t, filepath.Join(dir, seqName(12, ".data")), "cut")
 			writeFile(t, filepath.Join(dir, seqName(10, ".data")), "bad")
-			writeFile(t, filepath.Join(dir, seqName(10, ".meta")), `{"key":"../x","size":3}`)
+			writeFile(t, filepath.Join(dir, seqName(11, ".data")), "short")
+			// (The zeros before a record: what a file system that shows
+			// unwritten blocks as zeros may leave of a record not
+			// committed before a machine crash.)
+			writeFile(t, filepath.Join(dir, seqName(9, ".log")), `{"seq":9,"key":"r/gone","size":3}
+{"seq":10,"key":"../x","size":3}
+`+"\x00\x00\x00"+`{"seq":11,"key":"r/short","size":10}
+{"seq":
+{"seq":12,"key":"r/cut","size":3`)
 			writeFile(t, filepath.Join(dir, seqName(2, ".data")), "data 1")
-			writeFile(t, filepath.Join(dir, seqName(2, ".meta")), `{"key":"r/1","content_type":"text/plain","size":6}`)
 
 			h2 := openSpool(t, dir, Config{Workers: 1}, b)
 			if n, _ := h2.s.Pending(); n != 5 {
 				t.Fatalf("resumed %d entries, want 5", n)
 			}
-			// The replaced entry's files stay until its replacement is
-			// committed (Run's first commit).
+			// The replaced entry's data file stays until its replacement
+			// is committed (Run's first commit); the second segment has
+			// no entry left.
 			if got, want := spoolFiles(t, dir), []string{
-				seqName(1, ".data"), seqName(1, ".meta"), seqName(2, ".data"), seqName(2, ".meta"), seqName(3, ".data"), seqName(3, ".meta"),
-				seqName(4, ".data"), seqName(4, ".meta"), seqName(5, ".data"), seqName(5, ".meta"), seqName(6, ".data"), seqName(6, ".meta"),
+				seqName(1, ".data"), seqName(1, ".log"), seqName(2, ".data"), seqName(3, ".data"), seqName(4, ".data"), seqName(5, ".data"), seqName(6, ".data"),
 			}; !slices.Equal(got, want) {
 				t.Fatalf("spool files after Open %v, want %v", got, want)
 			}
-			if log := h2.log.String(); !strings.Contains(log, "recording spool resumed") ||
-				!strings.Contains(log, " entries=5 bytes=36 tmp_files_removed=2 torn_entries_removed=2 unreadable_entries_dropped=1\n") {
-				t.Fatalf("no resume line:\n%s", h2.log.String())
+			if log := h2.log.String(); !strings.Contains(log, " entries=5 bytes=36 tmp_files_removed=1 torn_entries_removed=2 unreadable_entries_dropped=3\n") ||
+				!strings.Contains(log, "msg=\"recording spool: unreadable entries dropped\" spool="+dir+" entries=1 file="+filepath.Join(dir, seqName(9, ".log"))+" err=\"lines that are not records\"\n") ||
+				!strings.Contains(log, "entries=1 seq=10 err=\"record: invalid object key \\\"../x\\\": a \\\"..\\\" element\"\n") ||
+				!strings.Contains(log, "entries=1 seq=11 err=\"data has 5 bytes, its record says 10\"\n") {
+				t.Fatalf("the resume is not logged:\n%s", log)
+			}
+			if v := h2.metric("headwater_record_dropped_entries_total", "reason", "unreadable"); v != 3 {
+				t.Fatalf("%v unreadable entries dropped, want 3", v)
 			}
 			h2.add("r/5", "after the restart", "text/plain")
 			h2.run()
@@ -253,10 +272,57 @@ func TestRestartResumes(t *testing.T) {
 			}; !same(got, want) {
 				t.Fatalf("backend holds %v, want %v", got, want)
 			}
+			// Left: the segment r/5's record started (the current one).
+			if got, want := spoolFiles(t, dir), []string{seqName(13, ".log")}; !slices.Equal(got, want) {
+				t.Fatalf("spool files left: %v, want %v", got, want)
+			}
+			if err := h2.s.Close(); err != nil {
+				t.Fatal(err)
+			}
 			if got := spoolFiles(t, dir); len(got) != 0 {
-				t.Fatalf("spool files left: %v", got)
+				t.Fatalf("spool files left after Close: %v", got)
 			}
 		})
+	}
+}
+
+// TestResumesLegacy opens a spool as the versions before the meta log
+// left it (each entry's record in its own .meta file): its entries are
+// resumed and stored, the .meta files removed with them.
+func TestResumesLegacy(t *testing.T) {
+	b := newLocal(t)
+	dir := filepath.Join(t.TempDir(), "spool")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, seqName(1, ".data")), "one")
+	writeFile(t, filepath.Join(dir, seqName(1, ".meta")), `{"key":"l/1","content_type":"text/plain","size":3}`)
+	writeFile(t, filepath.Join(dir, seqName(2, ".data")), "two")
+	writeFile(t, filepath.Join(dir, seqName(2, ".meta")), `{"key":"l/2","size":3}`)
+	writeFile(t, filepath.Join(dir, seqName(3, ".data")), "bad")
+	writeFile(t, filepath.Join(dir, seqName(3, ".meta")), `{"key":`)
+	writeFile(t, filepath.Join(dir, seqName(4, ".meta")), `{"key":"l/gone","size":3}`)
+	writeFile(t, filepath.Join(dir, seqName(5, ".meta.tmp")), `{`)
+	h := openSpool(t, dir, Config{Workers: 1}, b)
+	if log := h.log.String(); !strings.Contains(log, " entries=2 bytes=6 tmp_files_removed=1 torn_entries_removed=1 unreadable_entries_dropped=1\n") {
+		t.Fatalf("no resume line with 2 entries:\n%s", log)
+	}
+	h.add("l/3", "three", "")
+	if got, want := spoolFiles(t, dir), []string{
+		seqName(1, ".data"), seqName(1, ".meta"), seqName(2, ".data"), seqName(2, ".meta"), seqName(5, ".data"), seqName(5, ".log"),
+	}; !slices.Equal(got, want) {
+		t.Fatalf("spool files %v, want %v", got, want)
+	}
+	h.run()
+	h.waitStored(10 * time.Second)
+	if got, want := h.storedKeys(), []string{"l/1", "l/2", "l/3"}; !slices.Equal(got, want) {
+		t.Fatalf("stored in the order %v, want %v", got, want)
+	}
+	if got, want := contents(t, b), map[string]string{"l/1": "one", "l/2": "two", "l/3": "three"}; !same(got, want) {
+		t.Fatalf("backend holds %v, want %v", got, want)
+	}
+	if got, want := spoolFiles(t, dir), []string{seqName(5, ".log")}; !slices.Equal(got, want) {
+		t.Fatalf("spool files left: %v, want %v", got, want)
 	}
 }
 

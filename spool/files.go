@@ -97,6 +97,18 @@ func (s *Spool) removeEntryFiles(e *entry) {
 	}
 }
 
+// releaseTaken removes the files of e, stored by a FilePutter, which took
+// its data file (PutFile may leave it: then it is removed). It looks
+// before it removes: unlinking a name that is not there takes the
+// directory's lock, which the Adds creating files in it hold.
+func (s *Spool) releaseTaken(e *entry) {
+	if _, err := os.Lstat(s.dataPath(e.seq)); errors.Is(err, fs.ErrNotExist) && e.seg != nil {
+		s.release(e.seg)
+		return
+	}
+	s.removeEntryFiles(e)
+}
+
 // removeFile removes the file at path, if it is there, unsynced; a
 // failure is logged and counted.
 func (s *Spool) removeFile(path string) {

@@ -147,7 +147,11 @@ func (s *Spool) upload(ctx context.Context, e *entry) {
 		s.removeLocked(e)
 		s.updateGaugesLocked()
 		s.mu.Unlock()
-		s.removeEntryFiles(e)
+		if s.putter != nil {
+			s.releaseTaken(e)
+		} else {
+			s.removeEntryFiles(e)
+		}
 	}
 }
 

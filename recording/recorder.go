@@ -297,14 +297,15 @@ func (s *session) follow(ctx context.Context, rend *store.Rendition) {
 		}
 	}
 	if !started && snap.Open != nil && snap.Open.Epoch == epoch {
-		next = snap.Open.MSN
+		next, started = snap.Open.MSN, true
 	}
 	inits := make(map[string]bool)
+	recheck := time.NewTicker(time.Second)
+	defer recheck.Stop()
 	for {
-		snap, err := rend.Wait(ctx, next, -1)
-		if err != nil {
-			return
-		}
+		// The channel first: a change after it is taken closes it.
+		changed := rend.Changed()
+		snap := rend.Snapshot()
 		for _, seg := range snap.Segments {
 			if seg.MSN < next || seg.Epoch < epoch {
 				continue
@@ -319,13 +320,30 @@ func (s *session) follow(ctx context.Context, rend *store.Rendition) {
 			s.record(rend, snap, seg, inits)
 			next = seg.MSN + 1
 		}
-		if snap.Ended && (snap.Open == nil) {
+		if o := snap.Open; o != nil {
+			if o.Epoch > epoch {
+				return
+			}
+			if o.Epoch == epoch {
+				started = true
+			}
+		}
+		// A rendition carried over from an earlier publish is still
+		// marked ended until this publish's segmenter reopens it: that
+		// end is not this session's, as long as the stream is live in
+		// this session's epoch.
+		if snap.Ended && snap.Open == nil && (started || !s.st.Live() || s.st.Epoch() != epoch) {
 			if last := len(snap.Segments); last == 0 || snap.Segments[last-1].MSN < next {
 				return
 			}
 		}
-		if o := snap.Open; o != nil && o.Epoch > epoch {
+		select {
+		case <-ctx.Done():
 			return
+		case <-changed:
+		case <-recheck.C:
+			// The stream's liveness is not a change of the rendition:
+			// look again now and then.
 		}
 	}
 }

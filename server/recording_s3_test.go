@@ -115,7 +115,14 @@ func TestRecordingS3Outage(t *testing.T) {
 	}
 	s3.Start()
 	ready := sink.wait(recording.EventReady, "live/s3", 60*time.Second)
-	sum, media := storedSession(t, s3, "live/s3")
+	// The summary marked ready is spooled as the event is sent: it is in
+	// the bucket a commit and an upload later.
+	var sum recording.Summary
+	var media map[string]bool
+	testpeer.WaitFor(t, 10*time.Second, "the ready summary in the bucket", func() bool {
+		sum, media = storedSession(t, s3, "live/s3")
+		return sum.Ready
+	})
 	if sum.Session != ready.Session || sum.State != recording.StateComplete || !sum.Ready || sum.Gaps != 0 || len(sum.Renditions) != 2 {
 		t.Fatalf("stored summary %+v", sum)
 	}

@@ -7,12 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -642,10 +639,6 @@ video.play().catch(() => {});
 // error, and B fetched what it served from A through its relay.
 func TestClusterHLSJSOnEdge(t *testing.T) {
 	requireChromium(t)
-	hlsJS := filepath.Join(testpeer.RepoRoot(t), "preview", "assets", "hls.min.js")
-	if _, err := os.Stat(hlsJS); err != nil {
-		t.Fatal(err)
-	}
 	originA := testpeer.FreeAddr(t)
 	a := startServer(t, func(c *config.Config) {
 		c.Cluster.NodeID = "node-a"
@@ -677,18 +670,7 @@ func TestClusterHLSJSOnEdge(t *testing.T) {
 		return err == nil && mv != nil && len(mv.Variants) == 2 && ok
 	})
 
-	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/":
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			_, _ = io.WriteString(w, edgePlayerPage)
-		case "/hls.min.js":
-			http.ServeFile(w, r, hlsJS)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(page.Close)
+	page := playerPage(t, edgePlayerPage)
 	pageURL := page.URL + "/?src=" + url.QueryEscape(mvURL)
 	br.do(t, "open "+pageURL+" and start playing from B", 20*time.Second,
 		chromedp.Navigate(pageURL),

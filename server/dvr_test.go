@@ -3,9 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -121,19 +119,7 @@ func TestRecordingDVR(t *testing.T) {
 		t.Errorf("timeShiftBufferDepth %dm%ds, want the DVR window's 75 s or more", mins, secs)
 	}
 
-	assets := filepath.Join(testpeer.RepoRoot(t), "preview", "assets")
-	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/":
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			_, _ = io.WriteString(w, dvrPlayerPage)
-		case "/hls.min.js", "/dash.all.min.js":
-			http.ServeFile(w, r, filepath.Join(assets, r.URL.Path))
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(page.Close)
+	page := playerPage(t, dvrPlayerPage)
 	segNum := regexp.MustCompile(`/live/dvr/video/seg(\d+)\.m4s$`)
 	for _, tc := range []struct {
 		player, src, seekBack string

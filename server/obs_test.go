@@ -3,12 +3,8 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -125,10 +121,6 @@ func TestOBSPublishesPlaysAndReconnects(t *testing.T) {
 	testpeer.NeedOBS(t)
 	requireChromium(t)
 	requireFFmpeg(t)
-	hlsJS := filepath.Join(testpeer.RepoRoot(t), "preview", "assets", "hls.min.js")
-	if _, err := os.Stat(hlsJS); err != nil {
-		t.Fatal(err)
-	}
 	begin := time.Now()
 	rtmpAddr, originAddr := testpeer.FreeAddr(t), testpeer.FreeAddr(t)
 	first := startOBSHeadwater(t, rtmpAddr, originAddr)
@@ -147,18 +139,7 @@ func TestOBSPublishesPlaysAndReconnects(t *testing.T) {
 		t.Errorf("RESOLUTION = %q, want %s", v.Resolution, want)
 	}
 
-	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/":
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			_, _ = io.WriteString(w, edgePlayerPage)
-		case "/hls.min.js":
-			http.ServeFile(w, r, hlsJS)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(page.Close)
+	page := playerPage(t, edgePlayerPage)
 	pageURL := page.URL + "/?src=" + url.QueryEscape(first.originURL("/live/obs/index.m3u8"))
 	br.do(t, "open "+pageURL+" and start playing", 20*time.Second,
 		chromedp.Navigate(pageURL),

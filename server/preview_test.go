@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -332,4 +334,31 @@ func deref(s *string) string {
 		return "<nil>"
 	}
 	return *s
+}
+
+// playerPage serves page at "/" and the players vendored in
+// preview/assets (hls.min.js, dash.all.min.js) beside it, on a test
+// server of another origin than Headwater's (so the players go through
+// CORS), closed when the test ends.
+func playerPage(t *testing.T, page string) *httptest.Server {
+	t.Helper()
+	assets := filepath.Join(testpeer.RepoRoot(t), "preview", "assets")
+	for _, f := range []string{"hls.min.js", "dash.all.min.js"} {
+		if _, err := os.Stat(filepath.Join(assets, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/":
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = io.WriteString(w, page)
+		case "/hls.min.js", "/dash.all.min.js":
+			http.ServeFile(w, r, filepath.Join(assets, r.URL.Path))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }

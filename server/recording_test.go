@@ -241,19 +241,7 @@ func TestRecordingVOD(t *testing.T) {
 	}
 
 	// hls.js plays the VOD from its start and seeks into it.
-	hlsJS := filepath.Join(testpeer.RepoRoot(t), "preview", "assets", "hls.min.js")
-	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/":
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			_, _ = io.WriteString(w, edgePlayerPage)
-		case "/hls.min.js":
-			http.ServeFile(w, r, hlsJS)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(page.Close)
+	page := playerPage(t, edgePlayerPage)
 	br := startBrowser(t)
 	br.do(t, "hls.js plays the VOD", 20*time.Second,
 		chromedp.Navigate(page.URL+"/?src="+url.QueryEscape(vod("index.m3u8"))),

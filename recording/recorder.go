@@ -613,6 +613,8 @@ type Payload struct {
 	Gaps       int       `json:"gaps"`
 	Bytes      int64     `json:"bytes"`
 	Renditions []string  `json:"renditions,omitempty"`
+	// Ready is true once every object of the session is stored.
+	Ready bool `json:"ready"`
 	// HLS, DASH and Thumbnails are the origin paths of the VOD
 	// (recording.ready); thumbnails.vtt exists once the sprite job has run.
 	HLS        string `json:"hls,omitempty"`
@@ -634,7 +636,7 @@ func (e Event) Payload() Payload {
 	p := Payload{
 		Stream: s.Stream, Session: s.Session, Node: s.Node, State: s.State,
 		Started: s.Started, Ended: s.Ended, Duration: s.Duration,
-		Segments: s.Segments, Gaps: s.Gaps, Bytes: s.Bytes, Error: e.Error,
+		Segments: s.Segments, Gaps: s.Gaps, Bytes: s.Bytes, Ready: s.Ready || e.Kind == EventReady, Error: e.Error,
 	}
 	for _, m := range s.Renditions {
 		p.Renditions = append(p.Renditions, m.Name)

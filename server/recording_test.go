@@ -328,10 +328,10 @@ func TestRecordingEncryptedVOD(t *testing.T) {
 		t.Fatalf("publisher: %v", err)
 	}
 	var sess recording.Payload
-	testpeer.WaitFor(t, 30*time.Second, "the recording to be complete", func() bool {
+	testpeer.WaitFor(t, 30*time.Second, "the recording to be complete and stored", func() bool {
 		var list struct{ Recordings []recording.Payload }
 		decodeJSON(t, get(t, s.adminURL("/api/v1/recordings?stream=live/encrec")).body, &list)
-		if len(list.Recordings) == 1 && list.Recordings[0].State == recording.StateComplete {
+		if len(list.Recordings) == 1 && list.Recordings[0].State == recording.StateComplete && list.Recordings[0].Ready {
 			sess = list.Recordings[0]
 			return true
 		}
@@ -411,9 +411,10 @@ func TestRecordingRepublish(t *testing.T) {
 		})
 	}
 	var list struct{ Recordings []recording.Payload }
-	testpeer.WaitFor(t, 30*time.Second, "two complete sessions", func() bool {
+	testpeer.WaitFor(t, 30*time.Second, "two complete sessions, stored", func() bool {
 		decodeJSON(t, get(t, s.adminURL("/api/v1/recordings?stream=live/again")).body, &list)
-		return len(list.Recordings) == 2 && list.Recordings[0].State == recording.StateComplete && list.Recordings[1].State == recording.StateComplete
+		return len(list.Recordings) == 2 && list.Recordings[0].State == recording.StateComplete && list.Recordings[1].State == recording.StateComplete &&
+			list.Recordings[0].Ready && list.Recordings[1].Ready
 	})
 	if st, ok := s.Store().Stream("live/again"); !ok || st.Epoch() != 1 {
 		t.Fatalf("the live stream was not continued by the republish")

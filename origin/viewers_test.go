@@ -100,9 +100,13 @@ func TestViewersFloodIsBoundedAndCounted(t *testing.T) {
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
 		t.Errorf("heap grew by %d bytes for %d distinct clients", grew, n)
 	}
+	// The sketch's hash seed is random per Viewers, so its error is a
+	// random draw of standard deviation ViewerCountError: a 3-sigma bound
+	// failed about one run in 370 (a CI run saw 9.9%); 4 sigma, one in
+	// 16,000.
 	got := v.Count("live/flood", now)
-	if diff := math.Abs(float64(got)-n) / n; diff > 3*ViewerCountError {
-		t.Errorf("viewers = %d for %d distinct clients: error %.1f%% exceeds 3 x %.2f%%", got, n, 100*diff, 100*ViewerCountError)
+	if diff := math.Abs(float64(got)-n) / n; diff > 4*ViewerCountError {
+		t.Errorf("viewers = %d for %d distinct clients: error %.1f%% exceeds 4 x %.2f%%", got, n, 100*diff, 100*ViewerCountError)
 	}
 	if got := v.Count("live/calm", now); got != 1 {
 		t.Errorf("the other stream's viewers = %d, want 1", got)

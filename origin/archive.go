@@ -591,12 +591,6 @@ func (h *handler) serveVODKey(w *respWriter, r *http.Request, t *target) object 
 	if err != nil || key.ID() != t.keyID() {
 		return h.notFound(w, o)
 	}
-	hdr["Content-Type"] = hvOctets
-	hdr["X-Content-Type-Options"] = hvNoSniff
-	hdr[hvContentLength] = hvKeyLength
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = key.WriteTo(w)
-	}
+	writeKey(w, r, key)
 	return o
 }

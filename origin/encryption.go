@@ -330,6 +330,13 @@ func (h *handler) serveKey(w *respWriter, r *http.Request, t *target) object {
 	if !ok {
 		return h.notFound(w, o)
 	}
+	writeKey(w, r, key)
+	return o
+}
+
+// writeKey answers a key file: its 16 bytes (the headers only for HEAD).
+func writeKey(w *respWriter, r *http.Request, key hlsenc.Key) {
+	hdr := w.Header()
 	hdr["Content-Type"] = hvOctets
 	hdr["X-Content-Type-Options"] = hvNoSniff
 	hdr[hvContentLength] = hvKeyLength
@@ -337,5 +344,4 @@ func (h *handler) serveKey(w *respWriter, r *http.Request, t *target) object {
 	if r.Method != http.MethodHead {
 		_, _ = key.WriteTo(w)
 	}
-	return o
 }

@@ -55,18 +55,17 @@ func TestDeliversSignedInOrderWithRetries(t *testing.T) {
 	for i := range 3 {
 		h.Send("recording.ready", map[string]int{"n": i})
 	}
+	// Wait on the hook's own count, not on the receiver: the receiver
+	// has the third event before the hook has read its response, and
+	// cancelling then would abort that attempt.
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n == 3 || time.Now().After(deadline) {
-			break
-		}
+	for testutil.ToFloat64(h.count.WithLabelValues("delivered")) < 3 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()
 	<-done
+	mu.Lock()
+	defer mu.Unlock()
 	if len(got) != 3 {
 		t.Fatalf("delivered %d events, want 3", len(got))
 	}

@@ -27,6 +27,9 @@ const (
 	KindNodeJoined = "node_joined"
 	// KindNodeLeft is published with a [NodeLeft].
 	KindNodeLeft = "node_left"
+	// KindStreamSwitched is published with a switcher.Switch: the source
+	// on the air of an always-on stream changed (docs/always-on.md).
+	KindStreamSwitched = "stream_switched"
 	// KindRecordingStarted, KindRecordingReady, KindRecordingFailed and
 	// KindRecordingDeleted are published with a recording.Payload.
 	KindRecordingStarted = "recording_started"

@@ -237,6 +237,25 @@ type StreamsConfig struct {
 	// EXT-X-ENDLIST) and during which a republish continues the same
 	// playlists. It defaults to 60s.
 	EndedGrace Duration `yaml:"ended_grace" doc:"How long an ended stream stays readable (ENDLIST) and a republish continues it."`
+	// ReconnectWindow is how long a stream stays live (no ENDLIST) after
+	// its publisher leaves, waiting for it to come back; 0 ends it at once.
+	// It defaults to 0s.
+	ReconnectWindow Duration `yaml:"reconnect_window" doc:"How long a stream stays live after its publisher leaves, for it to come back (0 = ENDLIST at once)."`
+	// ReconnectWindows override ReconnectWindow per stream-name prefix:
+	// "<prefix>=<duration>", the longest matching prefix wins. It defaults
+	// to [].
+	ReconnectWindows []string `yaml:"reconnect_windows" doc:"Per-prefix reconnect windows \"<prefix>=<duration>\", e.g. \"live/=10s\" (longest prefix wins)."`
+	// FailoverAfter is how long the on-air publisher may send nothing
+	// before a backup publisher (role=backup) or the slate takes over; 0
+	// accepts no backup publishers. It defaults to 0s.
+	FailoverAfter Duration `yaml:"failover_after" doc:"Silence of the on-air publisher after which the backup publisher or the slate takes over (0 = no backup publishers)."`
+	// Failback puts the primary publisher back on the air when it returns
+	// while the backup is on the air. It defaults to true.
+	Failback bool `yaml:"failback" doc:"Whether the primary publisher takes over again from the backup when it returns."`
+	// Slate is what fills the air while a stream has no publisher: "" (nothing),
+	// "builtin" (a stand-by card) or an image or short media file. It
+	// defaults to "".
+	Slate string `yaml:"slate" doc:"What is on the air while an always-on stream has no publisher: \"\" = nothing, \"builtin\" = a stand-by card, or an image / short media file."`
 }
 
 // SegmenterConfig configures HLS / LL-HLS / CMAF segmentation.
@@ -434,8 +453,10 @@ func Default() *Config {
 			MaxConnectionsPerAddress: defaultIngestMaxConnsPerAddr,
 		},
 		Streams: StreamsConfig{
-			MaxStreams: 0,
-			EndedGrace: Duration(defaultEndedGrace),
+			MaxStreams:       0,
+			EndedGrace:       Duration(defaultEndedGrace),
+			ReconnectWindows: []string{},
+			Failback:         true,
 		},
 		Segmenter: SegmenterConfig{
 			SegmentDuration:  Duration(segmenter.DefaultSegmentDuration),

@@ -90,6 +90,11 @@ rtsp:
 streams:
   max_streams: 50
   ended_grace: 30s
+  reconnect_window: 5s
+  reconnect_windows: [live/=10s, test/=0s]
+  failover_after: 1500ms
+  failback: false
+  slate: builtin
 segmenter:
   segment_duration: 4s
   part_duration: 500ms
@@ -240,7 +245,9 @@ func fullConfig() *Config {
 			SourceTransport: "tcp", OnDemandLinger: Duration(20 * time.Second), MaxConnectionsPerMinute: 11,
 			MaxConnections: 400, MaxConnectionsPerAddress: 6, PublishDeadline: Duration(35 * time.Second),
 		},
-		Streams: StreamsConfig{MaxStreams: 50, EndedGrace: Duration(30 * time.Second)},
+		Streams: StreamsConfig{MaxStreams: 50, EndedGrace: Duration(30 * time.Second),
+			ReconnectWindow: Duration(5 * time.Second), ReconnectWindows: []string{"live/=10s", "test/=0s"},
+			FailoverAfter: Duration(1500 * time.Millisecond), Failback: false, Slate: "builtin"},
 		Segmenter: SegmenterConfig{
 			SegmentDuration:  Duration(4 * time.Second),
 			PartDuration:     Duration(500 * time.Millisecond),
@@ -356,9 +363,9 @@ func TestLoadFullFile(t *testing.T) {
 	_, err := loadIn(t, fullFile, nil)
 	withTLSFiles(t) // created after Load: the files must exist, so Load must fail (key.pem is the CDN secret too)
 	want := []string{
-		`headwater.yaml:57: origin.tls_cert: file "cert.pem" does not exist`,
-		`headwater.yaml:58: origin.tls_key: file "key.pem" does not exist`,
-		`headwater.yaml:129: playback.cdn.secret_file: file "key.pem" does not exist`,
+		`headwater.yaml:62: origin.tls_cert: file "cert.pem" does not exist`,
+		`headwater.yaml:63: origin.tls_key: file "key.pem" does not exist`,
+		`headwater.yaml:134: playback.cdn.secret_file: file "key.pem" does not exist`,
 		`headwater.yaml:20: srt.passphrase_file: file "key.pem" does not exist`,
 		`headwater.yaml:22: srt.prefix_passphrase_files: file "cert.pem" does not exist`,
 	}
@@ -646,6 +653,12 @@ func TestValidate(t *testing.T) {
 		{"streams negative", func(c *Config) { c.Streams.MaxStreams = -2 }, `streams.max_streams: must be at least 0, got -2`},
 		{"grace zero", func(c *Config) { c.Streams.EndedGrace = 0 }, ""},
 		{"grace negative", func(c *Config) { c.Streams.EndedGrace = Duration(-time.Second) }, `streams.ended_grace: must not be negative, got -1s`},
+		{"window negative", func(c *Config) { c.Streams.ReconnectWindow = Duration(-time.Second) }, `streams.reconnect_window: must not be negative, got -1s`},
+		{"window rules", func(c *Config) { c.Streams.ReconnectWindows = []string{"live/=10s", "li ve=1s"} }, `streams.reconnect_windows: "li ve=1s": "li ve" is not a stream-name prefix`},
+		{"window rule duration", func(c *Config) { c.Streams.ReconnectWindows = []string{"live/=soon"} }, `streams.reconnect_windows: "live/=soon": "soon" is not a duration such as 10s`},
+		{"failover tiny", func(c *Config) { c.Streams.FailoverAfter = Duration(10 * time.Millisecond) }, `streams.failover_after: must be 0 or at least 100ms, got 10ms`},
+		{"slate missing", func(c *Config) { c.Streams.Slate = "/nonexistent/slate.png" }, `streams.slate: file "/nonexistent/slate.png" does not exist`},
+		{"slate builtin", func(c *Config) { c.Streams.Slate = "builtin" }, ""},
 		{"segment zero", func(c *Config) { c.Segmenter.SegmentDuration = 0 }, `segmenter.segment_duration: must be greater than 0, got 0s`},
 		{"part equals segment", func(c *Config) { c.Segmenter.PartDuration = c.Segmenter.SegmentDuration }, `segmenter.part_duration: must be less than segmenter.segment_duration (2s), got 2s`},
 		{"part too small", func(c *Config) { c.Segmenter.PartDuration = Duration(19 * time.Millisecond) }, `segmenter.part_duration: must be at least 20ms, got 19ms`},

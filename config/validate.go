@@ -72,6 +72,7 @@ func (c *Config) Validate() error {
 
 	v.atLeast("streams.max_streams", c.Streams.MaxStreams, 0)
 	v.notNegative("streams.ended_grace", c.Streams.EndedGrace)
+	c.validateStreams(v)
 
 	seg, part := c.Segmenter.SegmentDuration, c.Segmenter.PartDuration
 	v.positive("segmenter.segment_duration", seg)

@@ -15,3 +15,26 @@ type Registry interface {
 }
 
 var _ Registry = (*media.Registry)(nil)
+
+// RoleParam is the query (or SRT streamid) key naming a publisher's role;
+// RoleBackup is its value for a backup publisher (media.PublishInfo.Backup):
+// rtmp://host/live/key?role=backup, #!::r=live/key,m=publish,role=backup,
+// rtsp://host/live/key?role=backup.
+const (
+	RoleParam  = "role"
+	RoleBackup = "backup"
+)
+
+// Busy reports whether a publish of name with info would be refused as
+// already publishing, asked before any media flows (Publish stays the
+// authority). A registry that knows publisher roles (the switcher) answers
+// for the role's place; otherwise a live name is busy.
+func Busy(reg Registry, name string, info media.PublishInfo) bool {
+	if b, ok := reg.(interface {
+		Busy(name string, info media.PublishInfo) bool
+	}); ok {
+		return b.Busy(name, info)
+	}
+	_, live := reg.Get(name)
+	return live
+}

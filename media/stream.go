@@ -15,6 +15,17 @@ type PublishInfo struct {
 	RemoteAddr string
 	// SessionID identifies the ingest session in logs.
 	SessionID string
+	// Backup is set when the publisher asked to be the stream's backup
+	// (role=backup): it feeds the stream only while the primary cannot.
+	Backup bool
+}
+
+// Role names the publisher's role, "primary" or "backup".
+func (i PublishInfo) Role() string {
+	if i.Backup {
+		return "backup"
+	}
+	return "primary"
 }
 
 // Counter is the part of a metric counter the hub needs.

@@ -74,10 +74,12 @@ func (s *Server) buildPackaging() error {
 	if s.rec != nil {
 		follow = s.rec.follow
 	}
+	policy := streamPolicy(s.cfg.Streams)
 	s.pipes = newPipelines(s.ctx, pipelineConfig{
 		store:     s.store,
 		seed:      seed,
 		follow:    follow,
+		holds:     func(name string) bool { return policy(name).On() },
 		segmenter: seg,
 		stages:    s.abr.stages(seg),
 		buffer:    s.cfg.Segmenter.SubscriberBuffer,
@@ -93,6 +95,7 @@ func (s *Server) newRegistry() *media.Registry {
 		Name: "headwater_frames_dropped_total",
 		Help: "Frames lost by pipelines that did not keep up with their publisher.",
 	}))
+	s.dropped = dropped
 	r := media.NewRegistry(media.RegistryConfig{
 		MaxStreams:    s.cfg.Streams.MaxStreams,
 		OnPublish:     s.pipes.start,
@@ -123,8 +126,9 @@ func (s *Server) buildIngest() error {
 		return nil
 	}
 	cfg, m := s.cfg, ingest.NewMetrics(s.reg)
-	pub := s.sec.publisher(s.registry)
-	pub.cl = s.cl
+	guarded := s.sec.publisher(s.registry)
+	guarded.cl = s.cl
+	pub := s.newSwitcher(guarded)
 	if cfg.SRT.Address != "" {
 		c, err := srtConfig(cfg.SRT)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/headwater-live/headwater/media"
 	"github.com/headwater-live/headwater/segmenter"
 	"github.com/headwater-live/headwater/store"
+	"github.com/headwater-live/headwater/switcher"
 	"github.com/headwater-live/headwater/telemetry"
 )
 
@@ -84,6 +85,7 @@ type pipelines struct {
 	store     *store.Store
 	seed      func(*store.Store, string) *store.Stream // pipelineConfig.seed
 	follow    func(context.Context, *store.Stream)     // pipelineConfig.follow
+	holds     func(name string) bool                   // pipelineConfig.holds
 	segmenter *segmenter.Segmenter
 	stages    []stage
 	buffer    int // frames per subscription (segmenter.subscriber_buffer)
@@ -106,7 +108,12 @@ type pipelineConfig struct {
 	// in the store, before the first frame is packaged: the recorder
 	// follows the store stream from there (it reads what the store
 	// holds, so it is not a stage).
-	follow    func(context.Context, *store.Stream)
+	follow func(context.Context, *store.Stream)
+	// holds, when set, tells whether the stream of a name is always-on
+	// (switcher.Policy.On): its place in the store is held across the end
+	// of each publish (store.Stream.Hold), and only the switcher's end of
+	// the stream (pipelines.release) ends it.
+	holds     func(name string) bool
 	segmenter *segmenter.Segmenter
 	stages    []stage
 	buffer    int
@@ -120,6 +127,7 @@ func newPipelines(ctx context.Context, c pipelineConfig) *pipelines {
 		store:     c.store,
 		seed:      c.seed,
 		follow:    c.follow,
+		holds:     c.holds,
 		segmenter: c.segmenter,
 		stages:    c.stages,
 		buffer:    c.buffer,
@@ -185,9 +193,12 @@ func (p *pipelines) start(ms *media.Stream) {
 // and ends the stream. It returns the source run's error.
 func (p *pipelines) run(ctx context.Context, ms *media.Stream, sub *media.Subscription, runs []stageRun, log *slog.Logger) error {
 	pub := &publish{name: ms.Name(), dst: p.begin(ms.Name()), log: log}
+	if p.holds != nil && p.holds(ms.Name()) {
+		pub.dst.Hold()
+	}
 	log.Info("pipeline: started", "epoch", pub.dst.Epoch())
-	if p.follow != nil {
-		p.follow(p.ctx, pub.dst)
+	if p.follow != nil && ms.Info().Protocol != switcher.SlateProtocol {
+		p.follow(p.ctx, pub.dst) // the slate is not recorded
 	}
 	var opts segmenter.RunOptions
 	for _, r := range runs {
@@ -226,6 +237,31 @@ func (p *pipelines) finished(name string, done chan struct{}) {
 	}
 	p.mu.Unlock()
 	close(done)
+}
+
+// release ends the always-on stream of name, once the pipeline of its last
+// publish (if one is running) has finished: the switcher's feed of the name
+// ended (switcher.Config.OnEnd), so the stream's place in the store is no
+// longer held and its playlists get ENDLIST. A publish of the name after
+// this waits for it, and continues the stream as a republish within
+// streams.ended_grace does.
+func (p *pipelines) release(name string) {
+	done := make(chan struct{})
+	p.mu.Lock()
+	previous := p.running[name]
+	p.running[name] = done
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer p.finished(name, done)
+		if previous != nil {
+			<-previous
+		}
+		if st, ok := p.store.Stream(name); ok && st.Held() {
+			st.Release()
+		}
+	}()
 }
 
 // wait waits for the pipelines running now to finish, or ctx to end.

@@ -33,8 +33,8 @@ import (
 // recordingPart is the node's recording (record.enabled): the storage
 // backend and the spool in front of it, the recorder following every
 // recorded publish, and the jobs its events trigger: sprites for each
-// session ready, retention. It also makes the live posters and delivers
-// events to events.webhook. Nil when recording is off.
+// session ready, retention. It also makes the live posters and hands its
+// events to events.webhook (the server's). Nil when recording is off.
 type recordingPart struct {
 	cfg       config.RecordConfig
 	backend   objstore.Backend
@@ -43,7 +43,7 @@ type recordingPart struct {
 	thumbs    *thumbnail.Maker
 	forks     *forkStarter // the thumbnails' fork server; nil: ffmpeg is executed
 	posters   *posterLoop
-	hook      *eventhook.Hook // nil without events.webhook
+	hook      *eventhook.Hook // the server's events.webhook; nil without
 	retention []recording.RetentionRule
 	publish   func(kind string, v any) // cluster events; nil without a cluster
 	// runJobs, in a cluster, takes jobs from the events every recording
@@ -63,7 +63,7 @@ type recordingPart struct {
 // the backend (a directory that cannot be written, a missing bucket or
 // refused credentials stop the start with the reason) and opens the spool,
 // which resumes whatever a previous run left in it.
-func newRecordingPart(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (_ *recordingPart, err error) {
+func newRecordingPart(cfg *config.Config, hook *eventhook.Hook, reg prometheus.Registerer, log *slog.Logger) (_ *recordingPart, err error) {
 	rc := cfg.Record
 	if !rc.Enabled {
 		return nil, nil
@@ -90,6 +90,7 @@ func newRecordingPart(cfg *config.Config, reg prometheus.Registerer, log *slog.L
 	p = &recordingPart{
 		cfg:        rc,
 		backend:    backend,
+		hook:       hook,
 		log:        log,
 		jobs:       make(chan recording.Summary, 64),
 		retentionC: make(chan struct{}, 1),
@@ -126,16 +127,6 @@ func newRecordingPart(cfg *config.Config, reg prometheus.Registerer, log *slog.L
 	}
 	if p.thumbs, err = thumbnail.New(tc); err != nil {
 		return nil, fmt.Errorf("record: thumbnails: %w", err)
-	}
-	if cfg.Events.Webhook != "" {
-		var secret []byte
-		if f := cfg.Events.WebhookSecretFile; f != "" {
-			if secret, err = os.ReadFile(f); err != nil {
-				return nil, fmt.Errorf("events.webhook_secret_file: %w", err)
-			}
-		}
-		p.hook = eventhook.New(eventhook.Config{URL: cfg.Events.Webhook, Secret: secret,
-			Timeout: cfg.Events.WebhookTimeout.Duration()}, log.With("component", "events-webhook"), reg)
 	}
 	p.rec, err = recording.New(recording.Config{
 		Writer:     p.spool,
@@ -200,8 +191,7 @@ func recordNode(cfg *config.Config) string {
 	return "local"
 }
 
-// start runs the spool's uploads, the jobs, the posters and the webhook
-// until ctx ends, and finds the sessions a previous run left unfinished.
+// start runs the spool's uploads, the jobs and the posters until ctx ends, and finds the sessions a previous run left unfinished.
 func (p *recordingPart) start(ctx context.Context, st *store.Store) {
 	if p == nil {
 		return
@@ -218,9 +208,6 @@ func (p *recordingPart) start(ctx context.Context, st *store.Store) {
 			p.log.Error("recording: spool stopped", "error", err)
 		}
 	})
-	if p.hook != nil {
-		run(func() { p.hook.Run(ctx) })
-	}
 	run(func() { p.jobsLoop(ctx, st) })
 	if p.runJobs != nil {
 		run(func() {

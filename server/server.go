@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/headwater-live/headwater/config"
+	"github.com/headwater-live/headwater/eventhook"
 	"github.com/headwater-live/headwater/ingest/rtmp"
 	"github.com/headwater-live/headwater/ingest/rtsp"
 	"github.com/headwater-live/headwater/ingest/srt"
@@ -30,6 +31,7 @@ import (
 	"github.com/headwater-live/headwater/origin"
 	"github.com/headwater-live/headwater/origin/relay"
 	"github.com/headwater-live/headwater/store"
+	"github.com/headwater-live/headwater/switcher"
 )
 
 // Server is a running Headwater instance.
@@ -42,11 +44,15 @@ type Server struct {
 	sec      *security // publish auth, playback tokens, CDN secret, admin token
 	registry *media.Registry
 	store    *store.Store
-	abr      *abr           // the ABR ladder; nil when transcoder.enabled is false
-	cl       *clustering    // the node's cluster part; nil when the cluster is off
-	rec      *recordingPart // recording, DVR, VOD, posters; nil when record.enabled is false
-	relay    *relay.Relay   // fetches other nodes' streams; nil when the cluster is off
-	pipes    *pipelines     // one per publish
+	abr      *abr                 // the ABR ladder; nil when transcoder.enabled is false
+	cl       *clustering          // the node's cluster part; nil when the cluster is off
+	rec      *recordingPart       // recording, DVR, VOD, posters; nil when record.enabled is false
+	relay    *relay.Relay         // fetches other nodes' streams; nil when the cluster is off
+	pipes    *pipelines           // one per publish
+	sw       *switcher.Switcher   // keeps always-on streams on the air; nil in the origin role
+	hook     *eventhook.Hook      // events.webhook; nil without
+	dropped  prometheus.Counter   // headwater_frames_dropped_total
+	slates   switcher.SlateSource // the slates of always-on streams; nil without streams.slate
 	rtmp     *rtmp.Server
 	srt      *srt.Server
 	rtsp     *rtsp.Server
@@ -129,7 +135,10 @@ func (s *Server) build() (err error) {
 	if err := s.buildCluster(); err != nil {
 		return err
 	}
-	if s.rec, err = newRecordingPart(s.cfg, s.reg, s.log); err != nil {
+	if s.hook, err = newEventHook(s.cfg, s.reg, s.log); err != nil {
+		return err
+	}
+	if s.rec, err = newRecordingPart(s.cfg, s.hook, s.reg, s.log); err != nil {
 		return err
 	}
 	if err := s.buildPackaging(); err != nil {
@@ -176,6 +185,13 @@ func (s *Server) Start() (err error) {
 		s.rec.runJobs = s.cl.node.RunJobs
 	}
 	s.rec.start(s.ctx, s.store)
+	if s.hook != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.hook.Run(s.ctx)
+		}()
+	}
 	if err := s.origin.Start(); err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
@@ -276,6 +292,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err := in.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if s.sw != nil {
+		s.sw.Close() // always-on streams end now, without their reconnect window
 	}
 	for _, st := range s.registry.List() {
 		st.Close()

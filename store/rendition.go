@@ -321,8 +321,13 @@ func (r *Rendition) AddGap(programDateTime time.Time, baseTime, durationTicks ui
 }
 
 // End finishes an open segment (with the duration of its parts) and marks the
-// rendition ended. It is idempotent.
+// rendition ended. It is idempotent. While the stream is held (Stream.Hold)
+// it only finishes the open segment.
 func (r *Rendition) End() {
+	if r.stream.Held() {
+		r.suspend()
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.finishOpenLocked()
@@ -331,6 +336,14 @@ func (r *Rendition) End() {
 	}
 	r.ended = true
 	r.publishLocked()
+}
+
+// suspend finishes the open segment and leaves the rendition live: its
+// stream is held (Stream.Hold) between two publishes.
+func (r *Rendition) suspend() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.finishOpenLocked()
 }
 
 // finishOpenLocked finishes the open segment, if any, with the duration of its parts.

@@ -122,6 +122,7 @@ type Stream struct {
 	renditions []*Rendition
 	epoch      int
 	live       bool
+	held       bool // Hold: End suspends instead of ending
 	endedAt    time.Time
 	// seeds are where renditions not added yet continue (BeginSeeded), by
 	// name; seedEnd/seedTimescale where the timeline does.
@@ -192,8 +193,19 @@ func (st *Stream) AddRendition(info RenditionInfo) *Rendition {
 
 // End marks the publish as over: every rendition closes its open segment and
 // ends (readers see ENDLIST). The stream stays readable for EndedGrace.
+// While the stream is held (Hold), End only suspends it: the open segments
+// close, but the renditions stay live (no ENDLIST, blocking reloads keep
+// waiting) for the next publish, which continues them as a republish does.
 func (st *Stream) End() {
 	st.mu.Lock()
+	if st.held {
+		rs := append([]*Rendition(nil), st.renditions...)
+		st.mu.Unlock()
+		for _, r := range rs {
+			r.suspend()
+		}
+		return
+	}
 	st.live = false
 	st.endedAt = time.Now()
 	rs := append([]*Rendition(nil), st.renditions...)
@@ -201,6 +213,31 @@ func (st *Stream) End() {
 	for _, r := range rs {
 		r.End()
 	}
+}
+
+// Hold keeps the stream live across the end of its publishes, until
+// Release: a stream whose publisher may come back (a reconnect window, a
+// backup publisher, a slate between them).
+func (st *Stream) Hold() {
+	st.mu.Lock()
+	st.held = true
+	st.mu.Unlock()
+}
+
+// Release undoes Hold and ends the stream (End): its publisher did not
+// come back. Call it when no publish feeds the stream.
+func (st *Stream) Release() {
+	st.mu.Lock()
+	st.held = false
+	st.mu.Unlock()
+	st.End()
+}
+
+// Held reports whether the stream is held (Hold).
+func (st *Stream) Held() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.held
 }
 
 func (st *Stream) resume(now time.Time, grace time.Duration) bool {

@@ -732,3 +732,40 @@ func BenchmarkStoreAppendPart(b *testing.B) {
 		}
 	}
 }
+
+// TestHoldSuspendsUntilRelease: a held stream's End (and its renditions')
+// only closes the open segment; the next publish continues it with a
+// discontinuity; Release ends it.
+func TestHoldSuspendsUntilRelease(t *testing.T) {
+	s, st, r := newTestRendition(t, Config{EndedGrace: 0})
+	st.Hold()
+	addSegment(t, r, 0, 2)
+	if _, err := r.StartSegment(t0.Add(400*time.Millisecond), 36000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AppendPart([]byte("open"), 200*time.Millisecond, true); err != nil {
+		t.Fatal(err)
+	}
+	r.End() // the segmenter's end of its run
+	st.End()
+	snap := r.Snapshot()
+	if snap.Ended || !st.Live() || snap.Open != nil || len(snap.Segments) != 2 {
+		t.Fatalf("suspended: ended %v live %v open %v segments %d", snap.Ended, st.Live(), snap.Open != nil, len(snap.Segments))
+	}
+	s.Sweep(time.Now().Add(time.Hour))
+	if _, ok := s.Stream("live/x"); !ok {
+		t.Fatal("a held stream was swept")
+	}
+	st2 := s.Begin("live/x")
+	if st2 != st || st2.Epoch() != 1 {
+		t.Fatalf("the next publish: same %v, epoch %d", st2 == st, st2.Epoch())
+	}
+	addSegment(t, r, 54000, 1)
+	if seg := r.Snapshot().Segments[2]; !seg.Discontinuity || seg.Epoch != 1 || seg.MSN != 2 {
+		t.Fatalf("first segment after the suspension: %+v", seg)
+	}
+	st.Release()
+	if !r.Snapshot().Ended || st.Live() || st.Held() {
+		t.Fatal("Release did not end the stream")
+	}
+}

@@ -279,7 +279,7 @@ func (s *session) onPublish(streamID uint32, key string) error {
 	if err := s.authorize(); err != nil {
 		return err
 	}
-	if _, live := s.srv.pub.Get(s.name); live {
+	if ingest.Busy(s.srv.pub, s.name, s.publishInfo()) {
 		_ = s.sendStatus("error", "NetStream.Publish.BadName", "stream is already being published")
 		return &ingest.SessionError{Reason: ingest.ReasonAlreadyPublishing,
 			Err: fmt.Errorf("publish %s: %w", s.name, media.ErrAlreadyPublishing)}

@@ -7,6 +7,7 @@ package rtmp
 import (
 	"context"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -341,8 +342,7 @@ func (s *session) publish() error {
 			s.announced[t.ID] = true
 		}
 	}
-	info := media.PublishInfo{Protocol: Protocol, RemoteAddr: s.remote, SessionID: s.id}
-	st, err := s.srv.pub.Publish(s.name, info, tracks)
+	st, err := s.srv.pub.Publish(s.name, s.publishInfo(), tracks)
 	if err != nil {
 		reason := ingest.PublishReason(err)
 		code := "NetStream.Publish.BadName"
@@ -375,4 +375,16 @@ func (s *session) publish() error {
 		s.srv.testHookPublished(s)
 	}
 	return nil
+}
+
+// publishInfo describes the session to the registry. The role is read
+// from the stream key's query (live/key?role=backup), else from tcUrl's
+// (rtmp://host/live?role=backup).
+func (s *session) publishInfo() media.PublishInfo {
+	backup := s.query.Get(ingest.RoleParam) == ingest.RoleBackup
+	if !backup && s.appQuery != "" {
+		q, _ := url.ParseQuery(s.appQuery)
+		backup = q.Get(ingest.RoleParam) == ingest.RoleBackup
+	}
+	return media.PublishInfo{Protocol: Protocol, RemoteAddr: s.remote, SessionID: s.id, Backup: backup}
 }

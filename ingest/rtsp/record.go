@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"sync/atomic"
 
@@ -26,6 +27,7 @@ type recordSession struct {
 	id     string
 	remote string
 	name   string
+	backup bool // role=backup in the URL query
 	log    *slog.Logger
 	plans  []trackPlan
 
@@ -61,8 +63,10 @@ func (h *handler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.R
 	s := h.s
 	remote := remoteOf(ctx.Conn)
 	name := pathName(ctx.Path)
+	q, _ := url.ParseQuery(ctx.Query)
 	r := &recordSession{
 		srv: s, ss: ctx.Session, id: ingest.NewSessionID(), remote: remote, name: name,
+		backup: q.Get(ingest.RoleParam) == ingest.RoleBackup,
 		warned: make(map[string]bool),
 	}
 	r.log = s.log.With("session", r.id, "stream", name, "remote", remote)
@@ -85,7 +89,7 @@ func (h *handler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.R
 		return s.refuse(r.log, remote, base.StatusUnsupportedMediaType, ingest.ReasonUnsupportedCodec,
 			fmt.Errorf("no supported track (H.264, H.265, MPEG-4 audio, Opus): %v", ignored))
 	}
-	if _, live := s.reg.Get(name); live {
+	if ingest.Busy(s.reg, name, r.publishInfo()) {
 		return s.refuse(r.log, remote, base.StatusForbidden, ingest.ReasonAlreadyPublishing,
 			fmt.Errorf("publish %s: %w", name, media.ErrAlreadyPublishing))
 	}
@@ -125,8 +129,7 @@ func (h *handler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respo
 	if !ok {
 		return &base.Response{StatusCode: base.StatusBadRequest}, liberrors.ErrServerInvalidState{}
 	}
-	info := media.PublishInfo{Protocol: Protocol, RemoteAddr: r.remote, SessionID: r.id}
-	pub, err := newPublisher(h.s, r.name, info, r.log, r.plans)
+	pub, err := newPublisher(h.s, r.name, r.publishInfo(), r.log, r.plans)
 	if err != nil {
 		return h.s.refuse(r.log, r.remote, base.StatusUnsupportedMediaType, ingest.ReasonUnsupportedCodec, err)
 	}
@@ -207,4 +210,10 @@ func (r *recordSession) finish(sessErr error) {
 		return
 	}
 	r.log.Warn("rtsp: session failed", attrs...)
+}
+
+// publishInfo describes the session to the registry; the role comes from
+// the URL's query (rtsp://host/live/key?role=backup).
+func (r *recordSession) publishInfo() media.PublishInfo {
+	return media.PublishInfo{Protocol: Protocol, RemoteAddr: r.remote, SessionID: r.id, Backup: r.backup}
 }

@@ -246,7 +246,7 @@ func (p *publisher) publish() error {
 		p.log.Warn("srt: publishing without video: no key frame with parameter sets arrived in time",
 			"waited", time.Since(p.firstSeen).Round(time.Millisecond), "frames_dropped", p.dmx.video.droppedBeforeKey)
 	}
-	info := media.PublishInfo{Protocol: Protocol, RemoteAddr: p.remote, SessionID: p.id}
+	info := media.PublishInfo{Protocol: Protocol, RemoteAddr: p.remote, SessionID: p.id, Backup: p.sid.Backup()}
 	st, err := p.srv.pub.Publish(p.name, info, tracks)
 	if err != nil {
 		return &ingest.SessionError{Reason: ingest.PublishReason(err), Err: err}

@@ -343,7 +343,7 @@ func (s *Server) decide(req gosrt.ConnRequest, sid *StreamID) *rejection {
 
 	switch sid.Mode {
 	case ModePublish:
-		if _, live := s.pub.Get(sid.Name); live {
+		if ingest.Busy(s.pub, sid.Name, media.PublishInfo{Protocol: Protocol, Backup: sid.Backup()}) {
 			return &rejection{code: gosrt.REJX_CONFLICT, reason: ingest.ReasonAlreadyPublishing, metric: rejectBusy,
 				err: fmt.Errorf("publish %s: %w", sid.Name, media.ErrAlreadyPublishing)}
 		}

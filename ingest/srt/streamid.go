@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/headwater-live/headwater/ingest"
 	"github.com/headwater-live/headwater/media"
 )
 
@@ -197,3 +198,7 @@ func truncate(s string) string {
 	}
 	return s
 }
+
+// Backup reports whether the caller asked to publish as the stream's
+// backup: the access control key role=backup ("#!::r=live/a,m=publish,role=backup").
+func (id StreamID) Backup() bool { return id.Extra[ingest.RoleParam] == ingest.RoleBackup }

@@ -255,7 +255,8 @@ func (s *session) run(ctx context.Context) {
 
 	var wg sync.WaitGroup
 	following := make(map[*store.Rendition]bool)
-	tick := time.NewTicker(250 * time.Millisecond)
+	ended := make(chan struct{})
+	tick := time.NewTicker(sessionPoll)
 	defer tick.Stop()
 	for {
 		for _, rend := range s.st.Renditions() {
@@ -266,7 +267,7 @@ func (s *session) run(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s.follow(ctx, rend)
+				s.follow(ctx, rend, ended)
 			}()
 		}
 		// New renditions (the ABR ladder's) appear while the publish is
@@ -281,12 +282,54 @@ func (s *session) run(ctx context.Context) {
 		}
 		break
 	}
+	close(ended)
 	wg.Wait()
 	s.finish(ctx)
 }
 
-// follow records one rendition's segments of the session's epoch.
-func (s *session) follow(ctx context.Context, rend *store.Rendition) {
+// sessionPoll is how often a session looks for new renditions and for the
+// end of its publish (the stream no longer live in its epoch): a new
+// rendition's first segments stay in the store for far longer, and a
+// session's end waits at most that long for it.
+const sessionPoll = time.Second
+
+// segmentSlack is how long after its expected end a follower looks for
+// an open segment to be complete: the segmenter finishes a segment when
+// the next one's first frame arrives, a little after the segment's
+// duration has elapsed since its first frame.
+const segmentSlack = 150 * time.Millisecond
+
+// segmentDue returns when the open segment of snap (of epoch) should be
+// complete: its first frame's arrival (its PROGRAM-DATE-TIME) plus the
+// rendition's segment duration (the last segment's when longer than the
+// target, up to 3 targets) and segmentSlack; zero when there is no such
+// segment or nothing is known of its duration.
+func segmentDue(snap *store.Snapshot, epoch int) time.Time {
+	o := snap.Open
+	target := snap.Info.SegmentTarget
+	if o == nil || o.Epoch != epoch || o.ProgramDateTime.IsZero() || target <= 0 {
+		return time.Time{}
+	}
+	d := target
+	if n := len(snap.Segments); n > 0 {
+		if last := snap.Segments[n-1]; last.Epoch == epoch && !last.Gap {
+			d = min(max(d, last.Duration), 3*target)
+		}
+	}
+	return o.ProgramDateTime.Add(d + segmentSlack)
+}
+
+// follow records one rendition's segments of the session's epoch, until
+// the rendition has ended (or a later publish continues it) and its
+// segments are recorded. ended is closed once the publish is no longer
+// live in the session's epoch.
+//
+// It wakes about once a segment, not on each of the rendition's changes
+// (every part): while a segment is open it sleeps until the segment
+// should be complete (segmentDue), and waits for the rendition's changes
+// only from then on, or when that time is unknown or past. Once ended
+// is closed it waits for the changes only: the rendition's end is one.
+func (s *session) follow(ctx context.Context, rend *store.Rendition, ended <-chan struct{}) {
 	epoch := s.sum.Epoch
 	snap := rend.Snapshot()
 	next, started := snap.NextMSN(), false
@@ -300,8 +343,10 @@ func (s *session) follow(ctx context.Context, rend *store.Rendition) {
 		next, started = snap.Open.MSN, true
 	}
 	inits := make(map[string]bool)
-	recheck := time.NewTicker(time.Second)
-	defer recheck.Stop()
+	live := true // ended not closed yet
+	sleep := time.NewTimer(time.Hour)
+	sleep.Stop()
+	defer sleep.Stop()
 	for {
 		// The channel first: a change after it is taken closes it.
 		changed := rend.Changed()
@@ -337,13 +382,23 @@ func (s *session) follow(ctx context.Context, rend *store.Rendition) {
 				return
 			}
 		}
+		var wake <-chan time.Time
+		if live {
+			if d := time.Until(segmentDue(snap, epoch)); d > 0 {
+				sleep.Reset(d)
+				wake, changed = sleep.C, nil
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
-		case <-recheck.C:
+		case <-wake:
+		case <-ended:
 			// The stream's liveness is not a change of the rendition:
-			// look again now and then.
+			// look again, and from now on wait for its changes.
+			live, ended = false, nil
+			sleep.Stop()
 		}
 	}
 }

@@ -455,3 +455,88 @@ func (p *headerProxy) last() string {
 	defer p.mu.Unlock()
 	return p.put
 }
+
+// TestPutChecksum checks that a PUT's payload is sent unsigned with its
+// CRC32C, which the server checks: a byte changed on the way makes the
+// PUT fail, from a reader that can seek (a spool file) or not.
+func TestPutChecksum(t *testing.T) {
+	srv := s3test.Start(t)
+	u, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	var mu sync.Mutex
+	corrupt := false
+	var seen []string
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			mu.Lock()
+			seen = append(seen, r.Header.Get("X-Amz-Content-Sha256")+"|"+r.Header.Get("X-Amz-Checksum-Crc32c"))
+			if corrupt && len(body) > 0 {
+				body[len(body)-1] ^= 1
+			}
+			mu.Unlock()
+			r.Body = io.NopCloser(strings.NewReader(string(body)))
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	cfg := config(t, srv)
+	cfg.Endpoint = proxy.URL
+	b := newBackend(t, cfg)
+
+	data := strings.Repeat("0123456789abcdef", 20_000) // 320 KB: several 64 KiB chunks
+	path := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bodies := map[string]func() io.Reader{
+		"file": func() io.Reader {
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return f
+		},
+		"stream": func() io.Reader { return io.MultiReader(strings.NewReader(data)) },
+	}
+	for name, body := range bodies {
+		mu.Lock()
+		corrupt = false
+		mu.Unlock()
+		if err := b.Put(t.Context(), "sum/"+name, body(), int64(len(data)), "video/mp4"); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		rc, info, err := b.Get(t.Context(), "sum/"+name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || string(got) != data || info.Size != int64(len(data)) {
+			t.Fatalf("%s: read back %d bytes (size %d), err %v; want the %d put", name, len(got), info.Size, err, len(data))
+		}
+		mu.Lock()
+		corrupt = true
+		mu.Unlock()
+		err = b.Put(t.Context(), "sum/"+name+"-bad", body(), int64(len(data)), "video/mp4")
+		if err == nil {
+			t.Errorf("%s: a PUT whose payload was changed on the way succeeded", name)
+		}
+		t.Logf("%s, a byte changed: %v", name, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, h := range seen {
+		if sha, sum, _ := strings.Cut(h, "|"); sha != "UNSIGNED-PAYLOAD" || sum == "" {
+			t.Errorf("a PUT had X-Amz-Content-Sha256 %q and X-Amz-Checksum-Crc32c %q, want UNSIGNED-PAYLOAD and a checksum", sha, sum)
+		}
+	}
+}

@@ -53,3 +53,12 @@ type Backend interface {
 type FilePutter interface {
 	PutFile(ctx context.Context, key, path string) error
 }
+
+// SyncedFilePutter is implemented by FilePutters that can take a file
+// its caller has made durable already (fsync, or syncfs of its file
+// system) without syncing its data again: PutSyncedFile is PutFile
+// without that sync (the spool's committed entries are such files).
+type SyncedFilePutter interface {
+	FilePutter
+	PutSyncedFile(ctx context.Context, key, path string) error
+}

@@ -188,13 +188,16 @@ func (s *Spool) failedLocked(err error) {
 	s.pauseUntil = now.Add(s.cfg.backoff(s.failures))
 }
 
-// store uploads e's data: by PutFile when the backend is a FilePutter,
-// else by Put from the file.
+// store uploads e's data (committed: durable): by PutSyncedFile or
+// PutFile when the backend is a FilePutter, else by Put from the file.
 func (s *Spool) store(ctx context.Context, e *entry) error {
 	path := s.dataPath(e.seq)
 	if s.putter != nil {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			return errEntryGone
+		}
+		if s.synced != nil {
+			return s.synced.PutSyncedFile(ctx, e.key, path)
 		}
 		return s.putter.PutFile(ctx, e.key, path)
 	}

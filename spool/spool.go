@@ -157,7 +157,8 @@ func (c Config) check() error {
 type Spool struct {
 	cfg     Config
 	backend objstore.Backend
-	putter  objstore.FilePutter // backend's, or nil
+	putter  objstore.FilePutter       // backend's, or nil
+	synced  objstore.SyncedFilePutter // backend's, or nil: committed entries' files need no sync
 	log     *slog.Logger
 	m       *spoolMetrics
 	lock    *os.File // the directory's lock file, flock'ed
@@ -264,6 +265,7 @@ func Open(cfg Config, backend objstore.Backend, log *slog.Logger, reg prometheus
 		logMax:    maxLogBytes,
 	}
 	s.putter, _ = backend.(objstore.FilePutter)
+	s.synced, _ = backend.(objstore.SyncedFilePutter)
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("spool dir %s: %w", cfg.Dir, err)
 	}

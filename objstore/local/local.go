@@ -35,8 +35,8 @@ type Backend struct {
 }
 
 var (
-	_ objstore.Backend    = (*Backend)(nil)
-	_ objstore.FilePutter = (*Backend)(nil)
+	_ objstore.Backend          = (*Backend)(nil)
+	_ objstore.SyncedFilePutter = (*Backend)(nil)
 )
 
 // New returns the backend of dir, which need not exist yet: Check creates
@@ -158,6 +158,18 @@ func (b *Backend) put(ctx context.Context, p string, body io.Reader, size int64)
 // file) when both are on one file system, else a crash-safe copy after
 // which path is removed. On failure path is left as it was.
 func (b *Backend) PutFile(ctx context.Context, key, path string) error {
+	return b.putFile(ctx, key, path, true)
+}
+
+// PutSyncedFile is PutFile of a file already durable: it is renamed into
+// place without being synced first (the directory still is, after the
+// rename).
+func (b *Backend) PutSyncedFile(ctx context.Context, key, path string) error {
+	return b.putFile(ctx, key, path, false)
+}
+
+// putFile is PutFile, syncing the file before its rename when sync is set.
+func (b *Backend) putFile(ctx context.Context, key, path string, sync bool) error {
 	p, err := b.path(key)
 	if err != nil {
 		return fmt.Errorf("dir put file %s: %w", key, err)
@@ -165,17 +177,19 @@ func (b *Backend) PutFile(ctx context.Context, key, path string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dir put file %s: %w", key, err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("dir put file %s: %w", key, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("dir put file %s: sync %s: %w", key, path, err)
+	if sync {
+		if err := syncFile(path); err != nil {
+			return fmt.Errorf("dir put file %s: %w", key, err)
+		}
 	}
 	dir := filepath.Dir(p)
 	err = b.withDir(dir, func() error { return os.Rename(path, p) })
 	if errors.Is(err, syscall.EXDEV) {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("dir put file %s: %w", key, err)
+		}
+		defer f.Close()
 		if err := b.put(ctx, p, f, -1); err != nil {
 			return fmt.Errorf("dir put file %s: copy from %s: %w", key, path, err)
 		}
@@ -189,6 +203,19 @@ func (b *Backend) PutFile(ctx context.Context, key, path string) error {
 	}
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("dir put file %s: %w", key, err)
+	}
+	return nil
+}
+
+// syncFile syncs the file at path.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	return nil
 }

@@ -305,6 +305,28 @@ func TestPutFile(t *testing.T) {
 	if !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), "dir put file x/z: open ") {
 		t.Fatalf("PutFile of a missing file = %v", err)
 	}
+
+	// PutSyncedFile renames (or copies) the same way, and fails alike.
+	for i, from := range []string{t.TempDir(), shm} {
+		src = filepath.Join(from, "synced")
+		if err := os.WriteFile(src, []byte("synced already"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		key := fmt.Sprintf("x/s/%d.m4s", i)
+		if err := b.PutSyncedFile(t.Context(), key, src); err != nil {
+			t.Fatal(err)
+		}
+		checkFile(t, filepath.Join(dir, key), "synced already")
+		if _, err := os.Stat(src); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("source after PutSyncedFile: %v", err)
+		}
+	}
+	if err := b.PutSyncedFile(t.Context(), "x/z", filepath.Join(shm, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("PutSyncedFile of a missing file = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x/z")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("x/z after a failed PutSyncedFile: %v", err)
+	}
 }
 
 func checkFile(t *testing.T, path, want string) {

@@ -69,7 +69,8 @@ type Handler struct {
 	mux      *http.ServeMux
 	cluster  ClusterStreams // nil on one node
 
-	recordings Recordings // nil: recording is off
+	recordings Recordings     // nil: recording is off
+	alwaysOn   AlwaysOnStatus // nil: no switcher
 }
 
 // New returns the API handler. viewers may be nil; window is the number of
@@ -130,6 +131,34 @@ type Stream struct {
 	Viewers       int         `json:"viewers"`
 	// Owner is the node publishing the stream, in a cluster only.
 	Owner *Owner `json:"owner,omitempty"`
+	// AlwaysOn is the state of an always-on stream (a reconnect window or
+	// backup publishers, docs/always-on.md).
+	AlwaysOn *AlwaysOn `json:"always_on,omitempty"`
+}
+
+// AlwaysOn is what is on the air of an always-on stream and who could be.
+type AlwaysOn struct {
+	// OnAir is "primary", "backup", "slate" or "none".
+	OnAir string `json:"on_air"`
+	// Primary and Backup tell which publishers are connected.
+	Primary bool `json:"primary"`
+	Backup  bool `json:"backup"`
+	// AwaitingUntil is when the reconnect window ends, while no publisher
+	// is connected.
+	AwaitingUntil *time.Time `json:"awaiting_until,omitempty"`
+	// Switches counts the changes of source; the latest is described.
+	Switches         int        `json:"switches"`
+	LastSwitchAt     *time.Time `json:"last_switch_at,omitempty"`
+	LastSwitchReason string     `json:"last_switch_reason,omitempty"`
+}
+
+// AlwaysOnStatus returns the always-on state of a stream, false for a
+// stream that is not always-on or not kept now.
+type AlwaysOnStatus func(name string) (AlwaysOn, bool)
+
+// WithAlwaysOn adds the always-on state to the streams described.
+func WithAlwaysOn(status AlwaysOnStatus) Option {
+	return func(h *Handler) { h.alwaysOn = status }
 }
 
 // Track is one ingested elementary stream.
@@ -298,6 +327,11 @@ func (h *Handler) describe(name string, now time.Time) (Stream, bool) {
 	}
 	if h.viewers != nil {
 		out.Viewers = h.viewers.Count(name, now)
+	}
+	if h.alwaysOn != nil {
+		if a, ok := h.alwaysOn(name); ok {
+			out.AlwaysOn = &a
+		}
 	}
 	return out, true
 }

@@ -90,6 +90,9 @@ func (s *Server) adminHandler() http.Handler {
 	if s.rec != nil {
 		apiOpts = append(apiOpts, api.WithRecordings(s.rec.rec))
 	}
+	if s.sw != nil {
+		apiOpts = append(apiOpts, api.WithAlwaysOn(s.alwaysOnStatus))
+	}
 	mux.Handle("/api/", api.New(s.registry, s.store, s.viewers, s.cfg.Segmenter.Window, s.log, apiOpts...))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/headwater-live/headwater/api"
 	"github.com/headwater-live/headwater/cluster"
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/eventhook"
@@ -72,4 +73,22 @@ func newEventHook(cfg *config.Config, reg prometheus.Registerer, log *slog.Logge
 	}
 	return eventhook.New(eventhook.Config{URL: cfg.Events.Webhook, Secret: secret,
 		Timeout: cfg.Events.WebhookTimeout.Duration()}, log.With("component", "events-webhook"), reg), nil
+}
+
+// alwaysOnStatus is the switcher's state of a stream for the status API.
+func (s *Server) alwaysOnStatus(name string) (api.AlwaysOn, bool) {
+	st, ok := s.sw.Status(name)
+	if !ok {
+		return api.AlwaysOn{}, false
+	}
+	out := api.AlwaysOn{OnAir: string(st.OnAir), Primary: st.Primary, Backup: st.Backup, Switches: st.Switches}
+	if !st.AwaitingUntil.IsZero() {
+		at := st.AwaitingUntil
+		out.AwaitingUntil = &at
+	}
+	if st.LastSwitch != nil {
+		at := st.LastSwitch.At
+		out.LastSwitchAt, out.LastSwitchReason = &at, st.LastSwitch.Reason
+	}
+	return out, true
 }

@@ -35,6 +35,35 @@ type input struct {
 	frameDur  time.Duration
 	hasVideo  bool
 	seenVideo bool
+	// gop holds, while x stands by, its frames since its latest video key
+	// frame: a failover puts x on the air from there at once instead of
+	// waiting for its next key frame.
+	gop []*media.Frame
+}
+
+// maxGOPFrames bounds a standby input's kept GOP (10 s at 60 fps with
+// audio); a longer GOP is not kept and a failover waits for a key frame.
+const maxGOPFrames = 1200
+
+// keep adds f to x's current GOP while x stands by.
+func (x *input) keep(f *media.Frame) {
+	switch {
+	case x.startsGOP(f):
+		clear(x.gop)
+		x.gop = append(x.gop[:0], f)
+	case len(x.gop) > 0 && len(x.gop) < maxGOPFrames:
+		x.gop = append(x.gop, f)
+	case len(x.gop) >= maxGOPFrames:
+		clear(x.gop)
+		x.gop = x.gop[:0]
+	}
+}
+
+// takeGOP returns x's kept GOP (nil without one) and stops keeping it.
+func (x *input) takeGOP() []*media.Frame {
+	g := x.gop
+	x.gop = nil
+	return g
 }
 
 func (x *input) source() Source {
@@ -297,28 +326,46 @@ func (f *feed) handle(x *input, fr *media.Frame, ok bool) {
 		f.out.WriteFrame(fr)
 	case f.pending == x:
 		if x.startsGOP(fr) {
-			f.switchTo(x, fr, f.pendWhy)
+			x.takeGOP()
+			f.switchTo(x, []*media.Frame{fr}, f.pendWhy)
+			return
 		}
+		x.keep(fr)
 	default:
+		x.keep(fr)
 		f.consider(x)
 		if f.pending == x && x.startsGOP(fr) {
-			f.switchTo(x, fr, f.pendWhy)
+			x.takeGOP()
+			f.switchTo(x, []*media.Frame{fr}, f.pendWhy)
 		}
 	}
 }
 
-// consider makes a standby input x pending when it should take over: the
-// stream has nothing (or the slate) on the air, or x is the primary back
-// while the backup is on the air (Failback).
+// failOver hands the air over to the standby input x, from its kept GOP
+// at once when it has one, else at its next key frame.
+func (f *feed) failOver(x *input, reason string) {
+	if gop := x.takeGOP(); len(gop) > 0 {
+		f.switchTo(x, gop, reason)
+		return
+	}
+	f.pending, f.pendWhy = x, reason
+	f.publishStatus(nil)
+}
+
+// consider hands the air to a standby input x when it should take over:
+// the stream has nothing (or the slate) on the air, or its on-air input is
+// silent (failOver: at once from x's kept GOP); or x is the primary back
+// while the backup is on the air (Failback: at x's next key frame, so that
+// no content repeats).
 func (f *feed) consider(x *input) {
 	if f.pending != nil {
 		return
 	}
 	switch {
 	case f.onAir == SourceNone || f.onAir == SourceSlate:
-		f.pending, f.pendWhy = x, ReasonResume
+		f.failOver(x, ReasonResume)
 	case f.stalled(f.current()):
-		f.pending, f.pendWhy = x, ReasonStall
+		f.failOver(x, ReasonStall)
 	case x.source() == SourcePrimary && f.onAir == SourceBackup && f.policy.Failback &&
 		time.Since(x.lively) >= f.policy.FailoverAfter:
 		f.pending, f.pendWhy = x, ReasonFailback
@@ -348,7 +395,7 @@ func (f *feed) checkStall() {
 		return
 	}
 	if other := f.standby(cur); other != nil {
-		f.pending, f.pendWhy = other, ReasonStall
+		f.failOver(other, ReasonStall)
 		return
 	}
 	if f.cursorReady() {
@@ -387,10 +434,7 @@ func (f *feed) leave(x *input) {
 		return
 	}
 	if other := f.otherThan(x); other != nil {
-		// It goes on the air at its next key frame; until then the
-		// output waits, idle.
-		f.pending, f.pendWhy = other, ReasonDisconnect
-		f.publishStatus(nil)
+		f.failOver(other, ReasonDisconnect)
 		return
 	}
 	if f.cursorReady() {
@@ -411,9 +455,9 @@ func (f *feed) otherThan(x *input) *input {
 	return nil
 }
 
-// switchTo puts x on the air from its frame fr (a key frame): the output
-// ends and a new one starts with fr.
-func (f *feed) switchTo(x *input, fr *media.Frame, reason string) {
+// switchTo puts x on the air from frames (its first a key frame): the
+// output ends and a new one starts with them.
+func (f *feed) switchTo(x *input, frames []*media.Frame, reason string) {
 	f.pending = nil
 	f.closeOut()
 	out, err := f.sw.cfg.Publisher.Publish(f.name, x.st.Info(), x.currentTracks())
@@ -426,7 +470,9 @@ func (f *feed) switchTo(x *input, fr *media.Frame, reason string) {
 	}
 	f.out = out
 	f.setOnAir(x.source(), reason)
-	out.WriteFrame(fr)
+	for _, fr := range frames {
+		out.WriteFrame(fr)
+	}
 	if f.policy.Slate && f.sw.cfg.Slates != nil && x.frameDur > 0 && f.slateFor != nil && x.videoTrack() != nil &&
 		!sameShape(f.slateFor, x.videoTrack()) {
 		f.askSlate(x) // a new resolution or codec: the next slate matches it

@@ -175,10 +175,10 @@ func TestReconnectWithinWindowContinuesAndEndsAfterIt(t *testing.T) {
 	waitFor(t, "20 frames forwarded", func() bool { return out1.Count() == 20 })
 	p.st.Close()
 	out1.Wait(t, time.Second)
-	st, ok := r.sw.Status("live/a")
-	if !ok || st.OnAir != SourceNone || st.AwaitingUntil.IsZero() {
-		t.Fatalf("status after the publisher left: %+v %v", st, ok)
-	}
+	waitFor(t, "the reconnect window", func() bool {
+		st, ok := r.sw.Status("live/a")
+		return ok && st.OnAir == SourceNone && !st.AwaitingUntil.IsZero() && !st.Primary
+	})
 	if got := r.endedNames(); len(got) != 0 {
 		t.Fatalf("ended inside the window: %v", got)
 	}
@@ -227,19 +227,17 @@ func TestBackupTakesOverAtItsKeyFrameWhenThePrimaryLeaves(t *testing.T) {
 		}
 	}
 	prim.st.Close()
-	back.n = 7 // mid-GOP: the switch waits for frame 10
-	back.frames(2)
-	time.Sleep(50 * time.Millisecond)
-	if n := r.caps.Publishes("live/b"); n != 1 {
-		t.Fatalf("switched before the backup's key frame (%d publishes)", n)
-	}
-	back.frames(3)
+	// The backup goes on the air at once, from its latest key frame (its
+	// frame 0: the GOP it kept while standing by).
 	out2 := r.caps.WaitPublished(t, "live/b", 2, time.Second)
 	firstKeyFrom(t, out2, back.video)
-	out1.Wait(t, time.Second) // the primary's output stayed up, idle, until then
-	if got := out2.Frames()[0].DTS; got != back.base+10*3600 {
-		t.Fatalf("the backup went on the air at DTS %d, want its key frame %d", got, back.base+10*3600)
+	out1.Wait(t, time.Second)
+	if got := out2.Frames()[0].DTS; got != back.base {
+		t.Fatalf("the backup went on the air at DTS %d, want its kept key frame %d", got, back.base)
 	}
+	waitFor(t, "the kept GOP replayed", func() bool { return out2.Count() == 10 })
+	back.frames(2)
+	waitFor(t, "the backup's next frames", func() bool { return out2.Count() == 14 })
 	if v := testutil.ToFloat64(r.sw.m.switches.WithLabelValues(ReasonDisconnect)); v != 1 {
 		t.Fatalf("disconnect switches = %v, want 1", v)
 	}

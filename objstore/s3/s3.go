@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -298,10 +299,9 @@ func (b *Backend) probe(ctx context.Context) error {
 // minio-go would sign it in 64 KiB chunks (the streaming signature, a
 // SHA-256 of the payload and a signature per chunk), a third of what an
 // upload cost. Its integrity is checked by the server instead, with the
-// object's CRC32C (x-amz-checksum-crc32c, computed here in one pass over
-// body, which is read twice when it is an io.ReadSeeker and else held in
-// memory). Over http the payload is then no longer authenticated: use
-// https where the network to the store is not trusted.
+// object's CRC32C (x-amz-checksum-crc32c, computed here: see crc32c).
+// Over http the payload is then no longer authenticated: use https where
+// the network to the store is not trusted.
 func (b *Backend) Put(ctx context.Context, key string, body io.Reader, size int64, contentType string) error {
 	name, err := b.object(key)
 	if err != nil {
@@ -341,12 +341,12 @@ const checksumHeader = "X-Amz-Checksum-Crc32c"
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // crc32c returns the base64 CRC32C of the size bytes of body, and a
-// reader of those bytes again: body itself, sought back, when it is an
-// io.ReadSeeker, else a reader of a copy read into memory. It fails when
-// body holds fewer than size bytes.
+// reader of those bytes again: of a copy read into memory (one read of a
+// file), or, past inMemoryMax, body itself sought back when it is an
+// io.ReadSeeker. It fails when body holds fewer than size bytes.
 func crc32c(body io.Reader, size int64) (string, io.Reader, error) {
-	h := crc32.New(castagnoli)
-	if rs, ok := body.(io.ReadSeeker); ok {
+	if rs, ok := body.(io.ReadSeeker); ok && size > inMemoryMax {
+		h := crc32.New(castagnoli)
 		start, err := rs.Seek(0, io.SeekCurrent)
 		if err != nil {
 			return "", nil, err
@@ -363,9 +363,13 @@ func crc32c(body io.Reader, size int64) (string, io.Reader, error) {
 	if _, err := io.ReadFull(body, data); err != nil {
 		return "", nil, err
 	}
-	h.Write(data)
-	return base64.StdEncoding.EncodeToString(h.Sum(nil)), bytes.NewReader(data), nil
+	sum := crc32.Checksum(data, castagnoli)
+	return base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, sum)), bytes.NewReader(data), nil
 }
+
+// inMemoryMax is the largest body Put reads into memory to checksum and
+// send it; a larger io.ReadSeeker is read twice instead.
+const inMemoryMax = 4 << 20
 
 // Get opens key; the error wraps objstore.ErrNotFound when there is no
 // such object.

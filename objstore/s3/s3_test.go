@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -491,23 +492,32 @@ func TestPutChecksum(t *testing.T) {
 	cfg.Endpoint = proxy.URL
 	b := newBackend(t, cfg)
 
-	data := strings.Repeat("0123456789abcdef", 20_000) // 320 KB: several 64 KiB chunks
-	path := filepath.Join(t.TempDir(), "data")
-	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bodies := map[string]func() io.Reader{
-		"file": func() io.Reader {
+	small := strings.Repeat("0123456789abcdef", 20_000) // 320 KB: read into memory
+	big := strings.Repeat("fedcba9876543210", 300_000)  // 4.8 MB: a file is read twice
+	dir := t.TempDir()
+	file := func(data string) func() io.Reader {
+		path := filepath.Join(dir, strconv.Itoa(len(data)))
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return func() io.Reader {
 			f, err := os.Open(path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { f.Close() })
 			return f
-		},
-		"stream": func() io.Reader { return io.MultiReader(strings.NewReader(data)) },
+		}
 	}
-	for name, body := range bodies {
+	for name, tc := range map[string]struct {
+		data string
+		body func() io.Reader
+	}{
+		"file":     {small, file(small)},
+		"big-file": {big, file(big)},
+		"stream":   {small, func() io.Reader { return io.MultiReader(strings.NewReader(small)) }},
+	} {
+		data, body := tc.data, tc.body
 		mu.Lock()
 		corrupt = false
 		mu.Unlock()

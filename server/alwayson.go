@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -11,6 +13,8 @@ import (
 	"github.com/headwater-live/headwater/cluster"
 	"github.com/headwater-live/headwater/config"
 	"github.com/headwater-live/headwater/eventhook"
+	"github.com/headwater-live/headwater/media"
+	"github.com/headwater-live/headwater/slate"
 	"github.com/headwater-live/headwater/switcher"
 )
 
@@ -91,4 +95,63 @@ func (s *Server) alwaysOnStatus(name string) (api.AlwaysOn, bool) {
 		out.LastSwitchAt, out.LastSwitchReason = &at, st.LastSwitch.Reason
 	}
 	return out, true
+}
+
+// newSlates builds the slates of always-on streams (streams.slate), nil
+// without one. Each parameter set is encoded once, with the transcoder's
+// ffmpeg, its key frames every segment target.
+func newSlates(cfg *config.Config, log *slog.Logger) (switcher.SlateSource, error) {
+	if cfg.Streams.Slate == "" {
+		return nil, nil
+	}
+	src, err := slate.ParseSource(cfg.Streams.Slate)
+	if err != nil {
+		return nil, fmt.Errorf("streams.slate: %w", err)
+	}
+	return slateLibrary{lib: slate.NewLibrary(slate.Config{
+		Source: src,
+		FFmpeg: cfg.Transcoder.FFmpeg,
+		GOP:    cfg.Segmenter.SegmentDuration.Duration(),
+		Log:    log.With("component", "slate"),
+	})}, nil
+}
+
+// slateLibrary is a slate.Library as the switcher's SlateSource.
+type slateLibrary struct{ lib *slate.Library }
+
+func (l slateLibrary) Slate(ctx context.Context, video, audio *media.Track, frameDur time.Duration) (switcher.Slate, error) {
+	p, err := slate.ParamsOf(video, audio, frameDur)
+	if err != nil {
+		return nil, err
+	}
+	c, err := l.lib.Clip(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return slateClip{c}, nil
+}
+
+// slateClip is a slate.Clip as a switcher.Slate.
+type slateClip struct{ c *slate.Clip }
+
+func (s slateClip) Cursor() switcher.SlateCursor {
+	var tracks []*media.Track
+	for _, t := range []*media.Track{s.c.Video, s.c.Audio} {
+		if t != nil {
+			tracks = append(tracks, t)
+		}
+	}
+	return slateCursor{cur: s.c.Cursor(), tracks: tracks}
+}
+
+// slateCursor is a slate.Cursor as a switcher.SlateCursor.
+type slateCursor struct {
+	cur    *slate.Cursor
+	tracks []*media.Track
+}
+
+func (c slateCursor) Tracks() []*media.Track { return c.tracks }
+
+func (c slateCursor) Next(until time.Duration, now time.Time) []*media.Frame {
+	return c.cur.Next(until, now)
 }

@@ -135,6 +135,9 @@ func (s *Server) build() (err error) {
 	if err := s.buildCluster(); err != nil {
 		return err
 	}
+	if s.slates, err = newSlates(s.cfg, s.log); err != nil {
+		return err
+	}
 	if s.hook, err = newEventHook(s.cfg, s.reg, s.log); err != nil {
 		return err
 	}

@@ -19,7 +19,9 @@ type Config struct {
 	// GOP is the slate's key frame interval, normally the segment target;
 	// default 2s. A loop is a whole number of GOPs.
 	GOP time.Duration
-	// MaxMedia is the longest loop taken from a media source; default 10s.
+	// MaxMedia is the longest loop taken from a media source, rounded up
+	// to whole GOPs (a shorter file's loop is its length rounded up, its
+	// last picture held); default 10s.
 	MaxMedia time.Duration
 	// MaxClips bounds the clips kept (least recently used go first);
 	// default 32.

@@ -301,9 +301,10 @@ const segmentSlack = 150 * time.Millisecond
 
 // segmentDue returns when the open segment of snap (of epoch) should be
 // complete: its first frame's arrival (its PROGRAM-DATE-TIME) plus the
-// rendition's segment duration (the last segment's when longer than the
-// target, up to 3 targets) and segmentSlack; zero when there is no such
-// segment or nothing is known of its duration.
+// time the segment before it took to arrive (the segment target for the
+// first; at most 3 targets: a publisher faster than real time, or a
+// burst, makes it shorter than the media's duration) and segmentSlack;
+// zero when there is no such segment or nothing is known of its duration.
 func segmentDue(snap *store.Snapshot, epoch int) time.Time {
 	o := snap.Open
 	target := snap.Info.SegmentTarget
@@ -312,8 +313,8 @@ func segmentDue(snap *store.Snapshot, epoch int) time.Time {
 	}
 	d := target
 	if n := len(snap.Segments); n > 0 {
-		if last := snap.Segments[n-1]; last.Epoch == epoch && !last.Gap {
-			d = min(max(d, last.Duration), 3*target)
+		if last := snap.Segments[n-1]; last.Epoch == epoch && last.MSN+1 == o.MSN && !last.ProgramDateTime.IsZero() {
+			d = min(max(o.ProgramDateTime.Sub(last.ProgramDateTime), 0), 3*target)
 		}
 	}
 	return o.ProgramDateTime.Add(d + segmentSlack)

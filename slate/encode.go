@@ -40,7 +40,9 @@ func newPlan(p Params, gop time.Duration, gops int64) plan {
 	pl := plan{gops: max(1, gops)}
 	if p.Codec != "" {
 		pl.frameTicks = frameTicks(p.FrameDuration)
-		pl.gopFrames = max(1, (media.DurationToTicks(gop, 90000)+pl.frameTicks/2)/pl.frameTicks)
+		// At least gop long: a GOP a frame short of the segment target
+		// would make the segmenter cut every other key frame.
+		pl.gopFrames = max(1, (media.DurationToTicks(gop, 90000)+pl.frameTicks-1)/pl.frameTicks)
 		pl.gopTicks = pl.gopFrames * pl.frameTicks
 		pl.videoN = pl.gopFrames * pl.gops
 	} else {

@@ -35,11 +35,18 @@ type input struct {
 	frameDur  time.Duration
 	hasVideo  bool
 	seenVideo bool
+	// firstDTS and videoFrames measure the mean frame duration.
+	firstDTS    int64
+	videoFrames int64
 	// gop holds, while x stands by, its frames since its latest video key
 	// frame: a failover puts x on the air from there at once instead of
 	// waiting for its next key frame.
 	gop []*media.Frame
 }
+
+// minFramesForDuration is the video frames an input's frame duration is
+// measured over before the slate is made for it.
+const minFramesForDuration = 30
 
 // maxGOPFrames bounds a standby input's kept GOP (10 s at 60 fps with
 // audio); a longer GOP is not kept and a failover waits for a key frame.
@@ -87,12 +94,17 @@ func (x *input) note(f *media.Frame) {
 	}
 	x.tracks[f.Track.ID] = f.Track
 	if f.Track.ID == x.video {
-		if x.seenVideo {
-			if d := media.TicksToDuration(f.DTS-x.prevDTS, f.Track.ClockRate); d > 0 && d < time.Second {
+		// The frame duration is the mean over the publish so far: RTMP's
+		// millisecond timestamps make single intervals jitter (33, 34 ms).
+		if !x.seenVideo || f.DTS < x.prevDTS {
+			x.firstDTS, x.videoFrames = f.DTS, 0
+		}
+		x.prevDTS, x.seenVideo = f.DTS, true
+		if x.videoFrames++; x.videoFrames >= minFramesForDuration {
+			if d := media.TicksToDuration(f.DTS-x.firstDTS, f.Track.ClockRate) / time.Duration(x.videoFrames-1); d > 0 && d < time.Second {
 				x.frameDur = d
 			}
 		}
-		x.prevDTS, x.seenVideo = f.DTS, true
 	}
 	at := f.Received
 	if at.IsZero() {

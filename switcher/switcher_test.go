@@ -355,7 +355,7 @@ func TestSlateFillsTheGapInRealTime(t *testing.T) {
 	slates := &fakeSlates{}
 	r := newRig(t, Policy{ReconnectWindow: 5 * time.Second, Slate: true}, slates)
 	p := r.publish("live/f", false, 1)
-	p.frames(10)
+	p.frames(minFramesForDuration) // the frame duration is measured over these
 	r.caps.WaitPublished(t, "live/f", 1, time.Second)
 	waitFor(t, "the slate to be made", func() bool {
 		slates.mu.Lock()

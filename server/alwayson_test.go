@@ -3,6 +3,7 @@ package server_test
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -311,4 +312,106 @@ func TestReconnectWindowWithSlate(t *testing.T) {
 	if ended := time.Since(goneAt); ended < 8*time.Second {
 		t.Errorf("ENDLIST %v after the publisher left, before the 8 s window", ended)
 	}
+}
+
+// TestFailoverEncryptedLadder: failovers with AES-128 and the ABR ladder
+// on. Only the backup publishes at first: a backup of a name that is not
+// live goes on the air. The primary arrives: failback at its key frame.
+// The primary dies: the backup again. The backup leaves too (no reconnect
+// window): ENDLIST. The 180p rendition's segments switch at the same
+// sequence numbers as the source's, and ffmpeg plays the whole encrypted
+// multivariant playlist, both switches and the key rotations included,
+// without an error. (ffmpeg's HLS reader does not follow a change of
+// EXT-X-MAP to another resolution within a variant; players do, see
+// TestReconnectWindowWithSlate: so both publishers have the same size.)
+func TestFailoverEncryptedLadder(t *testing.T) {
+	s, kr := tokenServer(t, func(c *config.Config) {
+		c.Streams.FailoverAfter = config.Duration(500 * time.Millisecond)
+		c.HLS.Encryption.Enabled = true
+		c.HLS.Encryption.RotateSegments = 2
+		c.Segmenter.Window = 30
+		c.Transcoder.Enabled = true
+		c.Transcoder.Ladder = []string{"180p=180:200k"}
+	})
+	const name = "live/fe"
+	backup := testpeer.PublishPattern(t, s.rtmpURL("fe?role=backup"), "testsrc=size=640x360:rate=30", "800k", 60*time.Second, 30)
+	testpeer.WaitFor(t, 15*time.Second, "the backup on the air", func() bool { return hasEpoch(t, s, name, 0) })
+	primary := testpeer.PublishRTMP(t, s.rtmpURL("fe"), 60*time.Second, 30)
+	testpeer.WaitMetric(t, s.Metrics(), 1, 10*time.Second, "headwater_stream_failovers_total", "reason", "failback")
+	testpeer.WaitFor(t, 10*time.Second, "two segments of the primary", func() bool {
+		snap := videoSnapshot(t, s, name)
+		n := 0
+		for _, seg := range snap.Segments {
+			if seg.Epoch == 1 {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	if err := primary.Cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testpeer.WaitFor(t, 10*time.Second, "three segments of the backup again", func() bool {
+		snap := videoSnapshot(t, s, name)
+		n := 0
+		for _, seg := range snap.Segments {
+			if seg.Epoch == 2 {
+				n++
+			}
+		}
+		return n >= 3
+	})
+	if err := backup.Cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testpeer.WaitFor(t, 10*time.Second, "ENDLIST", func() bool {
+		st, ok := s.Store().Stream(name)
+		return ok && !st.Live()
+	})
+
+	// The ladder switched at the source's sequence numbers.
+	st, _ := s.Store().Stream(name)
+	firstOf := func(rend string) map[int]uint64 {
+		r, ok := st.Rendition(rend)
+		if !ok {
+			t.Fatalf("no rendition %s", rend)
+		}
+		out := map[int]uint64{}
+		for _, seg := range r.Snapshot().Segments {
+			if _, seen := out[seg.Epoch]; !seen && !seg.Gap {
+				out[seg.Epoch] = seg.MSN
+			}
+		}
+		return out
+	}
+	src, ladder := firstOf("video"), firstOf("180p")
+	for e := 1; e <= 2; e++ {
+		if src[e] == 0 || ladder[e] != src[e] {
+			t.Errorf("epoch %d starts at segment %d in the source and %d in 180p", e, src[e], ladder[e])
+		}
+	}
+
+	// ffmpeg plays it all, decrypting across the switches.
+	mvURL, err := kr.IssueURL(s.originURL(""), name, 5*time.Minute, netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-live_start_index", "0",
+		"-i", mvURL, "-map", "0:v", "-map", "0:a", "-f", "framecrc", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg on %s: %v\n%.2000s", mvURL, err, out)
+	}
+	video := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "0,") {
+			video++
+		}
+		if strings.Contains(line, "rror") {
+			t.Errorf("ffmpeg: %s", line)
+		}
+	}
+	if video < 5*30 {
+		t.Errorf("ffmpeg decoded %d frames of the first video variant, want at least 5 s", video)
+	}
+	t.Logf("ffmpeg decoded %d frames of the first video variant across the switches; sequence numbers: source %v, 180p %v", video, src, ladder)
 }

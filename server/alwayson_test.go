@@ -162,7 +162,9 @@ func hasEpoch(t *testing.T, s *testServer, name string, e int) bool {
 func TestFailoverToBackupPublisher(t *testing.T) {
 	requireChromium(t)
 	const key = "fo-secret"
+	sink, hookSecret := newEventSink(t)
 	s := startServer(t, func(c *config.Config) {
+		c.Events.Webhook, c.Events.WebhookSecretFile = sink.srv.URL, hookSecret
 		c.Streams.FailoverAfter = config.Duration(500 * time.Millisecond)
 		c.Segmenter.SegmentDuration = config.Duration(time.Second)
 		c.Auth.Publish.StaticKeys = []string{"live/fo=" + auth.HashKey(key)}
@@ -208,6 +210,19 @@ func TestFailoverToBackupPublisher(t *testing.T) {
 	if r := get(t, s.originURL("/live/fo/video/index.m3u8")); !strings.Contains(string(r.body), "#EXT-X-DISCONTINUITY") {
 		t.Errorf("after the switch the playlist has no discontinuity:\n%s", r.body)
 	}
+
+	// The switch reached events.webhook (recording is off: the hook runs anyway).
+	testpeer.WaitFor(t, 5*time.Second, "the stream_switched event", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		for _, e := range sink.events {
+			if d, ok := e.Data.(map[string]any); ok && e.Event == "stream_switched" && d["stream"] == "live/fo" &&
+				d["from"] == "primary" && d["to"] == "backup" && d["reason"] == "disconnect" {
+				return true
+			}
+		}
+		return false
+	})
 
 	// The primary returns: failback at one of its key frames.
 	br.do(t, "reset the stalls", time.Second, chromedp.Evaluate[chromedp.Void](`window.stalls = []`))

@@ -20,7 +20,7 @@ const frameDur = 40 * time.Millisecond // 25 fps
 // rig is a Switcher publishing to a real registry whose publishes are
 // captured.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	sw    *Switcher
 	reg   *media.Registry
 	caps  *testpeer.Captures
@@ -29,7 +29,7 @@ type rig struct {
 	sws   []Switch
 }
 
-func newRig(t *testing.T, pol Policy, slates SlateSource) *rig {
+func newRig(t testing.TB, pol Policy, slates SlateSource) *rig {
 	t.Helper()
 	r := &rig{t: t, caps: testpeer.NewCaptures()}
 	r.reg = media.NewRegistry(media.RegistryConfig{OnPublish: r.caps.OnPublish})

@@ -91,11 +91,33 @@ func TestStreamIDString(t *testing.T) {
 	}
 }
 
+// TestStreamIDBackup: role=backup in the access control syntax asks for
+// the backup publisher's place; anything else is a primary.
+func TestStreamIDBackup(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]bool{
+		"#!::r=live/key,m=publish,role=backup":  true,
+		"#!::role=backup,r=live/key,m=publish":  true,
+		"#!::r=live/key,m=publish,role=primary": false,
+		"#!::r=live/key,m=publish,role=Backup":  false,
+		"#!::r=live/key,m=publish":              false,
+		"publish:live/key":                      false,
+	} {
+		id, err := ParseStreamID(in)
+		if err != nil {
+			t.Fatalf("ParseStreamID(%q): %v", in, err)
+		}
+		if id.Backup() != want {
+			t.Errorf("ParseStreamID(%q).Backup() = %v, want %v", in, id.Backup(), want)
+		}
+	}
+}
+
 func FuzzParseStreamID(f *testing.F) {
 	for _, s := range []string{
 		"#!::r=live/key,m=publish", "#!::r=live/key", "#!::m=request,r=a/b,u=x,s=y,h=z,k=v",
 		"publish:live/key", "read:live/key", "request:x", "live/key", "", "#!::", "#!::r=a,r=b",
-		"#!::r=a,m=bidirectional", "#!::r=a,t=file", "a:b:c", "#!::r=a,x==,y=z=",
+		"#!::r=a,m=bidirectional", "#!::r=a,t=file", "a:b:c", "#!::r=a,x==,y=z=", "#!::r=a,m=publish,role=backup",
 	} {
 		f.Add(s)
 	}

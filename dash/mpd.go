@@ -20,6 +20,7 @@ const (
 	ProfileCMAF       = "urn:mpeg:dash:profile:cmaf:2019"
 	ProfileLowLatency = "http://www.dashif.org/guidelines/low-latency-live-v5"
 	SchemeUTCHTTPISO  = "urn:mpeg:dash:utc:http-iso:2014"
+	SchemeUTCDirect   = "urn:mpeg:dash:utc:direct:2014"
 )
 
 // DefaultWindow is the number of segments listed when Options.Window is not

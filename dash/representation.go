@@ -65,10 +65,15 @@ func (b *builder) adaptationSet(p *period, kind media.Kind) *mpd.AdaptationSetTy
 		// presentationTimeOffset was received at availabilityStartTime +
 		// Period@start. It gives ServiceDescription's Latency@referenceId
 		// something to refer to; dash.js derives a zero offset from it.
+		// Its UTCTiming child says how wallClockTime is written
+		// (ISO/IEC 23009-1: without one, Shaka reads it as an NTP
+		// timestamp and reports a latency 2,208,988,800 s too long).
+		wall := dateTime(b.ast.Add(p.start))
 		as.ProducerReferenceTimes = []*mpd.ProducerReferenceTimeType{{
 			Id:               0,
-			WallClockTime:    string(dateTime(b.ast.Add(p.start))),
+			WallClockTime:    string(wall),
 			PresentationTime: plans[0].pto,
+			UTCTiming:        b.prftTiming(string(wall)),
 		}}
 	}
 	as.Representations = make([]*mpd.RepresentationType, 0, len(plans))
@@ -211,4 +216,14 @@ func pathName(name string) string {
 		s = strings.ReplaceAll(s, "$", "$$")
 	}
 	return s
+}
+
+// prftTiming is the UTCTiming of a ProducerReferenceTime whose
+// wallClockTime is wall: the MPD's own clock (http-iso) when it names one,
+// else the time itself (direct).
+func (b *builder) prftTiming(wall string) *mpd.DescriptorType {
+	if b.o.UTCTimingURL != "" {
+		return &mpd.DescriptorType{SchemeIdUri: SchemeUTCHTTPISO, Value: b.o.UTCTimingURL}
+	}
+	return &mpd.DescriptorType{SchemeIdUri: SchemeUTCDirect, Value: wall}
 }

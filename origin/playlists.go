@@ -2,6 +2,7 @@ package origin
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"hash/fnv"
 	"log/slog"
@@ -223,6 +224,13 @@ func (h *handler) serveMultivariant(w *respWriter, r *http.Request, st *store.St
 		if len(s.Inits) == 0 {
 			continue
 		}
+		if s.Open == nil && len(s.Segments) == 0 && !s.Ended {
+			// Announced, no frame yet: wait while the stream is young.
+			var listed bool
+			if s, listed = h.firstFrame(r, st, x, s); !listed {
+				continue
+			}
+		}
 		var ok bool
 		if s, ok = h.firstSegment(r, x, s); !ok {
 			return h.notFound(w, o)
@@ -370,6 +378,30 @@ func (h *handler) firstSegment(r *http.Request, rend *store.Rendition, snap *sto
 	}
 	snap, _ = h.wait(r, rend, snap.Open.MSN, -1)
 	return snap, len(snap.Segments) > 0
+}
+
+// announcedWait is how long after a stream's start the multivariant
+// playlist waits for a rendition announced by the publisher but without a
+// frame yet, in segment targets: the first frames of every track a
+// publisher announces come within its first segments (OBS's audio may
+// come after the first video segment is complete); a track that never
+// sends is left out after it.
+const announcedWait = 2
+
+// firstFrame waits, until announcedWait segment targets after the stream
+// started (at most BlockTimeout), for the first part of a rendition that
+// has an init but no frame yet. It reports false when the rendition is
+// to be left out of the multivariant playlist.
+func (h *handler) firstFrame(r *http.Request, st *store.Stream, rend *store.Rendition, snap *store.Snapshot) (*store.Snapshot, bool) {
+	until := st.Started().Add(announcedWait * snap.Info.SegmentTarget)
+	d := time.Until(until)
+	if d <= 0 || snap.Info.SegmentTarget <= 0 {
+		return snap, false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), min(d, h.cfg.BlockTimeout))
+	defer cancel()
+	s, err := rend.Wait(ctx, 0, 0)
+	return s, err == nil && !s.Ended
 }
 
 // observeViewer counts the client of a successful playlist response as a

@@ -114,6 +114,12 @@ func (s *Segmenter) RunWith(ctx context.Context, src *media.Subscription, dst *s
 	// provider: a no-op unless tracing is enabled.
 	r.tracer = trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName)
 	defer r.close()
+	for _, tr := range opts.Tracks {
+		if tr == nil || tr.Codec == nil || r.tracks[tr.ID] != nil || opts.Skip != nil && opts.Skip(tr) {
+			continue
+		}
+		r.newTrack(tr)
+	}
 	frames, extra := src.Frames(), opts.Extra
 	for frames != nil || extra != nil {
 		select {

@@ -20,6 +20,12 @@ type RunOptions struct {
 	// Skip, when not nil, leaves out the frames of the tracks it returns
 	// true for (a source track replaced by a transcoded one in Extra).
 	Skip func(*media.Track) bool
+	// Tracks, when not nil, are the tracks the publisher announced: each
+	// (but those Skip leaves out) gets its rendition and init section
+	// before its first frame, so that the stream's playlists know every
+	// rendition to come (a publisher's first audio frame may come after
+	// its first video segment is complete).
+	Tracks []*media.Track
 	// Extra, when not nil, carries frames of further tracks of the same
 	// publish, on the source's clock (transcoded audio), packaged with the
 	// source's; their track IDs must differ from the source's. Once the

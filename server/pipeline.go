@@ -200,7 +200,7 @@ func (p *pipelines) run(ctx context.Context, ms *media.Stream, sub *media.Subscr
 	if p.follow != nil && ms.Info().Protocol != switcher.SlateProtocol {
 		p.follow(p.ctx, pub.dst) // the slate is not recorded
 	}
-	var opts segmenter.RunOptions
+	opts := segmenter.RunOptions{Tracks: ms.Tracks()}
 	for _, r := range runs {
 		r.join(pub, &opts)
 	}

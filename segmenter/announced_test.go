@@ -65,8 +65,21 @@ func TestAnnouncedTracksHaveRenditionsAtOnce(t *testing.T) {
 	}
 	aud, _ := dst.Rendition("audio")
 	snap := aud.Snapshot()
-	if len(snap.Segments) == 0 || snap.Segments[0].BaseTime != 48000 {
-		t.Fatalf("audio: %d segments, want them from its first frame at 1 s (48000)", len(snap.Segments))
+	if len(snap.Segments) == 0 || snap.Segments[0].BaseTime != 48000 || snap.Segments[0].MSN != 1 {
+		t.Fatalf("audio: %d segments, want them from its first frame at 1 s (48000), numbered from the video segment it falls in (1)", len(snap.Segments))
+	}
+	// Every audio segment has the number of the video segment it starts in.
+	vid, _ := dst.Rendition("video")
+	vs := vid.Snapshot().Segments
+	for _, seg := range snap.Segments {
+		at := media.TicksToDuration(int64(seg.BaseTime), 48000)
+		for _, v := range vs {
+			start := media.TicksToDuration(int64(v.BaseTime), 90000)
+			end := start + media.TicksToDuration(int64(v.DurationTicks), 90000)
+			if at >= start-25*time.Millisecond && at < end-25*time.Millisecond && seg.MSN != v.MSN {
+				t.Errorf("audio segment at %v has MSN %d, the video segment there %d", at, seg.MSN, v.MSN)
+			}
+		}
 	}
 	if len(dst.Renditions()) != 2 {
 		t.Fatalf("%d renditions: the skipped track got one", len(dst.Renditions()))

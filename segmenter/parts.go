@@ -43,6 +43,11 @@ func (t *track) startSegment(f *media.Frame, tm int64) bool {
 		t.waitKey = true
 		return false
 	}
+	if t.segCount == 0 && t.kind == media.KindAudio && r.follows == nil && r.master != nil && r.master.rend != nil {
+		// A late audio track numbers its first segment as the video
+		// segment it starts in.
+		t.rend.AlignWithin(r.master.rend, media.TicksToDuration(tm, t.timescale))
+	}
 	msn, err := t.rend.StartSegment(f.Received, uint64(tm))
 	if err != nil {
 		r.logOnce(logKey{"start", t.id}, slog.LevelError,

@@ -159,12 +159,58 @@ func (r *Rendition) AlignWith(src *Rendition, at time.Duration) bool {
 	if match == nil {
 		return !passed
 	}
+	r.alignLocked(match)
+	return true
+}
+
+// AlignWithin is AlignWith for a rendition of the same publish as src
+// whose first segment of the current epoch starts inside one of src's
+// segments rather than at its start (an audio track whose first frame
+// comes after the video's segment began: OBS's audio, a transcoded one):
+// r's next segment takes the sequence number of src's segment (same
+// epoch) that time at falls in, so that the renditions' numbers agree.
+// Numbers never go back; nothing changes when no segment of src holds at.
+func (r *Rendition) AlignWithin(src *Rendition, at time.Duration) {
+	if src == nil || src == r {
+		return
+	}
+	snap := src.Snapshot()
+	ts := snap.Info.Timescale
+	if ts == 0 {
+		return
+	}
+	segs := snap.Segments
+	if snap.Open != nil {
+		segs = append(segs[:len(segs):len(segs)], snap.Open)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range segs {
+		if s.Epoch != r.epoch {
+			continue
+		}
+		start := TicksToDuration(s.BaseTime, ts)
+		if at < start-time.Millisecond {
+			continue
+		}
+		if s != snap.Open && at >= start+TicksToDuration(s.DurationTicks, ts) {
+			continue
+		}
+		r.alignLocked(s)
+		return
+	}
+}
+
+// alignLocked makes r's next segment take match's sequence number and
+// discontinuity sequence, when that segment is r's first of its epoch and
+// the numbers go forward. It runs with r.mu held.
+func (r *Rendition) alignLocked(match *Segment) {
 	if r.open != nil || match.MSN < r.nextMSN {
-		return true
+		return
 	}
 	for _, s := range r.segments {
 		if s.Epoch == r.epoch {
-			return true // not the epoch's first segment
+			return // not the epoch's first segment
 		}
 	}
 	r.nextMSN = match.MSN
@@ -175,7 +221,6 @@ func (r *Rendition) AlignWith(src *Rendition, at time.Duration) bool {
 	if disc > r.discSeq {
 		r.discSeq = disc
 	}
-	return true
 }
 
 // StartSegment opens a new segment whose first sample decodes at baseTime

@@ -769,3 +769,55 @@ func TestHoldSuspendsUntilRelease(t *testing.T) {
 		t.Fatal("Release did not end the stream")
 	}
 }
+
+// TestAlignWithin: a rendition's first segment of the epoch takes the
+// number of the source segment its start falls in (complete or open), and
+// keeps its own numbering otherwise.
+func TestAlignWithin(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		at   time.Duration
+		want uint64
+	}{
+		{"inside the first", 500 * time.Millisecond, 0},
+		{"inside the second", 1500 * time.Millisecond, 1},
+		{"at the second's start", 1000 * time.Millisecond, 1},
+		{"inside the open one", 2700 * time.Millisecond, 2},
+		{"before any", -time.Second, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, st, src := newTestRendition(t, Config{})
+			addSegment(t, src, 0, 5)     // 0: 0-1 s
+			addSegment(t, src, 90000, 5) // 1: 1-2 s
+			if _, err := src.StartSegment(t0, 180000); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := src.AppendPart([]byte("p"), 200*time.Millisecond, true); err != nil {
+				t.Fatal(err)
+			}
+			info := RenditionInfo{Name: "audio", Kind: media.KindAudio, Timescale: 48000}
+			r := st.AddRendition(info)
+			r.SetInit(info, []byte("a"))
+			r.AlignWithin(src, tc.at)
+			msn, err := r.StartSegment(t0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msn != tc.want {
+				t.Fatalf("first segment numbered %d, want %d", msn, tc.want)
+			}
+			// The rendition's next segments are numbered on; aligning again
+			// changes nothing.
+			if _, err := r.AppendPart([]byte("x"), 200*time.Millisecond, true); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.FinishSegment(48000); err != nil {
+				t.Fatal(err)
+			}
+			r.AlignWithin(src, 2700*time.Millisecond)
+			if next, _ := r.StartSegment(t0, 48000); next != tc.want+1 {
+				t.Fatalf("second segment numbered %d, want %d", next, tc.want+1)
+			}
+		})
+	}
+}

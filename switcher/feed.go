@@ -18,12 +18,11 @@ const slateTick = 100 * time.Millisecond
 // private registry) and what the feed knows of it. Owned by the feed's
 // goroutine.
 type input struct {
-	st     *media.Stream
-	sub    *media.Subscription
-	role   string
-	joined time.Time
+	st   *media.Stream
+	sub  *media.Subscription
+	role string
 	// last is when its latest frame arrived; lively is when it started
-	// sending after a silence longer than silence (or joined).
+	// sending after a silence longer than silence (or first sent).
 	last, lively time.Time
 	silence      time.Duration
 	// tracks are the latest version of each of its tracks, by ID.
@@ -198,7 +197,9 @@ type slateResult struct {
 	err   error
 }
 
-func newFeed(sw *Switcher, name string, pol Policy, first *input, out *media.Stream) *feed {
+// newFeed returns the feed of name with its first input on the air; its
+// output is set before it runs.
+func newFeed(sw *Switcher, name string, pol Policy, first *input) *feed {
 	ctx, cancel := context.WithCancel(sw.slateCtx)
 	f := &feed{
 		sw:         sw,
@@ -209,7 +210,6 @@ func newFeed(sw *Switcher, name string, pol Policy, first *input, out *media.Str
 		cancel:     cancel,
 		joins:      make(chan *input, 8),
 		slateReady: make(chan slateResult, 1),
-		out:        out,
 		onAir:      first.source(),
 	}
 	f.in[roleOf(first)] = first
@@ -602,7 +602,11 @@ func (f *feed) finish() {
 		}
 	}
 	f.sw.end(f, true)
-	// Publishers that joined as it ended.
+	f.dropJoins() // publishers that joined as it ended
+}
+
+// dropJoins drops the publishers waiting to join the feed, which ends.
+func (f *feed) dropJoins() {
 	for {
 		select {
 		case x := <-f.joins:

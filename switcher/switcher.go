@@ -273,21 +273,23 @@ func (sw *Switcher) Publish(name string, info media.PublishInfo, tracks []*media
 		info.Backup = false // no backups under this policy: an ordinary publisher
 	}
 	sw.mu.Lock()
-	defer sw.mu.Unlock()
 	if sw.closed {
+		sw.mu.Unlock()
 		return nil, fmt.Errorf("publish %s: %w", name, ErrEnding)
 	}
 	in, err := sw.inputs[roleIndex(info)].Publish(name, info, tracks)
 	if err != nil {
+		sw.mu.Unlock()
 		return nil, err
 	}
-	x := &input{st: in, sub: in.Subscribe(sw.cfg.Buffer), role: info.Role(), joined: time.Now(), silence: pol.FailoverAfter}
+	x := &input{st: in, sub: in.Subscribe(sw.cfg.Buffer), role: info.Role(), silence: pol.FailoverAfter}
 	if x.silence <= 0 {
 		x.silence = time.Second
 	}
 	if f := sw.feeds[name]; f != nil {
-		// Never blocks: the feed takes joins in its loop, and it ends
-		// (under mu) only with none waiting.
+		defer sw.mu.Unlock()
+		// Never blocks: the feed takes joins in its loop (once it runs),
+		// and it ends (under mu) only with none waiting.
 		select {
 		case f.joins <- x:
 			return in, nil
@@ -297,14 +299,36 @@ func (sw *Switcher) Publish(name string, info media.PublishInfo, tracks []*media
 			return nil, fmt.Errorf("publish %s: %w", name, ErrEnding)
 		}
 	}
+	// The name's feed, reserved: the first output is published outside
+	// the lock (a cluster's placement claim is a round trip to NATS), and
+	// publishers of the name arriving meanwhile queue to join it.
+	f := newFeed(sw, name, pol, x)
+	sw.feeds[name] = f
+	sw.mu.Unlock()
+
 	out, err := sw.cfg.Publisher.Publish(name, info, tracks)
-	if err != nil {
+
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if err != nil || sw.closed {
+		if sw.feeds[name] == f {
+			delete(sw.feeds, name)
+		}
+		f.ended = true
+		f.cancel()
+		f.dropJoins()
 		x.sub.Close()
 		in.Close()
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
+		out.Close()
+		if sw.cfg.OnEnd != nil {
+			sw.cfg.OnEnd(name)
+		}
+		return nil, fmt.Errorf("publish %s: %w", name, ErrEnding)
 	}
-	f := newFeed(sw, name, pol, x, out)
-	sw.feeds[name] = f
+	f.out = out
 	sw.wg.Add(1)
 	go func() {
 		defer sw.wg.Done()

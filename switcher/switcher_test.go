@@ -403,3 +403,55 @@ func TestCloseEndsEveryFeed(t *testing.T) {
 		t.Fatalf("%d outputs left", r.reg.Len())
 	}
 }
+
+// slowPublisher holds every Publish of the name "live/slow" until released:
+// a cluster's placement claim on an unreachable NATS.
+type slowPublisher struct {
+	*media.Registry
+	release chan struct{}
+}
+
+func (p slowPublisher) Publish(name string, info media.PublishInfo, tracks []*media.Track) (*media.Stream, error) {
+	if name == "live/slow" {
+		<-p.release
+	}
+	return p.Registry.Publish(name, info, tracks)
+}
+
+// TestSlowPublishHoldsNothingElse: while the first output of one name is
+// being published, other names publish, the metrics' counts answer, and a
+// backup of the same name queues and joins the feed once it runs.
+func TestSlowPublishHoldsNothingElse(t *testing.T) {
+	slow := slowPublisher{Registry: media.NewRegistry(media.RegistryConfig{}), release: make(chan struct{})}
+	sw := New(Config{Publisher: slow, Buffer: 64,
+		Policy: func(string) Policy { return Policy{ReconnectWindow: time.Second, FailoverAfter: time.Second} }}, prometheus.NewRegistry())
+	defer sw.Close()
+	tracks := []*media.Track{{ID: 0, Codec: &media.H264{SPS: []byte{0x67, 1}, PPS: []byte{0x68}}, ClockRate: 90000}}
+	first := make(chan error, 1)
+	go func() {
+		_, err := sw.Publish("live/slow", media.PublishInfo{SessionID: "slow"}, tracks)
+		first <- err
+	}()
+	waitFor(t, "the slow name's feed reserved", func() bool { _, ok := sw.Status("live/slow"); return ok })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := sw.Publish("live/other", media.PublishInfo{}, tracks); err != nil {
+			t.Errorf("another name: %v", err)
+		}
+		_ = sw.count(SourceSlate)
+		if _, err := sw.Publish("live/slow", media.PublishInfo{Backup: true}, tracks); err != nil {
+			t.Errorf("the slow name's backup: %v", err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a slow first publish held the other publishes")
+	}
+	close(slow.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the backup joined", func() bool { st, _ := sw.Status("live/slow"); return st.Backup && st.Primary })
+}
